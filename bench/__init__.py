@@ -1,0 +1,10 @@
+"""Benchmarks against peers, each printing ratios measured side by side in one run.
+
+``BENCHMARKS`` maps a name to a module exposing ``run(args) -> dict | list`` and,
+optionally, ``add_arguments(parser)``. ``saelab bench NAME --json`` runs one;
+``saelab bench all`` runs every one, prints a table and writes ``bench/results/NAME.json``.
+Peers run from their own virtual environment (``bench/.peers``, git-ignored), built on
+first use by ``bench.peers``.
+"""
+
+BENCHMARKS: dict[str, str] = {}

@@ -1,0 +1,76 @@
+"""``saelab bench NAME [--json]`` and ``saelab bench all``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from bench import BENCHMARKS
+
+    parser = sub.add_parser("bench", help="run benchmarks (ratios measured side by side in one run)")
+    names = parser.add_subparsers(dest="bench_name", metavar="NAME")
+    names.required = True
+    everything = names.add_parser("all", help="run every benchmark, print one table, write bench/results/")
+    everything.add_argument("--device", default="cpu", help="cpu or cuda")
+    everything.set_defaults(func=_run_all)
+    for name, module in BENCHMARKS.items():
+        p = names.add_parser(name, help=(importlib.import_module(module).__doc__ or "").strip().splitlines()[0])
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        p.add_argument("--device", default="cpu", help="cpu or cuda")
+        add = getattr(importlib.import_module(module), "add_arguments", None)
+        if add:
+            add(p)
+        p.set_defaults(func=_run_one, module=module)
+
+
+def _save(name: str, result, device: str) -> Path:
+    from sae.atomic import write_json
+
+    suffix = "" if device == "cpu" else f"_{device}"
+    path = RESULTS_DIR / f"{name}{suffix}.json"
+    write_json(path, {"kind": "bench", "schema_version": 1, "name": name, "result": result})
+    return path
+
+
+def _run_one(args: argparse.Namespace) -> int:
+    result = importlib.import_module(args.module).run(args)
+    _save(args.bench_name, result, args.device)
+    print(json.dumps(result, indent=2) if args.json else _table({args.bench_name: result}))
+    return 0
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    from bench import BENCHMARKS
+
+    results = {}
+    for name, module in BENCHMARKS.items():
+        parser = argparse.ArgumentParser()
+        add = getattr(importlib.import_module(module), "add_arguments", None)
+        if add:
+            add(parser)
+        ns = parser.parse_args([])
+        ns.device, ns.json, ns.bench_name = args.device, False, name
+        results[name] = importlib.import_module(module).run(ns)
+        _save(name, results[name], args.device)
+    print(_table(results))
+    return 0
+
+
+def _rows(result) -> list[dict]:
+    return result if isinstance(result, list) else [result]
+
+
+def _table(results: dict) -> str:
+    lines = []
+    for name, result in results.items():
+        for row in _rows(result):
+            cells = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                     if not isinstance(v, (dict, list))]
+            lines.append(f"{name:10s} " + "  ".join(cells))
+    return "\n".join(lines)

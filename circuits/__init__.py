@@ -1,0 +1,1 @@
+"""Circuit discovery: tasks, ground truths, baselines and the discrete-SAE finder."""

@@ -1,0 +1,96 @@
+"""Typed configs: frozen pydantic models read from YAML, with one-line errors.
+
+YAML is read with ``yaml.safe_load``, so a config can never construct Python objects.
+Unknown keys, wrong types and impossible values raise ``ConfigError`` naming the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sae.errors import ConfigError
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class FrozenConfig(BaseModel):
+    """Base for every saelab config: immutable, and unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+
+def describe_validation_error(err: ValidationError, source: str) -> str:
+    """The first problem in ``err`` as one line: ``source: key 'a.b': message``."""
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    where = f"key '{key}': " if key else ""
+    return f"{source}: {where}{msg}{more}"
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``["a.b=3", "c=x"]`` → ``{"a": {"b": 3}, "c": "x"}``; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r}: expected key=value")
+        key, raw = pair.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for k, v in over.items():
+        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: malformed YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def build_config(cls: type[C], data: dict[str, Any], source: str = "config") -> C:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(describe_validation_error(e, source)) from None
+    except ValueError as e:  # raised by model_post_init checks
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def load_config(cls: type[C], path: str | Path | None, overrides: list[str] | None = None) -> C:
+    """Read ``path`` (or start from defaults), apply ``key=value`` overrides, validate."""
+    data = read_yaml(path) if path is not None else {}
+    data = _merge(data, parse_overrides(overrides))
+    return build_config(cls, data, str(path) if path is not None else "config")

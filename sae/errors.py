@@ -1,0 +1,15 @@
+"""Errors a user can fix. The CLI prints their message as one line, never a traceback."""
+
+from __future__ import annotations
+
+
+class SaelabError(Exception):
+    """A problem with the user's input or environment, stated in one line."""
+
+    exit_code = 1
+
+
+class ConfigError(SaelabError):
+    """A config file or value is malformed, unknown or impossible."""
+
+    exit_code = 2

@@ -1,0 +1,134 @@
+"""Hook points: list them, validate them, and read activations at them.
+
+Names are TransformerLens names. Attention internals (``attn.hook_z/q/k/v``) are offered
+two ways: the bare name means all heads concatenated to ``n_heads * d_head`` (as
+attention-output SAEs use them), and ``name[h]`` means head ``h`` alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+from sae.errors import SaelabError
+
+BLOCK_HOOKS = (
+    "hook_resid_pre",
+    "hook_resid_mid",
+    "hook_resid_post",
+    "hook_attn_out",
+    "hook_mlp_out",
+    "mlp.hook_pre",
+    "mlp.hook_post",
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "attn.hook_z",
+)
+HEAD_HOOKS = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z")
+_NAME = re.compile(r"^blocks\.(\d+)\.(.+?)(?:\[(\d+)\])?$")
+_SHAPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """A validated hook point.
+
+    ``tl_name`` is the TransformerLens hook; ``head`` selects one head of a per-head hook
+    (None: all heads concatenated); ``shape`` is the per-token shape TransformerLens
+    gives (``(d,)`` or ``(n_heads, d_head)``); ``d_in`` the width of one row read here.
+    """
+
+    name: str
+    tl_name: str
+    layer: int
+    site: str
+    head: int | None
+    shape: tuple[int, ...]
+
+    @property
+    def per_head(self) -> bool:
+        return len(self.shape) == 2
+
+    @property
+    def d_in(self) -> int:
+        if not self.per_head:
+            return self.shape[0]
+        return self.shape[1] if self.head is not None else self.shape[0] * self.shape[1]
+
+    def read(self, act: torch.Tensor) -> torch.Tensor:
+        """``[..., *shape]`` activation → ``[..., d_in]`` rows for this hook point."""
+        if not self.per_head:
+            return act
+        if self.head is not None:
+            return act[..., self.head, :]
+        return act.flatten(-2)
+
+    def write(self, act: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``read``: put ``[..., d_in]`` rows back into a hook activation."""
+        if not self.per_head:
+            return rows
+        if self.head is not None:
+            out = act.clone()
+            out[..., self.head, :] = rows
+            return out
+        return rows.unflatten(-1, self.shape)
+
+
+def _probe_shapes(model) -> dict[str, tuple[int, ...]]:
+    """Per-token shapes of every block hook, read from a 2-token forward pass (memoised)."""
+    cached = _SHAPES.get(model)
+    if cached is not None:
+        return cached
+    available = set(model.hook_dict)
+    present = [name for layer in range(model.cfg.n_layers) for site in BLOCK_HOOKS
+               if (name := f"blocks.{layer}.{site}") in available]
+    device = next(model.parameters()).device
+    tokens = torch.zeros((1, 2), dtype=torch.long, device=device)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=present)
+    shapes = {name: tuple(cache[name].shape[2:]) for name in present if name in cache}
+    _SHAPES[model] = shapes
+    return shapes
+
+
+def list_hooks(model, per_head: bool = True) -> dict[str, tuple[int, ...]]:
+    """Every hook point saelab can read on ``model``, mapped to the row shape read there."""
+    out: dict[str, tuple[int, ...]] = {}
+    for name, shape in _probe_shapes(model).items():
+        if len(shape) == 2:
+            out[name] = (shape[0] * shape[1],)
+            if per_head:
+                for h in range(shape[0]):
+                    out[f"{name}[{h}]"] = (shape[1],)
+        else:
+            out[name] = shape
+    return out
+
+
+def resolve_hook(model, name: str) -> HookSpec:
+    """Validate ``name`` against ``model``; an unknown name gets the nearest valid ones."""
+    shapes = _probe_shapes(model)
+    match = _NAME.match(name)
+    tl_name = f"blocks.{match.group(1)}.{match.group(2)}" if match else name
+    if not match or tl_name not in shapes:
+        near = difflib.get_close_matches(name, list(list_hooks(model, per_head=False)), n=3, cutoff=0.5)
+        hint = f"; nearest: {', '.join(near)}" if near else ""
+        raise SaelabError(f"unknown hook point {name!r} for this model{hint}")
+    shape = shapes[tl_name]
+    head = int(match.group(3)) if match.group(3) is not None else None
+    if head is not None:
+        if len(shape) != 2:
+            raise SaelabError(f"hook point {tl_name!r} has no heads; drop the [{head}]")
+        if head >= shape[0]:
+            raise SaelabError(f"hook point {name!r}: head {head} out of range (the layer has {shape[0]} heads)")
+    return HookSpec(name=name, tl_name=tl_name, layer=int(match.group(1)), site=match.group(2),
+                    head=head, shape=shape)
+
+
+def hook_name(layer: int, site: str, head: int | None = None) -> str:
+    return f"blocks.{layer}.{site}" + (f"[{head}]" if head is not None else "")

@@ -1,0 +1,184 @@
+"""Load a language model as a TransformerLens ``TransformerBridge``, offline-safe.
+
+One path for every model: ``"organism"`` (the weights shipped in the ``organism``
+package), a local Hugging Face model directory, or a hub name (``gpt2``,
+``EleutherAI/pythia-70m``). A hub name that is neither cached nor reachable fails at
+once with one line instead of hanging in retries.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from sae.errors import SaelabError
+
+ORGANISM = "organism"
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+          "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def organism_dir() -> Path:
+    """The shipped organism weights, located without importing the organism package."""
+    spec = importlib.util.find_spec("organism")
+    if spec is None or not spec.submodule_search_locations:
+        raise SaelabError("the 'organism' package is not installed; reinstall saelab")
+    return Path(next(iter(spec.submodule_search_locations))) / "weights"
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise SaelabError(f"unknown dtype {dtype!r}; use one of {sorted(set(DTYPES))}") from None
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: ``kind`` is ``organism``, ``local`` or ``hub``."""
+
+    kind: str
+    location: str
+
+
+def resolve_source(name_or_dir: str | os.PathLike) -> ModelSource:
+    name = str(name_or_dir)
+    if name == ORGANISM:
+        path = organism_dir()
+        if not (path / "config.json").is_file():
+            raise SaelabError(f"the organism weights are missing from {path}; run 'saelab organism train'")
+        return ModelSource("organism", str(path))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise SaelabError(f"{path}: not a Hugging Face model directory (no config.json)")
+        return ModelSource("local", str(path))
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep + os.sep in name
+    if looks_like_path or path.exists():
+        raise SaelabError(f"{name}: no such model directory")
+    return ModelSource("hub", name)
+
+
+def _hub_endpoint() -> tuple[str, int]:
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    return url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub answers a TCP connect within ``timeout`` (DNS included)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection(_hub_endpoint(), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)  # getaddrinfo ignores socket timeouts
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _cached_on_disk(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
+        return False
+    hit = try_to_load_from_cache(repo_id, "config.json")
+    return isinstance(hit, str)
+
+
+def load_hf(source: ModelSource, dtype: torch.dtype):
+    """The Hugging Face causal LM and tokenizer behind ``source``, eager attention."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict = {}
+    if source.kind == "hub":
+        if _cached_on_disk(source.location):
+            kwargs["local_files_only"] = True
+        elif not hub_reachable():
+            raise SaelabError(
+                f"model {source.location!r} is not in the local Hugging Face cache and the hub is "
+                "unreachable (offline); download it once with network access or pass a local model directory"
+            )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            source.location, dtype=dtype, attn_implementation="eager", **kwargs
+        )
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SaelabError(f"cannot load model {source.location!r}: {first}") from None
+    return model.eval(), tokenizer
+
+
+def wrap(hf_model, tokenizer, name: str, device: str | torch.device = "cpu",
+         dtype: torch.dtype = torch.float32):
+    """Wrap an in-memory Hugging Face model in a ``TransformerBridge`` (no hub access)."""
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoTokenizer
+
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    hf_model = hf_model.to(device=device, dtype=dtype).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        if not tokenizer.name_or_path:
+            # TransformerLens re-reads the tokenizer from its path (to add BOS handling), so
+            # an in-memory tokenizer gets one for the duration of the boot.
+            tokenizer.save_pretrained(tmp)
+            tokenizer = AutoTokenizer.from_pretrained(tmp)
+        bridge = TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=tokenizer,
+                                                     device=device, dtype=dtype)
+    bridge.eval()
+    for p in bridge.parameters():
+        p.requires_grad_(False)
+    return bridge
+
+
+def load_model(name_or_dir: str | os.PathLike = ORGANISM, device: str | torch.device = "cpu",
+               dtype: str | torch.dtype = torch.float32):
+    """``(bridge, tokenizer)`` for the organism, a local model directory or a hub name.
+
+    Parameters are frozen (``requires_grad=False``); gradients with respect to
+    activations still flow, which is what gradient SAEs and attribution need.
+    """
+    dtype = parse_dtype(dtype)
+    source = resolve_source(name_or_dir)
+    hf_model, tokenizer = load_hf(source, dtype)
+    bridge = wrap(hf_model, tokenizer, source.location, device=device, dtype=dtype)
+    bridge.saelab_source = source
+    return bridge, tokenizer
+
+
+def random_model(hf_config, tokenizer, seed: int = 0, device: str | torch.device = "cpu",
+                 dtype: str | torch.dtype = torch.float32):
+    """A randomly initialised model built from a ``transformers`` config, wrapped like any other.
+
+    Lets tests and plumbing checks run GPT-2- or Pythia-shaped models with no weights.
+    """
+    from transformers import AutoModelForCausalLM
+
+    dtype = parse_dtype(dtype)
+    hf_config._attn_implementation = "eager"
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        setattr(hf_config, key, getattr(tokenizer, key))
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(hf_config, attn_implementation="eager")
+    name = f"random-{hf_config.model_type}"
+    bridge = wrap(model, tokenizer, name, device=device, dtype=dtype)
+    bridge.saelab_source = ModelSource("random", name)
+    return bridge, tokenizer

@@ -1,0 +1,59 @@
+"""The ``saelab`` command: one entry point whose subcommands live with their packages.
+
+Each entry of ``COMMANDS`` names a module exposing ``register(subparsers)``; those
+modules import only argparse at top level, so ``saelab --help`` stays instant and heavy
+imports (torch, transformers) happen inside the command that needs them.
+
+Errors a user can fix (``SaelabError``) print one line on stderr and exit non-zero;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from sae.errors import SaelabError
+
+COMMANDS: tuple[str, ...] = (
+    "organism.commands",
+    "bench.commands",
+    "saelab.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="saelab",
+        description="Sparse-autoencoder lab: train SAEs, explore features, find circuits, evaluate.",
+    )
+    from saelab import __version__
+
+    parser.add_argument("--version", action="version", version=f"saelab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in COMMANDS:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except SaelabError as e:
+        print(f"saelab: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("saelab: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
