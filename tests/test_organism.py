@@ -83,3 +83,33 @@ def test_frozen_circuits_are_reproduced_by_their_script(organism):
                 assert fresh[key]["effects"][table][node] == pytest.approx(value, abs=0.01), (table, node)
         assert {(e["sender"], e["receiver"], e["input"]) for e in fresh[key]["edges"]} == \
             {(e["sender"], e["receiver"], e["input"]) for e in frozen[key]["edges"]}
+
+
+def test_training_is_deterministic_from_a_seed(tmp_path):
+    from safetensors.torch import load_file
+
+    from organism.train import OrganismConfig, train
+
+    cfg = OrganismConfig(n_layers=2, n_heads=2, d_model=16, n_ctx=32, seq_len=16, batch_size=4, steps=6,
+                         warmup_steps=2)
+    for run in ("a", "b"):
+        train(cfg, tmp_path / run, progress=False)
+    train(cfg.model_copy(update={"seed": 1}), tmp_path / "c", progress=False)
+    a, b, c = (load_file(tmp_path / r / "model.safetensors") for r in "abc")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert (tmp_path / "a" / "tokenizer.json").is_file() and (tmp_path / "a" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "saelab", "demo", "--out", str(tmp_path / "demo")],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "IOI (held-out names): accuracy" in result.stdout
+    assert "circuit alone recovers" in result.stdout
+    assert json.loads((tmp_path / "demo" / "organism_eval.json").read_text())["ioi_accuracy"] >= 0.95
