@@ -7,4 +7,6 @@ Peers run from their own virtual environment (``bench/.peers``, git-ignored), bu
 first use by ``bench.peers``.
 """
 
-BENCHMARKS: dict[str, str] = {}
+BENCHMARKS: dict[str, str] = {
+    "harvest": "bench.harvest",
+}

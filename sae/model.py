@@ -105,7 +105,10 @@ def _cached_on_disk(repo_id: str) -> bool:
 def load_hf(source: ModelSource, dtype: torch.dtype):
     """The Hugging Face causal LM and tokenizer behind ``source``, eager attention."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # one line per problem on stderr, not loading bars
+    hf_logging.set_verbosity_error()
     kwargs: dict = {}
     if source.kind == "hub":
         if _cached_on_disk(source.location):

@@ -19,6 +19,7 @@ from sae.errors import SaelabError
 
 COMMANDS: tuple[str, ...] = (
     "organism.commands",
+    "sae.cli_cache",
     "bench.commands",
     "saelab.demo",
 )

@@ -19,6 +19,17 @@ def organism():
 
 
 @pytest.fixture(scope="session")
+def hf_organism():
+    """A separate plain Hugging Face copy of the organism: an independent reference, since
+    the bridge wraps the modules of its own copy."""
+    from transformers import GPT2LMHeadModel
+
+    from sae.model import organism_dir
+
+    return GPT2LMHeadModel.from_pretrained(organism_dir(), attn_implementation="eager").eval()
+
+
+@pytest.fixture(scope="session")
 def organism_tokenizer():
     from organism.tokenizer import build_tokenizer
 

@@ -54,3 +54,29 @@ def test_train_refuses_to_overwrite_weights(capsys, tmp_path):
     err = _one_line_error(capsys, ["organism", "train", "--out", str(tmp_path)], 1)
     assert "--force" in err
     assert (tmp_path / "model.safetensors").read_bytes() == b"x"
+
+
+def test_cache_command_writes_a_cache(capsys, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("hooks: [blocks.0.hook_resid_post, blocks.1.attn.hook_z]\nn_tokens: 3000\ncontext_size: 32\n")
+    assert main(["cache", str(cfg), "--out", str(tmp_path / "cache"), "--quiet"]) == 0
+    assert "rows" in capsys.readouterr().out
+    assert (tmp_path / "cache" / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message", "code"),
+    [
+        ("hooks: [blocks.0.hook_resid_pots]\nn_tokens: 100\n", "nearest: blocks.0.hook_resid_post", 1),
+        ("hooks: [blocks.0.hook_resid_post]\nn_tokens: -5\n", "key 'n_tokens'", 2),
+        ("hooks: [blocks.0.hook_resid_post]\ncontext_size: 999\n", "longer than the model's context", 1),
+        ("hooks: []\n", "key 'hooks'", 2),
+        ("hooks: [blocks.0.hook_resid_post]\nsource: {kind: local, path: /nonexistent}\n", "no such file", 1),
+    ],
+)
+def test_cache_command_bad_configs(capsys, tmp_path, yaml_text, message, code):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml_text)
+    err = _one_line_error(capsys, ["cache", str(cfg), "--out", str(tmp_path / "cache"), "--quiet"], code)
+    assert message in err
+    assert not (tmp_path / "cache" / "manifest.json").exists()

@@ -35,12 +35,12 @@ def test_organism_loads_with_gpt2_hooks(organism):
     assert model.saelab_source.kind == "organism"
 
 
-def test_organism_bridge_matches_hugging_face(organism):
+def test_organism_bridge_matches_hugging_face(organism, hf_organism):
     model, tokenizer = organism
     tokens = torch.tensor([[tokenizer.bos_token_id] + tokenizer.encode("When John and Mary went to the store")])
     with torch.no_grad():
         ours = model(tokens)
-        ref = model.original_model(tokens).logits
+        ref = hf_organism(tokens).logits
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
 
 

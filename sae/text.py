@@ -1,0 +1,183 @@
+"""Text sources, and their packing into fixed-length token rows that start with BOS.
+
+Three kinds of source, one stream interface:
+
+- ``organism``: the organism's generated corpus (the default), seeded;
+- ``local``: a file or directory of ``.txt``, ``.jsonl``/``.json`` (a text field) or
+  ``.parquet`` files, read through Hugging Face ``datasets`` in streaming mode;
+- ``hub``: a hub dataset name, streamed (needs network or a local cache);
+- ``tokens``: a pre-tokenized dataset (a ``datasets.save_to_disk`` directory or parquet
+  files) whose ``tokens`` column holds rows at least ``context_size`` long; rows are cut
+  to ``context_size`` and used as they are (they should already start with BOS).
+
+Documents are tokenized, each preceded by BOS, concatenated and cut into rows of
+``context_size`` tokens; a row that does not begin on a document boundary gets a BOS
+prepended, so every row starts with BOS, like the model saw in training. BOS positions
+carry no information about the text and are excluded from harvesting downstream.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from sae.config import FrozenConfig
+from sae.errors import SaelabError
+
+LOCAL_FORMATS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+class TextSource(FrozenConfig):
+    """Where the text comes from."""
+
+    kind: Literal["organism", "local", "hub", "tokens"] = Field("organism", description="Source type.")
+    path: str | None = Field(None, description="Local file or directory (kind=local) or hub dataset name (kind=hub).")
+    text_field: str = Field("text", description="Column holding the text (jsonl, parquet, hub), "
+                            "or the token ids (kind=tokens; default 'tokens' there).")
+    split: str = Field("train", description="Dataset split (hub).")
+    config_name: str | None = Field(None, description="Hub dataset configuration name, if any.")
+
+    def describe(self) -> dict:
+        return self.model_dump()
+
+
+def _local_files(path: Path) -> tuple[str, list[str]]:
+    if not path.exists():
+        raise SaelabError(f"dataset {path}: no such file or directory")
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = [p for p in files if p.suffix in LOCAL_FORMATS]
+    if not files:
+        raise SaelabError(f"dataset {path}: no .txt, .jsonl, .json or .parquet files")
+    formats = {LOCAL_FORMATS[p.suffix] for p in files}
+    if len(formats) > 1:
+        raise SaelabError(f"dataset {path}: mixes formats {sorted(formats)}; use one kind of file")
+    return formats.pop(), [str(p) for p in files]
+
+
+def _dataset_texts(dataset, field: str, where: str) -> Iterator[str]:
+    empty = True
+    try:
+        for record in dataset:
+            if field not in record:
+                raise SaelabError(f"dataset {where}: no text field {field!r} (fields: {sorted(record)})")
+            text = record[field]
+            if not isinstance(text, str):
+                raise SaelabError(f"dataset {where}: field {field!r} holds {type(text).__name__}, not text")
+            empty = False
+            if text:
+                yield text
+    except UnicodeDecodeError:
+        raise SaelabError(f"dataset {where}: not UTF-8 text") from None
+    if empty:
+        raise SaelabError(f"dataset {where}: empty (no records)")
+
+
+def _local_texts(source: TextSource) -> Iterator[str]:
+    if not source.path:
+        raise SaelabError("text source kind=local needs a path")
+    fmt, files = _local_files(Path(source.path).expanduser())
+    if fmt == "text":  # plain text: one document per file, decoded strictly
+        for name in files:
+            try:
+                text = Path(name).read_bytes().decode("utf-8")
+            except UnicodeDecodeError:
+                raise SaelabError(f"dataset {name}: not UTF-8 text") from None
+            if text.strip():
+                yield text
+        return
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        ds = datasets.load_dataset(fmt, data_files=files, split="train", streaming=True)
+    except Exception as e:  # datasets raises many types for unreadable files
+        raise SaelabError(f"dataset {source.path}: cannot read ({type(e).__name__}: {str(e)[:120]})") from None
+    yield from _dataset_texts(ds, source.text_field, source.path)
+
+
+def _hub_texts(source: TextSource) -> Iterator[str]:
+    from sae.model import hub_reachable
+
+    if not source.path:
+        raise SaelabError("text source kind=hub needs a dataset name in 'path'")
+    if not hub_reachable():
+        raise SaelabError(f"dataset {source.path!r}: the hub is unreachable (offline); use a local copy (kind=local)")
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(source.path, source.config_name, split=source.split, streaming=True)
+    except Exception as e:
+        raise SaelabError(f"dataset {source.path!r}: cannot load ({type(e).__name__}: {str(e)[:120]})") from None
+    yield from _dataset_texts(ds, source.text_field, source.path)
+
+
+def iter_texts(source: TextSource, seed: int = 0) -> Iterator[str]:
+    """Documents from ``source``; the organism corpus is seeded, files are read in order."""
+    if source.kind == "organism":
+        # The corpus generator lives with the organism; it is imported only when the
+        # organism source is asked for, so ``sae`` keeps no import of ``organism``.
+        from organism.corpus import documents
+
+        return documents(seed)
+    if source.kind == "local":
+        return _local_texts(source)
+    return _hub_texts(source)
+
+
+def pack_rows(texts: Iterator[str], tokenizer, context_size: int, chunk: int = 256) -> Iterator[list[int]]:
+    """Rows of exactly ``context_size`` token ids, each starting with BOS."""
+    if context_size < 2:
+        raise SaelabError("context_size must be at least 2")
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if bos is None:
+        raise SaelabError("the tokenizer has neither a BOS nor an EOS token to start rows with")
+    carry: list[int] = []
+    while True:
+        docs = list(itertools.islice(texts, chunk))
+        if not docs:
+            return
+        stream = carry
+        for ids in tokenizer(docs, add_special_tokens=False)["input_ids"]:
+            stream.append(bos)
+            stream.extend(ids)
+        start = 0
+        while len(stream) - start >= context_size:
+            yield stream[start : start + context_size]
+            start += context_size
+            if start < len(stream) and stream[start] != bos:
+                start -= 1  # reuse one slot for the BOS that starts the next row
+                stream[start] = bos
+        carry = stream[start:]
+
+
+def iter_token_rows(source: TextSource, context_size: int, chunk: int = 1024) -> Iterator[list[int]]:
+    """Rows of a pre-tokenized dataset, cut to ``context_size``."""
+    import datasets
+
+    if not source.path:
+        raise SaelabError("text source kind=tokens needs a path")
+    path = Path(source.path).expanduser()
+    field = source.text_field if source.text_field != "text" else "tokens"
+    try:
+        if path.is_dir() and (path / "dataset_info.json").exists():
+            ds = datasets.load_from_disk(str(path))
+        else:
+            _, files = _local_files(path)
+            ds = datasets.load_dataset("parquet", data_files=files, split="train")
+    except SaelabError:
+        raise
+    except Exception as e:
+        raise SaelabError(f"dataset {path}: cannot read ({type(e).__name__}: {str(e)[:120]})") from None
+    if field not in ds.column_names:
+        raise SaelabError(f"dataset {path}: no token column {field!r} (columns: {ds.column_names})")
+    if len(ds) == 0:
+        raise SaelabError(f"dataset {path}: empty (no records)")
+    for lo in range(0, len(ds), chunk):
+        for row in ds[lo : lo + chunk][field]:
+            if len(row) < context_size:
+                raise SaelabError(f"dataset {path}: a row has {len(row)} tokens, fewer than context_size {context_size}")
+            yield list(row[:context_size])
