@@ -187,6 +187,9 @@ class CachedStore(ActivationStore):
     def norm_stats(self, hook: str) -> float:
         return self.manifest["hooks"][hook]["norm_sum"] / max(self.rows, 1)
 
+    def count_rows(self) -> int:
+        return self.rows
+
     def _blocks(self) -> Iterator[_Rows]:
         gen = torch.Generator().manual_seed(self.seed + 7919)
         shards = [self.manifest["shards"][i] for i in torch.randperm(len(self.manifest["shards"]), generator=gen)]

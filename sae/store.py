@@ -130,25 +130,28 @@ class _Rows:
 
 def batched(rows: Iterator[_Rows], batch_size: int, hooks: list[str], with_grads: bool,
             skip_rows: int = 0) -> Iterator[ActivationBatch]:
-    """Re-cut a stream of row blocks into batches of ``batch_size``, after skipping rows."""
-    pending: list[_Rows] = []
-    count = 0
+    """Re-cut a stream of row blocks into batches of ``batch_size``, after skipping rows.
+
+    Batches are views into the current block; only a partial remainder is ever copied.
+    """
+    current: _Rows | None = None
+    offset = 0
     for block in rows:
         if skip_rows:
             drop = min(skip_rows, len(block))
             block, skip_rows = block.take(slice(drop, None)), skip_rows - drop
         if len(block) == 0:
             continue
-        pending.append(block)
-        count += len(block)
-        while count >= batch_size:
-            merged = _Rows({k: [p.data[k] for p in pending] for k in pending[0].data})
-            yield merged.take(slice(0, batch_size)).batch(hooks, with_grads)
-            rest = merged.take(slice(batch_size, None))
-            pending, count = ([rest] if len(rest) else []), len(rest)
-    if count:
-        merged = _Rows({k: [p.data[k] for p in pending] for k in pending[0].data})
-        yield merged.batch(hooks, with_grads)
+        if current is None or offset >= len(current):
+            current, offset = block, 0
+        else:
+            rest = current.take(slice(offset, None))
+            current, offset = _Rows({k: [rest.data[k], block.data[k]] for k in block.data}), 0
+        while len(current) - offset >= batch_size:
+            yield current.take(slice(offset, offset + batch_size)).batch(hooks, with_grads)
+            offset += batch_size
+    if current is not None and offset < len(current):
+        yield current.take(slice(offset, None)).batch(hooks, with_grads)
 
 
 class ActivationStore(abc.ABC):
@@ -175,6 +178,9 @@ class ActivationStore(abc.ABC):
     @abc.abstractmethod
     def batches(self, batch_size: int, skip_rows: int = 0) -> Iterator[ActivationBatch]: ...
 
+    @abc.abstractmethod
+    def count_rows(self) -> int: ...
+
 
 class StreamingStore(ActivationStore):
     """Harvests on the fly into a mixing buffer; nothing touches the disk."""
@@ -190,9 +196,16 @@ class StreamingStore(ActivationStore):
         self.progress = progress
         self.norm_batches = norm_batches
         self._norms: dict[str, float] | None = None
+        self._rows: int | None = None
 
     def d_in(self, hook: str) -> int:
         return self.harvester.d_in(hook)
+
+    def count_rows(self) -> int:
+        """Rows the stream will yield (tokenizes the budget; no forward pass)."""
+        if self._rows is None:
+            self._rows = sum(int(self.harvester.mask(t).sum()) for t in token_batches(self.cfg, self.tokenizer))
+        return self._rows
 
     def norm_stats(self, hook: str) -> float:
         """Mean row norm over the first ``norm_batches`` forward passes of the stream."""
