@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from circuits.ablation import MeanAblator
 from circuits.tasks import greater_than, ioi
 from circuits.tasks.base import TaskBatch
 from organism.path_patching import (
@@ -37,8 +38,6 @@ from organism.path_patching import (
     Receiver,
     path_patch,
     run_caches,
-    run_with_ablation,
-    template_means,
 )
 
 # One threshold for every criterion: a path carries at least 1% of the clean metric.
@@ -104,15 +103,12 @@ def _attention(model, batch: TaskBatch, query: str, key: str | torch.Tensor) -> 
 def _faithfulness(model, batch: TaskBatch, circuit: set[Node], all_nodes: set[Node], metric: Metric) -> dict:
     """Circuit alone (the rest mean-ablated over the corrupted distribution) and circuit
     ablated, each as a fraction of the full model's metric."""
-    names_z = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
-    names_mlp = [f"blocks.{layer}.hook_mlp_out" for layer in range(model.cfg.n_layers)]
-    _, corrupt = model.run_with_cache(batch.corrupt_tokens, names_filter=names_z + names_mlp)
-    means_z = [template_means(batch, corrupt[n]) for n in names_z]
-    means_mlp = [template_means(batch, corrupt[n]) for n in names_mlp]
-    full = _mean(metric(model(batch.tokens), batch))
-    alone = _mean(run_with_ablation(model, batch, means_z, means_mlp, all_nodes - circuit, metric))
-    ablated = _mean(run_with_ablation(model, batch, means_z, means_mlp, circuit, metric))
-    nothing = _mean(run_with_ablation(model, batch, means_z, means_mlp, all_nodes, metric))
+    ablator = MeanAblator(model, batch, metric)
+    as_key = lambda n: (n.layer, n.head)  # noqa: E731
+    full = ablator.full
+    alone = ablator.run(as_key(n) for n in all_nodes - circuit)
+    ablated = ablator.run(as_key(n) for n in circuit)
+    nothing = ablator.run(as_key(n) for n in all_nodes)
     return {
         "full_model_metric": full,
         "circuit_only_metric": alone,

@@ -165,34 +165,3 @@ def path_patch(
 
     logits = model.run_with_hooks(batch.tokens, fwd_hooks=[(n, patch_receivers(n)) for n in capture_names])
     return metric(logits, batch)
-
-
-def template_means(batch: TaskBatch, acts: torch.Tensor) -> torch.Tensor:
-    """Each prompt's activation replaced by the mean over prompts of its template
-    (position-wise), i.e. the mean-ablation values for this batch."""
-    out = torch.empty_like(acts)
-    for t in batch.template_ids.unique():
-        sel = batch.template_ids == t
-        out[sel] = acts[sel].mean(0, keepdim=True)
-    return out
-
-
-@torch.no_grad()
-def run_with_ablation(
-    model, batch: TaskBatch, means_z: list[torch.Tensor], means_mlp: list[torch.Tensor],
-    ablate: set[Node], metric: Metric,
-) -> torch.Tensor:
-    """The metric with the nodes in ``ablate`` replaced by their mean activations."""
-    hooks = []
-    for layer in range(model.cfg.n_layers):
-        heads = [n.head for n in ablate if not n.is_mlp and n.layer == layer]
-        if heads:
-            def head_hook(act, hook, heads=heads, mean=means_z[layer]):  # noqa: ARG001
-                out = act.clone()
-                out[:, :, heads] = mean[:, :, heads].to(act.dtype)
-                return out
-
-            hooks.append((z_hook(layer), head_hook))
-        if Node(layer) in ablate:
-            hooks.append((mlp_hook(layer), _replace(means_mlp[layer])))
-    return metric(model.run_with_hooks(batch.tokens, fwd_hooks=hooks), batch)

@@ -2,23 +2,31 @@
 
 Layout of ``cache_dir``::
 
-    manifest.json                     spec, per-hook d_in and norm sums, shards with checksums
-    shards/00000.<hook>.npy           [rows, d_in] (bf16 stored as its uint16 bit pattern)
+    manifest.json                     spec, model fingerprint, per-hook d_in and norm
+                                      statistics, shards with row counts and checksums
+    shards/00000.<hook>.npy           [rows, d_in] (bf16 stored as its 16-bit pattern)
     shards/00000.<hook>.grad.npy      gradients, when harvested
 
-A shard holds the rows of ``shard_batches`` consecutive forward passes, permuted with a
-seed derived from the config and the shard index. Shards and then the manifest are
-written atomically, so a killed job leaves a manifest that lists only complete shards;
-running it again skips the token batches those shards cover (the stream is a pure
-function of the config) and writes the rest, giving the same rows and checksums as an
-uninterrupted run. Reads are memory-mapped ``.npy`` files (never pickled), so a cache
-larger than RAM streams with bounded memory.
+Writing: a shard holds the rows of ``shard_batches`` consecutive forward passes, permuted
+with a seed derived from the config and the shard index. Shard files and then the manifest
+are written atomically (temporary file, then rename), so a killed job leaves a manifest
+that lists only complete shards; running it again skips the token batches those shards
+cover (the token stream is a pure function of the config) and writes the rest, giving the
+same rows and checksums as an uninterrupted run. The manifest records a fingerprint of the
+model's weights, so a cache is never finished, or read for training, with other weights.
+
+Reading: shards are taken in a seeded random order, ``mix_shards`` at a time; each block
+joins one contiguous slice of every shard of the group (sequential reads of pages of
+memory-mapped ``.npy`` files, never pickled) and permutes it. Since each shard is already a
+random permutation of thousands of sequences, rows adjacent in a batch come from different
+sequences, and memory stays bounded by a few blocks however large the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +36,12 @@ import torch
 
 from sae.atomic import atomic_path, write_json
 from sae.errors import SaelabError
-from sae.store import ActivationBatch, ActivationStore, StoreConfig, _Rows, batched, load_for, token_batches
+from sae.store import (ActivationBatch, ActivationStore, Block, StoreConfig, batched, concat, cut, load_for, take,
+                       token_batches)
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+BLOCK_ROWS = 16_384  # rows per read block (memory per block: BLOCK_ROWS x total width)
 
 
 def _safe(hook: str) -> str:
@@ -47,8 +57,28 @@ def _sha256(path: Path) -> str:
 
 
 def _spec(cfg: StoreConfig) -> dict:
-    """What determines the cache's content (not where it lives)."""
+    """What determines the cache's content (not where it lives or how it is read)."""
     return cfg.model_dump(exclude={"cache_dir", "device", "buffer_rows"})
+
+
+def model_fingerprint(model) -> str:
+    """A digest of the weights: names, shapes, dtypes and a strided sample of exact values.
+
+    Cheap on any model size and on any device (no reductions, so no device-dependent
+    rounding); it tells retrained or other weights apart, but is not meant to resist
+    deliberate collisions.
+    """
+    digest = hashlib.sha256()
+    module = getattr(model, "original_model", model)
+    with torch.no_grad():
+        for name, p in sorted(module.state_dict().items()):
+            if not torch.is_tensor(p) or not p.is_floating_point():
+                continue
+            flat = p.detach().flatten()
+            sample = flat[:: max(1, flat.numel() // 4096)][:4096].float().cpu()
+            digest.update(f"{name}|{tuple(p.shape)}|{p.dtype}|".encode())
+            digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -59,8 +89,21 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def _from_numpy(a: np.ndarray, dtype: str) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(a))
-    return t.view(torch.bfloat16) if dtype == "bfloat16" else t
+    if dtype == "bfloat16":
+        return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    """The array shape from a ``.npy`` header, without mapping the file; checks its length."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = reader(f)
+        offset = f.tell()
+    if path.stat().st_size != offset + math.prod(shape) * dtype.itemsize:
+        raise ValueError("truncated")
+    return tuple(shape)
 
 
 def read_manifest(cache_dir: str | Path) -> dict | None:
@@ -71,13 +114,26 @@ def read_manifest(cache_dir: str | Path) -> dict | None:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise SaelabError(f"{path}: not a valid cache manifest (corrupt JSON)") from None
-    if manifest.get("kind") != "activation_cache":
+    if not isinstance(manifest, dict) or manifest.get("kind") != "activation_cache":
         raise SaelabError(f"{path}: not an activation-cache manifest")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise SaelabError(f"{path}: cache schema version {manifest.get('schema_version')}, this saelab reads "
+                          f"{SCHEMA_VERSION}; rebuild the cache")
     return manifest
 
 
+def _check_model(root: Path, manifest: dict, fingerprint: str) -> None:
+    if manifest.get("model_fingerprint") != fingerprint:
+        raise SaelabError(f"{root} was harvested from other weights of model {manifest['model']!r} "
+                          "(fingerprint differs); delete it or choose another cache_dir")
+
+
 def write_cache(cfg: StoreConfig, model=None, tokenizer=None, progress: bool = True) -> dict:
-    """Build (or finish) the cache described by ``cfg``; returns its manifest."""
+    """Build (or finish) the cache described by ``cfg``; returns its manifest.
+
+    A complete cache is returned as it is; its model fingerprint is checked when a model
+    is given (with no model, nothing is loaded).
+    """
     from sae.harvest import Harvester
     from sae.progress import token_bar
 
@@ -92,62 +148,66 @@ def write_cache(cfg: StoreConfig, model=None, tokenizer=None, progress: bool = T
             raise SaelabError(f"{root} holds a different cache (differs in {', '.join(diff)}); "
                               "choose another cache_dir")
         if manifest["complete"]:
+            if model is not None:
+                _check_model(root, manifest, model_fingerprint(model))
             return manifest
     model, tokenizer = load_for(cfg, model, tokenizer)
     harvester = Harvester(model, tokenizer, cfg.hooks, with_grads=cfg.with_grads, dtype=cfg.dtype)
+    fingerprint = model_fingerprint(model)
     if manifest is None:
         manifest = {
             "kind": "activation_cache", "schema_version": SCHEMA_VERSION, "spec": spec,
-            "model": cfg.model, "hooks": {h: {"d_in": harvester.d_in(h), "norm_sum": 0.0} for h in harvester.hooks},
-            "dtype": cfg.dtype, "rows": 0, "shards": [], "complete": False,
+            "model": cfg.model, "model_fingerprint": fingerprint,
+            "hooks": {h: {"d_in": harvester.d_in(h), "norm_sum": 0.0, "mean_norm": 0.0} for h in harvester.hooks},
+            "dtype": cfg.dtype, "with_grads": cfg.with_grads, "rows": 0, "shards": [], "complete": False,
         }
+    else:
+        _check_model(root, manifest, fingerprint)
     (root / "shards").mkdir(parents=True, exist_ok=True)
     for stale in (root / "shards").glob(".*.tmp"):  # left by a killed writer
         stale.unlink(missing_ok=True)
 
     done = len(manifest["shards"])
     total = cfg.n_sequences * cfg.context_size
+    per_shard = cfg.shard_batches * cfg.lm_batch_size * cfg.context_size
     stream = token_batches(cfg, tokenizer, skip_batches=done * cfg.shard_batches)
-    with token_bar(total, "cache", progress, initial=min(total, done * cfg.shard_batches * cfg.lm_batch_size
-                                                          * cfg.context_size)) as bar:
+    with token_bar(total, "cache", progress, initial=min(total, done * per_shard)) as bar:
         while True:
-            parts: dict[str, list[torch.Tensor]] = {}
+            blocks: list[Block] = []
             for _, tokens in zip(range(cfg.shard_batches), stream):
-                got = harvester(tokens)
-                for h in harvester.hooks:
-                    parts.setdefault(h, []).append(got.acts[h])
-                    if got.grads is not None:
-                        parts.setdefault(f"{h}.grad", []).append(got.grads[h])
+                blocks.append(harvester(tokens).block())
                 bar.update(tokens.numel())
-            if not parts:
+            if not blocks:
                 break
-            _write_shard(root, manifest, len(manifest["shards"]), _Rows(parts), cfg)
+            _write_shard(root, manifest, len(manifest["shards"]), concat(blocks), cfg)
     manifest["complete"] = True
     write_json(root / MANIFEST, manifest)
     return manifest
 
 
-def _write_shard(root: Path, manifest: dict, index: int, rows: _Rows, cfg: StoreConfig) -> None:
+def _write_shard(root: Path, manifest: dict, index: int, rows: Block, cfg: StoreConfig) -> None:
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
-    rows = rows.take(torch.randperm(len(rows), generator=gen))
+    n = next(iter(rows.values())).shape[0]
+    rows = take(rows, torch.randperm(n, generator=gen))
     files = {}
-    for key, tensor in rows.data.items():
+    for key, tensor in rows.items():
         name = f"shards/{index:05d}.{_safe(key)}.npy"
         with atomic_path(root / name) as tmp:
             with open(tmp, "wb") as f:
                 np.lib.format.write_array(f, _to_numpy(tensor), allow_pickle=False)
         files[key] = {"path": name, "sha256": _sha256(root / name)}
-    for h in manifest["hooks"]:
-        manifest["hooks"][h]["norm_sum"] += float(rows.data[h].float().norm(dim=-1).sum())
-    manifest["shards"].append({"index": index, "rows": len(rows), "files": files})
-    manifest["rows"] += len(rows)
+    manifest["shards"].append({"index": index, "rows": n, "files": files})
+    manifest["rows"] += n
+    for h, meta in manifest["hooks"].items():
+        meta["norm_sum"] += float(rows[h].float().norm(dim=-1).sum())
+        meta["mean_norm"] = meta["norm_sum"] / manifest["rows"]
     write_json(root / MANIFEST, manifest)
 
 
 class CachedStore(ActivationStore):
-    """Reads a complete cache; batches mix rows across ``mix_shards`` shards at a time."""
+    """Reads a complete cache; see the module docstring for the read order."""
 
-    def __init__(self, cache_dir: str | Path, verify: bool = True, mix_shards: int = 4):
+    def __init__(self, cache_dir: str | Path, verify: bool = True, mix_shards: int = 8):
         self.root = Path(cache_dir)
         manifest = read_manifest(self.root)
         if manifest is None:
@@ -158,9 +218,8 @@ class CachedStore(ActivationStore):
         self.hooks = list(manifest["hooks"])
         self.with_grads = bool(manifest["spec"].get("with_grads"))
         self.seed = manifest["spec"]["seed"]
-        self.mix_shards = mix_shards
+        self.mix_shards = max(1, mix_shards)
         self.rows = manifest["rows"]
-        self._arrays: dict[tuple[int, str], np.ndarray] = {}
         self._check(verify)
 
     def _check(self, verify: bool) -> None:
@@ -170,16 +229,15 @@ class CachedStore(ActivationStore):
                 if not path.is_file():
                     raise SaelabError(f"{self.root}: shard file {meta['path']} is missing")
                 try:
-                    arr = np.load(path, mmap_mode="r", allow_pickle=False)
-                except ValueError:
+                    shape = _npy_shape(path)
+                except (ValueError, OSError, SyntaxError):
                     raise SaelabError(f"{self.root}: shard file {meta['path']} is not a valid array") from None
-                hook = key.removesuffix(".grad")
-                if arr.shape != (shard["rows"], self.manifest["hooks"][hook]["d_in"]):
+                expected = (shard["rows"], self.manifest["hooks"][key.removesuffix(".grad")]["d_in"])
+                if shape != expected:
                     raise SaelabError(f"{self.root}: shard file {meta['path']} disagrees with the manifest "
-                                      f"(shape {arr.shape}, expected {(shard['rows'], self.manifest['hooks'][hook]['d_in'])})")
+                                      f"(shape {shape}, expected {expected})")
                 if verify and _sha256(path) != meta["sha256"]:
                     raise SaelabError(f"{self.root}: shard file {meta['path']} is corrupt (checksum mismatch)")
-                self._arrays[(shard["index"], key)] = arr
 
     def d_in(self, hook: str) -> int:
         return self.manifest["hooks"][hook]["d_in"]
@@ -190,36 +248,42 @@ class CachedStore(ActivationStore):
     def count_rows(self) -> int:
         return self.rows
 
-    def _blocks(self) -> Iterator[_Rows]:
+    def _plan(self) -> Iterator[list[tuple[dict, int, int]]]:
+        """Blocks, each a list of ``(shard, lo, hi)`` slices, one per shard of a group."""
         gen = torch.Generator().manual_seed(self.seed + 7919)
         shards = [self.manifest["shards"][i] for i in torch.randperm(len(self.manifest["shards"]), generator=gen)]
-        keys = list(shards[0]["files"]) if shards else []
-        dtype = self.manifest["dtype"]
         for start in range(0, len(shards), self.mix_shards):
             group = shards[start : start + self.mix_shards]
-            sizes = [s["rows"] for s in group]
-            offsets = np.cumsum([0] + sizes)
-            perm = torch.randperm(int(offsets[-1]), generator=gen).numpy()
-            chunk = 8192
-            for lo in range(0, len(perm), chunk):
-                picks = perm[lo : lo + chunk]
-                which = np.searchsorted(offsets, picks, side="right") - 1
-                data = {}
-                for key in keys:
-                    out = np.empty((len(picks), self._arrays[(group[0]["index"], key)].shape[1]),
-                                   dtype=self._arrays[(group[0]["index"], key)].dtype)
-                    for g, shard in enumerate(group):
-                        sel = which == g
-                        if sel.any():
-                            local = picks[sel] - offsets[g]
-                            order = np.argsort(local)
-                            rows = self._arrays[(shard["index"], key)][local[order]]
-                            dest = np.flatnonzero(sel)[order]
-                            out[dest] = rows
-                    data[key] = _from_numpy(out, dtype)
-                block = _Rows({})
-                block.data = data
-                yield block
+            steps = max(1, math.ceil(sum(s["rows"] for s in group) / BLOCK_ROWS))
+            sizes = [math.ceil(s["rows"] / steps) for s in group]
+            for j in range(steps):
+                yield [(s, min(j * k, s["rows"]), min((j + 1) * k, s["rows"])) for s, k in zip(group, sizes)]
+
+    def _blocks(self, skip_rows: int) -> Iterator[Block]:
+        """Permuted blocks after ``skip_rows`` rows; blocks wholly skipped are not read."""
+        keys = list(self.manifest["shards"][0]["files"]) if self.manifest["shards"] else []
+        dtype = self.manifest["dtype"]
+        maps: dict[tuple[int, str], np.ndarray] = {}
+        for number, plan in enumerate(self._plan()):
+            n = sum(hi - lo for _, lo, hi in plan)
+            if skip_rows >= n:
+                skip_rows -= n
+                continue
+            wanted = {(s["index"], key) for s, _, _ in plan for key in keys}
+            for stale in set(maps) - wanted:  # keep only the current group's files mapped
+                del maps[stale]
+            data = {}
+            for key in keys:
+                parts = []
+                for s, lo, hi in plan:
+                    if (s["index"], key) not in maps:
+                        maps[(s["index"], key)] = np.load(self.root / s["files"][key]["path"], mmap_mode="r",
+                                                          allow_pickle=False)
+                    parts.append(maps[(s["index"], key)][lo:hi])
+                data[key] = _from_numpy(np.concatenate(parts), dtype)
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + 104_729 + number))
+            yield cut(take(data, perm), skip_rows, n)
+            skip_rows = 0
 
     def batches(self, batch_size: int, skip_rows: int = 0) -> Iterator[ActivationBatch]:
-        return batched(self._blocks(), batch_size, self.hooks, self.with_grads, skip_rows)
+        return batched(self._blocks(skip_rows), batch_size, self.hooks, self.with_grads)

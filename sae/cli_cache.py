@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from sae.cache import write_cache
     from sae.config import load_config
     from sae.errors import ConfigError
-    from sae.store import StoreConfig
+    from sae.store import StoreConfig, load_for
 
     cfg = load_config(StoreConfig, args.config, args.set)
     if args.out:
@@ -28,7 +28,10 @@ def run(args: argparse.Namespace) -> int:
     if cfg.cache_dir is None:
         raise ConfigError(f"{args.config}: key 'cache_dir': required for caching (or pass --out)")
     start = time.time()
-    manifest = write_cache(cfg, progress=not args.quiet)
+    # Load the model even when the cache is complete: its weights are checked against the
+    # fingerprint in the manifest, so a stale cache is reported instead of reused.
+    model, tokenizer = load_for(cfg)
+    manifest = write_cache(cfg, model, tokenizer, progress=not args.quiet)
     seconds = time.time() - start
     hooks = ", ".join(f"{h} (d_in {m['d_in']})" for h, m in manifest["hooks"].items())
     print(f"cache {cfg.cache_dir}: {manifest['rows']:,} rows x [{hooks}] in {len(manifest['shards'])} shards "

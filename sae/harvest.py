@@ -31,6 +31,13 @@ class Harvest:
     tokens: torch.Tensor  # [n_rows] the token at each row's position
     positions: torch.Tensor  # [n_rows, 2] (row in batch, position in sequence)
 
+    def block(self) -> dict[str, torch.Tensor]:
+        """Activations and gradients (under ``"<hook>.grad"``) as one aligned block of rows."""
+        out = dict(self.acts)
+        if self.grads is not None:
+            out.update({f"{h}.grad": g for h, g in self.grads.items()})
+        return out
+
 
 def _saver(store: dict, name: str):
     """A hook that keeps the activation under the requested name (TransformerLens may call
@@ -78,13 +85,19 @@ class Harvester:
         device = next(self.model.parameters()).device
         tokens = tokens.to(device)
         keep = self.mask(tokens)
+        where = keep.flatten().nonzero().squeeze(1)  # flat indices of the kept positions
         raw = self._grad_pass(tokens) if self.with_grads else (self._forward_pass(tokens), None)
         cache, grad_cache = raw
-        acts = {s.name: s.read(cache[s.tl_name])[keep].to(self.dtype) for s in self.specs}
+
+        def rows(spec: HookSpec, act: torch.Tensor) -> torch.Tensor:
+            flat = spec.read(act).reshape(-1, spec.d_in)
+            return flat.index_select(0, where).to(self.dtype)  # index_select: faster than a mask
+
+        acts = {s.name: rows(s, cache[s.tl_name]) for s in self.specs}
         grads = None
         if grad_cache is not None:
-            grads = {s.name: s.read(grad_cache[s.tl_name])[keep].to(self.dtype) for s in self.specs}
-        return Harvest(acts=acts, grads=grads, tokens=tokens[keep].cpu(), positions=keep.nonzero().cpu())
+            grads = {s.name: rows(s, grad_cache[s.tl_name]) for s in self.specs}
+        return Harvest(acts=acts, grads=grads, tokens=tokens.flatten()[where].cpu(), positions=keep.nonzero().cpu())
 
     def full(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """``[batch, seq, d_in]`` activations at every position (no masking), by hook name."""

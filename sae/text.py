@@ -154,9 +154,10 @@ def pack_rows(texts: Iterator[str], tokenizer, context_size: int, chunk: int = 2
         carry = stream[start:]
 
 
-def iter_token_rows(source: TextSource, context_size: int, chunk: int = 1024) -> Iterator[list[int]]:
-    """Rows of a pre-tokenized dataset, cut to ``context_size``."""
+def iter_token_rows(source: TextSource, context_size: int, chunk: int = 1024) -> Iterator:
+    """Rows of a pre-tokenized dataset, cut to ``context_size`` (numpy int64 arrays)."""
     import datasets
+    import numpy as np
 
     if not source.path:
         raise SaelabError("text source kind=tokens needs a path")
@@ -176,8 +177,9 @@ def iter_token_rows(source: TextSource, context_size: int, chunk: int = 1024) ->
         raise SaelabError(f"dataset {path}: no token column {field!r} (columns: {ds.column_names})")
     if len(ds) == 0:
         raise SaelabError(f"dataset {path}: empty (no records)")
+    ds = ds.select_columns([field]).with_format("numpy")  # no per-token Python objects
     for lo in range(0, len(ds), chunk):
         for row in ds[lo : lo + chunk][field]:
             if len(row) < context_size:
                 raise SaelabError(f"dataset {path}: a row has {len(row)} tokens, fewer than context_size {context_size}")
-            yield list(row[:context_size])
+            yield np.asarray(row[:context_size], dtype=np.int64)

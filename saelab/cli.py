@@ -20,6 +20,8 @@ from sae.errors import SaelabError
 COMMANDS: tuple[str, ...] = (
     "organism.commands",
     "sae.cli_cache",
+    "sae.cli_train",
+    "circuits.cli",
     "bench.commands",
     "saelab.demo",
 )

@@ -1,0 +1,81 @@
+"""Ground-truth circuits, from data files, never from a method being scored.
+
+- The organism: the path-patching circuits frozen in ``organism/circuits.json`` (primary),
+  and a second, independent one from a faithfulness search (``faithfulness_search``),
+  frozen in ``circuits/ground_truth/organism_faithfulness.json``.
+- GPT-2 small: Wang et al.'s IOI heads and Hanna et al.'s greater-than heads and MLPs.
+- attn-only-4l: the docstring circuit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from circuits.graph import Node
+
+HERE = Path(__file__).resolve().parent / "ground_truth"
+TASK_KEYS = {"ioi": "ioi", "greater-than": "greater_than", "docstring": "docstring"}
+FILES = {
+    ("gpt2", "ioi"): "gpt2_ioi.json",
+    ("gpt2", "greater-than"): "gpt2_greater_than.json",
+    ("attn-only-4l", "docstring"): "attn_only_4l_docstring.json",
+}
+
+
+@dataclass
+class GroundTruth:
+    name: str
+    task: str
+    nodes: set[Node]
+    edges: set[tuple[Node, Node, str]] = field(default_factory=set)
+    source: str = ""
+
+    @property
+    def heads(self) -> set[Node]:
+        return {n for n in self.nodes if n.kind == "head"}
+
+    def head_pairs(self) -> set[frozenset]:
+        """Unordered head–head pairs joined by a ground-truth edge (for co-occurrence scores)."""
+        return {frozenset((s, r)) for s, r, _ in self.edges if s.kind == r.kind == "head" and s != r}
+
+
+def _from_record(name: str, task: str, record: dict, source: str) -> GroundTruth:
+    nodes = {Node.parse(n["node"]) for n in record["nodes"]}
+    edges = {(Node.parse(e["sender"]), Node.parse(e["receiver"]), e.get("input", "resid"))
+             for e in record.get("edges", [])}
+    return GroundTruth(name=name, task=task, nodes=nodes, edges=edges, source=source)
+
+
+def organism_circuits_file() -> Path:
+    from sae.model import organism_dir
+
+    return organism_dir().parent / "circuits.json"
+
+
+def organism_faithfulness_file() -> Path:
+    return HERE / "organism_faithfulness.json"
+
+
+def load(model: str, task: str, which: str = "path_patching") -> GroundTruth:
+    """The ground truth for ``task`` on ``model`` ('organism', 'gpt2', 'attn-only-4l')."""
+    if task not in TASK_KEYS:
+        raise ValueError(f"unknown task {task!r}")
+    if model == "organism":
+        if which == "path_patching":
+            data = json.loads(organism_circuits_file().read_text())[TASK_KEYS[task]]
+            return _from_record("path_patching", task, data, "organism/circuits.json (path patching)")
+        if which == "faithfulness":
+            data = json.loads(organism_faithfulness_file().read_text())[TASK_KEYS[task]]
+            return _from_record("faithfulness", task, data, "greedy mean-ablation search (circuits.faithfulness_search)")
+        raise ValueError(f"unknown organism ground truth {which!r} (path_patching or faithfulness)")
+    key = (model, task)
+    if key not in FILES:
+        raise ValueError(f"no ground truth for {task} on {model}")
+    data = json.loads((HERE / FILES[key]).read_text())
+    return _from_record("literature", task, data, data["source"])
+
+
+def available(model: str) -> list[str]:
+    return ["path_patching", "faithfulness"] if model == "organism" else ["literature"]

@@ -1,0 +1,177 @@
+"""Feature-choice SAE with aux_zipf_loss (Ayonrinde 2024).
+
+The budget M = k·B token–latent matches is split among latents: latent j takes the m_j
+tokens of the batch with its largest positive pre-activations, Σ_j m_j = M. Every latent
+with any positive pre-activation therefore fires during training, which is why feature
+choice has no dead latents by construction; what matters is how latents fire at
+inference, with no batch to choose from.
+
+Choices where the paper is not public (documented here, tested in tests/):
+
+- **Density.** A latent's capacity fixes how often it fires under this rule (in training,
+  and at inference through its threshold), so that cannot be what ranks latents: the rank
+  would just reproduce itself. The running density is instead the latent's *demand*: the
+  fraction of tokens on which it is among the batch's top M affinities with no per-latent
+  limit (the mutual-choice rule), an EMA over steps, measured on the first
+  ``demand_rows`` rows of each (shuffled) batch.
+- **Capacities.** ``uniform``: m_j = M/d_sae. ``zipf``: m_j ∝ (r_j + β)^(−α), with r_j
+  (1 = highest demand) re-ranked every ``rerank_every`` steps and on the first step;
+  rounded by largest remainders so Σ m_j = M exactly, and capped at B (a latent cannot
+  take a token twice), the excess going to the other latents.
+- **Inference.** Per-latent thresholds θ_j, an EMA of latent j's m_j-th largest
+  activation (the smallest it selected), i.e. a JumpReLU: latent j fires on about m_j/B
+  of the tokens, so the expected L0 is k. As for mutual choice, the EMA is short
+  (``threshold_decay``) so the thresholds follow the final weights.
+- **aux_zipf_loss.** AuxK generalised from dead to *under-used* latents: those whose
+  demand is below ``underused_fraction`` × the density their Zipf rank predicts,
+  k·m_j/M, which includes the latents with no demand at all (dead). The top k_aux of
+  their ReLU'd pre-activations reconstruct the residual exactly as in AuxK (same
+  normalisation and weight). ``aux_loss: k`` restricts the candidates to latents with no
+  demand, i.e. plain AuxK, for comparison.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from sae.architectures.base import KConfig, Selection, SparseAutoencoder, auxk_loss
+from sae.architectures.mutual_choice import global_topk_indices
+from sae.architectures.registry import register
+
+NEVER = 1e-6  # a running demand below this counts as none (dead)
+
+
+class FeatureChoiceConfig(KConfig):
+    architecture: str = Field("feature_choice", pattern="^feature_choice$")
+    capacity: Literal["uniform", "zipf"] = Field("zipf", description="How the budget M = k·B is split among latents.")
+    zipf_alpha: float = Field(1.0, gt=0, description="Zipf exponent α of the capacities.")
+    zipf_beta: float = Field(100.0, ge=0, description="Zipf offset β: flattens the head of the distribution.")
+    rerank_every: int = Field(50, gt=0, description="Steps between re-rankings of latents by density.")
+    aux_loss: Literal["zipf", "k"] = Field("zipf", description="aux_zipf (under-used latents) or plain AuxK.")
+    underused_fraction: float = Field(0.5, gt=0, le=1, description="Under-used: density below this × expected.")
+    density_decay: float = Field(0.99, ge=0, lt=1, description="EMA decay (per step) of the running demand.")
+    threshold_decay: float = Field(0.9, ge=0, lt=1, description="EMA decay (per step) of the inference thresholds.")
+    demand_rows: int = Field(1024, gt=0, description="Rows of each batch on which the demand is measured.")
+
+
+def largest_remainder(shares: torch.Tensor, total: int, cap: int) -> torch.Tensor:
+    """Integers proportional to ``shares`` summing to ``total``, each at most ``cap``."""
+    shares = shares / shares.sum()
+    out = torch.zeros_like(shares, dtype=torch.long)
+    free = torch.ones_like(shares, dtype=torch.bool)
+    remaining = total
+    while remaining > 0 and free.any():
+        want = shares * free / (shares * free).sum() * remaining
+        base = want.floor().long().clamp_max(cap - out)
+        short = remaining - int(base.sum())
+        if short > 0:  # hand the rest out by largest fractional part, where room is left
+            frac = torch.where(free & (out + base < cap), want - want.floor(), torch.full_like(want, -1.0))
+            order = frac.argsort(descending=True)[:short]
+            base[order[frac[order] >= 0]] += 1
+        out += base
+        remaining = total - int(out.sum())
+        free &= out < cap
+    return out
+
+
+def demand(pre: torch.Tensor, k: int) -> torch.Tensor:
+    """Per latent, the fraction of rows on which it is among the top k·B positive entries of
+    ``pre`` [B, d_sae] (the mutual-choice rule, no per-latent limit)."""
+    b, d_sae = pre.shape
+    flat = global_topk_indices(pre, k * b)
+    chosen = flat[pre.flatten()[flat] > 0] % d_sae
+    return torch.bincount(chosen, minlength=d_sae).to(pre.dtype) / b
+
+
+@register("feature_choice")
+class FeatureChoiceSAE(SparseAutoencoder):
+    config_class = FeatureChoiceConfig
+    inference_architecture = "jumprelu"
+
+    def __init__(self, cfg: FeatureChoiceConfig):
+        super().__init__(cfg)
+        d = cfg.d_sae
+        self.register_buffer("threshold", torch.zeros(d))
+        self.register_buffer("threshold_seen", torch.zeros(d, dtype=torch.bool))
+        self.register_buffer("density", torch.full((d,), cfg.k / d))  # running demand (see the module doc)
+        self.register_buffer("rank", torch.arange(1, d + 1, dtype=torch.float32))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    # -- capacities ------------------------------------------------------------------
+
+    def shares(self) -> torch.Tensor:
+        """Fraction of the budget each latent gets (sums to 1)."""
+        if self.cfg.capacity == "uniform":
+            return torch.full_like(self.density, 1.0 / self.cfg.d_sae)
+        w = (self.rank + self.cfg.zipf_beta).pow(-self.cfg.zipf_alpha)
+        return w / w.sum()
+
+    def capacities(self, n_rows: int) -> torch.Tensor:
+        return largest_remainder(self.shares(), self.cfg.k * n_rows, cap=n_rows)
+
+    def expected_density(self) -> torch.Tensor:
+        """Per-token firing rate each latent's share implies: k · share_j."""
+        return self.cfg.k * self.shares()
+
+    # -- selection -------------------------------------------------------------------
+
+    def select(self, pre: torch.Tensor, g: torch.Tensor | None = None) -> Selection:
+        b, d = pre.shape
+        m = self.capacities(b).to(pre.device)
+        m_max = int(m.max())
+        with torch.no_grad():  # per latent, its best m_max tokens: [d_sae, m_max]
+            best, rows = pre.detach().T.contiguous().topk(m_max, dim=1, sorted=True)
+        keep = (torch.arange(m_max, device=pre.device)[None, :] < m[:, None]) & (best > 0)
+        latents = torch.arange(d, device=pre.device)[:, None].expand_as(rows)
+        rows, latents = rows[keep], latents[keep]
+        if self.training:
+            self._last = (m, best)
+        return Selection(rows=rows, latents=latents, values=pre[rows, latents], n_rows=b)
+
+    @torch.no_grad()
+    def observe(self, pre: torch.Tensor, selection: Selection) -> None:
+        m, best = self._last
+        del self._last
+        d = self.cfg.threshold_decay
+        # θ_j: the m_j-th largest ReLU'd activation of latent j (0 when it had fewer positive
+        # ones: training then took them all, as θ = 0 does)
+        smallest = best.gather(1, (m - 1).clamp_min(0)[:, None])[:, 0].clamp_min(0)
+        update = m > 0
+        first = update & ~self.threshold_seen
+        self.threshold[first] = smallest[first]
+        later = update & self.threshold_seen
+        self.threshold[later] = d * self.threshold[later] + (1 - d) * smallest[later]
+        self.threshold_seen |= update
+        d = self.cfg.density_decay
+        self.density.mul_(d).add_((1 - d) * demand(pre[: self.cfg.demand_rows], self.cfg.k))
+        self.steps += 1
+        if int(self.steps) % self.cfg.rerank_every == 0 or int(self.steps) == 1:
+            order = self.density.argsort(descending=True, stable=True)
+            self.rank[order] = torch.arange(1, self.cfg.d_sae + 1, dtype=self.rank.dtype, device=self.rank.device)
+
+    def inference_encode(self, pre: torch.Tensor) -> torch.Tensor:
+        return pre.relu() * (pre > self.threshold)
+
+    def inference_select(self, pre: torch.Tensor) -> Selection:
+        return Selection.from_dense(self.inference_encode(pre))
+
+    # -- losses ----------------------------------------------------------------------
+
+    def underused(self) -> torch.Tensor:
+        never = self.density < NEVER
+        if self.cfg.aux_loss == "k":
+            return never
+        return never | (self.density < self.cfg.underused_fraction * self.expected_density())
+
+    def losses(self, x, x_hat, pre, dead):
+        out = {"mse": (x_hat - x).pow(2).sum(-1).mean()}
+        if self.cfg.aux_coefficient > 0:
+            name = "aux_zipf" if self.cfg.aux_loss == "zipf" else "aux_k"
+            out[name] = self.cfg.aux_coefficient * auxk_loss(pre, x - x_hat, self.W_dec, self.underused(), self.k_aux)
+        return out
+
+    def inference_state(self) -> dict[str, torch.Tensor]:
+        return {**super().inference_state(), "threshold": self.threshold.clone()}

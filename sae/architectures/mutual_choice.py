@@ -1,0 +1,87 @@
+"""Mutual-choice SAE (Ayonrinde 2024), identical to BatchTopK (Bussmann et al. 2024).
+
+Token–latent matches are allocated under one budget M = k·B for the whole batch: the
+M largest entries of the ReLU'd [B, d_sae] pre-activation matrix are kept, so hard
+tokens can use more latents than easy ones. At inference there is no batch: a latent
+fires when its pre-activation exceeds a global threshold θ, kept during training as an
+EMA of the smallest selected activation, and saved as a JumpReLU. The EMA's time
+constant (10 steps by default) must be short against the final learning-rate decay:
+with a slow one (0.99) θ lags the shrinking pre-activations, and on the organism the
+held-out L0 came out at 9 instead of 16.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from sae.architectures.base import KConfig, Selection, SparseAutoencoder
+from sae.architectures.registry import register
+
+
+class MutualChoiceConfig(KConfig):
+    architecture: str = Field("mutual_choice", pattern="^mutual_choice$")
+    threshold_decay: float = Field(0.9, ge=0, lt=1, description="EMA decay (per step) of the inference threshold.")
+
+
+@register("mutual_choice")
+class MutualChoiceSAE(SparseAutoencoder):
+    config_class = MutualChoiceConfig
+    inference_architecture = "jumprelu"
+
+    def __init__(self, cfg: MutualChoiceConfig):
+        super().__init__(cfg)
+        # One global threshold, stored per latent so the saved JumpReLU form is this buffer.
+        self.register_buffer("threshold", torch.zeros(cfg.d_sae))
+        self.register_buffer("threshold_seen", torch.zeros((), dtype=torch.bool))
+
+    def select(self, pre: torch.Tensor, g: torch.Tensor | None = None) -> Selection:
+        b, d_sae = pre.shape
+        budget = self.cfg.k * b
+        with torch.no_grad():
+            flat = global_topk_indices(pre.detach(), budget)
+        rows, latents = flat // d_sae, flat % d_sae
+        values = pre[rows, latents].relu()
+        keep = values > 0
+        return Selection(rows=rows[keep], latents=latents[keep], values=values[keep], n_rows=b)
+
+    @torch.no_grad()
+    def observe(self, pre: torch.Tensor, selection: Selection) -> None:
+        if selection.values.numel() == 0:
+            return
+        smallest = selection.values.min()
+        if not bool(self.threshold_seen):
+            self.threshold.fill_(float(smallest))
+            self.threshold_seen.fill_(True)
+        else:
+            d = self.cfg.threshold_decay
+            self.threshold.mul_(d).add_((1 - d) * smallest)
+
+    def inference_encode(self, pre: torch.Tensor) -> torch.Tensor:
+        return pre.relu() * (pre > self.threshold)
+
+    def inference_select(self, pre: torch.Tensor) -> Selection:
+        return Selection.from_dense(self.inference_encode(pre))
+
+    def inference_state(self) -> dict[str, torch.Tensor]:
+        return {**super().inference_state(), "threshold": self.threshold.clone()}
+
+
+def global_topk_indices(pre: torch.Tensor, budget: int, candidates_per_row: int | None = None) -> torch.Tensor:
+    """Flat indices of the ``budget`` largest entries of ``pre`` (any order).
+
+    Exact and cheaper than one top-k over all B·d_sae entries: each row first proposes
+    its top c (c = 4·budget/B by default); when some row's c-th proposal still reaches
+    the global cut, that row might hold more winners, and the full top-k decides.
+    """
+    b, d_sae = pre.shape
+    c = min(d_sae, candidates_per_row or max(1, 4 * -(-budget // b)))
+    if c >= d_sae or budget > b * c:
+        return pre.flatten().topk(budget, sorted=False).indices
+    cand_values, cand_latents = pre.topk(c, dim=-1, sorted=True)
+    values, flat = cand_values.flatten().topk(budget, sorted=False)
+    cut = values.min()
+    if bool((cand_values[:, -1] >= cut).any()):
+        return pre.flatten().topk(budget, sorted=False).indices
+    rows = flat // c
+    return rows * d_sae + cand_latents.flatten()[flat]

@@ -1,0 +1,37 @@
+"""TopK SAE (Gao et al., 2024) with the AuxK dead-latent loss.
+
+Each token keeps its k largest pre-activations (ReLU'd). AuxK: the top k_aux = d_in/2
+pre-activations among dead latents (no firing for a window of tokens, tracked by the
+trainer) reconstruct the residual, weight 1/32, normalised by the residual's variance.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from sae.architectures.base import KConfig, Selection, SparseAutoencoder
+from sae.architectures.registry import register
+
+
+class TopKConfig(KConfig):
+    architecture: str = Field("topk", pattern="^topk$")
+
+
+def topk_selection(scores: torch.Tensor, values_from: torch.Tensor, k: int) -> Selection:
+    """Rows keep the k latents with the largest ``scores``; their values come from
+    ``values_from`` (ReLU'd). Separating the two lets g-SAEs select by an augmented score."""
+    _, indices = scores.topk(k, dim=-1, sorted=False)
+    return Selection.from_topk(values_from.gather(-1, indices).relu(), indices)
+
+
+@register("topk")
+class TopKSAE(SparseAutoencoder):
+    config_class = TopKConfig
+    inference_architecture = "topk"
+
+    def select(self, pre: torch.Tensor, g: torch.Tensor | None = None) -> Selection:
+        return topk_selection(pre, pre, self.cfg.k)
+
+    def inference_config(self) -> dict:
+        return {"k": self.cfg.k}

@@ -1,0 +1,67 @@
+"""``saelab train CONFIG [--out RUN_DIR] [--set key=value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("train", help="train one or several SAEs on a shared activation stream",
+                            description="Train the SAEs of CONFIG side by side on one activation stream, save each "
+                            "(cfg.json + sae_weights.safetensors, SAELens layout) and score them on held-out "
+                            "tokens. Running the same command again resumes from the last checkpoint.")
+    parser.add_argument("config", help="YAML run config (see configs/)")
+    parser.add_argument("--out", help="run directory (default runs/<config name>)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config key, e.g. trainer.lr=1e-3 or saes.0.sae.k=32 (list items by index)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def apply_overrides(data: Any, over: Any, where: str = "") -> Any:
+    """Merge ``--set`` overrides into the YAML data; numeric keys index into lists."""
+    from sae.errors import ConfigError
+
+    if not isinstance(over, dict):
+        return over
+    if isinstance(data, list):
+        out = list(data)
+        for key, value in over.items():
+            if not key.isdigit() or int(key) >= len(out):
+                raise ConfigError(f"--set {where}{key}: {where.rstrip('.') or 'the list'} has no item {key!r} "
+                                  f"(it has {len(out)})")
+            out[int(key)] = apply_overrides(out[int(key)], value, f"{where}{key}.")
+        return out
+    out = dict(data) if isinstance(data, dict) else {}
+    for key, value in over.items():
+        out[key] = apply_overrides(out.get(key), value, f"{where}{key}.")
+    return out
+
+
+def format_summary(summary: dict) -> str:
+    rows = summary.get("saes", {})
+    if not rows:
+        return ""
+    width = max(len(n) for n in rows)
+    lines = [f"{'SAE':{width}s}  {'FVU':>7s}  {'L0':>6s}  {'dead':>6s}  {'PCA FVU':>7s}"]
+    for name, r in rows.items():
+        flag = "" if r.get("l0_in_band", True) else "  (L0 outside the target band)"
+        lines.append(f"{name:{width}s}  {r['fvu']:7.4f}  {r['l0']:6.2f}  {r['dead_fraction']:6.1%}  {r['pca_fvu']:7.4f}{flag}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sae.config import build_config, parse_overrides, read_yaml
+    from sae.train_run import RunConfig, train
+
+    data = apply_overrides(read_yaml(args.config), parse_overrides(args.set))
+    cfg = build_config(RunConfig, data, args.config)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    summary = train(cfg, out, progress=not args.quiet)
+    print(format_summary(summary))
+    seconds = summary.get("seconds", {})
+    print(f"run directory: {out} ({seconds.get('total', '?')} s)")
+    return 0

@@ -1,0 +1,233 @@
+"""A training run: SAEs on hooks of a language model, one activation stream, held-out scores.
+
+This is where language models meet the trainer: it builds the activation store for the
+union of the SAEs' hooks (harvesting gradients only if a gradient SAE needs them), sets
+each SAE's input scale from the store's norm statistics, trains, saves every SAE with the
+scale folded in, and measures all of them on held-out tokens with the inference encoder.
+
+Run directory: one SAE → its ``cfg.json`` and weights at the top; several → one
+subdirectory per SAE name. Always: ``run_config.json``, ``metrics.jsonl``,
+``checkpoint/`` and ``sweep_summary.json``. Running the same config into the same
+directory again resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field, ValidationError
+
+from sae.architectures import TRAINABLE, sae_class
+from sae.atomic import write_json
+from sae.config import FrozenConfig, build_config, describe_validation_error
+from sae.errors import ConfigError, SaelabError
+from sae.heldout import measure
+from sae.saving import save_sae
+from sae.store import ActivationStore, StoreConfig
+from sae.trainer import Member, Trainer, TrainerConfig, as_batch
+
+SCHEMA_VERSION = 1
+#: trainer settings that may change between a run and its resumption
+RESUMABLE_CHANGES = ("checkpoint_every", "log_every", "wandb_project")
+
+
+class SAESpec(FrozenConfig):
+    """One SAE of a run."""
+
+    name: str | None = Field(None, description="Name (default: architecture, plus '@hook' off the residual stream).")
+    hook: str = Field(..., description="Hook point it reads.")
+    sae: dict[str, Any] = Field(..., description="Family config: architecture, d_sae, k, ... (d_in from the hook).")
+    lr: float | None = Field(None, gt=0, description="Learning rate for this SAE (default: the trainer's).")
+
+    def resolved_name(self) -> str:
+        if self.name:
+            return self.name
+        arch = self.sae.get("architecture", "?")
+        return arch if "hook_resid" in self.hook else f"{arch}@{self.hook}"
+
+
+class HeldOutConfig(FrozenConfig):
+    """How the trained SAEs are measured."""
+
+    n_tokens: int = Field(1_000_000, gt=0, description="Held-out rows measured (tokens other than BOS/padding).")
+    seed: int = Field(10_001, description="Seed of the held-out text stream (differs from training).")
+    pca_rank: int = Field(16, gt=0, description="Rank of the PCA baseline.")
+    l0_target: float | None = Field(None, gt=0, description="Expected held-out L0; runs outside the band are flagged.")
+    l0_tolerance: float = Field(0.1, ge=0, description="Band half-width as a fraction of l0_target.")
+
+
+class RunConfig(FrozenConfig):
+    """``saelab train`` configs."""
+
+    data: dict[str, Any] = Field(default_factory=dict, description="Store settings (StoreConfig without hooks).")
+    saes: list[SAESpec] = Field(..., min_length=1, description="The SAEs trained side by side.")
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    heldout: HeldOutConfig | None = Field(default_factory=HeldOutConfig, description="None: skip held-out scores.")
+
+
+def store_config(cfg: RunConfig, **override) -> StoreConfig:
+    if "hooks" in cfg.data or "with_grads" in cfg.data:
+        raise ConfigError("data: keys 'hooks' and 'with_grads' come from the SAEs; remove them")
+    hooks = list(dict.fromkeys(s.hook for s in cfg.saes))
+    grads = any(sae_class(s.sae["architecture"]).needs_gradients for s in cfg.saes)
+    data = {**cfg.data, "hooks": hooks, "with_grads": grads, **override}
+    try:
+        return StoreConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(describe_validation_error(e, "data")) from None
+
+
+def check_architectures(cfg: RunConfig) -> None:
+    for i, spec in enumerate(cfg.saes):
+        arch = spec.sae.get("architecture")
+        if arch not in TRAINABLE:
+            raise ConfigError(f"saes[{i}].sae: key 'architecture': {arch!r} is not a trainable family "
+                              f"({', '.join(TRAINABLE)})")
+
+
+def build_saes(cfg: RunConfig, d_in_of) -> dict[str, tuple]:
+    """name → (sae, spec), configs validated with d_in from the hook."""
+    check_architectures(cfg)
+    out = {}
+    for i, spec in enumerate(cfg.saes):
+        cls = sae_class(spec.sae["architecture"])
+        d_in = d_in_of(spec.hook)
+        if spec.sae.get("d_in") not in (None, d_in):
+            raise ConfigError(f"saes[{i}].sae: key 'd_in': {spec.sae['d_in']} does not match hook {spec.hook} "
+                              f"(d_in {d_in})")
+        sae_cfg = build_config(cls.config_class, {**spec.sae, "d_in": d_in}, f"saes[{i}].sae")
+        name = spec.resolved_name()
+        if name in out:
+            raise ConfigError(f"saes[{i}]: duplicate SAE name {name!r}; give it a 'name'")
+        out[name] = (cls(sae_cfg), spec)
+    return out
+
+
+def folded_copy(sae, scale: float):
+    """The SAE rewritten for raw (unscaled) inputs."""
+    copy = type(sae)(sae.cfg)
+    copy.load_state_dict(sae.state_dict())
+    copy.fold_input_scale(scale)
+    return copy.eval()
+
+
+def _identity(cfg: RunConfig) -> dict:
+    dump = cfg.model_dump(mode="json")
+    dump.pop("heldout")
+    for key in RESUMABLE_CHANGES:
+        dump["trainer"].pop(key)
+    return dump
+
+
+def claim_run_dir(cfg: RunConfig, out: Path) -> None:
+    """Write ``run_config.json``, refusing a directory that holds a different run."""
+    path = out / "run_config.json"
+    if path.exists():
+        try:
+            old = RunConfig.model_validate(json.loads(path.read_text()))
+        except (ValueError, ValidationError):
+            raise SaelabError(f"{out}: holds a run_config.json saelab cannot read; use another --out") from None
+        if _identity(old) != _identity(cfg):
+            raise SaelabError(f"{out} holds a different run (other data, SAEs or trainer settings); "
+                              "use another --out or remove it")
+    elif out.exists() and any(out.iterdir()):
+        raise SaelabError(f"{out} is not empty and holds no saelab run; use another --out")
+    write_json(path, cfg.model_dump(mode="json"))
+
+
+def train(cfg: RunConfig, out_dir: str | Path, progress: bool = True, model=None, tokenizer=None) -> dict:
+    """Train, save and measure every SAE of ``cfg``; returns the summary."""
+    from sae.hooks import resolve_hook
+    from sae.store import load_for
+
+    started = time.time()
+    out = Path(out_dir)
+    check_architectures(cfg)
+    scfg = store_config(cfg)
+    model, tokenizer = load_for(scfg, model, tokenizer)
+    specs = {spec.hook: resolve_hook(model, spec.hook) for spec in cfg.saes}
+    torch.manual_seed(cfg.trainer.seed)
+    saes = build_saes(cfg, lambda hook: specs[hook].d_in)
+    claim_run_dir(cfg, out)
+
+    store = ActivationStore.from_config(scfg, model, tokenizer, progress=progress)
+    members = []
+    for name, (sae, spec) in saes.items():
+        norm = store.norm_stats(spec.hook) if cfg.trainer.normalize_activations else 0.0
+        scale = math.sqrt(sae.cfg.d_in) / norm if norm > 0 else 1.0
+        members.append(Member.reading(name, sae, spec.hook, scale, spec.lr))
+    total_steps = store.count_rows() // cfg.trainer.batch_size
+    if total_steps == 0:
+        raise SaelabError(f"the token budget gives fewer rows than one batch of {cfg.trainer.batch_size}")
+    trainer = Trainer(members, cfg.trainer, out, progress=progress)
+    trainer.fit(lambda skip: store.batches(cfg.trainer.batch_size, skip_rows=skip), total_steps)
+    trained = time.time()
+
+    single = len(members) == 1
+    folded = {}
+    for m in members:
+        spec = saes[m.name][1]
+        hook = specs[spec.hook]
+        sae = folded_copy(m.sae, m.scale)
+        folded[m.name] = (sae, spec.hook)
+        save_sae(sae, out if single else out / m.name, metadata={
+            "hook": spec.hook, "tl_hook": hook.tl_name, "head": hook.head, "model": scfg.model,
+            "context_size": scfg.context_size, "dataset": scfg.source.model_dump(mode="json"),
+            "activation_scale": m.scale, "train_rows": trainer.rows, "train_steps": trainer.step, "name": m.name,
+        })
+    summary: dict[str, Any] = {
+        "kind": "sweep", "schema_version": SCHEMA_VERSION, "model": scfg.model, "train_tokens": scfg.n_tokens,
+        "train_rows": trainer.rows, "train_steps": trainer.step, "saes": {},
+    }
+    if cfg.heldout is not None:
+        scores, rows = heldout_scores(cfg, folded, model, tokenizer, progress)
+        summary["heldout_rows"] = rows
+        summary["saes"] = scores
+        add_l0_flags(summary, cfg.heldout)
+        for name, row in scores.items():
+            write_json((out if single else out / name) / "heldout.json", row)
+            row.pop("densities", None)
+            row["architecture"] = folded[name][0].cfg.architecture
+    summary["seconds"] = {"train": round(trained - started, 1), "heldout": round(time.time() - trained, 1),
+                          "total": round(time.time() - started, 1)}
+    write_json(out / "sweep_summary.json", summary)
+    return summary
+
+
+def add_l0_flags(summary: dict, heldout: HeldOutConfig) -> None:
+    """Mark each SAE in or out of the L0 band; list the ones outside (flagged, not hidden)."""
+    if heldout.l0_target is None:
+        return
+    lo = heldout.l0_target * (1 - heldout.l0_tolerance)
+    hi = heldout.l0_target * (1 + heldout.l0_tolerance)
+    summary["l0_band"] = [lo, hi]
+    for row in summary["saes"].values():
+        row["l0_in_band"] = lo <= row["l0"] <= hi
+    summary["outside_l0_band"] = [n for n, r in summary["saes"].items() if not r["l0_in_band"]]
+
+
+def heldout_scores(cfg: RunConfig, folded: dict, model, tokenizer, progress: bool) -> tuple[dict, int]:
+    """Scores on ``heldout.n_tokens`` rows of a text stream with another seed (rows exclude BOS,
+    so a few percent more tokens are harvested and the surplus is dropped)."""
+    n_rows = cfg.heldout.n_tokens
+    hcfg = store_config(cfg, seed=cfg.heldout.seed, n_tokens=math.ceil(n_rows * 1.1) + 1024, cache_dir=None,
+                        with_grads=False, buffer_rows=16384)
+    store = ActivationStore.from_config(hcfg, model, tokenizer, progress=progress)
+
+    def rows_up_to_budget():
+        seen = 0
+        for batch in store.batches(8192):
+            batch = as_batch(batch)
+            take = min(n_rows - seen, next(iter(batch.values())).shape[0])
+            yield {k: v[:take] for k, v in batch.items()}
+            seen += take
+            if seen >= n_rows:
+                return
+
+    scores = measure(folded, rows_up_to_budget(), pca_rank=cfg.heldout.pca_rank)
+    return scores, next(iter(scores.values()))["rows"] if scores else 0

@@ -1,0 +1,389 @@
+"""The SAE trainer: one shared stream of batches, any number of SAEs, exact resume.
+
+It consumes an iterator of batches: a tensor ``x``, a pair ``(x, g)``, or a mapping from
+keys to ``[batch, d]`` tensors (several hooks of one stream). Every SAE reads its input
+(and, for gradient SAEs, its gradient) by key, so a sweep over k, or several
+architectures side by side, costs one pass over the data. It knows nothing about
+language models: tests drive it with random tensors.
+
+Per SAE: Adam with linear warm-up and a linear decay to zero over the last
+``decay_fraction`` of training, lr = base_lr/√(d_sae/2¹⁴) unless set; gradient clipping;
+unit-norm decoder rows with the parallel gradient removed (except ReLU); W_enc = W_decᵀ
+and b_dec from the first batch; inputs scaled by a constant (set by the caller, e.g. so
+their mean norm is √d_in) that is folded back into the saved weights; dead-latent
+tracking in tokens since each latent last fired, which AuxK reads, and a firing-density
+histogram in the metrics.
+
+Checkpoints hold everything the next step depends on (weights, buffers, optimiser
+moments, the RNG, the data position in rows, the dead-latent counters), written
+atomically; restarting the same run resumes from the last one and reaches the same
+final weights as an uninterrupted run.
+
+Data-parallel training plugs in through ``Distributed``: the data position and the
+dead-latent statistics are global (rows and firings summed over ranks with its
+``all_reduce``), gradients are averaged over ranks before clipping, and only rank 0
+writes files. Batch-level rules (mutual and feature choice) then select per rank and
+keep per-rank thresholds; gathering their candidates across ranks is the DDP layer's job.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from pydantic import Field
+from tqdm.auto import tqdm
+
+from sae.architectures import SparseAutoencoder
+from sae.atomic import write_text
+from sae.checkpoint import load_checkpoint, save_checkpoint
+from sae.config import FrozenConfig
+from sae.errors import SaelabError
+
+Batch = dict[str, torch.Tensor]
+#: log10-density bin edges of the firing histogram (latents that never fired get their own bin)
+DENSITY_EDGES = (-6, -5, -4, -3, -2, -1)
+
+
+class TrainerConfig(FrozenConfig):
+    """Optimisation and bookkeeping, shared by every SAE of a run."""
+
+    batch_size: int = Field(4096, gt=0, description="Rows per step.")
+    lr: float | None = Field(None, gt=0, description="Learning rate; None: base_lr / sqrt(d_sae / 2**14).")
+    base_lr: float = Field(2e-4, gt=0, description="Base of the default learning-rate law.")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas.")
+    adam_eps: float = Field(6.25e-10, gt=0, description="Adam epsilon.")
+    warmup_steps: int = Field(50, ge=0, description="Linear learning-rate warm-up.")
+    decay_fraction: float = Field(0.2, ge=0, le=1, description="Final fraction of steps decaying the lr to 0.")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient-norm clip per SAE.")
+    dead_after_tokens: int = Field(200_000, gt=0, description="A latent silent this many tokens is dead (AuxK).")
+    normalize_activations: bool = Field(True, description="Scale inputs to mean norm sqrt(d_in); folded at save.")
+    checkpoint_every: int = Field(200, ge=0, description="Steps between checkpoints (0: only at the end).")
+    log_every: int = Field(25, gt=0, description="Steps between metric lines.")
+    seed: int = Field(0, description="Seeds initialisation and any sampling (vSAE).")
+    wandb_project: str | None = Field("saelab", description="wandb project (offline unless configured); None: off.")
+
+
+@dataclass
+class Distributed:
+    """Where this process sits in a data-parallel job; the default is a single process."""
+
+    rank: int = 0
+    world_size: int = 1
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda t: t)  # sum over ranks
+
+
+@dataclass
+class Member:
+    """One SAE of a run and where it reads its data."""
+
+    name: str
+    sae: SparseAutoencoder
+    input_key: str = "x"
+    grad_key: str | None = None
+    scale: float = 1.0  # inputs are multiplied by this while training
+    lr: float | None = None  # overrides the run's learning rate for this SAE
+    optimizer: torch.optim.Optimizer | None = None
+    since_fired: torch.Tensor | None = None  # tokens since each latent last fired (global)
+    window_fires: torch.Tensor | None = None  # firings per latent since the last metric line (local)
+    window_rows: int = 0
+    last: dict = field(default_factory=dict)
+
+    @staticmethod
+    def reading(name: str, sae: SparseAutoencoder, key: str = "x", scale: float = 1.0,
+                lr: float | None = None) -> "Member":
+        """A member reading ``key`` (and ``key + '.grad'`` when the family needs gradients)."""
+        return Member(name, sae, key, f"{key}.grad" if sae.needs_gradients else None, scale, lr)
+
+    def base_lr(self, cfg: "TrainerConfig") -> float:
+        return self.lr if self.lr is not None else default_lr(cfg, self.sae.cfg.d_sae)
+
+
+def default_lr(cfg: TrainerConfig, d_sae: int) -> float:
+    return cfg.lr if cfg.lr is not None else cfg.base_lr / math.sqrt(d_sae / 2**14)
+
+
+def lr_factor(step: int, total: int, cfg: TrainerConfig) -> float:
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    decay_start = total * (1 - cfg.decay_fraction)
+    decay = 1.0 if step < decay_start else max(0.0, (total - step) / max(1.0, total - decay_start))
+    return warm * decay
+
+
+def as_batch(item) -> Batch:
+    """``x`` → {"x"}; ``(x, g)`` → {"x", "x.grad"}; mappings pass; store batches (acts, grads) flatten."""
+    if isinstance(item, torch.Tensor):
+        return {"x": item}
+    if isinstance(item, Mapping):
+        return dict(item)
+    if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(t, torch.Tensor) for t in item):
+        return {"x": item[0], "x.grad": item[1]}
+    if hasattr(item, "acts"):
+        out = dict(item.acts)
+        out.update({f"{h}.grad": g for h, g in (getattr(item, "grads", None) or {}).items()})
+        return out
+    raise SaelabError(f"the trainer cannot read a batch of type {type(item).__name__}")
+
+
+def density_histogram(counts: torch.Tensor, rows: int) -> list[int]:
+    """Latents per firing-density bin: [never fired, (0, 1e-6), [1e-6, 1e-5), ..., [1e-2, 0.1), [0.1, 1]]."""
+    density = counts.double() / max(rows, 1)
+    never = int((counts == 0).sum())
+    logd = density[counts > 0].log10()
+    bins = torch.bucketize(logd, torch.tensor(DENSITY_EDGES, dtype=torch.float64), right=True)
+    return [never, *torch.bincount(bins, minlength=len(DENSITY_EDGES) + 1).tolist()]
+
+
+class Trainer:
+    def __init__(self, members: list[Member], cfg: TrainerConfig, run_dir: str | Path,
+                 dist: Distributed | None = None, progress: bool = True):
+        if not members:
+            raise SaelabError("a run needs at least one SAE")
+        if len({m.name for m in members}) != len(members):
+            raise SaelabError("SAE names in a run must be unique")
+        self.members, self.cfg, self.run_dir = members, cfg, Path(run_dir)
+        self.dist = dist or Distributed()
+        self.progress = progress and self.dist.rank == 0
+        self.step = 0
+        self.rows = 0  # global data position: rows consumed by all ranks together
+        self._wandb = None
+        for m in members:
+            m.sae.train()
+            m.optimizer = torch.optim.Adam(m.sae.parameters(), lr=m.base_lr(cfg), betas=cfg.adam_betas, eps=cfg.adam_eps)
+            m.since_fired = torch.zeros(m.sae.cfg.d_sae, dtype=torch.long)
+            m.window_fires = torch.zeros(m.sae.cfg.d_sae, dtype=torch.long)
+
+    @property
+    def writer(self) -> bool:
+        return self.dist.rank == 0
+
+    @property
+    def local_rows(self) -> int:
+        """This rank's position in its own stream (equal batches on every rank)."""
+        return self.rows // self.dist.world_size
+
+    # -- data -------------------------------------------------------------------------
+
+    def _inputs(self, m: Member, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        try:
+            x = batch[m.input_key].float() * m.scale
+            g = None
+            if m.grad_key is not None:
+                g = batch[m.grad_key].float() / m.scale  # dL/d(x·s) = (dL/dx) / s
+        except KeyError as e:
+            raise SaelabError(f"SAE {m.name!r} reads {e.args[0]!r}, which the batches lack "
+                              f"(they have {', '.join(sorted(batch))})") from None
+        if x.shape[-1] != m.sae.cfg.d_in:
+            raise SaelabError(f"SAE {m.name!r} has d_in {m.sae.cfg.d_in} but its input {m.input_key!r} "
+                              f"has width {x.shape[-1]}")
+        return x, g
+
+    @torch.no_grad()
+    def _initialise(self, batch: Batch) -> None:
+        for m in self.members:
+            x, _ = self._inputs(m, batch)
+            m.sae.init_b_dec(x)
+
+    # -- one step ---------------------------------------------------------------------
+
+    def _train_step(self, m: Member, batch: Batch, total_steps: int, global_rows: torch.Tensor) -> None:
+        sae, cfg = m.sae, self.cfg
+        x, g = self._inputs(m, batch)
+        if not torch.isfinite(x).all():
+            raise SaelabError(f"non-finite activations in the batch at step {self.step} (SAE {m.name!r}); "
+                              f"the last good checkpoint in {self.run_dir} is kept")
+        for group in m.optimizer.param_groups:
+            group["lr"] = m.base_lr(cfg) * lr_factor(self.step, total_steps, cfg)
+        if hasattr(sae, "l1_scale"):
+            warm = getattr(sae.cfg, "l1_warmup_fraction", 0.0) * total_steps
+            sae.l1_scale = min(1.0, (self.step + 1) / warm) if warm > 0 else 1.0
+        dead = m.since_fired >= cfg.dead_after_tokens
+        out = sae(x, g=g, dead=dead)
+        loss = sum(out.losses.values())
+        if not torch.isfinite(loss):
+            raise SaelabError(f"training stopped: the loss of SAE {m.name!r} is {float(loss)} at step {self.step}; "
+                              f"the last good checkpoint in {self.run_dir} is kept")
+        m.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.dist.world_size > 1:
+            for p in sae.parameters():
+                if p.grad is not None:
+                    p.grad = self.dist.all_reduce(p.grad) / self.dist.world_size
+        sae.remove_parallel_gradient()
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+        m.optimizer.step()
+        sae.normalize_decoder()
+        counts = out.fire_counts()
+        m.window_fires += counts
+        m.window_rows += x.shape[0]
+        fired = self.dist.all_reduce(counts) > 0
+        m.since_fired += global_rows
+        m.since_fired[fired] = 0
+        if self._logging_step(total_steps):
+            self._record(m, x, out, dead)
+
+    def _logging_step(self, total_steps: int) -> bool:
+        return self.step % self.cfg.log_every == 0 or self.step == total_steps - 1
+
+    @torch.no_grad()
+    def _record(self, m: Member, x: torch.Tensor, out, dead: torch.Tensor) -> None:
+        resid = (x - out.x_hat).pow(2).sum()
+        total = (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
+        window = self.dist.all_reduce(m.window_fires.clone())
+        rows = int(self.dist.all_reduce(torch.tensor(m.window_rows)))
+        dying = (m.since_fired >= self.cfg.dead_after_tokens // 2) & ~dead
+        m.last = {
+            **{f"loss/{k}": float(v) for k, v in out.losses.items()},
+            "fvu": float(resid / total),
+            "l0": out.l0(),
+            "dead_fraction": float(dead.float().mean()),
+            "dying_fraction": float(dying.float().mean()),
+            "mean_tokens_since_fired": float(m.since_fired.double().mean()),
+            "density_hist": density_histogram(window, rows),
+            "lr": m.optimizer.param_groups[0]["lr"],
+            **{k: float(v) for k, v in out.extra.items()},
+        }
+        m.window_fires.zero_()
+        m.window_rows = 0
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def fit(self, batches: Callable[[int], Iterable] | Iterable, total_steps: int) -> None:
+        """Train for ``total_steps`` on ``batches``.
+
+        ``batches`` is either a function ``skip_rows → iterable`` that restarts the stream
+        at this rank's row ``skip_rows`` (cheap exact resume), or an iterable, which a
+        resumed run reads past the rows already consumed.
+        """
+        torch.manual_seed(self.cfg.seed)
+        resumed = load_checkpoint(self.run_dir, self)
+        stream = _open(batches, self.local_rows)
+        if not resumed:
+            first = next(stream, None)
+            if first is None:
+                raise SaelabError("the activation stream is empty")
+            self._initialise(first)
+            stream = _prepend(first, stream)
+            if self.writer:
+                self._reset_metrics()
+        bar = tqdm(total=total_steps, initial=self.step, desc="train", unit="step", disable=not self.progress,
+                   dynamic_ncols=True, leave=False)
+        start = time.time()
+        try:
+            while self.step < total_steps:
+                batch = next(stream, None)
+                if batch is None:
+                    break
+                local = next(iter(batch.values())).shape[0]
+                global_rows = self.dist.all_reduce(torch.tensor(local))
+                for m in self.members:
+                    self._train_step(m, batch, total_steps, global_rows)
+                logged = self._logging_step(total_steps)
+                self.rows += int(global_rows)
+                self.step += 1
+                bar.update(1)
+                if logged:
+                    self._log(time.time() - start)
+                    bar.set_postfix({m.name: f"fvu={m.last['fvu']:.3f}" for m in self.members[:3]})
+                if self.writer and self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                    save_checkpoint(self.run_dir, self)
+            if self.writer:
+                save_checkpoint(self.run_dir, self)
+        finally:
+            bar.close()
+            self._finish_wandb()
+
+    # -- metrics ----------------------------------------------------------------------
+
+    def _metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    def _reset_metrics(self) -> None:
+        write_text(self._metrics_path(), "")
+
+    def truncate_metrics(self, step: int) -> None:
+        """Keep the lines logged up to ``step`` (a resumed run logs the later ones again);
+        a line cut short by a crash is dropped."""
+        path = self._metrics_path()
+        if not self.writer or not path.exists():
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    keep.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+        write_text(path, "".join(line + "\n" for line in keep))
+
+    def _log(self, elapsed: float) -> None:
+        if not self.writer:
+            return
+        record = {"step": self.step, "rows": self.rows, "seconds": round(elapsed, 2),
+                  "saes": {m.name: m.last for m in self.members}}
+        with open(self._metrics_path(), "a") as f:  # an append-only log; truncate_metrics repairs a torn line
+            f.write(json.dumps(record) + "\n")
+        run = self._wandb_run()
+        if run is not None:
+            run.log({f"{m.name}/{k}": v for m in self.members for k, v in m.last.items() if k != "density_hist"},
+                    step=self.step)
+
+    def _wandb_run(self):
+        """wandb, imported lazily; offline unless the user configured it (WANDB_MODE or an API key)."""
+        if self.cfg.wandb_project is None:
+            return None
+        if self._wandb is None:
+            try:
+                import wandb
+            except ImportError:
+                self._wandb = False
+                return None
+            if "WANDB_MODE" not in os.environ and "WANDB_API_KEY" not in os.environ:
+                os.environ["WANDB_MODE"] = "offline"
+            os.environ.setdefault("WANDB_SILENT", "true")
+            try:
+                self._wandb = wandb.init(
+                    project=self.cfg.wandb_project, dir=str(self.run_dir), name=self.run_dir.name,
+                    config={"trainer": self.cfg.model_dump(mode="json"),
+                            "saes": {m.name: m.sae.cfg.model_dump(mode="json") for m in self.members}},
+                    reinit="finish_previous")
+            except Exception as e:  # wandb must never cost a run
+                print(f"wandb disabled: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                self._wandb = False
+        return self._wandb or None
+
+    def _finish_wandb(self) -> None:
+        if self._wandb:
+            self._wandb.finish()
+        self._wandb = None
+
+
+def _open(batches, skip_rows: int) -> Iterator[Batch]:
+    if callable(batches):
+        return (as_batch(b) for b in batches(skip_rows))
+    return _skipping((as_batch(b) for b in batches), skip_rows)
+
+
+def _skipping(stream: Iterator[Batch], skip_rows: int) -> Iterator[Batch]:
+    """Drop the first ``skip_rows`` rows of a stream that cannot seek."""
+    for batch in stream:
+        if skip_rows <= 0:
+            yield batch
+            continue
+        n = next(iter(batch.values())).shape[0]
+        if skip_rows >= n:
+            skip_rows -= n
+            continue
+        yield {k: v[skip_rows:] for k, v in batch.items()}
+        skip_rows = 0
+
+
+def _prepend(first: Batch, rest: Iterator[Batch]) -> Iterator[Batch]:
+    yield first
+    yield from rest

@@ -1,0 +1,184 @@
+"""The trainer on random tensors: it learns, resumes exactly, and keeps its files sound."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from sae.architectures import TRAINABLE, sae_class
+from sae.errors import SaelabError
+from sae.trainer import Member, Trainer, TrainerConfig, lr_factor
+
+D, F, B = 16, 64, 128
+
+
+def stream(skip_rows: int, steps: int = 40, seed: int = 0, poison_at: int | None = None):
+    """Sparse combinations of a fixed dictionary, plus a gradient-like signal."""
+    g = torch.Generator().manual_seed(seed)
+    true = torch.randn(F, D, generator=g)
+    true /= true.norm(dim=1, keepdim=True)
+    for i in range(steps):
+        codes = (torch.rand(B, F, generator=g) < 0.05).float() * (1 + torch.rand(B, F, generator=g))
+        x = codes @ true + 0.01 * torch.randn(B, D, generator=g)
+        grad = torch.randn(B, D, generator=g)
+        if poison_at is not None and i == poison_at:
+            x[0, 0] = float("nan")
+        if i * B >= skip_rows:
+            yield {"x": x, "x.grad": grad}
+
+
+def members(archs=TRAINABLE):
+    torch.manual_seed(0)
+    out = []
+    for arch in archs:
+        cls = sae_class(arch)
+        kw = {"l1_coefficient": 0.05} if arch == "relu" else {"k": 4}
+        out.append(Member(arch, cls(cls.config_class(d_in=D, d_sae=F, **kw)), "x",
+                          "x.grad" if arch == "gsae" else None, scale=1.5))
+    return out
+
+
+def cfg(**kw):
+    return TrainerConfig(**{"batch_size": B, "lr": 3e-3, "warmup_steps": 5, "checkpoint_every": 10,
+                            "log_every": 5, "wandb_project": None, "dead_after_tokens": 2 * B, **kw})
+
+
+def test_every_family_learns(tmp_path):
+    ms = members()
+    Trainer(ms, cfg(), tmp_path, progress=False).fit(lambda skip: stream(skip), 40)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    first, last = lines[0]["saes"], lines[-1]["saes"]
+    for m in ms:
+        assert last[m.name]["fvu"] < first[m.name]["fvu"], m.name
+        if m.sae.cfg.unit_norm_decoder:
+            torch.testing.assert_close(m.sae.W_dec.norm(dim=1), torch.ones(F))
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    full = members()
+    Trainer(full, cfg(), tmp_path / "full", progress=False).fit(lambda skip: stream(skip), 40)
+
+    def dies_at_step_25(skip):
+        for i, batch in enumerate(stream(skip)):
+            if skip == 0 and i == 25:
+                raise KeyboardInterrupt
+            yield batch
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(members(), cfg(), tmp_path / "cut", progress=False).fit(dies_at_step_25, 40)
+    state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 20 and state["rows"] == 20 * B
+    resumed = members()
+    Trainer(resumed, cfg(), tmp_path / "cut", progress=False).fit(dies_at_step_25, 40)
+    for a, b in zip(full, resumed):
+        for (name, p), (_, q) in zip(a.sae.state_dict().items(), b.sae.state_dict().items()):
+            assert torch.equal(p, q), (a.name, name)
+        assert torch.equal(a.since_fired, b.since_fired)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # no duplicated metric lines after the resume
+
+
+def test_corrupt_checkpoint_is_named_not_loaded(tmp_path):
+    Trainer(members(["topk"]), cfg(), tmp_path, progress=False).fit(lambda skip: stream(skip, steps=10), 10)
+    tensors = tmp_path / "checkpoint" / "state.safetensors"
+    data = bytearray(tensors.read_bytes())
+    data[-3] ^= 0xFF
+    tensors.write_bytes(bytes(data))
+    with pytest.raises(SaelabError, match="checkpoint is corrupt"):
+        Trainer(members(["topk"]), cfg(), tmp_path, progress=False).fit(lambda skip: stream(skip, steps=10), 10)
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    Trainer(members(["topk"]), cfg(), tmp_path, progress=False).fit(lambda skip: stream(skip, steps=10), 10)
+    with pytest.raises(SaelabError, match="different run"):
+        Trainer(members(["relu"]), cfg(), tmp_path, progress=False).fit(lambda skip: stream(skip, steps=10), 10)
+
+
+def test_nan_stops_training_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
+    with pytest.raises(SaelabError, match="non-finite activations in the batch at step 15 \\(SAE 'topk'\\)"):
+        Trainer(members(["topk"]), cfg(), tmp_path, progress=False).fit(
+            lambda skip: stream(skip, poison_at=15), 40)
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 10
+
+
+def test_aux_k_fires_only_with_dead_latents(tmp_path):
+    m = members(["topk"])
+    Trainer(m, cfg(dead_after_tokens=10**9), tmp_path, progress=False).fit(lambda skip: stream(skip, steps=10), 10)
+    line = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert line["saes"]["topk"]["loss/aux_k"] == 0 and line["saes"]["topk"]["dead_fraction"] == 0
+
+
+def test_learning_rate_schedule():
+    c = TrainerConfig(warmup_steps=10, decay_fraction=0.2)
+    assert lr_factor(0, 100, c) == pytest.approx(0.1)
+    assert lr_factor(50, 100, c) == 1.0
+    assert lr_factor(90, 100, c) == pytest.approx(0.5)
+    from sae.trainer import default_lr
+
+    assert default_lr(TrainerConfig(), 2**14) == pytest.approx(2e-4)
+    assert default_lr(TrainerConfig(), 2**16) == pytest.approx(1e-4)
+
+
+def test_plain_iterators_of_x_or_x_g_pairs_train_and_resume(tmp_path):
+    """The documented minimal input: an iterable of ``x`` or ``(x, g)``; a resumed run skips
+    the rows it already consumed."""
+    def pairs():
+        return ((b["x"], b["x.grad"]) for b in stream(0, steps=30))
+
+    def make():
+        cls = sae_class("gsae")
+        torch.manual_seed(0)
+        return [Member.reading("g", cls(cls.config_class(d_in=D, d_sae=F, k=4, beta=1.0)))]
+
+    full = make()
+    Trainer(full, cfg(), tmp_path / "full", progress=False).fit(pairs(), 30)
+    assert full[0].grad_key == "x.grad"
+
+    def dies(it):
+        for i, item in enumerate(it):
+            if i == 25:
+                raise KeyboardInterrupt
+            yield item
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(make(), cfg(), tmp_path / "cut", progress=False).fit(dies(pairs()), 30)
+    resumed = make()
+    Trainer(resumed, cfg(), tmp_path / "cut", progress=False).fit(pairs(), 30)
+    for p, q in zip(full[0].sae.state_dict().values(), resumed[0].sae.state_dict().values()):
+        assert torch.equal(p, q)
+    plain = [Member.reading("t", sae_class("topk")(sae_class("topk").config_class(d_in=D, d_sae=F, k=4)))]
+    Trainer(plain, cfg(), tmp_path / "plain", progress=False).fit((b["x"] for b in stream(0, steps=5)), 5)
+    with pytest.raises(SaelabError, match="reads 'x.grad', which the batches lack"):
+        Trainer(make(), cfg(), tmp_path / "nog", progress=False).fit((b["x"] for b in stream(0, steps=5)), 5)
+
+
+def test_density_histogram_bins_latents_by_firing_rate():
+    from sae.trainer import density_histogram
+
+    counts = torch.tensor([0, 0, 1, 50, 500, 5000, 100_000, 1_000_000])
+    # rows = 1e6: densities 0, 0, 1e-6, 5e-5, 5e-4, 5e-3, 0.1, 1
+    assert density_histogram(counts, 1_000_000) == [2, 0, 1, 1, 1, 1, 0, 2]
+
+
+def test_per_sae_learning_rates_and_the_default_law():
+    cls = sae_class("topk")
+    a = Member.reading("a", cls(cls.config_class(d_in=D, d_sae=2**16 // 64, k=4)))
+    b = Member.reading("b", cls(cls.config_class(d_in=D, d_sae=64, k=4)), lr=0.01)
+    c = TrainerConfig(base_lr=2e-4)
+    assert a.base_lr(c) == pytest.approx(2e-4 / math.sqrt(1024 / 2**14)) and b.base_lr(c) == 0.01
+
+
+@pytest.mark.slow
+def test_wandb_logs_offline_by_default(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    Trainer(members(["topk"]), cfg(wandb_project="saelab-test"), tmp_path, progress=False).fit(
+        lambda skip: stream(skip, steps=6), 6)
+    import os
+
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert list((tmp_path / "wandb").glob("offline-run-*")), "no offline wandb run was written"
