@@ -1,0 +1,32 @@
+"""``saelab eval``: the evaluation suite, and the supervised-dictionary evaluations.
+
+Two forms share the command, so each keeps its own parser (and its own ``--help``):
+
+    saelab eval --suite configs/eval_suite.yaml RUN_DIR... [--out DIR]    (evals.suite_cli)
+    saelab eval supervised --model organism [--sae RUN_DIR...] [--out DIR] (evals.supervised.cli)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+FORMS = {"supervised": "evals.supervised.cli"}
+DEFAULT = "evals.suite_cli"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "eval", help="evaluate SAEs: the metric suite and report, or 'eval supervised'", add_help=False,
+        usage="saelab eval --suite SUITE RUN_DIR... [--out DIR]\n       saelab eval supervised [options]",
+    )
+    parser.add_argument("argv", nargs=argparse.REMAINDER)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    argv = list(args.argv)
+    module = FORMS.get(argv[0]) if argv else None
+    if module is not None:
+        argv = argv[1:]
+    return importlib.import_module(module or DEFAULT).main(argv)

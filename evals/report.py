@@ -1,0 +1,135 @@
+"""The HTML report: one self-contained page built from every results file in a directory.
+
+Every measuring command writes JSON results carrying a ``kind``. The report does not know
+what any command measured: it asks the builder registered for each ``kind`` for a
+``Section`` (figures, tables, notes) and lays the sections out in a fixed order. So a new
+evaluation adds one builder here and needs no other change, and running several
+commands into one ``--out`` directory gives one report with all of their sections.
+
+The page embeds plotly.js once (no CDN: it must open on a machine with no network).
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sae.atomic import write_text
+from sae.errors import SaelabError
+
+REPORT = "report.html"
+
+#: results ``kind`` → "module:function" building a Section from the list of results of that
+#: kind found in the directory; the order here is the order of the report.
+SECTION_BUILDERS: dict[str, str | Callable[[list[dict]], "Section"]] = {
+    "sweep": "evals.sections:sweep_section",
+    "eval": "evals.sections:eval_section",
+    "circuit": "circuits.report:circuit_section",
+    "supervised": "evals.supervised.report:supervised_section",
+}
+
+
+@dataclass
+class Table:
+    """Rows of a table; ``columns`` fixes the order (and the subset) of the keys shown."""
+
+    caption: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+
+
+@dataclass
+class Section:
+    title: str
+    intro: str = ""
+    figures: list = field(default_factory=list)  # plotly Figures
+    tables: list[Table] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None:
+        return "–"
+    return html.escape(str(value))
+
+
+def _table_html(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in table.columns) + "</tr>"
+                   for row in table.rows)
+    return (f"<table><caption>{html.escape(table.caption)}</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>")
+
+
+def render(sections: list[Section], title: str) -> str:
+    """The whole page as one string (plotly.js inlined once, in the head)."""
+    from plotly.offline import get_plotlyjs
+
+    parts = []
+    for i, section in enumerate(sections):
+        parts.append(f'<section id="s{i}"><h2>{html.escape(section.title)}</h2>')
+        if section.intro:
+            parts.append(f"<p>{html.escape(section.intro)}</p>")
+        for fig in section.figures:
+            parts.append('<div class="figure">' + fig.to_html(full_html=False, include_plotlyjs=False) + "</div>")
+        for table in section.tables:
+            parts.append(_table_html(table))
+        for note in section.notes:
+            parts.append(f'<p class="note">{html.escape(note)}</p>')
+        parts.append("</section>")
+    toc = "".join(f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(sections))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<script type="text/javascript">{get_plotlyjs()}</script>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
+th {{ background: #f3f3f3; }} caption {{ text-align: left; font-weight: bold; padding: 0.3em 0; }}
+.note {{ color: #555; font-size: 0.9em; }} .figure {{ margin: 1em 0; }}
+</style></head>
+<body><h1>{html.escape(title)}</h1><ul>{toc}</ul>
+{''.join(parts)}
+</body></html>
+"""
+
+
+def find_results(directory: str | Path) -> dict[str, list[dict]]:
+    """Results files directly under ``directory`` (``*.json`` with a ``kind``), grouped by kind."""
+    found: dict[str, list[dict]] = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            continue  # not a results file
+        if isinstance(data, dict) and isinstance(data.get("kind"), str):
+            data.setdefault("_file", path.name)
+            found.setdefault(data["kind"], []).append(data)
+    return found
+
+
+def _builder(kind: str) -> Callable[[list[dict]], Section]:
+    builder = SECTION_BUILDERS[kind]
+    if callable(builder):
+        return builder
+    module, _, name = builder.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_report(directory: str | Path, title: str = "saelab report") -> Path:
+    """(Re)write ``directory/report.html`` from every results file there; returns its path."""
+    directory = Path(directory)
+    found = find_results(directory)
+    sections = [_builder(kind)(found[kind]) for kind in SECTION_BUILDERS if kind in found]
+    if not sections:
+        raise SaelabError(f"{directory}: no results files to report on")
+    path = directory / REPORT
+    write_text(path, render(sections, title))
+    return path
