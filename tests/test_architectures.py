@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sae.architectures import TRAINABLE, sae_class
-from sae.architectures.base import Selection, auxk_loss, geometric_median
+from sae.architectures.base import EncoderPass, Selection, auxk_loss, geometric_median
 from sae.architectures.feature_choice import demand, largest_remainder
 from sae.architectures.mutual_choice import global_topk_indices
 from sae.architectures.vsae import gaussian_kl
@@ -295,7 +295,8 @@ def test_aux_zipf_on_a_hand_computed_case():
     # row 0 picks latent 0 (2.0) → ê = (2, 0), error 0; row 1 picks latent 3 (3.0) → ê = (1.8, 2.4),
     # error 0.04 + 2.56 = 2.6. ē = (2, 2): ‖e − ē‖² = 4 + 4 = 8. Scale min(2/1, 1) = 1.
     x_hat = torch.zeros(2, 2)
-    losses = sae.losses(residual, x_hat, pre, dead=None)
+    enc = EncoderPass(x=residual, shift=None, sae_in=residual, pre=pre, W_enc=sae.W_enc, b_enc=sae.b_enc, sparse=False)
+    losses = sae.losses(residual, x_hat, enc, dead=None)
     assert float(losses["aux_zipf"].detach()) == pytest.approx(0.5 * 2.6 / 8)
     assert float(losses["mse"]) == pytest.approx((4 + 4 + 16) / 2)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from pydantic_core import PydanticCustomError
 from torch import nn
 
 from sae.config import FrozenConfig
+from sae.kernels import Layout, block_encode, sparse_decode, sparse_encode
 
 
 class SAEConfig(FrozenConfig):
@@ -35,6 +37,9 @@ class SAEConfig(FrozenConfig):
     unit_norm_decoder: bool = Field(True, description="Keep decoder rows at unit norm (gradient projected).")
     k_aux: int | None = Field(None, gt=0, description="AuxK latents (None: d_in // 2).")
     aux_coefficient: float = Field(1 / 32, ge=0, description="Weight of the dead-latent auxiliary loss; 0 disables it.")
+    kernel: Literal["sparse", "dense"] = Field(
+        "sparse", description="Training path of sparse rules: fused kernels whose backward touches only the chosen "
+        "latents (sparse), or plain autograd through dense codes, the reference (dense). Same mathematics.")
 
     def with_d_in(self, d_in: int) -> "SAEConfig":
         return self if self.d_in == d_in else self.model_copy(update={"d_in": d_in})
@@ -57,11 +62,12 @@ class KConfig(SAEConfig):
 class Selection:
     """Chosen activations in coordinate form: ``values[i]`` is latent ``latents[i]`` of row ``rows[i]``.
 
-    This is the ``(indices, values)`` form every sparse rule yields, and where fused sparse
-    kernels plug in. Per-token rules (TopK) set ``k``: rows are then
-    ``arange(B).repeat_interleave(k)`` and ``indices``/``topk_values`` view the choice as
-    ``[B, k]``. Batch-level rules (mutual and feature choice) give each row a variable
-    number of latents (``k`` is None).
+    This is the ``(indices, values)`` form every sparse rule yields, and where the fused
+    sparse kernels (``sae.kernels``) plug in. Entries are kept sorted by row (a batch-level
+    rule's entries are sorted on construction), so each row's entries are one segment.
+    Per-token rules (TopK) set ``k``: rows are then ``arange(B).repeat_interleave(k)`` and
+    ``indices``/``topk_values`` view the choice as ``[B, k]``. Batch-level rules (mutual
+    and feature choice) give each row a variable number of latents (``k`` is None).
     """
 
     rows: torch.Tensor
@@ -69,6 +75,12 @@ class Selection:
     values: torch.Tensor
     n_rows: int
     k: int | None = None
+    _layouts: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.k is None and self.rows.numel() > 1 and bool((self.rows[1:] < self.rows[:-1]).any()):
+            order = self.rows.argsort(stable=True)
+            self.rows, self.latents, self.values = self.rows[order], self.latents[order], self.values[order]
 
     @property
     def indices(self) -> torch.Tensor:
@@ -82,19 +94,24 @@ class Selection:
             raise ValueError("a batch-level selection has no per-token [B, k] form")
         return self.values.view(self.n_rows, self.k)
 
+    def layout(self, d_sae: int) -> Layout:
+        """Index plans shared by the encoder's and the decoder's sparse backward (computed once)."""
+        if d_sae not in self._layouts:
+            self._layouts[d_sae] = Layout.of(self.rows, self.latents, self.n_rows, d_sae)
+        return self._layouts[d_sae]
+
+    def with_values(self, values: torch.Tensor) -> "Selection":
+        """The same entries with other values (e.g. ones that carry gradients); the layout is shared."""
+        return Selection(self.rows, self.latents, values, self.n_rows, self.k, self._layouts)
+
     def dense(self, d_sae: int) -> torch.Tensor:
         out = self.values.new_zeros(self.n_rows, d_sae)
         return out.index_put((self.rows, self.latents), self.values)
 
     def decode(self, W_dec: torch.Tensor) -> torch.Tensor:
-        """Σ_i values_i · W_dec[latents_i] per row, without the bias: a sparse decoder
-        (``embedding_bag``), equal to ``dense(d_sae) @ W_dec``; differentiable in both."""
-        if self.k is not None:
-            return F.embedding_bag(self.indices, W_dec, per_sample_weights=self.topk_values, mode="sum")
-        order = self.rows.argsort(stable=True)
-        offsets = torch.zeros(self.n_rows, dtype=torch.long, device=self.rows.device)
-        offsets[1:] = torch.bincount(self.rows, minlength=self.n_rows).cumsum(0)[:-1]
-        return F.embedding_bag(self.latents[order], W_dec, offsets, per_sample_weights=self.values[order], mode="sum")
+        """Σ_i values_i · W_dec[latents_i] per row, without the bias: the sparse decoder,
+        equal to ``dense(d_sae) @ W_dec``; differentiable in both, sparsely."""
+        return sparse_decode(self.values, W_dec, self.rows, self.latents, self.layout(W_dec.shape[0]))
 
     def fire_counts(self, d_sae: int) -> torch.Tensor:
         """Rows on which each latent is active (non-zero)."""
@@ -153,14 +170,22 @@ def geometric_median(x: torch.Tensor, iterations: int = 100, eps: float = 1e-8) 
     return median
 
 
+def normalized_error(residual: torch.Tensor, e_hat: torch.Tensor) -> torch.Tensor:
+    """‖e − ê‖² / ‖e − ē‖² with e the detached residual and ē its batch mean (AuxK's normalisation)."""
+    e = residual.detach()
+    denom = (e - e.mean(0, keepdim=True)).pow(2).sum().clamp_min(1e-12)
+    return (e - e_hat).pow(2).sum() / denom
+
+
 def auxk_loss(pre: torch.Tensor, residual: torch.Tensor, W_dec: torch.Tensor, candidates: torch.Tensor,
               k_aux: int) -> torch.Tensor:
-    """Gao et al.'s auxiliary loss over the ``candidates`` latents (dead ones for AuxK).
+    """Gao et al.'s auxiliary loss over the ``candidates`` latents (dead ones for AuxK), in plain autograd.
 
     The top ``k_aux`` candidate pre-activations (ReLU'd) reconstruct the detached
     residual e = x − x̂ through the decoder, with no bias: ‖e − ê‖² / ‖e − ē‖², ē the
     batch mean of e. Scaled by min(n/k_aux, 1) as in SAELens, so a handful of dead
-    latents do not get the full weight. Zero when no latent is a candidate.
+    latents do not get the full weight. Zero when no latent is a candidate. This is the
+    reference; SAEs compute the same loss through ``EncoderPass`` (sparse in backward).
     """
     n = int(candidates.sum())
     if n == 0:
@@ -169,18 +194,54 @@ def auxk_loss(pre: torch.Tensor, residual: torch.Tensor, W_dec: torch.Tensor, ca
     masked = pre.relu().masked_fill(~candidates, -math.inf)
     values, indices = masked.topk(k, dim=-1, sorted=False)
     e_hat = Selection.from_topk(values.clamp_min(0), indices).decode(W_dec)
-    e = residual.detach()
-    denom = (e - e.mean(0, keepdim=True)).pow(2).sum().clamp_min(1e-12)
-    return min(n / k_aux, 1.0) * (e - e_hat).pow(2).sum() / denom
+    return min(n / k_aux, 1.0) * normalized_error(residual, e_hat)
+
+
+#: on the sparse path, AuxK uses block GEMMs once it chooses at least 1/BLOCK_SHARE of its candidates
+BLOCK_SHARE = 8
+
+
+@dataclass
+class EncoderPass:
+    """One training pass of the encoder, and how chosen values get their gradients.
+
+    ``pre`` is ``sae_in @ W_enc + b_enc`` with ``sae_in = x − shift`` (shift = b_dec when
+    the SAE centres its input, else None). On the sparse path ``pre`` carries no graph and
+    ``attach``/``block`` differentiate through the chosen entries only (``sae.kernels``);
+    on the dense path ``pre`` carries the graph and values are gathered from it (plain
+    autograd, the reference). Selection rules read ``pre`` to choose; what they choose
+    gets its values here.
+    """
+
+    x: torch.Tensor
+    shift: torch.Tensor | None
+    sae_in: torch.Tensor
+    pre: torch.Tensor
+    W_enc: torch.Tensor
+    b_enc: torch.Tensor
+    sparse: bool
+
+    def attach(self, selection: Selection) -> Selection:
+        """The selection with values that carry gradients."""
+        chosen = self.pre[selection.rows, selection.latents]
+        if not self.sparse:
+            return selection.with_values(chosen.relu())
+        layout = selection.layout(self.W_enc.shape[1])
+        return selection.with_values(sparse_encode(self.x, self.shift, self.W_enc, self.b_enc, self.sae_in, chosen,
+                                                   selection.rows, selection.latents, layout))
+
+    def block(self, columns: torch.Tensor, block_pre: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Dense ``[batch, n_columns]`` codes of the chosen entries of a column block (sparse path)."""
+        return block_encode(self.x, self.shift, self.W_enc, self.b_enc, self.sae_in, block_pre, columns, mask)
 
 
 class SparseAutoencoder(nn.Module, abc.ABC):
     """Base module. ``forward(x, g=None, dead=None)`` trains; ``encode(x)`` is the inference form.
 
     Training: pre-activations → ``select`` (the family's rule, giving a ``Selection``) →
-    sparse decode → named losses. A fused kernel replaces the dense gradient through
-    ``pre`` by one that touches only the selected (row, latent) pairs; the rules need not
-    change. Inference: ``inference_select`` (batch-free) → the same decoder.
+    values with gradients (``EncoderPass``: fused sparse kernels, or the dense autograd
+    reference) → decode → named losses. Rules only choose; they never see the difference
+    between the two paths. Inference: ``inference_select`` (batch-free) → the same decoder.
     """
 
     config_class: type[SAEConfig] = SAEConfig
@@ -223,9 +284,24 @@ class SparseAutoencoder(nn.Module, abc.ABC):
 
     # -- the pieces ------------------------------------------------------------------
 
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.b_dec if self.cfg.apply_b_dec_to_input else x
+
     def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
-        sae_in = x - self.b_dec if self.cfg.apply_b_dec_to_input else x
-        return sae_in @ self.W_enc + self.b_enc
+        return self.encoder_input(x) @ self.W_enc + self.b_enc
+
+    def encoder_pass(self, x: torch.Tensor, sparse: bool | None = None) -> EncoderPass:
+        """Pre-activations of ``[B, d_in]`` rows for training; see ``EncoderPass``.
+
+        ``sparse`` defaults to the config's kernel; dense rules (ReLU, the vSAE's KL) ask
+        for a dense pass whatever the config says.
+        """
+        sparse = self.cfg.kernel == "sparse" if sparse is None else sparse
+        shift = self.b_dec if self.cfg.apply_b_dec_to_input else None
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not sparse):
+            sae_in = x - shift if shift is not None else x
+            pre = torch.addmm(self.b_enc, sae_in, self.W_enc)
+        return EncoderPass(x, shift, sae_in, pre, self.W_enc, self.b_enc, sparse)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Dense codes ``[..., d_sae]`` → reconstruction."""
@@ -261,21 +337,53 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         selection = self.encode_selection(x)
         return selection, self.decode_selection(selection)
 
-    def losses(self, x: torch.Tensor, x_hat: torch.Tensor, pre: torch.Tensor,
+    def decode_training(self, selection: Selection, sparse: bool, bias: bool = True) -> torch.Tensor:
+        """The training decoder: ``embedding_bag`` on the sparse path, dense codes @ W_dec on the dense one."""
+        out = selection.decode(self.W_dec) if sparse else selection.dense(self.cfg.d_sae) @ self.W_dec
+        return out + self.b_dec if bias else out
+
+    def aux_loss(self, enc: EncoderPass, residual: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """``auxk_loss`` over ``candidates``, computed through ``enc``.
+
+        The top ``k_aux`` pre-activations are found among the candidate columns only. On
+        the sparse path the chosen entries go through the per-entry kernels when they are
+        few, and through GEMMs over the candidate block when they fill a large share of it
+        (AuxK's k_aux = d_in/2 often picks most dead latents); both are exact.
+        """
+        n = int(candidates.sum())
+        if n == 0:
+            return enc.pre.new_zeros(()).detach()
+        k = min(self.k_aux, n)
+        with torch.no_grad():
+            columns = candidates.nonzero().squeeze(1)
+            block = enc.pre.detach().index_select(1, columns)
+            local = block.topk(k, dim=-1, sorted=False).indices
+        if enc.sparse and k * BLOCK_SHARE >= n:
+            mask = torch.zeros_like(block, dtype=torch.bool).scatter_(1, local, True)
+            codes = enc.block(columns, block, mask)
+            e_hat = codes @ self.W_dec.index_select(0, columns)
+        else:
+            latents = columns[local]
+            chosen = enc.attach(Selection.from_topk(block.gather(1, local).relu(), latents))
+            e_hat = self.decode_training(chosen, enc.sparse, bias=False)
+        return min(n / self.k_aux, 1.0) * normalized_error(residual, e_hat)
+
+    def losses(self, x: torch.Tensor, x_hat: torch.Tensor, enc: EncoderPass,
                dead: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """MSE (summed over dimensions, mean over rows) plus AuxK on dead latents."""
         out = {"mse": (x_hat - x).pow(2).sum(-1).mean()}
         if self.cfg.aux_coefficient > 0 and dead is not None:
-            out["aux_k"] = self.cfg.aux_coefficient * auxk_loss(pre, x - x_hat, self.W_dec, dead, self.k_aux)
+            out["aux_k"] = self.cfg.aux_coefficient * self.aux_loss(enc, x - x_hat, dead)
         return out
 
     def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, dead: torch.Tensor | None = None) -> Output:
-        pre = self.pre_acts(x)
-        selection = self.select(pre, g)
-        x_hat = self.decode_selection(selection)
+        enc = self.encoder_pass(x)
+        chosen = self.select(enc.pre, g)
+        selection = enc.attach(chosen)
+        x_hat = self.decode_training(selection, enc.sparse)
         if self.training:
-            self.observe(pre, selection)
-        return Output(x_hat, self.losses(x, x_hat, pre, dead), self.cfg.d_sae, selection=selection)
+            self.observe(enc.pre.detach(), chosen)
+        return Output(x_hat, self.losses(x, x_hat, enc, dead), self.cfg.d_sae, selection=selection)
 
     def observe(self, pre: torch.Tensor, selection: Selection) -> None:
         """Hook for families that keep running statistics (thresholds, densities)."""

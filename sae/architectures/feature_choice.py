@@ -37,7 +37,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from sae.architectures.base import KConfig, Selection, SparseAutoencoder, auxk_loss
+from sae.architectures.base import EncoderPass, KConfig, Selection, SparseAutoencoder
 from sae.architectures.mutual_choice import global_topk_indices
 from sae.architectures.registry import register
 
@@ -166,11 +166,14 @@ class FeatureChoiceSAE(SparseAutoencoder):
             return never
         return never | (self.density < self.cfg.underused_fraction * self.expected_density())
 
-    def losses(self, x, x_hat, pre, dead):
+    def losses(self, x: torch.Tensor, x_hat: torch.Tensor, enc: EncoderPass,
+               dead: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """MSE plus aux_zipf (or AuxK) over ``underused()``; the trainer's dead mask is not used:
+        under this rule every latent fires in training, so 'dead' is a matter of demand."""
         out = {"mse": (x_hat - x).pow(2).sum(-1).mean()}
         if self.cfg.aux_coefficient > 0:
             name = "aux_zipf" if self.cfg.aux_loss == "zipf" else "aux_k"
-            out[name] = self.cfg.aux_coefficient * auxk_loss(pre, x - x_hat, self.W_dec, self.underused(), self.k_aux)
+            out[name] = self.cfg.aux_coefficient * self.aux_loss(enc, x - x_hat, self.underused())
         return out
 
     def inference_state(self) -> dict[str, torch.Tensor]:

@@ -46,10 +46,10 @@ class ReluSAE(SparseAutoencoder):
 
     def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, dead: torch.Tensor | None = None) -> Output:
         # A dense rule: early in training most latents fire, so dense codes are cheaper.
-        pre = self.pre_acts(x)
-        codes = pre.relu()
+        enc = self.encoder_pass(x, sparse=False)
+        codes = enc.pre.relu()
         x_hat = self.decode(codes)
-        losses = self.losses(x, x_hat, pre, dead)
+        losses = self.losses(x, x_hat, enc, dead)
         losses["l1"] = self.l1_scale * self.cfg.l1_coefficient * (codes * self.W_dec.norm(dim=1)).sum(-1).mean()
         return Output(x_hat, losses, self.cfg.d_sae, codes=codes)
 

@@ -20,7 +20,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from sae.architectures.base import KConfig, Output, Selection
+from sae.architectures.base import EncoderPass, KConfig, Output
 from sae.architectures.registry import register
 from sae.architectures.topk import TopKSAE, topk_selection
 
@@ -55,12 +55,16 @@ class VariationalSAE(TopKSAE):
         return sae_in @ self.W_var + self.b_var
 
     def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, dead: torch.Tensor | None = None) -> Output:
-        mu = self.pre_acts(x)
+        # The KL reaches every latent's μ and log σ², so this encoder pass is dense whatever
+        # the kernel; the decoder still follows the config.
+        enc = self.encoder_pass(x, sparse=False)
+        mu = enc.pre
         logvar = self.logvar(x, mu)
         z = mu + (0.5 * logvar).exp() * torch.randn_like(mu) if self.training else mu
-        selection = self.select(z)
-        x_hat = self.decode_selection(selection)
-        losses = self.losses(x, x_hat, z, dead)
+        sampled = EncoderPass(x, enc.shift, enc.sae_in, z, self.W_enc, self.b_enc, sparse=False)
+        selection = sampled.attach(self.select(z))
+        x_hat = self.decode_training(selection, self.cfg.kernel == "sparse")
+        losses = self.losses(x, x_hat, sampled, dead)
         losses["kl"] = self.cfg.kl_coefficient * gaussian_kl(mu, logvar).sum(-1).mean()
         return Output(x_hat, losses, self.cfg.d_sae, selection=selection,
                       extra={"mean_sigma": (0.5 * logvar).exp().mean().detach()})

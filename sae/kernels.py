@@ -1,0 +1,193 @@
+"""Sparse training kernels for SAEs whose codes are (row, latent, value) selections.
+
+A sparse rule (TopK, mutual choice, feature choice, the g-SAE score, AuxK's dead-latent
+top-k) must *read* every pre-activation to choose, but only the chosen entries reach the
+loss. Plain autograd still pays for a dense ``[batch, d_sae]`` gradient of
+``pre = sae_in @ W_enc + b_enc`` and two dense GEMMs to push it back. Here the chosen
+entries (nnz of them, sorted by row) are the only thing either backward pass touches:
+
+- encoder (``sparse_encode``): ∂sae_in[r] = Σ_{(r,j)} g · W_enc[:, j] and
+  ∂W_enc[:, j] = Σ_{(r,j)} g · sae_in[r], ∂b_enc[j] = Σ_{(r,j)} g;
+- decoder (``sparse_decode``): x̂[r] = Σ_{(r,j)} v · W_dec[j]; ∂v = W_dec[j] · ∂x̂[r] and
+  ∂W_dec[j] = Σ_{(r,j)} v · ∂x̂[r].
+
+Each sum over a row's entries or over a latent's entries is one ``embedding_bag`` (a
+segmented gather-and-add, parallel on CPU and GPU): the entries grouped by row come
+sorted, and a ``Layout`` computed once per selection groups them by latent for the
+encoder's and the decoder's weight gradients alike. Cost O(nnz · d_in) instead of
+O(batch · d_sae · d_in). The dense path (``kernel: dense`` in an SAE config) keeps plain
+autograd as the reference that tests compare against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def _starts(counts: torch.Tensor) -> torch.Tensor:
+    """Offsets of consecutive segments of the given lengths (``embedding_bag`` offsets)."""
+    out = torch.zeros_like(counts)
+    out[1:] = counts.cumsum(0)[:-1]
+    return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Index plans for a selection's entries: by row (they are sorted that way) and by latent."""
+
+    row_offsets: torch.Tensor  # [n_rows]: where each row's entries start
+    latent_order: torch.Tensor  # [nnz]: a permutation grouping the entries by latent
+    latent_offsets: torch.Tensor  # [d_sae]: where each latent's group starts in latent_order
+
+    @staticmethod
+    def of(rows: torch.Tensor, latents: torch.Tensor, n_rows: int, d_sae: int) -> "Layout":
+        with torch.no_grad():
+            row_offsets = _starts(torch.bincount(rows, minlength=n_rows))
+            latent_order = latents.argsort(stable=True)
+            latent_offsets = _starts(torch.bincount(latents, minlength=d_sae))
+        return Layout(row_offsets, latent_order, latent_offsets)
+
+
+def _by_row(indices: torch.Tensor, table: torch.Tensor, weights: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """out[r] = Σ over row r's entries of weights · table[indices]."""
+    return F.embedding_bag(indices, table, layout.row_offsets, mode="sum", per_sample_weights=weights)
+
+
+def _by_latent(rows: torch.Tensor, table: torch.Tensor, weights: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """out[j] = Σ over latent j's entries of weights · table[rows]."""
+    order = layout.latent_order
+    return F.embedding_bag(rows[order], table, layout.latent_offsets, mode="sum", per_sample_weights=weights[order])
+
+
+def _entry_dots(grad_out: torch.Tensor, W_dec: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor,
+                layout: Layout) -> torch.Tensor:
+    """W_dec[latent] · grad_out[row] for every entry.
+
+    ATen's fused per-sample-weights backward of ``embedding_bag`` does exactly this without
+    materialising the ``[nnz, d_in]`` gathers (about 20x faster on CPU); the gather-and-dot
+    stays as the fallback should a build lack the op.
+    """
+    try:
+        return torch.ops.aten._embedding_bag_per_sample_weights_backward(
+            grad_out, W_dec, latents, layout.row_offsets, rows, 0, -1)
+    except (AttributeError, RuntimeError):
+        return torch.einsum("nd,nd->n", W_dec.index_select(0, latents), grad_out.index_select(0, rows))
+
+
+class _SparseEncode(torch.autograd.Function):
+    """ReLU(pre[rows, latents]) as a function of (x, shift, W_enc, b_enc), sparse in backward.
+
+    The encoder input is x − shift (the shift is b_dec when the SAE centres its input).
+    Only the shift normally needs a gradient, and Σ_rows ∂sae_in = W_enc · ∂b_enc, so the
+    shift's gradient is one matrix-vector product; the full ∂x is computed only when x
+    itself requires a gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, shift, W_enc, b_enc, sae_in, pre_values, rows, latents, layout):  # noqa: ARG004
+        values = pre_values.relu()
+        ctx.save_for_backward(sae_in, W_enc, rows, latents, values)
+        ctx.layout = layout
+        return values
+
+    @staticmethod
+    def backward(ctx, grad_values):
+        sae_in, W_enc, rows, latents, values = ctx.saved_tensors
+        g = (grad_values * (values > 0)).contiguous()  # ReLU: no gradient where the chosen entry is ≤ 0
+        need_x, need_shift, need_w, need_b = ctx.needs_input_grad[:4]
+        grad_x = grad_shift = grad_w = grad_b = None
+        if need_b or need_shift:
+            grad_b = torch.zeros(W_enc.shape[1], dtype=g.dtype, device=g.device).index_add_(0, latents, g)
+        if need_shift:
+            grad_shift = -(W_enc @ grad_b)
+        if need_x:
+            grad_x = _by_row(latents, W_enc.T.contiguous(), g, ctx.layout)
+        if need_w:
+            grad_w = _by_latent(rows, sae_in, g, ctx.layout).T
+        return grad_x, grad_shift, grad_w, grad_b if need_b else None, None, None, None, None, None
+
+
+class _SparseDecode(torch.autograd.Function):
+    """Σ_{(r,j)} v · W_dec[j] per row, sparse in backward."""
+
+    @staticmethod
+    def forward(ctx, values, W_dec, rows, latents, layout):
+        ctx.save_for_backward(values, W_dec, rows, latents)
+        ctx.layout = layout
+        return _by_row(latents, W_dec, values, layout)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        values, W_dec, rows, latents = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_values = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_values = _entry_dots(grad_out, W_dec, rows, latents, ctx.layout)
+        if ctx.needs_input_grad[1]:
+            grad_w = _by_latent(rows, grad_out, values.detach(), ctx.layout)
+        return grad_values, grad_w, None, None, None
+
+
+def sparse_encode(x: torch.Tensor, shift: torch.Tensor | None, W_enc: torch.Tensor, b_enc: torch.Tensor,
+                  sae_in: torch.Tensor, pre_values: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor,
+                  layout: Layout) -> torch.Tensor:
+    """ReLU'd values of the chosen entries of ``(x − shift) @ W_enc + b_enc``, differentiable.
+
+    ``sae_in`` (= x − shift) and ``pre_values`` (the chosen entries) are those of the
+    forward pass, taken without a graph; gradients reach ``x``, ``shift``, ``W_enc`` and
+    ``b_enc`` through the chosen pairs only. Entries must be sorted by row (``Selection``
+    keeps them so).
+    """
+    return _SparseEncode.apply(x, shift, W_enc, b_enc, sae_in.detach(), pre_values.detach(), rows, latents, layout)
+
+
+def sparse_decode(values: torch.Tensor, W_dec: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor,
+                  layout: Layout) -> torch.Tensor:
+    """``[n_rows, d_in]`` reconstructions (no bias) from row-sorted entries, sparse in backward."""
+    return _SparseDecode.apply(values, W_dec, rows, latents, layout)
+
+
+class _BlockEncode(torch.autograd.Function):
+    """ReLU(pre[:, columns]) · mask, for a dense-enough choice within a few columns.
+
+    When most of a column block is chosen (AuxK picks k_aux = d_in/2 among the dead
+    latents, often a large share of them), GEMMs over the ``[batch, n_columns]`` block beat
+    per-entry gathers. Backward: G = grad · mask · 1[pre > 0]; ∂W_enc[:, cols] = sae_inᵀ · G,
+    ∂b_enc[cols] = Σ_rows G, ∂shift = −W_enc[:, cols] · ∂b_enc[cols] (as in ``_SparseEncode``);
+    other columns get nothing.
+    """
+
+    @staticmethod
+    def forward(ctx, x, shift, W_enc, b_enc, sae_in, block_pre, columns, mask):  # noqa: ARG004
+        keep = mask & (block_pre > 0)
+        ctx.save_for_backward(sae_in, W_enc, columns, keep)
+        return block_pre * keep
+
+    @staticmethod
+    def backward(ctx, grad_codes):
+        sae_in, W_enc, columns, keep = ctx.saved_tensors
+        G = grad_codes * keep
+        need_x, need_shift, need_w, need_b = ctx.needs_input_grad[:4]
+        grad_x = grad_shift = grad_w = grad_b = None
+        W_cols = W_enc.index_select(1, columns) if (need_x or need_shift) else None
+        block_b = G.sum(0)
+        if need_shift:
+            grad_shift = -(W_cols @ block_b)
+        if need_x:
+            grad_x = G @ W_cols.T
+        if need_w:
+            grad_w = torch.zeros_like(W_enc).index_copy_(1, columns, sae_in.T @ G)
+        if need_b:
+            grad_b = torch.zeros(W_enc.shape[1], dtype=G.dtype, device=G.device).index_copy_(0, columns, block_b)
+        return grad_x, grad_shift, grad_w, grad_b, None, None, None, None
+
+
+def block_encode(x: torch.Tensor, shift: torch.Tensor | None, W_enc: torch.Tensor, b_enc: torch.Tensor,
+                 sae_in: torch.Tensor, block_pre: torch.Tensor, columns: torch.Tensor,
+                 mask: torch.Tensor) -> torch.Tensor:
+    """``[batch, n_columns]`` codes: the chosen (``mask``) ReLU'd pre-activations of ``columns``,
+    differentiable through those columns only; ``block_pre`` is ``pre[:, columns]`` without a graph."""
+    return _BlockEncode.apply(x, shift, W_enc, b_enc, sae_in.detach(), block_pre.detach(), columns, mask)
