@@ -9,4 +9,6 @@ first use by ``bench.peers``.
 
 BENCHMARKS: dict[str, str] = {
     "harvest": "bench.harvest",
+    "train": "bench.train",
+    "roofline": "bench.roofline",
 }

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from sae.trainer import Trainer
 
 DIRNAME = "checkpoint"
+#: trainer settings a run may change when it resumes (they do not change what is computed)
+RESUMABLE = ("checkpoint_every", "log_every", "wandb_project", "device")
 
 
 def _sha256(path: Path) -> str:
@@ -33,7 +35,7 @@ def _sha256(path: Path) -> str:
 
 def _identity(trainer: "Trainer") -> dict:
     return {
-        "trainer": trainer.cfg.model_dump(mode="json", exclude={"checkpoint_every", "log_every", "wandb_project"}),
+        "trainer": trainer.cfg.model_dump(mode="json", exclude=set(RESUMABLE)),
         "saes": {m.name: {"config": m.sae.cfg.model_dump(mode="json"), "input_key": m.input_key,
                           "grad_key": m.grad_key, "lr": m.lr} for m in trainer.members},
     }
@@ -41,6 +43,8 @@ def _identity(trainer: "Trainer") -> dict:
 
 def save_checkpoint(run_dir: Path, trainer: "Trainer") -> Path:
     tensors: dict[str, torch.Tensor] = {"rng/torch": torch.get_rng_state()}
+    if str(trainer.cfg.device).startswith("cuda"):
+        tensors["rng/cuda"] = torch.cuda.get_rng_state(trainer.cfg.device)
     groups = {}
     for m in trainer.members:
         for k, v in m.sae.state_dict().items():
@@ -101,11 +105,13 @@ def load_checkpoint(run_dir: Path, trainer: "Trainer") -> bool:
                 idx, name = k[len(prefix):].split("/")
                 state.setdefault(int(idx), {})[name] = v
         m.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][m.name]})
-        m.since_fired = tensors[f"{m.name}/since_fired"].clone()
-        m.window_fires = tensors[f"{m.name}/window_fires"].clone()
+        m.since_fired = tensors[f"{m.name}/since_fired"].to(trainer.cfg.device)
+        m.window_fires = tensors[f"{m.name}/window_fires"].to(trainer.cfg.device)
         m.window_rows = meta["window_rows"][m.name]
         m.scale = meta["scales"][m.name]
     torch.set_rng_state(tensors["rng/torch"])
+    if "rng/cuda" in tensors and str(trainer.cfg.device).startswith("cuda"):
+        torch.cuda.set_rng_state(tensors["rng/cuda"], trainer.cfg.device)
     trainer.step, trainer.rows = meta["step"], meta["rows"]
     trainer.truncate_metrics(trainer.step)
     return True

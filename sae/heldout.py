@@ -76,7 +76,7 @@ def measure(saes: dict, batches: Iterable[dict[str, torch.Tensor]], pca_rank: in
         for hook in {h for _, h in saes.values()}:
             moments.setdefault(hook, Moments(batch[hook].shape[-1])).update(batch[hook])
         for name, (sae, hook) in saes.items():
-            x = batch[hook].float()
+            x = batch[hook].to(sae.W_enc.device, torch.float32)
             selection, x_hat = sae.reconstruct(x)
             accs[name].update(x, selection, x_hat)
     out = {}

@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError
 
 from sae.architectures import TRAINABLE, sae_class
 from sae.atomic import write_json
+from sae.checkpoint import RESUMABLE as RESUMABLE_CHANGES
 from sae.config import FrozenConfig, build_config, describe_validation_error
 from sae.errors import ConfigError, SaelabError
 from sae.heldout import measure
@@ -32,8 +33,6 @@ from sae.store import ActivationStore, StoreConfig
 from sae.trainer import Member, Trainer, TrainerConfig, as_batch
 
 SCHEMA_VERSION = 1
-#: trainer settings that may change between a run and its resumption
-RESUMABLE_CHANGES = ("checkpoint_every", "log_every", "wandb_project")
 
 
 class SAESpec(FrozenConfig):
@@ -110,7 +109,7 @@ def build_saes(cfg: RunConfig, d_in_of) -> dict[str, tuple]:
 
 def folded_copy(sae, scale: float):
     """The SAE rewritten for raw (unscaled) inputs."""
-    copy = type(sae)(sae.cfg)
+    copy = type(sae)(sae.cfg).to(sae.W_enc.device)
     copy.load_state_dict(sae.state_dict())
     copy.fold_input_scale(scale)
     return copy.eval()

@@ -67,6 +67,7 @@ class TrainerConfig(FrozenConfig):
     checkpoint_every: int = Field(200, ge=0, description="Steps between checkpoints (0: only at the end).")
     log_every: int = Field(25, gt=0, description="Steps between metric lines.")
     seed: int = Field(0, description="Seeds initialisation and any sampling (vSAE).")
+    device: str = Field("cpu", description="Where the SAEs train ('cpu', 'cuda', 'cuda:1'); batches are moved there.")
     wandb_project: str | None = Field("saelab", description="wandb project (offline unless configured); None: off.")
 
 
@@ -93,6 +94,8 @@ class Member:
     since_fired: torch.Tensor | None = None  # tokens since each latent last fired (global)
     window_fires: torch.Tensor | None = None  # firings per latent since the last metric line (local)
     window_rows: int = 0
+    window_seconds: float = 0.0  # time spent in this SAE's steps since the last metric line
+    window_steps: int = 0
     last: dict = field(default_factory=dict)
 
     @staticmethod
@@ -154,10 +157,10 @@ class Trainer:
         self.rows = 0  # global data position: rows consumed by all ranks together
         self._wandb = None
         for m in members:
-            m.sae.train()
+            m.sae.to(cfg.device).train()
             m.optimizer = torch.optim.Adam(m.sae.parameters(), lr=m.base_lr(cfg), betas=cfg.adam_betas, eps=cfg.adam_eps)
-            m.since_fired = torch.zeros(m.sae.cfg.d_sae, dtype=torch.long)
-            m.window_fires = torch.zeros(m.sae.cfg.d_sae, dtype=torch.long)
+            m.since_fired = torch.zeros(m.sae.cfg.d_sae, dtype=torch.long, device=cfg.device)
+            m.window_fires = torch.zeros(m.sae.cfg.d_sae, dtype=torch.long, device=cfg.device)
 
     @property
     def writer(self) -> bool:
@@ -172,10 +175,11 @@ class Trainer:
 
     def _inputs(self, m: Member, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         try:
-            x = batch[m.input_key].float() * m.scale
+            device = self.cfg.device
+            x = batch[m.input_key].to(device, torch.float32, non_blocking=True) * m.scale
             g = None
             if m.grad_key is not None:
-                g = batch[m.grad_key].float() / m.scale  # dL/d(x·s) = (dL/dx) / s
+                g = batch[m.grad_key].to(device, torch.float32, non_blocking=True) / m.scale  # dL/d(x·s) = dL/dx / s
         except KeyError as e:
             raise SaelabError(f"SAE {m.name!r} reads {e.args[0]!r}, which the batches lack "
                               f"(they have {', '.join(sorted(batch))})") from None
@@ -185,7 +189,8 @@ class Trainer:
         return x, g
 
     @torch.no_grad()
-    def _initialise(self, batch: Batch) -> None:
+    def initialise(self, batch: Batch) -> None:
+        """Data-dependent initialisation (b_dec from the first batch); ``fit`` does it on a fresh run."""
         for m in self.members:
             x, _ = self._inputs(m, batch)
             m.sae.init_b_dec(x)
@@ -193,6 +198,7 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------
 
     def _train_step(self, m: Member, batch: Batch, total_steps: int, global_rows: torch.Tensor) -> None:
+        started = time.perf_counter()
         sae, cfg = m.sae, self.cfg
         x, g = self._inputs(m, batch)
         if not torch.isfinite(x).all():
@@ -225,8 +231,23 @@ class Trainer:
         fired = self.dist.all_reduce(counts) > 0
         m.since_fired += global_rows
         m.since_fired[fired] = 0
+        m.window_seconds += time.perf_counter() - started
+        m.window_steps += 1
         if self._logging_step(total_steps):
             self._record(m, x, out, dead)
+
+    def train_step(self, batch: Batch, total_steps: int) -> None:
+        """One optimisation step of every SAE on ``batch`` (this rank's rows), advancing the data position.
+
+        ``total_steps`` fixes the learning-rate schedule. ``fit`` calls this; benchmarks
+        and custom loops may too (after ``initialise``).
+        """
+        local = next(iter(batch.values())).shape[0]
+        global_rows = self.dist.all_reduce(torch.tensor(local, device=self.cfg.device))
+        for m in self.members:
+            self._train_step(m, batch, total_steps, global_rows)
+        self.rows += int(global_rows)
+        self.step += 1
 
     def _logging_step(self, total_steps: int) -> bool:
         return self.step % self.cfg.log_every == 0 or self.step == total_steps - 1
@@ -236,7 +257,7 @@ class Trainer:
         resid = (x - out.x_hat).pow(2).sum()
         total = (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
         window = self.dist.all_reduce(m.window_fires.clone())
-        rows = int(self.dist.all_reduce(torch.tensor(m.window_rows)))
+        rows = int(self.dist.all_reduce(torch.tensor(m.window_rows, device=self.cfg.device)))
         dying = (m.since_fired >= self.cfg.dead_after_tokens // 2) & ~dead
         m.last = {
             **{f"loss/{k}": float(v) for k, v in out.losses.items()},
@@ -247,10 +268,12 @@ class Trainer:
             "mean_tokens_since_fired": float(m.since_fired.double().mean()),
             "density_hist": density_histogram(window, rows),
             "lr": m.optimizer.param_groups[0]["lr"],
+            "seconds_per_step": m.window_seconds / max(m.window_steps, 1),
             **{k: float(v) for k, v in out.extra.items()},
         }
         m.window_fires.zero_()
         m.window_rows = 0
+        m.window_seconds, m.window_steps = 0.0, 0
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -268,7 +291,7 @@ class Trainer:
             first = next(stream, None)
             if first is None:
                 raise SaelabError("the activation stream is empty")
-            self._initialise(first)
+            self.initialise(first)
             stream = _prepend(first, stream)
             if self.writer:
                 self._reset_metrics()
@@ -280,13 +303,8 @@ class Trainer:
                 batch = next(stream, None)
                 if batch is None:
                     break
-                local = next(iter(batch.values())).shape[0]
-                global_rows = self.dist.all_reduce(torch.tensor(local))
-                for m in self.members:
-                    self._train_step(m, batch, total_steps, global_rows)
                 logged = self._logging_step(total_steps)
-                self.rows += int(global_rows)
-                self.step += 1
+                self.train_step(batch, total_steps)
                 bar.update(1)
                 if logged:
                     self._log(time.time() - start)

@@ -395,3 +395,34 @@ def test_folding_the_input_scale_keeps_reconstructions(arch):
     torch.testing.assert_close(sae.decode(sae.encode(x)), before, atol=1e-5, rtol=1e-5)
     _, x_hat = sae.reconstruct(x)
     torch.testing.assert_close(x_hat, before, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kl_on", ["mu", "relu_mu"])
+@pytest.mark.parametrize("variance", ["learned", "fixed"])
+def test_vsae_fused_sampling_and_kl_match_plain_autograd(kl_on, variance):
+    sae = make("vsae", kl_on=kl_on, variance=variance, fixed_sigma=0.5, kl_coefficient=0.3).train()
+    with torch.no_grad():
+        sae.b_dec.normal_()
+        if variance == "learned":
+            sae.W_var.normal_(0, 0.1)
+    x = torch.randn(12, D)
+    torch.manual_seed(7)
+    out = sae(x, dead=torch.ones(F, dtype=torch.bool))
+    sum(out.losses.values()).backward()
+    fused = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+    # the same computation in plain autograd, with the same noise
+    torch.manual_seed(7)
+    sae_in = x - sae.b_dec
+    mu = sae_in @ sae.W_enc + sae.b_enc
+    logvar = (sae_in @ sae.W_var + sae.b_var) if variance == "learned" else torch.full_like(mu, 2 * math.log(0.5))
+    z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+    kl = gaussian_kl(mu.relu() if kl_on == "relu_mu" else mu, logvar).sum(-1).mean()
+    torch.testing.assert_close(out.losses["kl"], 0.3 * kl)
+    values, indices = z.topk(4, dim=-1)
+    x_hat = Selection.from_topk(values.relu(), indices).dense(F) @ sae.W_dec + sae.b_dec
+    torch.testing.assert_close(out.x_hat, x_hat)
+    aux = sae.cfg.aux_coefficient * auxk_loss(z, x - x_hat, sae.W_dec, torch.ones(F, dtype=torch.bool), D // 2)
+    ((x_hat - x).pow(2).sum(-1).mean() + 0.3 * kl + aux).backward()
+    for name, p in sae.named_parameters():
+        torch.testing.assert_close(fused[name], p.grad, atol=1e-5, rtol=1e-5, msg=lambda m: f"{name}: {m}")

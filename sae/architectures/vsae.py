@@ -3,12 +3,21 @@
 The encoder gives a Gaussian posterior per latent: μ = (x − b_dec)W_enc + b_enc and,
 with learned variance, log σ² = (x − b_dec)W_var + b_var. Training samples
 z = μ + σ·ε, keeps each token's top k of z (ReLU'd), and adds β·KL(N(μ, σ²) ‖ N(0, I)),
-summed over latents and averaged over tokens, computed on the pre-activation μ as the
-paper's text defines it (its code applies it after a ReLU; see the notes). With
+summed over latents and averaged over tokens. ``kl_on: mu`` puts the KL on the
+pre-activation μ, as the paper's text defines it; ``kl_on: relu_mu`` on ReLU(μ), as its
+code computes it, where negative means (which TopK never selects) cost nothing. With
 ``variance: fixed`` σ is a constant and the KL reduces to ½Σμ² plus a constant.
 Inference uses μ, so the saved form is a plain TopK SAE. AuxK can be switched on or off
 (``aux_coefficient``) so that the paper's comparison, AuxK for TopK only, can be redone
 with AuxK matched.
+
+Scale: the KL is summed over d_sae latents and the MSE over d_in dimensions, so β must be
+small when d_sae ≫ d_in (inputs are normalised to mean norm √d_in): at d_sae = 16·d_in a
+β of 1 makes the KL dominate and the reconstruction degrade (see configs/).
+
+The KL touches every latent's μ and log σ², so this family's encoder is dense whatever
+the kernel; sampling and the KL are one fused autograd step (``_SampleKL``), and b_dec's
+gradient through the encoder costs a matrix-vector product rather than a GEMM.
 """
 
 from __future__ import annotations
@@ -30,11 +39,44 @@ class VariationalConfig(KConfig):
     kl_coefficient: float = Field(1.0, ge=0, description="β, the weight of the KL term.")
     variance: Literal["learned", "fixed"] = Field("learned", description="Learn log σ² per latent, or fix σ.")
     fixed_sigma: float = Field(1.0, gt=0, description="σ when the variance is fixed.")
+    kl_on: Literal["mu", "relu_mu"] = Field(
+        "mu", description="KL on the mean μ (the paper's text) or on ReLU(μ) (the paper's code).")
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(μ, σ²) ‖ N(0, 1)) per element: ½(σ² + μ² − 1 − log σ²)."""
     return 0.5 * (logvar.exp() + mu.pow(2) - 1 - logvar)
+
+
+class _SampleKL(torch.autograd.Function):
+    """z = μ + σ·ε and Σ KL(N(m, σ²) ‖ N(0, 1)) / B in one step, m = μ or ReLU(μ).
+
+    Autograd through the same expressions makes about twice the passes over the
+    ``[batch, d_sae]`` tensors; here: ∂μ = ∂z + c·m′ (m′ = μ, or ReLU(μ)), and
+    ∂log σ² = ½∂z·ε·σ + ½c(σ² − 1), with c = ∂KL / B.
+    """
+
+    @staticmethod
+    def forward(ctx, mu, logvar, eps, relu_mu: bool):
+        std = (0.5 * logvar).exp_()
+        z = torch.addcmul(mu, std, eps)
+        m = mu.relu() if relu_mu else mu
+        kl = 0.5 * (std.square().sum() + m.square().sum() - logvar.sum() - mu.numel()) / mu.shape[0]
+        ctx.save_for_backward(m, std, eps)
+        return z, kl
+
+    @staticmethod
+    def backward(ctx, grad_z, grad_kl):
+        m, std, eps = ctx.saved_tensors
+        c = grad_kl / m.shape[0]
+        grad_mu = grad_mu_lv = None
+        if ctx.needs_input_grad[0]:
+            grad_mu = torch.add(grad_z, m, alpha=float(c)) if grad_z is not None else m * c
+        if ctx.needs_input_grad[1]:
+            grad_mu_lv = 0.5 * c * (std.square() - 1)
+            if grad_z is not None:
+                grad_mu_lv.addcmul_(grad_z * eps, std, value=0.5)
+        return grad_mu, grad_mu_lv, None, None
 
 
 @register("vsae")
@@ -51,23 +93,36 @@ class VariationalSAE(TopKSAE):
     def logvar(self, x: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         if self.cfg.variance == "fixed":
             return torch.full_like(mu, 2 * math.log(self.cfg.fixed_sigma))
-        sae_in = x - self.b_dec if self.cfg.apply_b_dec_to_input else x
-        return sae_in @ self.W_var + self.b_var
+        return self.encoder_input(x) @ self.W_var + self.b_var
+
+    def _affine(self, sae_in: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(x − b_dec) @ W + b with b_dec's gradient as Σ_rows(∂pre) · Wᵀ (a GEMV, not a GEMM).
+
+        The input is detached and a zero-valued (b̄_dec − b_dec) @ W carries b_dec's
+        gradient; its gradient to W is zero, as it must be.
+        """
+        pre = torch.addmm(b, sae_in.detach(), W)
+        if self.cfg.apply_b_dec_to_input and self.b_dec.requires_grad and torch.is_grad_enabled():
+            pre = pre + (self.b_dec.detach() - self.b_dec) @ W
+        return pre
 
     def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, dead: torch.Tensor | None = None) -> Output:
-        # The KL reaches every latent's μ and log σ², so this encoder pass is dense whatever
-        # the kernel; the decoder still follows the config.
-        enc = self.encoder_pass(x, sparse=False)
-        mu = enc.pre
-        logvar = self.logvar(x, mu)
-        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu) if self.training else mu
-        sampled = EncoderPass(x, enc.shift, enc.sae_in, z, self.W_enc, self.b_enc, sparse=False)
+        sae_in = self.encoder_input(x)
+        mu = self._affine(sae_in, self.W_enc, self.b_enc)
+        logvar = self._affine(sae_in, self.W_var, self.b_var) if self.cfg.variance == "learned" \
+            else torch.full_like(mu, 2 * math.log(self.cfg.fixed_sigma))
+        if self.training:
+            z, kl = _SampleKL.apply(mu, logvar, torch.randn_like(mu), self.cfg.kl_on == "relu_mu")
+        else:
+            z = mu
+            kl = gaussian_kl(mu.relu() if self.cfg.kl_on == "relu_mu" else mu, logvar).sum(-1).mean()
+        sampled = EncoderPass(x, None, sae_in, z, self.W_enc, self.b_enc, sparse=False)
         selection = sampled.attach(self.select(z))
         x_hat = self.decode_training(selection, self.cfg.kernel == "sparse")
         losses = self.losses(x, x_hat, sampled, dead)
-        losses["kl"] = self.cfg.kl_coefficient * gaussian_kl(mu, logvar).sum(-1).mean()
+        losses["kl"] = self.cfg.kl_coefficient * kl
         return Output(x_hat, losses, self.cfg.d_sae, selection=selection,
-                      extra={"mean_sigma": (0.5 * logvar).exp().mean().detach()})
+                      extra={"mean_sigma": (0.5 * logvar.detach()).exp().mean()})
 
     @torch.no_grad()
     def fold_input_scale(self, scale: float) -> None:

@@ -1,0 +1,71 @@
+"""Peer side of the training benchmark: SAELens 6.54.12 TopK, stepped as its SAETrainer steps.
+
+Runs in bench/.peers. Reads a JSON payload on stdin, prints one JSON line with the median
+step time. The step is the body of ``SAETrainer._train_step`` in SAELens 6.54.12
+(training forward pass with the dead-neuron mask, firing bookkeeping, backward, clipping
+at 1.0, Adam step, zero_grad, scheduler step), on the same random activations as the
+saelab side (same seed, same torch wheel), with the same 10% of latents dead.
+"""
+
+import json
+import statistics
+import sys
+import time
+from importlib.metadata import version
+
+import torch
+from torch.optim import Adam
+from torch.optim.lr_scheduler import LambdaLR
+
+from sae_lens.saes.sae import TrainStepInput
+from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+
+
+def main():
+    p = json.loads(sys.stdin.read())
+    torch.set_num_threads(p["threads"])
+    device = p["device"]
+    gen = torch.Generator().manual_seed(p["seed"])
+    batches = [torch.randn(p["batch_size"], p["d_in"], generator=gen).to(device) for _ in range(4)]
+    torch.manual_seed(0)
+    cfg = TopKTrainingSAEConfig(d_in=p["d_in"], d_sae=p["d_sae"], k=p["k"], dtype="float32", device=device,
+                                aux_loss_coefficient=1 / 32)
+    sae = TopKTrainingSAE(cfg)
+    optimizer = Adam(sae.parameters(), lr=p["lr"], betas=(0.9, 0.999))
+    scheduler = LambdaLR(optimizer, lambda step: 1.0)  # constant: SAELens's default schedule
+    dead = torch.zeros(p["d_sae"], dtype=torch.bool, device=device)
+    dead[: int(p["dead_fraction"] * p["d_sae"])] = True
+    since_fired = torch.zeros(p["d_sae"], device=device)
+    act_freq = torch.zeros(p["d_sae"], device=device)
+
+    def step(sae_in):
+        sae.train()
+        out = sae.training_forward_pass(step_input=TrainStepInput(
+            sae_in=sae_in, dead_neuron_mask=dead, coefficients={}, n_training_steps=0, is_logging_step=False))
+        with torch.no_grad():
+            firing = out.feature_acts.bool().float()
+            did_fire = firing.sum(-2).bool()
+            since_fired.add_(1)
+            since_fired[did_fire] = 0
+            act_freq.add_(firing.sum(0))
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        scheduler.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    for x in batches[:2]:
+        step(x)
+    times = []
+    for i in range(p["steps"]):
+        start = time.perf_counter()
+        step(batches[i % len(batches)])
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"median_step_seconds": statistics.median(times), "steps": p["steps"],
+                      "sae_lens_version": version("sae-lens")}))
+
+
+if __name__ == "__main__":
+    main()
