@@ -11,4 +11,5 @@ BENCHMARKS: dict[str, str] = {
     "harvest": "bench.harvest",
     "train": "bench.train",
     "roofline": "bench.roofline",
+    "memory": "bench.memory",
 }

@@ -35,11 +35,12 @@ import numpy as np
 import torch
 
 from sae.atomic import atomic_path, write_json
+from sae.collective import SINGLE, Collective
 from sae.errors import SaelabError
 from sae.store import (ActivationBatch, ActivationStore, Block, StoreConfig, batched, concat, cut, load_for, take,
                        token_batches)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-shard norm sums (totals summed in shard order), multi-rank progress files
 MANIFEST = "manifest.json"
 BLOCK_ROWS = 16_384  # rows per read block (memory per block: BLOCK_ROWS x total width)
 
@@ -128,11 +129,53 @@ def _check_model(root: Path, manifest: dict, fingerprint: str) -> None:
                           "(fingerprint differs); delete it or choose another cache_dir")
 
 
-def write_cache(cfg: StoreConfig, model=None, tokenizer=None, progress: bool = True) -> dict:
+def _progress_files(root: Path) -> list[Path]:
+    return sorted(root.glob("progress.rank*.json"))
+
+
+def _finished_shards(root: Path, manifest: dict) -> dict[int, dict]:
+    """Shards already written: those in the manifest and those a killed multi-rank job recorded."""
+    done = {s["index"]: s for s in manifest["shards"]}
+    for path in _progress_files(root):
+        try:
+            entries = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue  # a torn progress file: its shards are written again
+        done.update({s["index"]: s for s in entries})
+    return done
+
+
+def _finalise(root: Path, manifest: dict, done: dict[int, dict]) -> dict:
+    """The complete manifest: shards in index order, rows and norm statistics summed in that order
+    (so the figures do not depend on how many processes wrote the shards)."""
+    manifest["shards"] = [done[i] for i in sorted(done)]
+    manifest["rows"] = 0
+    for meta in manifest["hooks"].values():
+        meta["norm_sum"] = 0.0
+    for shard in manifest["shards"]:
+        manifest["rows"] += shard["rows"]
+        for h, meta in manifest["hooks"].items():
+            meta["norm_sum"] += shard["norm_sums"][h]
+    for meta in manifest["hooks"].values():
+        meta["mean_norm"] = meta["norm_sum"] / max(manifest["rows"], 1)
+    manifest["complete"] = True
+    write_json(root / MANIFEST, manifest)
+    for path in _progress_files(root):
+        path.unlink(missing_ok=True)
+    return manifest
+
+
+def write_cache(cfg: StoreConfig, model=None, tokenizer=None, progress: bool = True,
+                collective: Collective = SINGLE) -> dict:
     """Build (or finish) the cache described by ``cfg``; returns its manifest.
 
     A complete cache is returned as it is; its model fingerprint is checked when a model
-    is given (with no model, nothing is loaded).
+    is given (with no model, nothing is loaded). Over several ranks the shards still to
+    write are dealt out round-robin; each rank records its finished shards in
+    ``progress.rank<r>.json`` and rank 0 merges them into the manifest at the end. Shard
+    j always holds token batches [j·shard_batches, (j+1)·shard_batches), so the cache is
+    the same whoever wrote which shard, and a killed job, rerun with any number of
+    processes, writes only what is missing.
     """
     from sae.harvest import Harvester
     from sae.progress import token_bar
@@ -163,29 +206,54 @@ def write_cache(cfg: StoreConfig, model=None, tokenizer=None, progress: bool = T
         }
     else:
         _check_model(root, manifest, fingerprint)
-    (root / "shards").mkdir(parents=True, exist_ok=True)
-    for stale in (root / "shards").glob(".*.tmp"):  # left by a killed writer
-        stale.unlink(missing_ok=True)
+    if collective.rank == 0:
+        (root / "shards").mkdir(parents=True, exist_ok=True)
+        for stale in (root / "shards").glob(".*.tmp"):  # left by a killed writer
+            stale.unlink(missing_ok=True)
+    collective.barrier()
 
-    done = len(manifest["shards"])
-    total = cfg.n_sequences * cfg.context_size
-    per_shard = cfg.shard_batches * cfg.lm_batch_size * cfg.context_size
-    stream = token_batches(cfg, tokenizer, skip_batches=done * cfg.shard_batches)
-    with token_bar(total, "cache", progress, initial=min(total, done * per_shard)) as bar:
-        while True:
+    done = _finished_shards(root, manifest)
+    n_batches = math.ceil(cfg.n_sequences / cfg.lm_batch_size)
+    n_shards = math.ceil(n_batches / cfg.shard_batches)
+    mine = [j for j in range(n_shards) if j not in done][collective.rank :: collective.world_size]
+    written: list[dict] = []
+
+    def record(entry: dict) -> None:
+        if collective.distributed:
+            written.append(entry)
+            write_json(root / f"progress.rank{collective.rank}.json", written, indent=None)
+        else:
+            manifest["shards"] = sorted([*manifest["shards"], entry], key=lambda s: s["index"])
+            write_json(root / MANIFEST, manifest)
+
+    if mine:
+        per_batch = cfg.lm_batch_size * cfg.context_size
+        wanted = set(mine)
+        stream = token_batches(cfg, tokenizer, skip_batches=mine[0] * cfg.shard_batches)
+        with token_bar(len(mine) * cfg.shard_batches * per_batch, "cache", progress and collective.rank == 0) as bar:
             blocks: list[Block] = []
-            for _, tokens in zip(range(cfg.shard_batches), stream):
+            for i, tokens in enumerate(stream, start=mine[0] * cfg.shard_batches):
+                shard = i // cfg.shard_batches
+                if shard > mine[-1]:
+                    break
+                if shard not in wanted:
+                    continue
                 blocks.append(harvester(tokens).block())
                 bar.update(tokens.numel())
-            if not blocks:
-                break
-            _write_shard(root, manifest, len(manifest["shards"]), concat(blocks), cfg)
-    manifest["complete"] = True
-    write_json(root / MANIFEST, manifest)
-    return manifest
+                if i % cfg.shard_batches == cfg.shard_batches - 1:
+                    record(_write_shard(root, shard, concat(blocks), cfg))
+                    blocks = []
+            if blocks:  # the text ran out inside this rank's last shard
+                record(_write_shard(root, (i // cfg.shard_batches), concat(blocks), cfg))
+    collective.barrier()
+    if collective.rank == 0:
+        _finalise(root, manifest, _finished_shards(root, manifest))
+    collective.barrier()
+    return read_manifest(root)
 
 
-def _write_shard(root: Path, manifest: dict, index: int, rows: Block, cfg: StoreConfig) -> None:
+def _write_shard(root: Path, index: int, rows: Block, cfg: StoreConfig) -> dict:
+    """Shard ``index`` (its rows permuted by a seed of the config and the index); its manifest entry."""
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
     n = next(iter(rows.values())).shape[0]
     rows = take(rows, torch.randperm(n, generator=gen))
@@ -196,12 +264,8 @@ def _write_shard(root: Path, manifest: dict, index: int, rows: Block, cfg: Store
             with open(tmp, "wb") as f:
                 np.lib.format.write_array(f, _to_numpy(tensor), allow_pickle=False)
         files[key] = {"path": name, "sha256": _sha256(root / name)}
-    manifest["shards"].append({"index": index, "rows": n, "files": files})
-    manifest["rows"] += n
-    for h, meta in manifest["hooks"].items():
-        meta["norm_sum"] += float(rows[h].float().norm(dim=-1).sum())
-        meta["mean_norm"] = meta["norm_sum"] / manifest["rows"]
-    write_json(root / MANIFEST, manifest)
+    norm_sums = {h: float(rows[h].float().norm(dim=-1).sum()) for h in cfg.hooks}
+    return {"index": index, "rows": n, "files": files, "norm_sums": norm_sums}
 
 
 class CachedStore(ActivationStore):

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 DIRNAME = "checkpoint"
 #: trainer settings a run may change when it resumes (they do not change what is computed)
-RESUMABLE = ("checkpoint_every", "log_every", "wandb_project", "device")
+RESUMABLE = ("checkpoint_every", "log_every", "wandb_project", "device", "collective_timeout_s")
 
 
 def _sha256(path: Path) -> str:
@@ -42,9 +42,20 @@ def _identity(trainer: "Trainer") -> dict:
 
 
 def save_checkpoint(run_dir: Path, trainer: "Trainer") -> Path:
-    tensors: dict[str, torch.Tensor] = {"rng/torch": torch.get_rng_state()}
+    """Called by every rank (each contributes its RNG state); rank 0 writes."""
+    rng = trainer.dist.all_gather(torch.get_rng_state()[None])
+    windows = {m.name: trainer.dist.all_gather(m.window_fires[None]) for m in trainer.members}  # per-rank counts
+    cuda_rng = None
     if str(trainer.cfg.device).startswith("cuda"):
-        tensors["rng/cuda"] = torch.cuda.get_rng_state(trainer.cfg.device)
+        cuda_rng = trainer.dist.all_gather(torch.cuda.get_rng_state(trainer.cfg.device)[None])
+    target = run_dir / DIRNAME
+    if not trainer.writer:
+        return target
+    tensors: dict[str, torch.Tensor] = {}
+    for r in range(trainer.dist.world_size):
+        tensors[f"rng/torch/{r}"] = rng[r]
+        if cuda_rng is not None:
+            tensors[f"rng/cuda/{r}"] = cuda_rng[r]
     groups = {}
     for m in trainer.members:
         for k, v in m.sae.state_dict().items():
@@ -55,8 +66,8 @@ def save_checkpoint(run_dir: Path, trainer: "Trainer") -> Path:
                 tensors[f"{m.name}/opt/{idx}/{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
         groups[m.name] = opt["param_groups"]
         tensors[f"{m.name}/since_fired"] = m.since_fired
-        tensors[f"{m.name}/window_fires"] = m.window_fires
-    target = run_dir / DIRNAME
+        for r in range(trainer.dist.world_size):
+            tensors[f"{m.name}/window_fires/{r}"] = windows[m.name][r]
     with atomic_directory(target) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "state.safetensors"))
         meta = {
@@ -106,12 +117,13 @@ def load_checkpoint(run_dir: Path, trainer: "Trainer") -> bool:
                 state.setdefault(int(idx), {})[name] = v
         m.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][m.name]})
         m.since_fired = tensors[f"{m.name}/since_fired"].to(trainer.cfg.device)
-        m.window_fires = tensors[f"{m.name}/window_fires"].to(trainer.cfg.device)
+        m.window_fires = tensors[f"{m.name}/window_fires/{trainer.dist.rank}"].to(trainer.cfg.device)
         m.window_rows = meta["window_rows"][m.name]
         m.scale = meta["scales"][m.name]
-    torch.set_rng_state(tensors["rng/torch"])
-    if "rng/cuda" in tensors and str(trainer.cfg.device).startswith("cuda"):
-        torch.cuda.set_rng_state(tensors["rng/cuda"], trainer.cfg.device)
+    rank = trainer.dist.rank
+    torch.set_rng_state(tensors[f"rng/torch/{rank}"])
+    if f"rng/cuda/{rank}" in tensors and str(trainer.cfg.device).startswith("cuda"):
+        torch.cuda.set_rng_state(tensors[f"rng/cuda/{rank}"], trainer.cfg.device)
     trainer.step, trainer.rows = meta["step"], meta["rows"]
     trainer.truncate_metrics(trainer.step)
     return True

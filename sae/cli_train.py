@@ -6,16 +6,25 @@ import argparse
 from typing import Any
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("train", help="train one or several SAEs on a shared activation stream",
-                            description="Train the SAEs of CONFIG side by side on one activation stream, save each "
-                            "(cfg.json + sae_weights.safetensors, SAELens layout) and score them on held-out "
-                            "tokens. Running the same command again resumes from the last checkpoint.")
+DESCRIPTION = ("Train the SAEs of CONFIG side by side on one activation stream, save each (cfg.json + "
+               "sae_weights.safetensors, SAELens layout) and score them on held-out tokens. Running the same command "
+               "again resumes from the last checkpoint. With --nproc N the job runs data-parallel on N processes "
+               "(torchrun; gloo on CPU, NCCL on GPU); 'torchrun --nproc_per_node N -m sae.train CONFIG' is the same.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML run config (see configs/)")
     parser.add_argument("--out", help="run directory (default runs/<config name>)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config key, e.g. trainer.lr=1e-3 or saes.0.sae.k=32 (list items by index)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (default 1)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("train", help="train one or several SAEs on a shared activation stream",
+                            description=DESCRIPTION)
+    add_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -55,13 +64,21 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sae.config import build_config, parse_overrides, read_yaml
+    from sae.distributed import forward_argv, from_environment, in_torchrun, launch, shutdown
     from sae.train_run import RunConfig, train
 
     data = apply_overrides(read_yaml(args.config), parse_overrides(args.set))
-    cfg = build_config(RunConfig, data, args.config)
+    cfg = build_config(RunConfig, data, args.config)  # checked before any process starts
+    if args.nproc > 1 and not in_torchrun():
+        return launch("sae.train", forward_argv(args, ["config"], ["out", "set", "quiet"]), args.nproc)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    summary = train(cfg, out, progress=not args.quiet)
-    print(format_summary(summary))
-    seconds = summary.get("seconds", {})
-    print(f"run directory: {out} ({seconds.get('total', '?')} s)")
+    collective = from_environment(cfg.trainer.device, cfg.trainer.collective_timeout_s)
+    try:
+        summary = train(cfg, out, progress=not args.quiet, collective=collective)
+    finally:
+        shutdown()
+    if collective.rank == 0:
+        print(format_summary(summary))
+        seconds = summary.get("seconds", {})
+        print(f"run directory: {out} ({seconds.get('total', '?')} s)")
     return 0

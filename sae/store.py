@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from sae.collective import SINGLE, Collective
 from sae.config import FrozenConfig
 from sae.errors import SaelabError
 from sae.text import TextSource, iter_texts, iter_token_rows, pack_rows
@@ -79,6 +80,11 @@ class ActivationBatch:
 
     def __len__(self) -> int:
         return next(iter(self.acts.values())).shape[0]
+
+    def rows(self, lo: int, hi: int) -> "ActivationBatch":
+        """Rows ``lo:hi`` of every hook (views)."""
+        return ActivationBatch({h: a[lo:hi] for h, a in self.acts.items()},
+                               None if self.grads is None else {h: g[lo:hi] for h, g in self.grads.items()})
 
 
 def block_len(block: Block) -> int:
@@ -223,12 +229,15 @@ class ActivationStore(abc.ABC):
     with_grads: bool
 
     @staticmethod
-    def from_config(cfg: StoreConfig, model=None, tokenizer=None, progress: bool = True) -> "ActivationStore":
+    def from_config(cfg: StoreConfig, model=None, tokenizer=None, progress: bool = True,
+                    collective: Collective = SINGLE) -> "ActivationStore":
+        """A streaming store (each rank harvests its own share of the token batches) or a
+        cached one (built first, its shards dealt out over the ranks, if not complete)."""
         if cfg.cache_dir is None:
-            return StreamingStore(cfg, model, tokenizer, progress=progress)
+            return StreamingStore(cfg, model, tokenizer, progress=progress, collective=collective)
         from sae.cache import CachedStore, write_cache
 
-        write_cache(cfg, model, tokenizer, progress=progress)  # only checks when already complete
+        write_cache(cfg, model, tokenizer, progress=progress, collective=collective)  # only checks when complete
         return CachedStore(cfg.cache_dir)
 
     @abc.abstractmethod
@@ -245,12 +254,19 @@ class ActivationStore(abc.ABC):
 
 
 class StreamingStore(ActivationStore):
-    """Harvests on the fly into a mixing buffer; nothing touches the disk."""
+    """Harvests on the fly into a mixing buffer; nothing touches the disk.
 
-    def __init__(self, cfg: StoreConfig, model=None, tokenizer=None, progress: bool = True, norm_batches: int = 4):
+    Over several ranks, rank r harvests token batches r, r + N, r + 2N, ... into its own
+    mixing buffer; ``count_rows`` and ``batches`` are then this rank's, and the norm
+    statistics are averaged over ranks (so every rank scales its inputs alike).
+    """
+
+    def __init__(self, cfg: StoreConfig, model=None, tokenizer=None, progress: bool = True, norm_batches: int = 4,
+                 collective: Collective = SINGLE):
         from sae.harvest import Harvester
 
         self.cfg = cfg
+        self.collective = collective
         self.model, self.tokenizer = load_for(cfg, model, tokenizer)
         self.harvester = Harvester(self.model, self.tokenizer, cfg.hooks, with_grads=cfg.with_grads, dtype=cfg.dtype)
         self.hooks = self.harvester.hooks
@@ -266,33 +282,41 @@ class StreamingStore(ActivationStore):
     def count_rows(self) -> int:
         """Rows the stream will yield (tokenizes the whole budget once; no forward pass)."""
         if self._rows is None:
-            self._rows = sum(int(self.harvester.mask(t).sum()) for t in token_batches(self.cfg, self.tokenizer))
+            self._rows = sum(int(self.harvester.mask(t).sum()) for t in self._token_batches())
         return self._rows
+
+    def _token_batches(self) -> Iterator[torch.Tensor]:
+        """This rank's share of the token batches."""
+        rank, world = self.collective.rank, self.collective.world_size
+        for i, tokens in enumerate(token_batches(self.cfg, self.tokenizer)):
+            if i % world == rank:
+                yield tokens
 
     def norm_stats(self, hook: str) -> float:
         """Mean row norm, estimated over the first ``norm_batches`` forward passes of the stream."""
         if self._norms is None:
-            sums = dict.fromkeys(self.hooks, 0.0)
-            n = 0
-            for i, tokens in enumerate(token_batches(self.cfg, self.tokenizer)):
+            sums = torch.zeros(len(self.hooks) + 1, dtype=torch.float64)
+            for i, tokens in enumerate(self._token_batches()):
                 if i >= self.norm_batches:
                     break
                 got = self.harvester(tokens)
-                for h in self.hooks:
-                    sums[h] += float(got.acts[h].float().norm(dim=-1).sum())
-                n += len(got.tokens)
-            self._norms = {h: sums[h] / max(n, 1) for h in self.hooks}
+                for j, h in enumerate(self.hooks):
+                    sums[j] += float(got.acts[h].float().norm(dim=-1).sum())
+                sums[-1] += len(got.tokens)
+            sums = self.collective.all_reduce(sums)
+            self._norms = {h: float(sums[j] / sums[-1].clamp_min(1)) for j, h in enumerate(self.hooks)}
         return self._norms[hook]
 
     def _harvests(self) -> Iterator[Block]:
         from sae.progress import token_bar
 
-        with token_bar(self.cfg.n_sequences * self.cfg.context_size, "harvest", self.progress) as bar:
-            for tokens in token_batches(self.cfg, self.tokenizer):
+        total = self.cfg.n_sequences * self.cfg.context_size // self.collective.world_size
+        with token_bar(total, "harvest", self.progress and self.collective.rank == 0) as bar:
+            for tokens in self._token_batches():
                 yield self.harvester(tokens).block()
                 bar.update(tokens.numel())
 
     def batches(self, batch_size: int, skip_rows: int = 0) -> Iterator[ActivationBatch]:
-        gen = torch.Generator().manual_seed(self.cfg.seed)
+        gen = torch.Generator().manual_seed(self.cfg.seed + 7919 * self.collective.rank)
         return batched(mix(self._harvests(), self.cfg.buffer_rows, gen), batch_size, self.hooks, self.with_grads,
                        skip_rows)

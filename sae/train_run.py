@@ -29,7 +29,8 @@ from sae.config import FrozenConfig, build_config, describe_validation_error
 from sae.errors import ConfigError, SaelabError
 from sae.heldout import measure
 from sae.saving import save_sae
-from sae.store import ActivationStore, StoreConfig
+from sae.collective import SINGLE, Collective
+from sae.store import ActivationStore, StoreConfig, StreamingStore
 from sae.trainer import Member, Trainer, TrainerConfig, as_batch
 
 SCHEMA_VERSION = 1
@@ -139,8 +140,41 @@ def claim_run_dir(cfg: RunConfig, out: Path) -> None:
     write_json(path, cfg.model_dump(mode="json"))
 
 
-def train(cfg: RunConfig, out_dir: str | Path, progress: bool = True, model=None, tokenizer=None) -> dict:
-    """Train, save and measure every SAE of ``cfg``; returns the summary."""
+def rank_batches(store: ActivationStore, global_batch: int, collective: Collective) -> tuple:
+    """``(batches, total_steps)`` for ``Trainer.fit``: this rank's part of each global batch.
+
+    One process reads the store's batches as they are. Over N ranks a cached store is
+    read in its global order by every rank, which keeps its slice of each global batch,
+    so N processes see exactly the batches one process would; a streaming store is
+    sharded by token batch (each rank harvests and mixes its own share), which keeps the
+    harvest cost divided by N and the batches' distribution the same, not the rows.
+    """
+    world, rank = collective.world_size, collective.rank
+    if global_batch % world:
+        raise ConfigError(f"trainer.batch_size {global_batch} does not split evenly over {world} processes")
+    local = global_batch // world
+    if not collective.distributed:
+        return (lambda skip: store.batches(global_batch, skip_rows=skip)), store.count_rows() // global_batch
+    if isinstance(store, StreamingStore):
+        rows = int(collective.all_reduce(torch.tensor([store.count_rows()]), op="min")[0])
+        return (lambda skip: store.batches(local, skip_rows=skip // world)), rows // local
+
+    def mine(skip: int):
+        for batch in store.batches(global_batch, skip_rows=skip):
+            if len(batch) < global_batch:
+                return
+            yield batch.rows(rank * local, (rank + 1) * local)
+
+    return mine, store.count_rows() // global_batch
+
+
+def train(cfg: RunConfig, out_dir: str | Path, progress: bool = True, model=None, tokenizer=None,
+          collective: Collective = SINGLE) -> dict:
+    """Train, save and measure every SAE of ``cfg``; returns the summary (rank 0's is the real one).
+
+    Over several ranks (``collective``), every rank trains on its part of each global
+    batch; rank 0 alone writes the run directory, saves the SAEs and measures them.
+    """
     from sae.hooks import resolve_hook
     from sae.store import load_for
 
@@ -152,20 +186,25 @@ def train(cfg: RunConfig, out_dir: str | Path, progress: bool = True, model=None
     specs = {spec.hook: resolve_hook(model, spec.hook) for spec in cfg.saes}
     torch.manual_seed(cfg.trainer.seed)
     saes = build_saes(cfg, lambda hook: specs[hook].d_in)
-    claim_run_dir(cfg, out)
+    if collective.rank == 0:
+        claim_run_dir(cfg, out)
+    collective.barrier()
+    progress = progress and collective.rank == 0
 
-    store = ActivationStore.from_config(scfg, model, tokenizer, progress=progress)
+    store = ActivationStore.from_config(scfg, model, tokenizer, progress=progress, collective=collective)
     members = []
     for name, (sae, spec) in saes.items():
         norm = store.norm_stats(spec.hook) if cfg.trainer.normalize_activations else 0.0
         scale = math.sqrt(sae.cfg.d_in) / norm if norm > 0 else 1.0
         members.append(Member.reading(name, sae, spec.hook, scale, spec.lr))
-    total_steps = store.count_rows() // cfg.trainer.batch_size
+    batches, total_steps = rank_batches(store, cfg.trainer.batch_size, collective)
     if total_steps == 0:
         raise SaelabError(f"the token budget gives fewer rows than one batch of {cfg.trainer.batch_size}")
-    trainer = Trainer(members, cfg.trainer, out, progress=progress)
-    trainer.fit(lambda skip: store.batches(cfg.trainer.batch_size, skip_rows=skip), total_steps)
+    trainer = Trainer(members, cfg.trainer, out, dist=collective, progress=progress)
+    trainer.fit(batches, total_steps)
     trained = time.time()
+    if collective.rank != 0:
+        return {"kind": "sweep", "rank": collective.rank, "train_steps": trainer.step}
 
     single = len(members) == 1
     folded = {}

@@ -19,11 +19,14 @@ moments, the RNG, the data position in rows, the dead-latent counters), written
 atomically; restarting the same run resumes from the last one and reaches the same
 final weights as an uninterrupted run.
 
-Data-parallel training plugs in through ``Distributed``: the data position and the
-dead-latent statistics are global (rows and firings summed over ranks with its
-``all_reduce``), gradients are averaged over ranks before clipping, and only rank 0
-writes files. Batch-level rules (mutual and feature choice) then select per rank and
-keep per-rank thresholds; gathering their candidates across ranks is the DDP layer's job.
+Data-parallel training plugs in through a ``Collective`` (``sae.collective``; one process
+by default): each rank steps on its part of every global batch; the data position and the
+dead-latent statistics are global (rows and firings summed over ranks), gradients are
+averaged over ranks before clipping (one flat all-reduce per SAE), b_dec starts from the
+whole first global batch, and only rank 0 writes files. The SAEs get the same
+``Collective``, so batch-level rules (mutual and feature choice) and AuxK's normalisation
+see the global batch: with equal parts per rank, N processes compute what one process
+computes on the whole batch.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from tqdm.auto import tqdm
 from sae.architectures import SparseAutoencoder
 from sae.atomic import write_text
 from sae.checkpoint import load_checkpoint, save_checkpoint
+from sae.collective import SINGLE, Collective
 from sae.config import FrozenConfig
 from sae.errors import SaelabError
 
@@ -68,16 +72,9 @@ class TrainerConfig(FrozenConfig):
     log_every: int = Field(25, gt=0, description="Steps between metric lines.")
     seed: int = Field(0, description="Seeds initialisation and any sampling (vSAE).")
     device: str = Field("cpu", description="Where the SAEs train ('cpu', 'cuda', 'cuda:1'); batches are moved there.")
+    collective_timeout_s: float = Field(300.0, gt=0, description="Data-parallel jobs: seconds a collective waits for "
+                                        "the other processes before the job fails (a dead or hung rank).")
     wandb_project: str | None = Field("saelab", description="wandb project (offline unless configured); None: off.")
-
-
-@dataclass
-class Distributed:
-    """Where this process sits in a data-parallel job; the default is a single process."""
-
-    rank: int = 0
-    world_size: int = 1
-    all_reduce: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda t: t)  # sum over ranks
 
 
 @dataclass
@@ -145,19 +142,20 @@ def density_histogram(counts: torch.Tensor, rows: int) -> list[int]:
 
 class Trainer:
     def __init__(self, members: list[Member], cfg: TrainerConfig, run_dir: str | Path,
-                 dist: Distributed | None = None, progress: bool = True):
+                 dist: Collective | None = None, progress: bool = True):
         if not members:
             raise SaelabError("a run needs at least one SAE")
         if len({m.name for m in members}) != len(members):
             raise SaelabError("SAE names in a run must be unique")
         self.members, self.cfg, self.run_dir = members, cfg, Path(run_dir)
-        self.dist = dist or Distributed()
+        self.dist = dist or SINGLE
         self.progress = progress and self.dist.rank == 0
         self.step = 0
         self.rows = 0  # global data position: rows consumed by all ranks together
         self._wandb = None
         for m in members:
             m.sae.to(cfg.device).train()
+            m.sae.collective = self.dist
             m.optimizer = torch.optim.Adam(m.sae.parameters(), lr=m.base_lr(cfg), betas=cfg.adam_betas, eps=cfg.adam_eps)
             m.since_fired = torch.zeros(m.sae.cfg.d_sae, dtype=torch.long, device=cfg.device)
             m.window_fires = torch.zeros(m.sae.cfg.d_sae, dtype=torch.long, device=cfg.device)
@@ -168,7 +166,7 @@ class Trainer:
 
     @property
     def local_rows(self) -> int:
-        """This rank's position in its own stream (equal batches on every rank)."""
+        """This rank's position in its own stream (equal parts on every rank)."""
         return self.rows // self.dist.world_size
 
     # -- data -------------------------------------------------------------------------
@@ -190,10 +188,10 @@ class Trainer:
 
     @torch.no_grad()
     def initialise(self, batch: Batch) -> None:
-        """Data-dependent initialisation (b_dec from the first batch); ``fit`` does it on a fresh run."""
+        """Data-dependent initialisation (b_dec from the first global batch); ``fit`` does it on a fresh run."""
         for m in self.members:
             x, _ = self._inputs(m, batch)
-            m.sae.init_b_dec(x)
+            m.sae.init_b_dec(self.dist.all_gather(x))
 
     # -- one step ---------------------------------------------------------------------
 
@@ -217,10 +215,8 @@ class Trainer:
                               f"the last good checkpoint in {self.run_dir} is kept")
         m.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.dist.world_size > 1:
-            for p in sae.parameters():
-                if p.grad is not None:
-                    p.grad = self.dist.all_reduce(p.grad) / self.dist.world_size
+        if self.dist.distributed:
+            self._average_gradients(sae)
         sae.remove_parallel_gradient()
         torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
         m.optimizer.step()
@@ -235,6 +231,13 @@ class Trainer:
         m.window_steps += 1
         if self._logging_step(total_steps):
             self._record(m, x, out, dead)
+
+    def _average_gradients(self, sae: SparseAutoencoder) -> None:
+        """Mean of every gradient over ranks, in one flat all-reduce."""
+        params = [p for p in sae.parameters() if p.grad is not None]
+        flat = self.dist.all_reduce(torch.cat([p.grad.reshape(-1) for p in params])) / self.dist.world_size
+        for p, part in zip(params, flat.split([p.numel() for p in params])):
+            p.grad = part.view_as(p.grad)
 
     def train_step(self, batch: Batch, total_steps: int) -> None:
         """One optimisation step of every SAE on ``batch`` (this rank's rows), advancing the data position.
@@ -281,12 +284,14 @@ class Trainer:
         """Train for ``total_steps`` on ``batches``.
 
         ``batches`` is either a function ``skip_rows → iterable`` that restarts the stream
-        at this rank's row ``skip_rows`` (cheap exact resume), or an iterable, which a
-        resumed run reads past the rows already consumed.
+        after ``skip_rows`` rows of the global stream (all ranks together; the callable
+        yields this rank's part of each global batch), which makes resuming cheap and exact,
+        or an iterable of this rank's batches, which a resumed run reads past the rows it
+        had consumed.
         """
-        torch.manual_seed(self.cfg.seed)
+        torch.manual_seed(self.cfg.seed + self.dist.rank)  # ranks sample (vSAE noise) independently
         resumed = load_checkpoint(self.run_dir, self)
-        stream = _open(batches, self.local_rows)
+        stream = _open(batches, self.rows, self.local_rows)
         if not resumed:
             first = next(stream, None)
             if first is None:
@@ -309,10 +314,9 @@ class Trainer:
                 if logged:
                     self._log(time.time() - start)
                     bar.set_postfix({m.name: f"fvu={m.last['fvu']:.3f}" for m in self.members[:3]})
-                if self.writer and self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
-                    save_checkpoint(self.run_dir, self)
-            if self.writer:
-                save_checkpoint(self.run_dir, self)
+                if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                    save_checkpoint(self.run_dir, self)  # every rank: it gathers their RNG states; rank 0 writes
+            save_checkpoint(self.run_dir, self)
         finally:
             bar.close()
             self._finish_wandb()
@@ -382,10 +386,10 @@ class Trainer:
         self._wandb = None
 
 
-def _open(batches, skip_rows: int) -> Iterator[Batch]:
+def _open(batches, global_rows: int, local_rows: int) -> Iterator[Batch]:
     if callable(batches):
-        return (as_batch(b) for b in batches(skip_rows))
-    return _skipping((as_batch(b) for b in batches), skip_rows)
+        return (as_batch(b) for b in batches(global_rows))
+    return _skipping((as_batch(b) for b in batches), local_rows)
 
 
 def _skipping(stream: Iterator[Batch], skip_rows: int) -> Iterator[Batch]:

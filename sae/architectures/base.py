@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 from torch import nn
 
+from sae.collective import SINGLE, Collective
 from sae.config import FrozenConfig
 from sae.kernels import Layout, block_encode, sparse_decode, sparse_encode
 
@@ -170,11 +171,21 @@ def geometric_median(x: torch.Tensor, iterations: int = 100, eps: float = 1e-8) 
     return median
 
 
-def normalized_error(residual: torch.Tensor, e_hat: torch.Tensor) -> torch.Tensor:
-    """‖e − ê‖² / ‖e − ē‖² with e the detached residual and ē its batch mean (AuxK's normalisation)."""
+def normalized_error(residual: torch.Tensor, e_hat: torch.Tensor, collective: Collective = SINGLE) -> torch.Tensor:
+    """‖e − ê‖² / ‖e − ē‖² with e the detached residual and ē its batch mean (AuxK's normalisation).
+
+    Over several ranks the batch is the global one: the denominator comes from summed
+    moments, and each rank's loss is scaled by the number of ranks, so that the gradients
+    averaged over ranks are those of the global loss.
+    """
     e = residual.detach()
-    denom = (e - e.mean(0, keepdim=True)).pow(2).sum().clamp_min(1e-12)
-    return (e - e_hat).pow(2).sum() / denom
+    if not collective.distributed:
+        denom = (e - e.mean(0, keepdim=True)).pow(2).sum()
+        return (e - e_hat).pow(2).sum() / denom.clamp_min(1e-12)
+    moments = collective.all_reduce(torch.cat([e.sum(0), e.pow(2).sum().reshape(1), e.new_tensor([e.shape[0]])]))
+    total, square, n = moments[:-2], moments[-2], moments[-1]
+    denom = square - total.pow(2).sum() / n
+    return collective.world_size * (e - e_hat).pow(2).sum() / denom.clamp_min(1e-12)
 
 
 def auxk_loss(pre: torch.Tensor, residual: torch.Tensor, W_dec: torch.Tensor, candidates: torch.Tensor,
@@ -249,6 +260,8 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     inference_architecture: str = "topk"
     #: whether training reads g = dL/dx (gradient SAEs)
     needs_gradients: bool = False
+    #: the training job's processes (set by the trainer); batch-level rules and losses read the global batch
+    collective: Collective = SINGLE
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -366,7 +379,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             latents = columns[local]
             chosen = enc.attach(Selection.from_topk(block.gather(1, local).relu(), latents))
             e_hat = self.decode_training(chosen, enc.sparse, bias=False)
-        return min(n / self.k_aux, 1.0) * normalized_error(residual, e_hat)
+        return min(n / self.k_aux, 1.0) * normalized_error(residual, e_hat, self.collective)
 
     def losses(self, x: torch.Tensor, x_hat: torch.Tensor, enc: EncoderPass,
                dead: torch.Tensor | None) -> dict[str, torch.Tensor]:

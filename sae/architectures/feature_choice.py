@@ -32,6 +32,7 @@ Choices where the paper is not public (documented here, tested in tests/):
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -40,6 +41,7 @@ from pydantic import Field
 from sae.architectures.base import EncoderPass, KConfig, Selection, SparseAutoencoder
 from sae.architectures.mutual_choice import global_topk_indices
 from sae.architectures.registry import register
+from sae.collective import SINGLE, Collective
 
 NEVER = 1e-6  # a running demand below this counts as none (dead)
 
@@ -77,13 +79,27 @@ def largest_remainder(shares: torch.Tensor, total: int, cap: int) -> torch.Tenso
     return out
 
 
-def demand(pre: torch.Tensor, k: int) -> torch.Tensor:
-    """Per latent, the fraction of rows on which it is among the top k·B positive entries of
-    ``pre`` [B, d_sae] (the mutual-choice rule, no per-latent limit)."""
+def demand(pre: torch.Tensor, k: int, n_rows: int | None = None, collective: Collective = SINGLE) -> torch.Tensor:
+    """Per latent, the fraction of rows on which it is among the top k·n positive entries of the
+    first ``n_rows`` rows of the (global) batch (the mutual-choice rule, no per-latent limit).
+
+    Over several ranks, rank r holds global rows [r·B, (r+1)·B); each sends its best
+    entries among its share of the first n rows (padded to one size), and the cut is
+    taken over all of them, as in ``batch_topk_indices``.
+    """
     b, d_sae = pre.shape
-    flat = global_topk_indices(pre, k * b)
-    chosen = flat[pre.flatten()[flat] > 0] % d_sae
-    return torch.bincount(chosen, minlength=d_sae).to(pre.dtype) / b
+    n = min(n_rows or b, b * collective.world_size)
+    mine = pre[: max(0, min(b, n - collective.rank * b))]
+    if not collective.distributed:
+        flat = global_topk_indices(mine, k * n)
+        chosen = flat[mine.flatten()[flat] > 0] % d_sae
+        return torch.bincount(chosen, minlength=d_sae).to(pre.dtype) / n
+    values = mine.flatten()
+    top = values[global_topk_indices(mine, min(k * n, values.numel()))] if values.numel() else values
+    padded = torch.cat([top, top.new_full((k * n - top.numel(),), -math.inf)])
+    cut = collective.all_gather(padded).topk(k * n, sorted=False).values.min()
+    chosen = ((mine >= cut) & (mine > 0)).sum(0)
+    return collective.all_reduce(chosen).to(pre.dtype) / n
 
 
 @register("feature_choice")
@@ -119,16 +135,31 @@ class FeatureChoiceSAE(SparseAutoencoder):
     # -- selection -------------------------------------------------------------------
 
     def select(self, pre: torch.Tensor, g: torch.Tensor | None = None) -> Selection:
+        """Latent j takes its m_j best tokens of the (global) batch.
+
+        Over several ranks each latent's best tokens of every rank are gathered, so the
+        cut, the m_j-th best of the global batch, is the one a single process would find
+        (ties at the cut are all kept); each rank then keeps its own tokens above it.
+        """
         b, d = pre.shape
-        m = self.capacities(b).to(pre.device)
+        collective = self.collective
+        m = self.capacities(b * collective.world_size).to(pre.device)
         m_max = int(m.max())
-        with torch.no_grad():  # per latent, its best m_max tokens: [d_sae, m_max]
-            best, rows = pre.detach().T.contiguous().topk(m_max, dim=1, sorted=True)
-        keep = (torch.arange(m_max, device=pre.device)[None, :] < m[:, None]) & (best > 0)
+        with torch.no_grad():  # per latent, its best tokens on this rank: [d_sae, ≤ m_max]
+            best, rows = pre.detach().T.contiguous().topk(min(m_max, b), dim=1, sorted=True)
+            if not collective.distributed:
+                keep = (torch.arange(best.shape[1], device=pre.device)[None, :] < m[:, None]) & (best > 0)
+                ranked = best
+            else:
+                padded = torch.cat([best, best.new_full((d, m_max - best.shape[1]), -math.inf)], 1)
+                everyone = collective.all_gather(padded[None]).permute(1, 0, 2).reshape(d, -1)
+                ranked = everyone.topk(m_max, dim=1, sorted=True).values  # the global best m_max per latent
+                cut = ranked.gather(1, (m - 1).clamp_min(0)[:, None])
+                keep = (best >= cut) & (m[:, None] > 0) & (best > 0)
         latents = torch.arange(d, device=pre.device)[:, None].expand_as(rows)
         rows, latents = rows[keep], latents[keep]
         if self.training:
-            self._last = (m, best)
+            self._last = (m, ranked)
         return Selection(rows=rows, latents=latents, values=pre[rows, latents], n_rows=b)
 
     @torch.no_grad()
@@ -146,7 +177,7 @@ class FeatureChoiceSAE(SparseAutoencoder):
         self.threshold[later] = d * self.threshold[later] + (1 - d) * smallest[later]
         self.threshold_seen |= update
         d = self.cfg.density_decay
-        self.density.mul_(d).add_((1 - d) * demand(pre[: self.cfg.demand_rows], self.cfg.k))
+        self.density.mul_(d).add_((1 - d) * demand(pre, self.cfg.k, self.cfg.demand_rows, self.collective))
         self.steps += 1
         if int(self.steps) % self.cfg.rerank_every == 0 or int(self.steps) == 1:
             order = self.density.argsort(descending=True, stable=True)

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from sae.architectures.base import KConfig, Selection, SparseAutoencoder
 from sae.architectures.registry import register
+from sae.collective import SINGLE, Collective
 
 
 class MutualChoiceConfig(KConfig):
@@ -37,9 +38,8 @@ class MutualChoiceSAE(SparseAutoencoder):
 
     def select(self, pre: torch.Tensor, g: torch.Tensor | None = None) -> Selection:
         b, d_sae = pre.shape
-        budget = self.cfg.k * b
         with torch.no_grad():
-            flat = global_topk_indices(pre.detach(), budget)
+            flat = batch_topk_indices(pre.detach(), self.cfg.k * b, self.collective)
         rows, latents = flat // d_sae, flat % d_sae
         values = pre[rows, latents].relu()
         keep = values > 0
@@ -47,9 +47,11 @@ class MutualChoiceSAE(SparseAutoencoder):
 
     @torch.no_grad()
     def observe(self, pre: torch.Tensor, selection: Selection) -> None:
-        if selection.values.numel() == 0:
+        # the smallest selected activation of the global batch (every rank calls the reduction)
+        local = selection.values.min() if selection.values.numel() else pre.new_tensor(float("inf"))
+        smallest = self.collective.all_reduce(local.reshape(1), op="min")[0]
+        if not torch.isfinite(smallest):
             return
-        smallest = selection.values.min()
         if not bool(self.threshold_seen):
             self.threshold.fill_(float(smallest))
             self.threshold_seen.fill_(True)
@@ -85,3 +87,23 @@ def global_topk_indices(pre: torch.Tensor, budget: int, candidates_per_row: int 
         return pre.flatten().topk(budget, sorted=False).indices
     rows = flat // c
     return rows * d_sae + cand_latents.flatten()[flat]
+
+
+def batch_topk_indices(pre: torch.Tensor, budget: int, collective: Collective = SINGLE) -> torch.Tensor:
+    """Flat indices of this rank's entries among the global batch's top ``budget · world_size``.
+
+    ``budget`` is this rank's share (k times its rows). In one process this is
+    ``global_topk_indices``. Over several ranks (equal batches), each sends its own top
+    entries (as many as the whole global budget, so no rank can hold more winners than it
+    sent), the global cut θ is the budget-th largest of them all, and each rank keeps its
+    entries ≥ θ: the entries one process would choose on the whole batch (ties at θ are
+    all kept).
+    """
+    if not collective.distributed:
+        return global_topk_indices(pre, budget)
+    total = budget * collective.world_size
+    flat = pre.flatten()
+    mine = flat[global_topk_indices(pre, min(total, flat.numel()))]
+    everything = collective.all_gather(mine)
+    cut = everything.topk(min(total, everything.numel()), sorted=False).values.min()
+    return (flat >= cut).nonzero().squeeze(1)
