@@ -24,9 +24,9 @@ from sae.errors import SaelabError
 
 REPORT = "report.html"
 
-#: results ``kind`` → "module:function" building a Section from the list of results of that
-#: kind found in the directory; the order here is the order of the report.
-SECTION_BUILDERS: dict[str, str | Callable[[list[dict]], "Section"]] = {
+#: results ``kind`` → "module:function" building a Section (or a list of Sections) from the
+#: list of results of that kind found in the directory; the order here is the order of the report.
+SECTION_BUILDERS: dict[str, str | Callable[[list[dict]], "Section | list[Section]"]] = {
     "sweep": "evals.sections:sweep_section",
     "eval": "evals.sections:eval_section",
     "circuit": "circuits.report:circuit_section",
@@ -115,7 +115,7 @@ def find_results(directory: str | Path) -> dict[str, list[dict]]:
     return found
 
 
-def _builder(kind: str) -> Callable[[list[dict]], Section]:
+def _builder(kind: str) -> Callable[[list[dict]], "Section | list[Section]"]:
     builder = SECTION_BUILDERS[kind]
     if callable(builder):
         return builder
@@ -127,7 +127,11 @@ def build_report(directory: str | Path, title: str = "saelab report") -> Path:
     """(Re)write ``directory/report.html`` from every results file there; returns its path."""
     directory = Path(directory)
     found = find_results(directory)
-    sections = [_builder(kind)(found[kind]) for kind in SECTION_BUILDERS if kind in found]
+    sections = []
+    for kind in SECTION_BUILDERS:
+        if kind in found:
+            built = _builder(kind)(found[kind])
+            sections.extend(built if isinstance(built, list) else [built])
     if not sections:
         raise SaelabError(f"{directory}: no results files to report on")
     path = directory / REPORT
