@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from evals.core.evaluate import SPLICE_DEFINITIONS, SAEEntry, evaluate_saes, mean_activations
 from evals.core.metrics import DEFINITIONS, underused_fraction
-from evals.suite_config import SuiteConfig, check_heldout
+from evals.suite_config import SuiteConfig, check_heldout, split_seed
 from sae.atomic import write_json
 from sae.errors import SaelabError
 
@@ -105,13 +105,15 @@ def load_entries(located: list[Located], device: str) -> list[tuple[SAEEntry, di
             ident += "'"
         ids.add(ident)
         data_seed, seed, tokens = train_seed(loc.run_dir)
+        name, replica = split_seed(ours.get("name", loc.name))
         info = {
-            "name": ours.get("name", loc.name), "id": ident,
+            "name": name, "id": ident,
             "architecture": ours.get("architecture", cfg.get("architecture")),
             "inference_architecture": cfg.get("architecture"), "model": model, "hook": hook,
             "tl_hook": ours.get("tl_hook", meta.get("hook_name")), "head": head,
             "run_dir": str(loc.run_dir), "sae_dir": str(loc.sae_dir), "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae,
-            "k": getattr(sae.cfg, "k", None), "train_seed": seed, "train_data_seed": data_seed,
+            "k": getattr(sae.cfg, "k", None), "train_seed": replica if replica is not None else seed,
+            "train_data_seed": data_seed,
             "train_tokens": tokens if tokens is not None else ours.get("train_rows"),
         }
         out.append((SAEEntry(ident, sae, None, info), info))  # spec resolved once the model is loaded
@@ -239,17 +241,14 @@ def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, pro
 
 
 def train_runs(cfg: SuiteConfig, out: Path, progress: bool) -> list[Path]:
-    """The suite's own runs, one per seed, under ``out/runs/seed<N>``. A finished run is
-    resumed from its last checkpoint (no training; ``train`` also refuses a directory that
-    holds a run of another config), so rerunning the suite re-evaluates without retraining."""
+    """The suite's own run, in ``out/train``. A finished run is resumed from its last
+    checkpoint (no training; ``train`` also refuses a directory holding a run of another
+    config), so rerunning the suite re-evaluates without retraining."""
     from sae.train_run import train
 
-    dirs = []
-    for seed in tqdm(cfg.train.seeds, desc="train seeds", disable=not progress):
-        run_dir = out / "runs" / f"seed{seed}"
-        train(cfg.train.run_config(seed), run_dir, progress=progress)
-        dirs.append(run_dir)
-    return dirs
+    run_dir = out / "train"
+    train(cfg.train.run_config(), run_dir, progress=progress)
+    return [run_dir]
 
 
 def _version() -> str:

@@ -70,24 +70,45 @@ class AttentionSuite(FrozenConfig):
     dfa_prompts: int = Field(4, ge=0, description="Held-out sequences for which DFA examples are recorded.")
 
 
+SEED_SEPARATOR = ".s"  # SAE "topk" of seed 2 is saved as "topk.s2"
+
+
 class TrainSection(FrozenConfig):
-    """SAEs the suite trains before evaluating (the claims suite): one run per seed."""
+    """SAEs the suite trains before evaluating (the claims suite).
 
-    seeds: list[int] = Field(..., min_length=1, description="One run per seed; it seeds initialisation and the "
-                             "training text (data.seed).")
-    run: dict[str, Any] = Field(..., description="A 'saelab train' config (data, saes, trainer); the seeds "
-                                "replace trainer.seed and data.seed, held-out scoring is the suite's.")
+    Every SAE of ``run.saes`` is trained once per seed, all of them side by side in one run
+    on one activation stream (one harvest of the language model for all seeds): the seeds
+    are initialisations (and a vSAE's sampling noise), the training text is shared. Copy
+    ``n`` of SAE ``name`` is saved as ``name.s<seed>``.
+    """
 
-    def run_config(self, seed: int):
-        """The ``RunConfig`` of one seed."""
+    seeds: list[int] = Field(..., min_length=1, description="Initialisation seeds; each SAE is trained once per seed.")
+    run: dict[str, Any] = Field(..., description="A 'saelab train' config (data, saes, trainer) whose SAEs are "
+                                "replicated per seed; held-out scoring is the suite's.")
+
+    def run_config(self):
+        """The ``RunConfig`` of the run (every SAE once per seed)."""
         from sae.config import build_config
         from sae.train_run import RunConfig
 
         run = dict(self.run)
-        run["data"] = {**run.get("data", {}), "seed": seed}
-        run["trainer"] = {**run.get("trainer", {}), "seed": seed}
+        saes = []
+        for i, spec in enumerate(run.get("saes") or []):
+            if not isinstance(spec, dict) or not spec.get("name"):
+                raise ConfigError(f"train.run.saes[{i}]: every SAE of a claims suite needs a 'name'")
+            saes += [{**spec, "name": f"{spec['name']}{SEED_SEPARATOR}{seed}"} for seed in self.seeds]
+        run["saes"] = saes
+        run["trainer"] = {**run.get("trainer", {}), "seed": self.seeds[0]}
         run["heldout"] = None
-        return build_config(RunConfig, run, f"train.run (seed {seed})")
+        return build_config(RunConfig, run, "train.run")
+
+
+def split_seed(name: str) -> tuple[str, int | None]:
+    """``"topk.s2"`` → ``("topk", 2)``; a name without a seed suffix → ``(name, None)``."""
+    base, sep, seed = name.rpartition(SEED_SEPARATOR)
+    if sep and base and seed.isdigit():
+        return base, int(seed)
+    return name, None
 
 
 class SuiteConfig(FrozenConfig):
