@@ -45,16 +45,21 @@ def _colors(keys) -> dict:
 
 
 def pareto(saes: list[dict], metric: str = "fvu") -> go.Figure:
-    """L0 against ``metric`` (a key of ``metrics``), one marker series per architecture; the
-    frontier of each architecture is joined when it has several SAEs."""
+    """L0 against ``metric`` (a key of ``metrics``), one series per architecture and hook
+    point (SAEs of one series are joined in L0 order: a frontier)."""
     fig = go.Figure()
     rows = [s for s in saes if metric in s.get("metrics", {})]
-    colors = _colors(s["architecture"] for s in rows)
-    for arch, color in colors.items():
-        pts = sorted((s for s in rows if s["architecture"] == arch), key=lambda s: s["metrics"]["l0"])
+    hooks = {s["hook"] for s in rows}
+
+    def series(s):
+        return s["architecture"] if len(hooks) < 2 else f"{s['architecture']} @ {s['hook']}"
+
+    colors = _colors(series(s) for s in rows)
+    for key, color in colors.items():
+        pts = sorted((s for s in rows if series(s) == key), key=lambda s: s["metrics"]["l0"])
         fig.add_trace(go.Scatter(
             x=[s["metrics"]["l0"] for s in pts], y=[s["metrics"][metric] for s in pts],
-            mode="lines+markers" if len(pts) > 1 else "markers", name=arch, marker=dict(size=10, color=color),
+            mode="lines+markers" if len(pts) > 1 else "markers", name=key, marker=dict(size=10, color=color),
             text=[f"{s['id']}<br>{s['hook']}" for s in pts], hovertemplate="%{text}<br>L0 %{x:.2f}<br>%{y:.4f}"))
     title = f"L0 vs {LABELS.get(metric, metric)}" + ("" if rows else " (no data)")
     return _layout(fig, title, xaxis_title=LABELS["l0"], yaxis_title=LABELS.get(metric, metric))

@@ -64,8 +64,9 @@ def _table_html(table: Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
     body = "".join("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in table.columns) + "</tr>"
                    for row in table.rows)
-    return (f"<table><caption>{html.escape(table.caption)}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>")
+    return (f'<div class="table-wrap"><table><caption>{html.escape(table.caption)}</caption>'
+            f"<thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def render(sections: list[Section], title: str) -> str:
@@ -94,6 +95,7 @@ table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f3f3f3; }} caption {{ text-align: left; font-weight: bold; padding: 0.3em 0; }}
 .note {{ color: #555; font-size: 0.9em; }} .figure {{ margin: 1em 0; }}
+.table-wrap {{ overflow-x: auto; max-width: 100%; }}
 </style></head>
 <body><h1>{html.escape(title)}</h1><ul>{toc}</ul>
 {''.join(parts)}
