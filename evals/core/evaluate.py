@@ -77,7 +77,7 @@ def mean_activations(model, tokenizer, specs: list[HookSpec], batches: Iterable[
     """Per hook point, the mean row over non-BOS, non-padding tokens of ``batches``."""
     from sae.harvest import Harvester
 
-    harvester = Harvester(model, tokenizer, [s.name for s in specs])
+    harvester = Harvester(model, tokenizer, list(dict.fromkeys(s.name for s in specs)))
     sums: dict[str, torch.Tensor] = {}
     n = 0
     for tokens in batches:
