@@ -5,8 +5,9 @@ found by their names in the claims config. A claim **held** when the direction h
 every seed and both SAEs' held-out L0 lies in the band (l0_target ± tolerance); it is
 **mixed** when some seeds agree and some do not, **not held** when none agree, and
 **not matched** when the direction holds but an L0 lies outside the band (the comparison
-is then not at equal sparsity). The numbers (mean ± sd over seeds, per-seed differences)
-are always given, whatever the verdict.
+is then not at equal sparsity), and **no difference** when the two are equal on every
+seed. The numbers (mean ± sd over seeds, per-seed differences) are always given, whatever
+the verdict.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 #: metrics shown in the claims table (mean ± sd over seeds)
 TABLE_METRICS = ("l0", "fvu", "explained_variance", "ce_loss_recovered_zero", "ce_loss_recovered_mean", "delta_ce",
-                 "kl_div", "dead_fraction", "underused_fraction", "dense_fraction")
+                 "kl_div", "dead_fraction", "underused_fraction", "underused_fraction_zipf", "dense_fraction")
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ CLAIMS = (
           "Ayonrinde 2024", "fvu", "mutual_choice", "topk", "<"),
     Claim("fc_no_dead", "Feature choice has zero dead latents (held-out)", "Ayonrinde 2024", "dead_fraction",
           "feature_choice", None, "==", 0.0),
-    Claim("aux_zipf_fewer_underused", "aux_zipf leaves fewer under-used latents than AuxK (same feature-choice SAE)",
-          "Ayonrinde 2024", "underused_fraction", "feature_choice", "feature_choice_auxk", "<"),
+    Claim("aux_zipf_fewer_underused", "aux_zipf leaves fewer under-used latents than AuxK (same feature-choice SAE; "
+          "under-used against the Zipf capacity)", "Ayonrinde 2024", "underused_fraction_zipf", "feature_choice",
+          "feature_choice_auxk", "<"),
     Claim("gsae_lower_delta_ce", "g-SAE has a lower spliced ΔCE than TopK at equal L0", "Olmo et al. 2024",
           "delta_ce", "gsae", "topk", "<"),
     Claim("vsae_more_dead", "vSAE has more dead latents than TopK, AuxK matched (the paper's negative result)",
@@ -96,7 +98,9 @@ def evaluate_claim(claim: Claim, groups: dict[str, dict[int, dict]], band: tuple
     a_stats = mean_sd([p["a"] for p in per_seed])
     b_stats = mean_sd([p["b"] for p in per_seed])
     diff = mean_sd([p["difference"] for p in per_seed])
-    if agree == len(per_seed) and per_seed:
+    if per_seed and claim.relation != "==" and all(p["difference"] == 0 for p in per_seed):
+        verdict = "no difference"
+    elif agree == len(per_seed) and per_seed:
         verdict = "held" if matched else "not matched"
     elif agree == 0:
         verdict = "not held"

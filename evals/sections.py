@@ -106,7 +106,7 @@ def claims_section(results: list[dict]) -> Section | None:
         return None
     claims = blocks[-1]
     metrics = ["l0", "fvu", "ce_loss_recovered_zero", "ce_loss_recovered_mean", "delta_ce", "kl_div",
-               "dead_fraction", "underused_fraction"]
+               "dead_fraction", "underused_fraction", "underused_fraction_zipf"]
     table_rows = [{"name": r["name"], "seeds": r["seeds"], "l0 in band": r["l0_in_band"],
                    **{m: _pm(r.get(m)) for m in metrics}} for r in claims["table"]]
     claim_rows = [{**c, "a": _pm(c.get("a")), "b": _pm(c.get("b")), "difference": _pm(c.get("difference"))}

@@ -11,7 +11,7 @@
         model, hook, tl_hook, head, run_dir, sae_dir, d_in, d_sae, k, train_seed, train_tokens,
         metrics      {mse, mse_per_token, explained_variance, fvu, cosine_similarity, l2_ratio,
                       relative_reconstruction_bias, l0, l0_std, l1, dead_fraction, dense_fraction,
-                      underused_fraction, total_variance, rows,
+                      underused_fraction, underused_fraction_zipf (feature choice), total_variance, rows,
                       ce_loss_clean, ce_loss_with_sae, ce_loss_zero_ablation, ce_loss_mean_ablation,
                       ce_loss_recovered_zero, ce_loss_recovered_mean, delta_ce,
                       kl_div, kl_div_zero_ablation, kl_div_mean_ablation, kl_score_zero, kl_score_mean,
@@ -43,6 +43,9 @@ from sae.errors import SaelabError
 
 SCHEMA_VERSION = 1
 RESULTS = "results.json"
+UNDERUSED_ZIPF_DEFINITION = ("feature-choice SAEs only: fraction of latents whose held-out density is below "
+                             "underused_fraction x the density their Zipf capacity implies (k * share_j), the "
+                             "aux_zipf notion of under-used")
 UNDERUSED_DEFINITION = ("fraction of latents with density below 0.1 * k / d_sae (a tenth of a uniform share of the "
                         "L0 budget; k = the SAE's k, or its measured L0 for families without one), dead ones included")
 
@@ -169,6 +172,10 @@ def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[SAEEnt
         hist, densities = r.pop("density_histogram"), r.pop("densities")
         k = e.info["k"] or r["l0"]
         r["underused_fraction"] = underused_fraction(torch.tensor(densities), k)
+        if hasattr(e.sae, "expected_density"):  # feature choice: under-used against its own Zipf capacity
+            expected = e.sae.expected_density().detach().cpu().double()
+            below = torch.tensor(densities, dtype=torch.float64) < e.sae.cfg.underused_fraction * expected
+            r["underused_fraction_zipf"] = float(below.double().mean())
         e.info.update({"metrics": r, "density_histogram": hist, "densities": densities})
         if cfg.attention.enabled and is_attention_sae(e.spec):
             prompts, _ = _token_batches(cfg, tokenizer, hooks, model_name, cfg.data.seed,
@@ -187,6 +194,7 @@ def definitions() -> dict:
     from evals.synthetic.score import DEFINITIONS as SYNTH
 
     return {**DEFINITIONS, **SPLICE_DEFINITIONS, "underused_fraction": UNDERUSED_DEFINITION,
+            "underused_fraction_zipf": UNDERUSED_ZIPF_DEFINITION,
             **{f"synthetic.{k}": v for k, v in SYNTH.items()}}
 
 

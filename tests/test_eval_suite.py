@@ -150,8 +150,8 @@ def test_claims_verdicts_from_hand_made_results():
     saes = []
     for seed in range(3):
         saes += [sae("topk", seed, fvu=0.10, dead_fraction=0.01), sae("mutual_choice", seed, fvu=0.09),
-                 sae("feature_choice", seed, underused_fraction=0.05, dead_fraction=0.0 if seed else 0.001),
-                 sae("feature_choice_auxk", seed, underused_fraction=0.08),
+                 sae("feature_choice", seed, underused_fraction_zipf=0.05, dead_fraction=0.0 if seed else 0.001),
+                 sae("feature_choice_auxk", seed, underused_fraction_zipf=0.08),
                  sae("gsae", seed, delta_ce=0.05 if seed < 2 else 0.2),
                  sae("vsae", seed, dead_fraction=0.3, l0=20.0)]
     cfg = SuiteConfig.model_validate({"train": {"seeds": [0, 1, 2], "run": {"saes": [
@@ -164,5 +164,10 @@ def test_claims_verdicts_from_hand_made_results():
     mc = next(c for c in out["claims"] if c["key"] == "mc_reconstructs_better")
     assert mc["difference"]["mean"] == pytest.approx(-0.01) and mc["seeds"] == 3
     assert "AuxK matched" in out["notes"][0]
+    for s in saes:
+        if s["name"].startswith("feature_choice"):
+            s["metrics"]["underused_fraction_zipf"] = 0.0
+    tie = {c["key"]: c["verdict"] for c in evaluate_claims(saes, cfg)["claims"]}
+    assert tie["aux_zipf_fewer_underused"] == "no difference"
     row = next(r for r in out["table"] if r["name"] == "vsae")
     assert row["l0"]["mean"] == 20.0 and not row["l0_in_band"]
