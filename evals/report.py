@@ -24,9 +24,9 @@ from sae.errors import SaelabError
 
 REPORT = "report.html"
 
-#: results ``kind`` → "module:function" building a Section from the list of results of that
-#: kind found in the directory; the order here is the order of the report.
-SECTION_BUILDERS: dict[str, str | Callable[[list[dict]], "Section"]] = {
+#: results ``kind`` → "module:function" building a Section (or a list of Sections) from the
+#: list of results of that kind found in the directory; the order here is the order of the report.
+SECTION_BUILDERS: dict[str, str | Callable[[list[dict]], "Section | list[Section]"]] = {
     "sweep": "evals.sections:sweep_section",
     "eval": "evals.sections:eval_section",
     "circuit": "circuits.report:circuit_section",
@@ -64,8 +64,9 @@ def _table_html(table: Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
     body = "".join("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in table.columns) + "</tr>"
                    for row in table.rows)
-    return (f"<table><caption>{html.escape(table.caption)}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>")
+    return (f'<div class="table-wrap"><table><caption>{html.escape(table.caption)}</caption>'
+            f"<thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def render(sections: list[Section], title: str) -> str:
@@ -94,6 +95,7 @@ table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f3f3f3; }} caption {{ text-align: left; font-weight: bold; padding: 0.3em 0; }}
 .note {{ color: #555; font-size: 0.9em; }} .figure {{ margin: 1em 0; }}
+.table-wrap {{ overflow-x: auto; max-width: 100%; }}
 </style></head>
 <body><h1>{html.escape(title)}</h1><ul>{toc}</ul>
 {''.join(parts)}
@@ -115,7 +117,7 @@ def find_results(directory: str | Path) -> dict[str, list[dict]]:
     return found
 
 
-def _builder(kind: str) -> Callable[[list[dict]], Section]:
+def _builder(kind: str) -> Callable[[list[dict]], "Section | list[Section]"]:
     builder = SECTION_BUILDERS[kind]
     if callable(builder):
         return builder
@@ -127,7 +129,11 @@ def build_report(directory: str | Path, title: str = "saelab report") -> Path:
     """(Re)write ``directory/report.html`` from every results file there; returns its path."""
     directory = Path(directory)
     found = find_results(directory)
-    sections = [_builder(kind)(found[kind]) for kind in SECTION_BUILDERS if kind in found]
+    sections = []
+    for kind in SECTION_BUILDERS:
+        if kind in found:
+            built = _builder(kind)(found[kind])
+            sections.extend(built if isinstance(built, list) else [built])
     if not sections:
         raise SaelabError(f"{directory}: no results files to report on")
     path = directory / REPORT

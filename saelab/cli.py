@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "sae.cli_train",
     "circuits.cli",
     "bench.commands",
+    "evals.cli",
     "saelab.demo",
 )
 

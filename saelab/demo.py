@@ -56,11 +56,43 @@ def _stage_circuits() -> None:
              f"ablating it leaves {f['ablated_leaves']:.0%}")
 
 
+def _stage_evals(out: Path) -> None:
+    """Train two small SAEs (residual stream, attention hook_z), evaluate them and write the report."""
+    from evals.suite import run_suite
+    from evals.suite_config import SuiteConfig
+    from sae.train_run import RunConfig, train
+
+    _say("== 3. Train small SAEs and evaluate them (saelab train + saelab eval) ==")
+    run_dir = out / "sae_run"
+    cfg = RunConfig.model_validate({
+        "data": {"model": "organism", "n_tokens": 250_000, "context_size": 64, "lm_batch_size": 128},
+        "saes": [{"name": "topk", "hook": "blocks.1.hook_resid_post", "sae": {"architecture": "topk", "d_sae": 1024, "k": 16}},
+                 {"name": "attn", "hook": "blocks.1.attn.hook_z", "sae": {"architecture": "topk", "d_sae": 512, "k": 16}}],
+        "trainer": {"batch_size": 2048, "wandb_project": None},
+        "heldout": None,
+    })
+    train(cfg, run_dir, progress=True)
+    suite = SuiteConfig.model_validate({
+        "data": {"n_tokens": 16_384}, "mean_ablation": {"n_tokens": 16_384},
+        "synthetic": {"enabled": True, "configs": ["easy"], "steps": 400},
+    })
+    results = run_suite(suite, [run_dir], out / "eval", progress=True)
+    for s in results["saes"]:
+        m = s["metrics"]
+        _say(f"  {s['name']} on {s['hook']}: L0 {m['l0']:.1f}, FVU {m['fvu']:.3f}, CE recovered "
+             f"{m['ce_loss_recovered_zero']:.3f} (vs zero) / {m['ce_loss_recovered_mean']:.3f} (vs mean), "
+             f"KL {m['kl_div']:.4f}")
+    easy = results["synthetic"]["easy"]["families"]
+    _say("  synthetic ground truth (easy): " + ", ".join(f"{f} MCC {v['mcc']:.2f}" for f, v in easy.items()))
+    _say(f"  report: {(out / 'eval' / 'report.html').resolve()}")
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _stage_organism(out)
     _stage_circuits()
+    _stage_evals(out)
     _say(f"\nDone in {time.time() - start:.0f} s. Results: {out.resolve()}")
     return 0

@@ -1,0 +1,1 @@
+"""Core SAE metrics: reconstruction statistics and spliced-in language-model metrics."""

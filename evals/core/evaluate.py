@@ -1,0 +1,196 @@
+"""One pass over held-out text that measures every SAE: reconstruction and spliced-in metrics.
+
+Per batch of token sequences: one clean forward pass caches every SAE's hook; per hook
+point, one zero-ablated and one mean-ablated pass (shared by the SAEs reading it); per
+SAE, one pass with x̂ spliced in and one with x̂ + (x − x̂). Reconstruction statistics
+are taken on the same rows the splice replaces (non-BOS, non-padding tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from evals.core.metrics import ReconstructionStats, density_histogram
+from evals.core.splice import ce_loss_recovered, kl_to_clean, scored_positions, splice_hook, token_losses
+from sae.hooks import HookSpec
+
+SPLICE_DEFINITIONS = {
+    "ce_loss_clean": "next-token cross-entropy of the unmodified model (nats), over scored positions",
+    "ce_loss_with_sae": "the same with the hook replaced by the SAE reconstruction x_hat on non-BOS positions",
+    "ce_loss_with_sae_and_error": "CE with x_hat + (x - x_hat) spliced in, on the first batches only: equals "
+                                  "splice_check_ce_clean (the clean CE of those batches) when the splice reads "
+                                  "and writes the hook correctly",
+    "ce_loss_zero_ablation": "the same with the hook set to zero on non-BOS positions",
+    "ce_loss_mean_ablation": "the same with the hook set to its mean over non-BOS tokens of other held-out text",
+    "ce_loss_recovered_zero": "(CE_zero - CE_sae) / (CE_zero - CE_clean)",
+    "ce_loss_recovered_mean": "(CE_mean - CE_sae) / (CE_mean - CE_clean)",
+    "delta_ce": "CE_sae - CE_clean (nats)",
+    "kl_div": "E over scored positions of KL(p_clean || p_sae) (nats)",
+    "kl_div_with_error": "KL(p_clean || p_{x_hat + error}): ~0 when the splice is right",
+    "kl_div_zero_ablation": "KL(p_clean || p_zero)",
+    "kl_div_mean_ablation": "KL(p_clean || p_mean)",
+    "kl_score_zero": "(KL_zero - KL_sae) / KL_zero",
+    "kl_score_mean": "(KL_mean - KL_sae) / KL_mean",
+    "scored positions": "positions whose input token is not BOS or padding (the spliced ones) and whose next "
+                        "token is not padding; BOS positions are never spliced (SAEs are trained without them)",
+}
+
+
+@dataclass
+class SAEEntry:
+    """An SAE to evaluate and where it reads the model."""
+
+    name: str
+    sae: torch.nn.Module
+    spec: HookSpec
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Sums:
+    ce: float = 0.0
+    kl: float = 0.0
+
+    def add(self, ce: torch.Tensor, kl: torch.Tensor | None) -> None:
+        self.ce += float(ce.double().sum())
+        if kl is not None:
+            self.kl += float(kl.double().sum())
+
+
+def _run(model, tokens: torch.Tensor, hooks: list) -> torch.Tensor:
+    return model.run_with_hooks(tokens, fwd_hooks=hooks)
+
+
+def _capture(store: dict, name: str):
+    def hook(act, hook=None):  # noqa: ARG001
+        store[name] = act.detach()
+        return act
+
+    return hook
+
+
+def mean_activations(model, tokenizer, specs: list[HookSpec], batches: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per hook point, the mean row over non-BOS, non-padding tokens of ``batches``."""
+    from sae.harvest import Harvester
+
+    harvester = Harvester(model, tokenizer, list(dict.fromkeys(s.name for s in specs)))
+    sums: dict[str, torch.Tensor] = {}
+    n = 0
+    for tokens in batches:
+        harvest = harvester(tokens)
+        for hook, rows in harvest.acts.items():
+            total = rows.double().sum(0)
+            sums[hook] = sums[hook] + total if hook in sums else total
+        n += next(iter(harvest.acts.values())).shape[0]
+    if n == 0:
+        raise ValueError("no tokens to take the mean over")
+    return {h: (s / n).float() for h, s in sums.items()}
+
+
+def splice_mask(tokens: torch.Tensor, tokenizer) -> torch.Tensor:
+    keep = torch.ones_like(tokens, dtype=torch.bool)
+    for t in {tokenizer.bos_token_id, tokenizer.pad_token_id} - {None}:
+        keep &= tokens != t
+    return keep
+
+
+@torch.no_grad()
+def evaluate_saes(model, tokenizer, entries: list[SAEEntry], batches: Iterable[torch.Tensor],
+                  means: dict[str, torch.Tensor] | None, splice: bool = True, dense_threshold: float = 0.1,
+                  progress: bool = True, total: int | None = None, error_check_batches: int = 2) -> dict[str, dict]:
+    """Metrics of every SAE in ``entries`` on ``batches`` of ``[B, T]`` token ids (BOS-led rows).
+
+    The x̂ + (x − x̂) pass is a check of the splice, not a metric, so it runs on the first
+    ``error_check_batches`` batches only (against the clean CE of those batches).
+
+    Returns name → metrics (keys as in ``DEFINITIONS`` and ``SPLICE_DEFINITIONS``) plus
+    ``densities`` (per latent) and ``density_histogram``.
+    """
+    device = next(model.parameters()).device
+    specs = {e.spec.name: e.spec for e in entries}
+    stats = {e.name: ReconstructionStats(e.sae.cfg.d_sae) for e in entries}
+    clean, n_scored = _Sums(), 0
+    check_clean, n_check = _Sums(), 0
+    ablated = {(h, m): _Sums() for h in specs for m in ("zero", "mean")} if splice else {}
+    spliced = {(e.name, m): _Sums() for e in entries for m in ("sae", "sae_error")} if splice else {}
+    bar = tqdm(total=total, desc="eval", unit="seq", disable=not progress, dynamic_ncols=True, leave=False)
+    for index, tokens in enumerate(batches):
+        tokens = tokens.to(device)
+        keep = splice_mask(tokens, tokenizer)
+        cache: dict[str, torch.Tensor] = {}
+        tl = sorted({s.tl_name for s in specs.values()})
+        logits = _run(model, tokens, [(n, _capture(cache, n)) for n in tl])
+        rows = {h: s.read(cache[s.tl_name])[keep].float() for h, s in specs.items()}
+        x_hats = {}
+        for e in entries:
+            selection, x_hat = e.sae.reconstruct(rows[e.spec.name])
+            stats[e.name].update(rows[e.spec.name], selection, x_hat)
+            x_hats[e.name] = x_hat
+        if splice:
+            scored = scored_positions(tokens, keep, tokenizer.pad_token_id)
+            ce_clean, logp_clean = token_losses(logits, tokens, scored)
+            clean.add(ce_clean, None)
+            n_scored += int(scored.sum())
+            check = index < error_check_batches
+            if check:
+                check_clean.add(ce_clean, None)
+                n_check += int(scored.sum())
+
+            def score(sums: _Sums, spec: HookSpec, mode: str, replacement=None):
+                out = _run(model, tokens, [(spec.tl_name, splice_hook(spec, mode, keep, replacement))])
+                ce, logp = token_losses(out, tokens, scored)
+                sums.add(ce, kl_to_clean(logp_clean, logp))
+
+            for h, spec in specs.items():
+                score(ablated[(h, "zero")], spec, "zero")
+                score(ablated[(h, "mean")], spec, "mean", means[h].to(device))
+            for e in entries:
+                for mode in ("sae", "sae_error") if check else ("sae",):
+                    score(spliced[(e.name, mode)], e.spec, mode, x_hats[e.name])
+        bar.update(tokens.shape[0])
+    bar.close()
+
+    out = {}
+    for e in entries:
+        st = stats[e.name]
+        if st.rows == 0:
+            raise ValueError("no evaluated tokens")
+        metrics = st.result(dense_threshold)
+        if splice:
+            metrics.update(_splice_metrics(clean, ablated, spliced, e, n_scored))
+            err, m = spliced[(e.name, "sae_error")], max(n_check, 1)
+            metrics.update({"splice_check_positions": n_check, "splice_check_ce_clean": check_clean.ce / m,
+                            "ce_loss_with_sae_and_error": err.ce / m, "kl_div_with_error": err.kl / m})
+        densities = st.densities()
+        metrics["density_histogram"] = density_histogram(densities)
+        metrics["densities"] = [round(float(d), 8) for d in densities]
+        out[e.name] = metrics
+    return out
+
+
+def _splice_metrics(clean: _Sums, ablated: dict, spliced: dict, e: SAEEntry, n: int) -> dict:
+    n = max(n, 1)
+    ce_clean = clean.ce / n
+    zero, mean = ablated[(e.spec.name, "zero")], ablated[(e.spec.name, "mean")]
+    sae = spliced[(e.name, "sae")]
+    ce = {"zero": zero.ce / n, "mean": mean.ce / n, "sae": sae.ce / n}
+    kl = {"zero": zero.kl / n, "mean": mean.kl / n, "sae": sae.kl / n}
+    return {
+        "scored_positions": n,
+        "ce_loss_clean": ce_clean,
+        "ce_loss_with_sae": ce["sae"],
+        "ce_loss_zero_ablation": ce["zero"],
+        "ce_loss_mean_ablation": ce["mean"],
+        "ce_loss_recovered_zero": ce_loss_recovered(ce["sae"], ce_clean, ce["zero"]),
+        "ce_loss_recovered_mean": ce_loss_recovered(ce["sae"], ce_clean, ce["mean"]),
+        "delta_ce": ce["sae"] - ce_clean,
+        "kl_div": kl["sae"],
+        "kl_div_zero_ablation": kl["zero"],
+        "kl_div_mean_ablation": kl["mean"],
+        "kl_score_zero": (kl["zero"] - kl["sae"]) / kl["zero"] if kl["zero"] else float("nan"),
+        "kl_score_mean": (kl["mean"] - kl["sae"]) / kl["mean"] if kl["mean"] else float("nan"),
+    }

@@ -1,0 +1,83 @@
+"""Splicing an SAE into the language model, and the per-token losses that compare runs.
+
+A spliced run replaces the activation at one hook point by something else on every
+position whose token is not BOS or padding, and leaves those positions untouched:
+
+- ``sae``: the SAE's reconstruction x̂ (x̂ is computed from the clean activation, which is
+  also what the hook sees, since nothing upstream changes);
+- ``sae_error``: x̂ + (x − x̂) with x the live activation: numerically the clean run, so its
+  CE equals the clean CE. It is reported as the check that reading and writing the hook
+  (per head for ``hook_z``) is right;
+- ``zero``: zeros (zero ablation);
+- ``mean``: the mean activation over non-BOS tokens of other held-out text.
+
+BOS positions are not spliced because SAEs are trained without BOS rows (attention sinks
+with outsized norms); zero- and mean-ablation spare them for the same reason, so all
+conditions differ from the clean run on the same positions. Losses are scored on the same
+positions: those whose input token is spliced (not BOS or padding) and whose next token
+is not padding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sae.hooks import HookSpec
+
+MODES = ("sae", "sae_error", "zero", "mean")
+
+
+def splice_hook(spec: HookSpec, mode: str, keep: torch.Tensor, replacement: torch.Tensor | None = None):
+    """A TransformerLens forward hook for ``spec``.
+
+    ``keep``: ``[B, T]`` bool, the positions to replace (non-BOS, non-pad). ``replacement``:
+    for ``sae``/``sae_error`` the ``[n_keep, d_in]`` reconstruction rows in ``keep`` order;
+    for ``mean`` the ``[d_in]`` mean; unused for ``zero``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown splice mode {mode!r}")
+
+    def hook(act, hook=None):  # noqa: ARG001
+        rows = spec.read(act)
+        new = rows.clone()
+        if mode == "zero":
+            new[keep] = 0
+        elif mode == "mean":
+            new[keep] = replacement.to(new.dtype)
+        elif mode == "sae":
+            new[keep] = replacement.to(new.dtype)
+        else:
+            live = rows[keep]
+            x_hat = replacement.to(live.dtype)
+            new[keep] = x_hat + (live - x_hat)
+        return spec.write(act, new)
+
+    return hook
+
+
+def scored_positions(tokens: torch.Tensor, keep: torch.Tensor, pad_id: int | None) -> torch.Tensor:
+    """``[B, T-1]`` bool: positions t whose activation is spliced and whose target t+1 is real."""
+    scored = keep[:, :-1].clone()
+    if pad_id is not None:
+        scored &= tokens[:, 1:] != pad_id
+    return scored
+
+
+def token_losses(logits: torch.Tensor, tokens: torch.Tensor, scored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(next-token CE at scored positions, log-probabilities there) in float32."""
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)[scored]
+    ce = -logp.gather(-1, tokens[:, 1:][scored][:, None])[:, 0]
+    return ce, logp
+
+
+def kl_to_clean(clean_logp: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    """Per position KL(p_clean ‖ p_run) = Σ p_clean (log p_clean − log p_run)."""
+    return (clean_logp.exp() * (clean_logp - logp)).sum(-1).clamp_min(0)
+
+
+def ce_loss_recovered(ce_run: float, ce_clean: float, ce_ablated: float) -> float:
+    """(CE_ablated − CE_run) / (CE_ablated − CE_clean): 1 = as good as clean, 0 = as bad as
+    the ablation."""
+    denom = ce_ablated - ce_clean
+    return (ce_ablated - ce_run) / denom if denom != 0 else float("nan")

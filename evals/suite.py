@@ -1,0 +1,265 @@
+"""The evaluation suite: every SAE of the given runs, measured on held-out text, into one results file.
+
+``results.json`` (kind ``eval``, schema version ``SCHEMA_VERSION``)::
+
+    kind, schema_version, created, saelab_version, seconds
+    suite            the SuiteConfig used (JSON)
+    definitions      metric name → its definition (the formulas, the positions scored, the baselines)
+    data             {model, source, seed, n_tokens, context_size, mean_ablation: {seed, n_tokens}}
+    saes             one entry per SAE:
+        name, id (run/name, unique), architecture (training family), inference_architecture,
+        model, hook, tl_hook, head, run_dir, sae_dir, d_in, d_sae, k, train_seed, train_tokens,
+        metrics      {mse, mse_per_token, explained_variance, fvu, cosine_similarity, l2_ratio,
+                      relative_reconstruction_bias, l0, l0_std, l1, dead_fraction, dense_fraction,
+                      underused_fraction, underused_fraction_zipf (feature choice), total_variance, rows,
+                      ce_loss_clean, ce_loss_with_sae, ce_loss_zero_ablation, ce_loss_mean_ablation,
+                      ce_loss_recovered_zero, ce_loss_recovered_mean, delta_ce,
+                      kl_div, kl_div_zero_ablation, kl_div_mean_ablation, kl_score_zero, kl_score_mean,
+                      ce_loss_with_sae_and_error, kl_div_with_error, splice_check_ce_clean, ...}
+        density_histogram  {log10_edges, counts, dead}
+        densities    per-latent firing density on the evaluated tokens
+        attention    (attn.hook_z SAEs) {head_attribution: {...}, dfa_examples: [...]}
+    synthetic        (when run) configuration name → {config, steps, families: name → scores}
+    claims           (claims suite) {l0_band, table: [...], claims: [...]}
+
+Splice-metric keys are absent when ``splice: false``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from evals.core.evaluate import SPLICE_DEFINITIONS, SAEEntry, evaluate_saes, mean_activations
+from evals.core.metrics import DEFINITIONS, underused_fraction
+from evals.suite_config import SuiteConfig, check_heldout, split_seed
+from sae.atomic import write_json
+from sae.errors import SaelabError
+
+SCHEMA_VERSION = 1
+RESULTS = "results.json"
+UNDERUSED_ZIPF_DEFINITION = ("feature-choice SAEs only: fraction of latents whose held-out density is below "
+                             "underused_fraction x the density their Zipf capacity implies (k * share_j), the "
+                             "aux_zipf notion of under-used")
+UNDERUSED_DEFINITION = ("fraction of latents with density below 0.1 * k / d_sae (a tenth of a uniform share of the "
+                        "L0 budget; k = the SAE's k, or its measured L0 for families without one), dead ones included")
+
+
+@dataclass
+class Located:
+    """A saved SAE found under a run directory."""
+
+    sae_dir: Path
+    run_dir: Path
+    name: str
+
+
+def find_saes(run_dir: str | Path) -> list[Located]:
+    """SAE directories of a run: the run itself (one SAE) or its subdirectories (several)."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise SaelabError(f"{run}: no such run directory")
+    if (run / "cfg.json").is_file():
+        root = run.parent if (run.parent / "run_config.json").is_file() and not (run / "run_config.json").is_file() \
+            else run
+        return [Located(run, root, run.name)]
+    found = [Located(p, run, p.name) for p in sorted(run.iterdir()) if (p / "cfg.json").is_file()]
+    if not found:
+        raise SaelabError(f"{run}: holds no saved SAE (no cfg.json in it or in its subdirectories)")
+    return found
+
+
+def train_seed(run_dir: Path) -> tuple[int | None, int | None, int | None]:
+    """(data seed, trainer seed, token budget) from the run's ``run_config.json``, if there."""
+    path = run_dir / "run_config.json"
+    if not path.is_file():
+        return None, None, None
+    try:
+        cfg = json.loads(path.read_text())
+        data = cfg.get("data", {})
+        return data.get("seed", 0), cfg.get("trainer", {}).get("seed", 0), data.get("n_tokens")
+    except (json.JSONDecodeError, AttributeError):
+        return None, None, None
+
+
+def load_entries(located: list[Located], device: str) -> list[tuple[SAEEntry, dict]]:
+    from sae.saving import load_sae
+
+    out = []
+    ids = set()
+    for loc in located:
+        sae, cfg = load_sae(loc.sae_dir, device=device)
+        ours = cfg.get("saelab") or {}
+        meta = cfg.get("metadata") or {}
+        hook = ours.get("hook") or meta.get("hook_name")
+        model = ours.get("model") or meta.get("model_name")
+        if not hook or not model:
+            raise SaelabError(f"{loc.sae_dir}: cfg.json names no hook or model; cannot splice it in")
+        head = ours.get("head", meta.get("hook_head_index"))
+        if head is not None and "[" not in hook:
+            hook = f"{hook}[{head}]"
+        ident = f"{loc.run_dir.name}/{loc.name}" if loc.sae_dir != loc.run_dir else loc.run_dir.name
+        while ident in ids:
+            ident += "'"
+        ids.add(ident)
+        data_seed, seed, tokens = train_seed(loc.run_dir)
+        name, replica = split_seed(ours.get("name", loc.name))
+        info = {
+            "name": name, "id": ident,
+            "architecture": ours.get("architecture", cfg.get("architecture")),
+            "inference_architecture": cfg.get("architecture"), "model": model, "hook": hook,
+            "tl_hook": ours.get("tl_hook", meta.get("hook_name")), "head": head,
+            "run_dir": str(loc.run_dir), "sae_dir": str(loc.sae_dir), "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae,
+            "k": getattr(sae.cfg, "k", None), "train_seed": replica if replica is not None else seed,
+            "train_data_seed": data_seed,
+            "train_tokens": tokens if tokens is not None else ours.get("train_rows"),
+        }
+        out.append((SAEEntry(ident, sae, None, info), info))  # spec resolved once the model is loaded
+    return out
+
+
+def _token_batches(cfg: SuiteConfig, tokenizer, hooks: list[str], model_name: str, seed: int, n_tokens: int,
+                   context_size: int):
+    from sae.store import StoreConfig, token_batches
+
+    scfg = StoreConfig(model=model_name, hooks=hooks, source=cfg.data.source, context_size=context_size,
+                       n_tokens=n_tokens, lm_batch_size=cfg.data.lm_batch_size, seed=seed)
+    return token_batches(scfg, tokenizer), scfg.n_sequences
+
+
+def _context_size(cfg: SuiteConfig, entries: list[SAEEntry]) -> int:
+    if cfg.data.context_size:
+        return cfg.data.context_size
+    sizes = set()
+    for e in entries:
+        path = Path(e.info["sae_dir"]) / "cfg.json"
+        size = (json.loads(path.read_text()).get("metadata") or {}).get("context_size")
+        if size:
+            sizes.add(int(size))
+    return min(sizes) if sizes else 64
+
+
+def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[SAEEntry], progress: bool) -> None:
+    """Evaluate the SAEs of one language model; fills each entry's ``info``."""
+    from evals.attention import dfa_examples, head_summary, is_attention_sae
+    from sae.hooks import resolve_hook
+    from sae.model import load_model
+
+    model, tokenizer = load_model(model_name, device=cfg.data.device)
+    for e in entries:
+        e.spec = resolve_hook(model, e.info["hook"])
+        if e.spec.d_in != e.sae.cfg.d_in:
+            raise SaelabError(f"{e.info['sae_dir']}: d_in {e.sae.cfg.d_in} does not match hook {e.info['hook']} "
+                              f"of {model_name} (width {e.spec.d_in})")
+    ctx = _context_size(cfg, entries)
+    hooks = sorted({e.spec.name for e in entries})
+    specs = list({e.spec.name: e.spec for e in entries}.values())
+    means = None
+    if cfg.splice:
+        batches, _ = _token_batches(cfg, tokenizer, hooks, model_name, cfg.mean_ablation.seed,
+                                    cfg.mean_ablation.n_tokens, ctx)
+        means = mean_activations(model, tokenizer, specs, batches)
+    batches, n_seq = _token_batches(cfg, tokenizer, hooks, model_name, cfg.data.seed, cfg.data.n_tokens, ctx)
+    results = evaluate_saes(model, tokenizer, entries, batches, means, splice=cfg.splice,
+                            dense_threshold=cfg.dense_threshold, progress=progress, total=n_seq)
+    for e in entries:
+        r = results[e.name]
+        hist, densities = r.pop("density_histogram"), r.pop("densities")
+        k = e.info["k"] or r["l0"]
+        r["underused_fraction"] = underused_fraction(torch.tensor(densities), k)
+        if hasattr(e.sae, "expected_density"):  # feature choice: under-used against its own Zipf capacity
+            expected = e.sae.expected_density().detach().cpu().double()
+            below = torch.tensor(densities, dtype=torch.float64) < e.sae.cfg.underused_fraction * expected
+            r["underused_fraction_zipf"] = float(below.double().mean())
+        e.info.update({"metrics": r, "density_histogram": hist, "densities": densities})
+        if cfg.attention.enabled and is_attention_sae(e.spec):
+            prompts, _ = _token_batches(cfg, tokenizer, hooks, model_name, cfg.data.seed,
+                                        cfg.attention.dfa_prompts * ctx or ctx, ctx)
+            tokens = next(iter(prompts))
+            e.info["attention"] = {
+                "head_attribution": head_summary(e.sae, e.spec, model.cfg.n_heads, densities, cfg.attention.top_features),
+                "dfa_examples": dfa_examples(model, tokenizer, e.sae, e.spec, tokens, cfg.attention.dfa_prompts),
+            }
+    e_data = {"model": model_name, "context_size": ctx}
+    for e in entries:
+        e.info["_data"] = e_data
+
+
+def definitions() -> dict:
+    from evals.synthetic.score import DEFINITIONS as SYNTH
+
+    return {**DEFINITIONS, **SPLICE_DEFINITIONS, "underused_fraction": UNDERUSED_DEFINITION,
+            "underused_fraction_zipf": UNDERUSED_ZIPF_DEFINITION,
+            **{f"synthetic.{k}": v for k, v in SYNTH.items()}}
+
+
+def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, progress: bool = True) -> dict:
+    """Evaluate every SAE under ``run_dirs`` (and train the suite's own runs first, if any);
+    writes ``out/results.json`` and ``out/report.html``. Returns the results."""
+    from evals.report import build_report
+
+    start = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_dirs = [Path(r) for r in run_dirs]
+    if cfg.train is not None:
+        run_dirs += train_runs(cfg, out, progress)
+    if not run_dirs and not cfg.synthetic.enabled:
+        raise SaelabError("nothing to evaluate: give run directories, or a suite that trains or runs the synthetic "
+                          "benchmark")
+    located = [loc for r in run_dirs for loc in find_saes(r)]
+    check_heldout(cfg, {str(loc.run_dir): train_seed(loc.run_dir)[0] for loc in located})
+    pairs = load_entries(located, cfg.data.device)
+    groups: dict[str, list[SAEEntry]] = {}
+    for entry, info in pairs:
+        groups.setdefault(info["model"], []).append(entry)
+    data = []
+    for model_name, entries in tqdm(groups.items(), desc="models", disable=not progress or len(groups) < 2):
+        evaluate_model_group(cfg, model_name, entries, progress)
+        data.append(entries[0].info["_data"])
+    saes = []
+    for entry, info in pairs:
+        info.pop("_data", None)
+        saes.append(info)
+    results = {
+        "kind": "eval", "schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "saelab_version": _version(), "suite": cfg.model_dump(mode="json"), "definitions": definitions(),
+        "data": {"models": data, "source": cfg.data.source.model_dump(), "seed": cfg.data.seed,
+                 "n_tokens": cfg.data.n_tokens,
+                 "mean_ablation": cfg.mean_ablation.model_dump() if cfg.splice else None},
+        "saes": saes,
+    }
+    if cfg.synthetic.enabled:
+        from evals.synthetic.bench import run_benchmark
+
+        results["synthetic"] = run_benchmark(cfg.synthetic, progress=progress)
+    if cfg.claims:
+        from evals.claims import evaluate_claims
+
+        results["claims"] = evaluate_claims(saes, cfg)
+    results["seconds"] = round(time.time() - start, 1)
+    write_json(out / RESULTS, results)
+    build_report(out)
+    return results
+
+
+def train_runs(cfg: SuiteConfig, out: Path, progress: bool) -> list[Path]:
+    """The suite's own run, in ``out/train``. A finished run is resumed from its last
+    checkpoint (no training; ``train`` also refuses a directory holding a run of another
+    config), so rerunning the suite re-evaluates without retraining."""
+    from sae.train_run import train
+
+    run_dir = out / "train"
+    train(cfg.train.run_config(), run_dir, progress=progress)
+    return [run_dir]
+
+
+def _version() -> str:
+    from saelab import __version__
+
+    return __version__

@@ -1,0 +1,145 @@
+"""The evaluation suite's config (``configs/eval_suite.yaml``, ``configs/claims.yaml``).
+
+One typed config drives every form of ``saelab eval --suite``: which held-out text the
+SAEs are spliced into, how the mean-ablation baseline is estimated, whether the
+synthetic benchmark and the attention analyses run, and, for the claims suite, which
+SAEs to train (one run per seed, every hyperparameter written out) before evaluating.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from sae.config import FrozenConfig
+from sae.errors import ConfigError
+from sae.text import TextSource
+
+#: organism-corpus seeds the suite reads by default; training runs use other seeds (checked)
+EVAL_SEED = 20_002
+MEAN_SEED = 20_003
+
+
+class EvalData(FrozenConfig):
+    """The held-out text every SAE is evaluated on."""
+
+    source: TextSource = Field(default_factory=TextSource, description="Text source (default: the organism corpus).")
+    seed: int = Field(EVAL_SEED, description="Seed of the held-out stream; must differ from every run's training seed.")
+    n_tokens: int = Field(131_072, gt=0, description="Token positions evaluated (BOS included, padding excluded).")
+    context_size: int | None = Field(None, ge=2, description="Tokens per sequence; None: the runs' training context.")
+    lm_batch_size: int = Field(64, gt=0, description="Sequences per forward pass.")
+    device: str = Field("cpu", description="Device of the model and SAEs.")
+
+
+class MeanAblation(FrozenConfig):
+    """The mean-ablation baseline: the hook replaced by its mean over held-out tokens."""
+
+    n_tokens: int = Field(65_536, gt=0, description="Token positions the mean is taken over (BOS excluded).")
+    seed: int = Field(MEAN_SEED, description="Seed of the text the mean is taken over (disjoint from the eval text).")
+
+
+class SyntheticFamily(FrozenConfig):
+    """One SAE of the synthetic benchmark."""
+
+    name: str = Field(..., description="Label in the results.")
+    sae: dict[str, Any] = Field(..., description="Family config (architecture, d_sae or expansion, k, ...).")
+    lr: float | None = Field(None, gt=0, description="Learning rate (default: the benchmark's).")
+
+
+class SyntheticSuite(FrozenConfig):
+    """The ground-truth benchmark (``evals.synthetic``): no language model."""
+
+    enabled: bool = Field(True, description="Run it.")
+    configs: list[str] = Field(["easy", "hard"], description="Named data configurations (evals.synthetic.PRESETS).")
+    steps: int = Field(1500, gt=0, description="Training steps per SAE.")
+    batch_size: int = Field(1024, gt=0, description="Rows per step.")
+    lr: float = Field(3e-3, gt=0, description="Learning rate.")
+    expansion: float = Field(1.0, gt=0, description="d_sae = expansion × the number of true features "
+                             "(unless a family sets d_sae).")
+    seed: int = Field(0, description="Seed of the data and of the SAEs.")
+    families: list[SyntheticFamily] = Field(default_factory=list, description="SAEs trained on every configuration; "
+                                            "empty: every trainable family with its defaults (k = expected L0).")
+
+
+class AttentionSuite(FrozenConfig):
+    """Kissane et al.'s analyses for ``attn.hook_z`` SAEs (heads concatenated)."""
+
+    enabled: bool = Field(True, description="Run them for every hook_z SAE.")
+    top_features: int = Field(10, gt=0, description="Features listed per head (by decoder-norm share).")
+    dfa_prompts: int = Field(4, ge=0, description="Held-out sequences for which DFA examples are recorded.")
+
+
+SEED_SEPARATOR = ".s"  # SAE "topk" of seed 2 is saved as "topk.s2"
+
+
+class TrainSection(FrozenConfig):
+    """SAEs the suite trains before evaluating (the claims suite).
+
+    Every SAE of ``run.saes`` is trained once per seed, all of them side by side in one run
+    on one activation stream (one harvest of the language model for all seeds): the seeds
+    are initialisations (and a vSAE's sampling noise), the training text is shared. Copy
+    ``n`` of SAE ``name`` is saved as ``name.s<seed>``.
+    """
+
+    seeds: list[int] = Field(..., min_length=1, description="Initialisation seeds; each SAE is trained once per seed.")
+    run: dict[str, Any] = Field(..., description="A 'saelab train' config (data, saes, trainer) whose SAEs are "
+                                "replicated per seed; held-out scoring is the suite's.")
+
+    def run_config(self):
+        """The ``RunConfig`` of the run (every SAE once per seed)."""
+        from sae.config import build_config
+        from sae.train_run import RunConfig
+
+        run = dict(self.run)
+        saes = []
+        for i, spec in enumerate(run.get("saes") or []):
+            if not isinstance(spec, dict) or not spec.get("name"):
+                raise ConfigError(f"train.run.saes[{i}]: every SAE of a claims suite needs a 'name'")
+            saes += [{**spec, "name": f"{spec['name']}{SEED_SEPARATOR}{seed}"} for seed in self.seeds]
+        run["saes"] = saes
+        run["trainer"] = {**run.get("trainer", {}), "seed": self.seeds[0]}
+        run["heldout"] = None
+        return build_config(RunConfig, run, "train.run")
+
+
+def split_seed(name: str) -> tuple[str, int | None]:
+    """``"topk.s2"`` → ``("topk", 2)``; a name without a seed suffix → ``(name, None)``."""
+    base, sep, seed = name.rpartition(SEED_SEPARATOR)
+    if sep and base and seed.isdigit():
+        return base, int(seed)
+    return name, None
+
+
+class SuiteConfig(FrozenConfig):
+    """``saelab eval --suite CONFIG``."""
+
+    data: EvalData = Field(default_factory=EvalData)
+    mean_ablation: MeanAblation = Field(default_factory=MeanAblation)
+    splice: bool = Field(True, description="Splice the SAEs into the model (CE, KL); off: reconstruction only.")
+    dense_threshold: float = Field(0.1, gt=0, le=1, description="A latent firing on more than this fraction of "
+                                   "tokens is dense.")
+    synthetic: SyntheticSuite = Field(default_factory=lambda: SyntheticSuite(enabled=False))
+    attention: AttentionSuite = Field(default_factory=AttentionSuite)
+    train: TrainSection | None = Field(None, description="Train these SAEs first (claims).")
+    claims: bool = Field(False, description="Test the seed papers' claims on the trained SAEs (needs train).")
+    l0_target: float | None = Field(None, gt=0, description="Matched held-out L0 the compared SAEs should have.")
+    l0_tolerance: float = Field(0.1, ge=0, description="Band half-width as a fraction of l0_target.")
+
+    @model_validator(mode="after")
+    def _claims_need_training(self) -> "SuiteConfig":
+        if self.claims and self.train is None:
+            raise ValueError("claims: true needs a 'train' section (the SAEs the claims are about)")
+        if self.data.seed == self.mean_ablation.seed:
+            raise ValueError("mean_ablation.seed must differ from data.seed (the mean is taken on other text)")
+        return self
+
+
+def check_heldout(cfg: SuiteConfig, train_seeds: dict[str, int | None]) -> None:
+    """Refuse to evaluate on the text a run trained on (organism corpus: same seed)."""
+    if cfg.data.source.kind != "organism":
+        return
+    for run, seed in train_seeds.items():
+        if seed is not None and seed in (cfg.data.seed, cfg.mean_ablation.seed):
+            raise ConfigError(f"{run} was trained on organism text with seed {seed}, which the suite evaluates on; "
+                              "set data.seed and mean_ablation.seed to other values")

@@ -1,0 +1,1 @@
+"""Synthetic ground-truth benchmark: activations from a known dictionary, no language model."""
