@@ -9,4 +9,5 @@ first use by ``bench.peers``.
 
 BENCHMARKS: dict[str, str] = {
     "harvest": "bench.harvest",
+    "circuits": "bench.circuits",
 }

@@ -56,11 +56,20 @@ def _stage_circuits() -> None:
              f"ablating it leaves {f['ablated_leaves']:.0%}")
 
 
+def _stage_discrete_sae(out: Path) -> None:
+    from circuits.demo import ioi_circuit_lines
+
+    _say("== 3. The IOI circuit found by the discrete-SAE method (O'Neill & Bui), next to the ground truth ==")
+    for line in ioi_circuit_lines(out):
+        _say("  " + line)
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _stage_organism(out)
     _stage_circuits()
+    _stage_discrete_sae(out)
     _say(f"\nDone in {time.time() - start:.0f} s. Results: {out.resolve()}")
     return 0
