@@ -7,7 +7,7 @@ fixed hyperparameters over ``--seeds`` seeds (mean ± sd). ACDC's time is one ru
 trained once and their training time is counted in attn-sae's seconds for every task.
 Rows: ``{task, method, ground_truth, roc_auc, roc_auc_sd, seconds, fraction_of_acdc_time,
 ...}``; verdicts (where a baseline beats discrete-sae) go to stderr. ``--out-dir`` keeps
-every ``circuit`` results document, from which ``saelab eval report`` draws the section.
+every ``circuit`` results document and the HTML report built from them.
 """
 
 from __future__ import annotations
@@ -75,6 +75,11 @@ def run(args: argparse.Namespace) -> list[dict]:
                 write_json(Path(args.out_dir) / f"circuit_{task}_{method}.json", doc)
     for line in verdicts(docs):
         print(line, file=sys.stderr)
+    if args.out_dir:
+        from evals.report import build_report
+
+        print(f"report: {build_report(args.out_dir, title='saelab: circuit discovery on the organism')}",
+              file=sys.stderr)
     keep = ("task", "method", "ground_truth", "roc_auc", "roc_auc_sd", "seeds", "edge_roc_auc",
             "node_roc_auc_with_mlps", "edge_method_roc_auc", "f1", "tpr_tnr_harmonic_mean", "seconds",
             "fraction_of_acdc_time", "forward_passes", "n_prompts")

@@ -13,7 +13,7 @@ import argparse
 
 TASKS = ("ioi", "greater-than")
 METHOD_NAMES = ("discrete-sae", "acdc", "patching", "eap", "attn-sae", "mean-diff")
-SWEEP_NAMES = ("n-train", "n-codes", "family", "position")
+SWEEP_NAMES = ("n-train", "n-prompts", "n-codes", "family", "position")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -9,8 +9,8 @@ cascade correctly. Corrupted outputs are cached once.
 ``eap_scores`` is edge attribution patching (Syed et al.): one corrupted forward pass,
 one clean forward pass and one backward pass for every edge at once.
 
-The per-head hooks these need (per-head results, per-head q/k/v inputs, the MLP input)
-are switched on only inside these calls.
+The per-head hooks these need (per-head results and per-head q/k/v inputs) are switched
+on only inside these calls.
 """
 
 from __future__ import annotations
@@ -35,10 +35,14 @@ def sender_hook(node: Node) -> str:
 
 
 def receiver_hook(node: Node, site: str, n_layers: int) -> str:
+    """Where a receiver input is read: per-head q/k/v inputs; an MLP's input before its
+    layer norm (``ln2.hook_in``: TransformerBridge's ``hook_mlp_in`` writes through to the
+    residual stream, so a patch there would reach every later reader too); the final
+    residual stream, which only the logits read."""
     if node.kind == "head":
         return f"blocks.{node.layer}.hook_{site}_input"
     if node.kind == "mlp":
-        return f"blocks.{node.layer}.hook_mlp_in"
+        return f"blocks.{node.layer}.ln2.hook_in"
     return f"blocks.{n_layers - 1}.hook_resid_post"
 
 
@@ -161,9 +165,8 @@ def eap_scores(model, batch: TaskBatch, metric: Metric) -> tuple[dict[Edge, floa
 
     def keep(name):
         def hook(act, hook):  # noqa: ARG001
-            # a copy: some hook points (the MLP input, the final residual) alias the
-            # residual stream, whose gradient also flows around the receiver; the copy
-            # feeds the receiver only
+            # a copy: the final residual is also the last block's output, whose gradient
+            # flows on; the copy feeds the receiver only
             inputs[name] = act.clone()
             return inputs[name]
         return hook

@@ -1,6 +1,9 @@
 """The sweeps O'Neill & Bui report, for the discrete-SAE finder, over several seeds.
 
 - ``n-train``: prompts the SAE is trained on (5, 10, 25, 100, 250; the paper: 10);
+- ``n-prompts``: positive (and as many negative) prompts the codes are counted on (5, 10,
+  25, 100, 250; the paper: 250), the SAE still trained on 10 of them (fewer if there are
+  fewer than 10 in all);
 - ``n-codes``: codebook size (5 to 250; the paper: 200);
 - ``family``: every registry family in place of the paper's ReLU SAE, same code budget;
   ``paper`` is the paper's SAE on raw head vectors, ``paper-scaled`` the same SAE on head
@@ -20,6 +23,7 @@ from tqdm.auto import tqdm
 
 SWEEPS: dict[str, tuple] = {
     "n-train": (5, 10, 25, 100, 250),
+    "n-prompts": (5, 10, 25, 100, 250),
     "n-codes": (5, 10, 25, 50, 100, 200, 250),
     "family": ("paper", "paper-scaled", "relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae"),
     "position": ("mean", "last"),
@@ -30,6 +34,8 @@ def point_config(base, parameter: str, value):
     """The MethodConfig of one sweep point."""
     if parameter == "n-train":
         return base.model_copy(update={"n_train": value, "n_prompts": max(base.n_prompts, -(-value // 2))})
+    if parameter == "n-prompts":
+        return base.model_copy(update={"n_prompts": value, "n_train": min(base.n_train, 2 * value)})
     if parameter == "n-codes":
         return base.model_copy(update={"n_codes": value})
     if parameter == "family":
