@@ -53,11 +53,17 @@ def run(args: argparse.Namespace) -> list[dict]:
     unknown = sorted(set(methods) - set(ALL_METHODS))
     if unknown:
         raise ConfigError(f"--methods: unknown {', '.join(unknown)} (known: {', '.join(ALL_METHODS)})")
+    if args.attn_saes is None:  # one set of attention SAEs for every task, removed at the end
+        with tempfile.TemporaryDirectory(prefix="saelab_bench_attn_") as tmp:
+            args.attn_saes = tmp
+            try:
+                return run(args)
+            finally:
+                args.attn_saes = None
     model, tokenizer = load_model("organism")
     base = MethodConfig(n_prompts=args.n_prompts, taus=tuple(float(t) for t in args.taus.split(",")),
                         acdc_metric=args.acdc_metric, validation_prompts=args.validation_prompts,
-                        attn_sae_dir=args.attn_saes or tempfile.mkdtemp(prefix="saelab_bench_attn_"),
-                        attn_sae_tokens=args.attn_sae_tokens, progress=not args.quiet)
+                        attn_sae_dir=args.attn_saes, attn_sae_tokens=args.attn_sae_tokens, progress=not args.quiet)
     docs = []
     for task in tasks:
         truths = ground_truth.resolve("organism", task, None, model.cfg.n_layers, model.cfg.n_heads)

@@ -88,12 +88,19 @@ def attn_sae_scores(model, tokenizer, batch, saes: list) -> tuple[dict[Node, flo
 
 
 def attn_sae_result(model, tokenizer, task: str, cfg):
+    """Score with the SAEs in ``cfg.attn_sae_dir`` (trained there first if missing); with
+    no directory, train into a temporary one that is removed afterwards."""
+    if cfg.attn_sae_dir is None:
+        with tempfile.TemporaryDirectory(prefix="saelab_attn_saes_") as tmp:
+            res = attn_sae_result(model, tokenizer, task, cfg.model_copy(update={"attn_sae_dir": tmp}))
+        res.details["saes"] = None
+        return res
     from circuits.methods import MethodResult, make_batches
     from sae.saving import load_sae
 
     _, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
     start = time.time()
-    root = Path(cfg.attn_sae_dir) if cfg.attn_sae_dir else Path(tempfile.mkdtemp(prefix="saelab_attn_saes_"))
+    root = Path(cfg.attn_sae_dir)
     paths = layer_sae_paths(root, model.cfg.n_layers)
     trained_here = not all((p / "cfg.json").is_file() for p in paths)
     if trained_here:

@@ -11,13 +11,15 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ["ioi_circuit.ipynb", "greater_than_circuit.ipynb"]
 
 
-def execute(name: str, fast: bool, tmp_path: Path):
+def execute(name: str, fast: bool, tmp_path: Path, attn_saes: Path | None = None):
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     params = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
     params.source += f"\nFAST = {fast}\nOUT = {str(tmp_path)!r}\n"
+    if attn_saes is not None:
+        params.source += f"ATTN_SAES = {str(attn_saes)!r}\n"
     NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     return nb
 
@@ -46,9 +48,15 @@ def test_notebook_runs_fast(name, tmp_path):
     assert len(written) == 7
 
 
+@pytest.fixture(scope="module")
+def shared_attn_saes(tmp_path_factory):
+    """One set of attention SAEs for both notebooks (the second reuses the first's)."""
+    return tmp_path_factory.mktemp("attn_saes")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_in_full(name, tmp_path):
-    nb = execute(name, False, tmp_path)
+def test_notebook_runs_in_full(name, tmp_path, shared_attn_saes):
+    nb = execute(name, False, tmp_path, attn_saes=shared_attn_saes)
     assert "all checks passed" in _text(nb)
