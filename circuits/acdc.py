@@ -55,18 +55,22 @@ def acdc(patcher: EdgePatcher, tau: float, progress=None) -> AcdcResult:
     graph = patcher.graph
     signed = patcher.metric_name == "kl"
     removed: set[Edge] = set()
+    patched: set[Edge] = set()  # removed edges into live receivers: the only ones that matter
     current = patcher.clean_metric
     alive = {Node("logits")}
     for receiver, site in reversed(graph.receiver_inputs):
         incoming = [Edge(s, receiver, site) for s in reversed(graph.upstream(receiver))]
         if receiver not in alive:
+            # every reader of this receiver already takes its corrupted output, so what
+            # it reads changes nothing: its inputs go without a pass and without a patch
             removed.update(incoming)
         else:
             for edge in incoming:
-                trial = patcher.metric(removed | {edge})
+                trial = patcher.metric(patched | {edge})
                 change = (trial - current) if signed else abs(trial - current)
                 if change / patcher.gap < tau:
                     removed.add(edge)
+                    patched.add(edge)
                     current = trial
                 else:
                     alive.add(edge.sender)

@@ -178,13 +178,20 @@ def eap_scores(model, batch: TaskBatch, metric: Metric) -> tuple[dict[Edge, floa
         logits = model.run_with_hooks(batch.tokens, fwd_hooks=hooks)
         total = metric(logits, batch).sum()
         grads = dict(zip(receiver_names, torch.autograd.grad(total, [inputs[n] for n in receiver_names])))
-    diffs = {n: _select(n, corrupt_cache[sender_hook(n)]) - _select(n, clean_senders[sender_hook(n)])
-             for n in graph.senders}
+    senders = graph.senders
+    # every sender's (corrupted − clean) output, one row each: a receiver's upstream
+    # senders are then scored with one matrix-vector product
+    diffs = torch.stack([_select(n, corrupt_cache[sender_hook(n)]) - _select(n, clean_senders[sender_hook(n)])
+                         for n in senders]).flatten(1)
+    row = {n: i for i, n in enumerate(senders)}
     scores = {}
-    for edge in graph.edges:
-        grad = grads[receiver_hook(edge.receiver, edge.input, n_layers)]
-        grad = grad[:, :, edge.receiver.head] if edge.receiver.kind == "head" else grad
-        scores[edge] = float((diffs[edge.sender] * grad).sum() / len(batch))
+    for receiver, site in graph.receiver_inputs:
+        grad = grads[receiver_hook(receiver, site, n_layers)]
+        grad = grad[:, :, receiver.head] if receiver.kind == "head" else grad
+        upstream = graph.upstream(receiver)
+        rows = diffs.index_select(0, torch.tensor([row[n] for n in upstream]))
+        values = (rows @ grad.flatten()) / len(batch)
+        scores.update({Edge(n, receiver, site): float(v) for n, v in zip(upstream, values)})
     return scores, 3
 
 

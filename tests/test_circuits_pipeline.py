@@ -74,6 +74,14 @@ def test_the_faithfulness_script_reproduces_the_frozen_ground_truth():
     assert main(["--check"]) == 0
 
 
+def test_the_discrete_sae_finder_is_deterministic_given_a_seed(organism):
+    model, tok = organism
+    a = run_method(model, tok, "ioi", "discrete-sae", MethodConfig(seed=3, **FAST))
+    b = run_method(model, tok, "ioi", "discrete-sae", MethodConfig(seed=3, **FAST))
+    assert a.node_scores == b.node_scores and a.pair_scores == b.pair_scores
+    assert a.details["codebook"] == b.details["codebook"]
+
+
 # ------------------------------------------------------------------ results, figures, report
 
 
