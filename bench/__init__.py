@@ -12,4 +12,5 @@ BENCHMARKS: dict[str, str] = {
     "train": "bench.train",
     "roofline": "bench.roofline",
     "memory": "bench.memory",
+    "circuits": "bench.circuits",
 }

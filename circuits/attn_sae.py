@@ -1,16 +1,21 @@
 """The attention-SAE circuit finder, built on Kissane et al. (2024).
 
-Inputs: one TopK SAE per layer on ``attn.hook_z`` (heads concatenated), trained on the
-organism corpus — not on the task. For each feature i of layer L, its per-head
-decoder-norm attribution is h_{i,k} = ‖W_dec[i, head k]‖ / Σ_j ‖W_dec[i, head j]‖
+Inputs: one TopK SAE per layer on ``attn.hook_z`` (heads concatenated), trained with the
+lab's trainer on the model's corpus, not on the task. For each feature i of layer L, its
+per-head decoder-norm attribution is h_{i,k} = ‖W_dec[i, head k]‖ / Σ_j ‖W_dec[i, head j]‖
 (Kissane et al.'s weight-based head attribution). The feature's task relevance is how
 much more it fires on positive than on negative prompts, Δ_i = max(0, E_pos f_i − E_neg
-f_i), with activations averaged over each prompt's positions. A head's score is
-Σ_i h_{i,k}·Δ_i over its layer's features.
+f_i), with activations averaged over each prompt's positions (BOS and padding excluded,
+as in training). A head's score is Σ_i h_{i,k}·Δ_i over its layer's features.
+
+The seconds reported include training the SAEs: measured here when they are trained in
+the run, read from the run's ``sweep_summary.json`` when existing SAEs are reused.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +23,6 @@ import torch
 
 from circuits.graph import Graph, Node
 
-N_TOKENS = 1_000_000
 D_SAE = 1024
 K = 16
 
@@ -29,62 +33,91 @@ def head_attribution(W_dec: torch.Tensor, n_heads: int) -> torch.Tensor:
     return norms / norms.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
-def train_layer_saes(model, out_dir: Path, n_tokens: int = N_TOKENS, progress: bool = False) -> list[Path]:
-    """TopK SAEs on every layer's hook_z, trained side by side on one activation stream."""
+def layer_sae_paths(root: Path, n_layers: int) -> list[Path]:
+    return [root / f"layer{layer}" for layer in range(n_layers)]
+
+
+def train_layer_saes(model, tokenizer, out_dir: Path, n_tokens: int, progress: bool = False) -> float:
+    """TopK SAEs on every layer's hook_z, trained side by side on one activation stream
+    with ``sae.train_run``; returns the training seconds."""
     from sae.train_run import RunConfig, train
 
-    n_layers = model.cfg.n_layers
+    source = getattr(model, "saelab_source", None)
+    name = "organism" if source is None or source.kind == "organism" else source.location
     cfg = RunConfig.model_validate({
-        "data": {"model": "organism", "n_tokens": n_tokens, "context_size": 64},
+        "data": {"model": name, "n_tokens": n_tokens, "context_size": 64},
         "saes": [{"name": f"layer{layer}", "hook": f"blocks.{layer}.attn.hook_z",
-                  "sae": {"architecture": "topk", "d_sae": D_SAE, "k": K}} for layer in range(n_layers)],
-        "trainer": {"batch_size": 4096, "wandb_project": None},
+                  "sae": {"architecture": "topk", "d_sae": D_SAE, "k": K}} for layer in range(model.cfg.n_layers)],
+        "trainer": {"batch_size": 4096, "wandb_project": None, "checkpoint_every": 0},
         "heldout": None,
     })
-    train(cfg, out_dir, progress=progress, model=model, tokenizer=model.tokenizer)
-    return [out_dir / f"layer{layer}" for layer in range(n_layers)]
+    start = time.time()
+    train(cfg, out_dir, progress=progress, model=model, tokenizer=tokenizer)
+    return time.time() - start
 
 
-def attn_sae_scores(model, batch, saes: list) -> dict[Node, float]:
+def training_seconds(root: Path) -> float | None:
+    try:
+        return float(json.loads((root / "sweep_summary.json").read_text())["seconds"]["train"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+@torch.no_grad()
+def attn_sae_scores(model, tokenizer, batch, saes: list) -> tuple[dict[Node, float], dict]:
     from sae.harvest import Harvester
 
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     hooks = [f"blocks.{layer}.attn.hook_z" for layer in range(n_layers)]
-    harvester = Harvester(model, model.tokenizer, hooks)
-    mask = (torch.arange(batch.tokens.shape[1])[None, :] < batch.lengths[:, None]).float()
-    scores = {}
-    with torch.no_grad():
-        pos, neg = harvester.full(batch.tokens), harvester.full(batch.corrupt_tokens)
-        for layer, sae in enumerate(saes):
-            fp = (sae.encode(pos[hooks[layer]]) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-            fn = (sae.encode(neg[hooks[layer]]) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-            delta = (fp.mean(0) - fn.mean(0)).clamp_min(0)  # [d_sae]
-            attribution = head_attribution(sae.W_dec, n_heads)  # [d_sae, n_heads]
-            per_head = delta @ attribution
-            for h in range(n_heads):
-                scores[Node("head", layer, h)] = float(per_head[h])
-    return scores
+    harvester = Harvester(model, tokenizer, hooks)
+    positions = torch.arange(batch.tokens.shape[1])[None, :]
+    mask = ((positions >= 1) & (positions < batch.lengths[:, None])).float()  # no BOS, no padding
+    pos, neg = harvester.full(batch.tokens), harvester.full(batch.corrupt_tokens)
+    scores, top = {}, {}
+    for layer, sae in enumerate(saes):
+        fp = (sae.encode(pos[hooks[layer]]) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        fn = (sae.encode(neg[hooks[layer]]) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        delta = (fp.mean(0) - fn.mean(0)).clamp_min(0)  # [d_sae]
+        attribution = head_attribution(sae.W_dec, n_heads)  # [d_sae, n_heads]
+        per_head = delta @ attribution
+        for h in range(n_heads):
+            scores[Node("head", layer, h)] = float(per_head[h])
+        best = delta.topk(min(5, delta.numel()))
+        top[f"layer{layer}"] = [{"feature": int(i), "delta": float(v)} for v, i in zip(best.values, best.indices)]
+    return scores, top
 
 
-def run_attn_sae(model, tokenizer, task, n_prompts=250, seed=0, sae_dir: str | None = None, progress=False, **_):
-    from circuits.methods import MethodResult, _batches
+def attn_sae_result(model, tokenizer, task: str, cfg):
+    """Score with the SAEs in ``cfg.attn_sae_dir`` (trained there first if missing); with
+    no directory, train into a temporary one that is removed afterwards."""
+    if cfg.attn_sae_dir is None:
+        with tempfile.TemporaryDirectory(prefix="saelab_attn_saes_") as tmp:
+            res = attn_sae_result(model, tokenizer, task, cfg.model_copy(update={"attn_sae_dir": tmp}))
+        res.details["saes"] = None
+        return res
+    from circuits.methods import MethodResult, make_batches
     from sae.saving import load_sae
 
-    _, batch = _batches(tokenizer, task, n_prompts, seed)
+    _, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
     start = time.time()
-    trained_here = sae_dir is None
+    root = Path(cfg.attn_sae_dir)
+    paths = layer_sae_paths(root, model.cfg.n_layers)
+    trained_here = not all((p / "cfg.json").is_file() for p in paths)
     if trained_here:
-        import tempfile
-
-        sae_dir = tempfile.mkdtemp(prefix="saelab_attn_saes_")
-    root = Path(sae_dir)
-    paths = [root / f"layer{layer}" for layer in range(model.cfg.n_layers)]
-    if not all((p / "cfg.json").is_file() for p in paths):
-        paths = train_layer_saes(model, root, progress=progress)
-    saes = [load_sae(p)[0] for p in paths]
-    scores = attn_sae_scores(model, batch, saes)
+        train_seconds = train_layer_saes(model, tokenizer, root, cfg.attn_sae_tokens, progress=cfg.progress)
+    else:
+        train_seconds = training_seconds(root)
+    saes = [load_sae(p)[0].eval() for p in paths]
+    scores, top = attn_sae_scores(model, tokenizer, batch, saes)
+    elapsed = time.time() - start
+    seconds = elapsed if trained_here or train_seconds is None else elapsed + train_seconds
     heads = Graph.of(model).heads
-    return MethodResult(task, "attn-sae", {h: scores.get(h, 0.0) for h in heads}, time.time() - start, n_prompts,
+    return MethodResult(task, "attn-sae", {h: scores.get(h, 0.0) for h in heads}, seconds, cfg.n_prompts,
                         forward_passes=2,
                         details={"saes": str(root), "trained_in_this_run": trained_here,
-                                 "sae": f"topk k={K}, d_sae={D_SAE} per layer on attn.hook_z, organism corpus"})
+                                 "training_seconds": train_seconds,
+                                 "hook": "blocks.L.attn.hook_z (heads concatenated)",
+                                 "sae": f"topk k={K}, d_sae={D_SAE} per layer, trained on the model's corpus",
+                                 "node_score": "sum over features of decoder-norm head share x "
+                                               "max(0, mean activation on positives - on negatives)",
+                                 "top_features": top})

@@ -3,31 +3,33 @@
 1. Run positive prompts (the model can solve them) and negative prompts (it cannot: IOI
    with three distinct names, greater-than with start year 01).
 2. Take every head's output written to the residual stream, z_h W_O^h, averaged over the
-   prompt's positions (BOS included, padding excluded), or at the last position.
-3. Train ONE SAE shared by all heads on the head vectors of a few prompts, positives and
-   negatives shuffled together.
-4. Discretise: each head's code on a prompt is the argmax latent.
+   prompt's positions (BOS included, padding excluded, as the paper's code runs each
+   prompt alone with TransformerLens' default BOS), or at the last position.
+3. Train ONE SAE shared by all heads on the head vectors of a few prompts, drawn at
+   random from positives and negatives together.
+4. Discretise: each head's code on a prompt is the argmax latent over every prompt.
 5. Node score: the number of codes a head uses on positives and never on negatives.
    Edge score: for a pair of heads, the number of code pairs that co-occur on a positive
-   and never on a negative.
+   and never on a negative. The paper's "edge" ROC turns these into head scores
+   (``edge_node_scores``).
 
 Fixed hyperparameters (the paper's code, not tuned on the organism): 200 codes, a ReLU
 SAE exactly as in the paper's code (``DiscreteSAE``), L1 λ = 0.02 on the mean activation
 sum with the MSE averaged over elements, Adam lr 1e-3, 500 full-batch epochs, 10
-training prompts. (The paper's config file has 300 codes; its text and this issue fix 200.) Any registry family can replace the ReLU SAE with the same 200-code
-budget (k-sparse families use k = 8).
+training prompts. (The paper's config file has 300 codes; its text and this issue fix
+200.) Any registry family can replace the ReLU SAE with the same code budget
+(``codebook.train_family``).
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from circuits.graph import Graph, Node
+from circuits.graph import Graph, Node, per_head_hooks
 from circuits.tasks.base import TaskBatch
 
 N_CODES = 200
@@ -35,7 +37,7 @@ L1 = 0.02
 LR = 1e-3
 EPOCHS = 500
 N_TRAIN_PROMPTS = 10
-FAMILY_K = 8
+POSITIONS = ("mean", "last")
 
 
 class DiscreteSAE(nn.Module):
@@ -43,15 +45,16 @@ class DiscreteSAE(nn.Module):
 
     f = ReLU((x − b) Eᵀ + e), x̂ = f Dᵀ + b, with b a tied bias starting at zero, E
     ``[n_codes, d_in]`` whose rows (one per code) are kept at unit norm, and D ``[d_in,
-    n_codes]`` whose rows are kept at unit norm *over the codes* — the paper's constrained
+    n_codes]`` whose rows are kept at unit norm *over the codes*: the paper's constrained
     linear layer normalises the last weight dimension of both layers. Weights start as
     unit-normalised Gaussians (encoder and decoder independent), the encoder bias as
     U(−1/√d_in, 1/√d_in). Gradients lose their components along the weight rows, and the
     rows are renormalised at every step.
     """
 
-    def __init__(self, d_in: int, n_codes: int = N_CODES):
+    def __init__(self, d_in: int, n_codes: int = N_CODES, l1: float = L1):
         super().__init__()
+        self.l1 = l1
         self.b = nn.Parameter(torch.zeros(d_in))
         self.E = nn.Parameter(nn.functional.normalize(torch.randn(n_codes, d_in), dim=-1))
         bound = 1 / d_in**0.5
@@ -61,10 +64,12 @@ class DiscreteSAE(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu((x - self.b) @ self.E.T + self.e)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def decode(self, f: torch.Tensor) -> torch.Tensor:
+        return f @ self.D.T + self.b
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
         f = self.encode(x)
-        x_hat = f @ self.D.T + self.b
-        return nn.functional.mse_loss(x_hat, x) + L1 * f.abs().sum(-1).mean()
+        return nn.functional.mse_loss(self.decode(f), x) + self.l1 * f.abs().sum(-1).mean()
 
     @torch.no_grad()
     def constrain(self) -> None:
@@ -79,84 +84,135 @@ class DiscreteSAE(nn.Module):
             w /= w.norm(dim=-1, keepdim=True)
 
 
-@torch.no_grad()
-def head_outputs(model, tokens: torch.Tensor, lengths: torch.Tensor, position: str = "mean") -> torch.Tensor:
-    """``[n_prompts, n_heads_total, d_model]``: each head's write to the residual stream."""
-    from circuits.graph import per_head_hooks
+def train_discrete_sae(samples: torch.Tensor, n_codes: int = N_CODES, seed: int = 0,
+                       epochs: int = EPOCHS) -> DiscreteSAE:
+    """Full-batch Adam on ``[n, d]`` head vectors, as the paper's ``train``."""
+    torch.manual_seed(seed)
+    sae = DiscreteSAE(samples.shape[1], n_codes)
+    opt = torch.optim.Adam(sae.parameters(), lr=LR)
+    for _ in range(epochs):
+        loss = sae.loss(samples)
+        opt.zero_grad()
+        loss.backward()
+        sae.constrain()
+        opt.step()
+        sae.renormalise()
+    return sae.eval()
 
-    n_layers = model.cfg.n_layers
-    names = [f"blocks.{layer}.attn.hook_result" for layer in range(n_layers)]
-    with per_head_hooks(model):
-        _, cache = model.run_with_cache(tokens, names_filter=names)
-    result = torch.cat([cache[n] for n in names], dim=2)  # [b, s, layers*heads, d]
-    rows = torch.arange(tokens.shape[0])
+
+def _pool(result: torch.Tensor, lengths: torch.Tensor, position: str) -> torch.Tensor:
+    """``[b, s, heads, d]`` → ``[b, heads, d]``: mean over real positions, or the last one."""
     if position == "last":
-        return result[rows, lengths - 1]
-    mask = (torch.arange(tokens.shape[1])[None, :] < lengths[:, None]).to(result.dtype)
+        return result[torch.arange(result.shape[0]), lengths - 1]
+    mask = (torch.arange(result.shape[1])[None, :] < lengths[:, None]).to(result.dtype)
     return (result * mask[:, :, None, None]).sum(1) / lengths[:, None, None].to(result.dtype)
 
 
-def train_codebook(samples: torch.Tensor, family: str | None = None, seed: int = 0) -> nn.Module:
-    """Full-batch training on ``[n, d]`` head vectors; returns a module with ``encode``."""
-    torch.manual_seed(seed)
-    if family is None or family == "discrete":
-        sae = DiscreteSAE(samples.shape[1])
-        loss_of = sae
-        constrain, renorm = sae.constrain, sae.renormalise
-    else:
-        from sae.architectures import sae_class
+def _result_names(model) -> list[str]:
+    return [f"blocks.{layer}.attn.hook_result" for layer in range(model.cfg.n_layers)]
 
-        cls = sae_class(family)
-        kw = {} if family == "relu" else {"k": FAMILY_K}
-        sae = cls(cls.config_class(d_in=samples.shape[1], d_sae=N_CODES, b_dec_init="mean", **kw))
-        sae.init_b_dec(samples)
-        loss_of = lambda x: sum(sae(x).losses.values())  # noqa: E731
-        constrain, renorm = sae.remove_parallel_gradient, sae.normalize_decoder
-    opt = torch.optim.Adam(sae.parameters(), lr=LR)
-    sae.train()
-    for _ in range(EPOCHS):
-        loss = loss_of(samples)
-        opt.zero_grad()
-        loss.backward()
-        constrain()
-        opt.step()
-        renorm()
-    return sae.eval()
+
+@torch.no_grad()
+def head_outputs(model, tokens: torch.Tensor, lengths: torch.Tensor, position: str = "mean") -> torch.Tensor:
+    """``[n_prompts, n_heads_total, d_model]``: each head's write to the residual stream."""
+    if position not in POSITIONS:
+        raise ValueError(f"unknown position {position!r} ({' or '.join(POSITIONS)})")
+    names = _result_names(model)
+    with per_head_hooks(model):
+        _, cache = model.run_with_cache(tokens, names_filter=names)
+    return _pool(torch.cat([cache[n] for n in names], dim=2), lengths, position)
+
+
+def head_output_grads(model, tokens: torch.Tensor, lengths: torch.Tensor, position: str = "mean") -> torch.Tensor:
+    """g = ∂L/∂(head output), pooled like the activations, with L the summed next-token
+    cross-entropy over real tokens (what gradient SAEs read; see ``sae.harvest``)."""
+    names = _result_names(model)
+    store: dict[str, torch.Tensor] = {}
+
+    def track(act, hook):  # noqa: ARG001 - parameters are frozen: start the graph here
+        return act.detach().requires_grad_(True)
+
+    def save(name):
+        def hook(act, hook):  # noqa: ARG001
+            store[name] = act
+            return act
+        return hook
+
+    with torch.enable_grad(), per_head_hooks(model):
+        logits = model.run_with_hooks(tokens, fwd_hooks=[("hook_embed", track)] + [(n, save(n)) for n in names])
+        targets = tokens[:, 1:]
+        valid = torch.arange(1, tokens.shape[1])[None, :] < lengths[:, None]
+        ce = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), reduction="none")
+        grads = torch.autograd.grad((ce * valid.flatten()).sum(), [store[n] for n in names])
+    return _pool(torch.cat(grads, dim=2), lengths, position)
+
+
+def codes_of(acts: torch.Tensor) -> torch.Tensor:
+    """Argmax latent per row of ``[..., n_codes]`` activations. As in the paper's code
+    (``np.argmax``), a row on which no latent fires gets code 0, the first index."""
+    return acts.argmax(-1)
+
+
+def node_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> torch.Tensor:
+    """Per head: |codes seen on positives − codes seen on negatives|."""
+    n_heads = codes_pos.shape[1]
+    width = int(max(codes_pos.max(), codes_neg.max())) + 1
+
+    def keys(codes):
+        return (torch.arange(n_heads)[None, :] * width + codes).flatten().unique()
+
+    pos, neg = keys(codes_pos), keys(codes_neg)
+    only_pos = pos[~torch.isin(pos, neg)]
+    return torch.bincount(only_pos // width, minlength=n_heads).float()
+
+
+def pair_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> dict[tuple[int, int], int]:
+    """Per unordered head pair: code pairs that co-occur on some positive, never on a negative."""
+    n_heads = codes_pos.shape[1]
+    width = int(max(codes_pos.max(), codes_neg.max())) + 1
+    h1, h2 = torch.triu_indices(n_heads, n_heads, offset=1)
+    pair_id = torch.arange(h1.numel())
+
+    def keys(codes):
+        return ((pair_id[None, :] * width + codes[:, h1]) * width + codes[:, h2]).flatten().unique()
+
+    pos, neg = keys(codes_pos), keys(codes_neg)
+    only_pos = pos[~torch.isin(pos, neg)]
+    counts = torch.bincount(only_pos // (width * width), minlength=h1.numel())
+    return {(int(a), int(b)): int(c) for a, b, c in zip(h1, h2, counts)}
+
+
+def edge_node_scores(pair_scores: dict[tuple[int, int], float], n_heads_total: int, k: int) -> torch.Tensor:
+    """The paper's edge method as head scores (sae-circuits ``src/edge.py``): rank ordered
+    head pairs by their score, walk the ranking collecting both endpoints of each pair,
+    and count how often each head appears among the first ``k`` endpoints. The paper sets
+    k = n_heads²/2 with n_heads its per-layer head count [inf]; ties keep the pair order."""
+    ordered = []
+    for (a, b), s in pair_scores.items():
+        ordered += [(s, a, b), (s, b, a)]
+    ordered.sort(key=lambda t: (-t[0], t[1], t[2]))
+    endpoints = [h for _, a, b in ordered for h in (a, b)][:k]
+    return torch.bincount(torch.tensor(endpoints, dtype=torch.long), minlength=n_heads_total).float()
 
 
 @dataclass
 class DiscreteResult:
     node_scores: dict[Node, float]
     pair_scores: dict[frozenset, float]
+    edge_node_scores: dict[Node, float]
     codes_pos: torch.Tensor  # [n_prompts, n_heads] int
     codes_neg: torch.Tensor
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def node_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> torch.Tensor:
-    """Per head: |codes seen on positives − codes seen on negatives|."""
-    out = torch.zeros(codes_pos.shape[1])
-    for h in range(codes_pos.shape[1]):
-        out[h] = len(set(codes_pos[:, h].tolist()) - set(codes_neg[:, h].tolist()))
-    return out
-
-
-def pair_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> dict[tuple[int, int], int]:
-    """Per unordered head pair: code pairs that co-occur on some positive, never on a negative."""
-    n_heads = codes_pos.shape[1]
-    pos, neg = codes_pos.tolist(), codes_neg.tolist()
-    out = {}
-    for h1, h2 in itertools.combinations(range(n_heads), 2):
-        seen_pos = {(row[h1], row[h2]) for row in pos}
-        seen_neg = {(row[h1], row[h2]) for row in neg}
-        out[(h1, h2)] = len(seen_pos - seen_neg)
-    return out
+    codebook: dict = field(default_factory=dict)
 
 
 def discrete_sae_circuit(model, batch: TaskBatch, n_train: int = N_TRAIN_PROMPTS, family: str | None = None,
-                         position: str = "mean", seed: int = 0) -> DiscreteResult:
+                         position: str = "mean", seed: int = 0, n_codes: int = N_CODES,
+                         k: int | None = None, scale_inputs: bool = False) -> DiscreteResult:
     """Run the method end to end on ``batch`` (clean = positives, corrupted = negatives)."""
+    from circuits.codebook import codebook_stats, train_codebook
+
     start = time.time()
     pos = head_outputs(model, batch.tokens, batch.lengths, position)
     neg = head_outputs(model, batch.corrupt_tokens, batch.lengths, position)
@@ -164,18 +220,31 @@ def discrete_sae_circuit(model, batch: TaskBatch, n_train: int = N_TRAIN_PROMPTS
     both = torch.cat([pos, neg])
     order = torch.randperm(both.shape[0], generator=torch.Generator().manual_seed(seed))[:n_train]
     samples = both[order].reshape(-1, both.shape[-1])
-    sae = train_codebook(samples, family, seed)
+    grads = None
+    if family is not None and family != "discrete":
+        from sae.architectures import sae_class
+
+        if sae_class(family).needs_gradients:
+            tokens = torch.cat([batch.tokens, batch.corrupt_tokens])[order]
+            lengths = torch.cat([batch.lengths, batch.lengths])[order]
+            grads = head_output_grads(model, tokens, lengths, position).reshape(-1, both.shape[-1])
+    encode = train_codebook(samples, family=family, seed=seed, n_codes=n_codes, k=k, grads=grads,
+                            scale_inputs=scale_inputs)
     t_train = time.time()
     with torch.no_grad():
-        codes_pos = sae.encode(pos).argmax(-1)
-        codes_neg = sae.encode(neg).argmax(-1)
-    heads = Graph.of(model).heads
+        act_pos, act_neg = encode(pos), encode(neg)
+        codes_pos, codes_neg = codes_of(act_pos), codes_of(act_neg)
+    graph = Graph.of(model)
+    heads = graph.heads
     node = node_scores_from_codes(codes_pos, codes_neg)
     pairs = pair_scores_from_codes(codes_pos, codes_neg)
+    edge_nodes = edge_node_scores(pairs, len(heads), k=graph.n_heads**2 // 2)
     end = time.time()
     return DiscreteResult(
         node_scores={h: float(node[i]) for i, h in enumerate(heads)},
         pair_scores={frozenset((heads[a], heads[b])): float(s) for (a, b), s in pairs.items()},
+        edge_node_scores={h: float(edge_nodes[i]) for i, h in enumerate(heads)},
         codes_pos=codes_pos, codes_neg=codes_neg, seconds=end - start,
         timings={"activations": t_acts - start, "sae_training": t_train - t_acts, "scoring": end - t_train},
+        codebook=codebook_stats(encode, samples, torch.cat([act_pos, act_neg]), torch.cat([codes_pos, codes_neg])),
     )

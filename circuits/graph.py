@@ -104,17 +104,14 @@ class Graph:
 
 @contextlib.contextmanager
 def per_head_hooks(model):
-    """Turn on the bridge's per-head result, per-head q/k/v inputs and MLP-input hooks,
-    and restore the previous settings afterwards (outputs are unchanged either way)."""
+    """Turn on the bridge's per-head result and per-head q/k/v input hooks, and restore
+    the previous settings afterwards (outputs are unchanged either way)."""
     cfg = model.cfg
-    before = (bool(getattr(cfg, "use_attn_result", False)), bool(getattr(cfg, "use_split_qkv_input", False)),
-              bool(getattr(cfg, "use_hook_mlp_in", False)))
+    before = (bool(getattr(cfg, "use_attn_result", False)), bool(getattr(cfg, "use_split_qkv_input", False)))
     model.set_use_attn_result(True)
     model.set_use_split_qkv_input(True)
-    model.set_use_hook_mlp_in(True)
     try:
         yield model
     finally:
         model.set_use_attn_result(before[0])
         model.set_use_split_qkv_input(before[1])
-        model.set_use_hook_mlp_in(before[2])

@@ -36,6 +36,10 @@ class GroundTruth:
     def heads(self) -> set[Node]:
         return {n for n in self.nodes if n.kind == "head"}
 
+    @property
+    def mlps(self) -> set[Node]:
+        return {n for n in self.nodes if n.kind == "mlp"}
+
     def head_pairs(self) -> set[frozenset]:
         """Unordered head–head pairs joined by a ground-truth edge (for co-occurrence scores)."""
         return {frozenset((s, r)) for s, r, _ in self.edges if s.kind == r.kind == "head" and s != r}
@@ -79,3 +83,33 @@ def load(model: str, task: str, which: str = "path_patching") -> GroundTruth:
 
 def available(model: str) -> list[str]:
     return ["path_patching", "faithfulness"] if model == "organism" else ["literature"]
+
+
+#: (n_layers, n_heads) of the models whose literature circuits ship here
+SHAPES = {"gpt2": (12, 12), "attn-only-4l": (4, 8)}
+
+
+def truth_model_for(model_name: str, n_layers: int, n_heads: int) -> str | None:
+    """Whose ground-truth files apply to a model: the organism's for the organism, GPT-2
+    small's for any model of GPT-2 small's shape (hub weights, a local copy, or a random
+    model built to that shape for plumbing checks); None otherwise."""
+    if model_name == "organism":
+        return "organism"
+    if (n_layers, n_heads) == SHAPES["gpt2"]:
+        return "gpt2"
+    return None
+
+
+def resolve(truth_model: str | None, task: str, which: str | None, n_layers: int, n_heads: int) -> list[GroundTruth]:
+    """The ground truths to score against (primary first), checked against the model's
+    shape; [] when no ground truth applies."""
+    if truth_model is None:
+        return []
+    names = [which] if which else available(truth_model)
+    truths = [load(truth_model, task, n) for n in names]
+    for t in truths:
+        bad = [str(n) for n in t.nodes if n.layer >= n_layers or (n.kind == "head" and n.head >= n_heads)]
+        if bad:
+            raise ValueError(f"the {t.name} ground truth of {task} on {truth_model} names {', '.join(sorted(bad)[:3])}, "
+                             f"outside a model of {n_layers} layers x {n_heads} heads")
+    return truths

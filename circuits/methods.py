@@ -1,9 +1,16 @@
 """Every circuit-discovery method behind one call, scored against every ground truth.
 
-``run_method(model, task, method, ...)`` returns a ``MethodResult``: scores per head (and
-per MLP and per edge where the method gives them), the wall-clock seconds of the run
-end to end (SAE training included), the number of forward passes, and what was patched
-or ablated with which metric. ``evaluate`` scores it against ground truths.
+``run_method(model, tokenizer, task, method, MethodConfig(...))`` returns a
+``MethodResult``: scores per head (and per MLP and per edge where the method gives them),
+the wall-clock seconds of the run end to end (SAE training included), the number of
+forward passes, and what was patched or ablated with which metric. ``evaluate`` scores
+it against a ground truth.
+
+Methods: ``discrete-sae`` (O'Neill & Bui), ``acdc`` (Conmy et al.), ``patching`` (node
+activation patching), ``eap`` (Syed et al.), ``attn-sae`` (Kissane et al.'s attention
+SAEs), and ``mean-diff``, a baseline with no SAE and no patching: each head's score is
+‖E_pos x − E_neg x‖ over the same pooled head outputs the discrete-SAE method reads, so
+what the SAE and its codes add over a plain positive-vs-negative contrast is visible.
 """
 
 from __future__ import annotations
@@ -11,12 +18,37 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from pydantic import Field
+
 from circuits.graph import Edge, Graph, Node
 from circuits.scoring import score_ranking
 from circuits.tasks import TASKS
+from sae.config import FrozenConfig
 
-METHODS = ("discrete-sae", "acdc", "patching", "eap", "attn-sae")
-ACDC_TAUS = (0.003, 0.01, 0.03, 0.1, 0.3)
+METHODS = ("discrete-sae", "acdc", "patching", "eap", "attn-sae", "mean-diff")
+
+
+class MethodConfig(FrozenConfig):
+    """Options of a circuit-discovery run; each method reads the ones it needs."""
+
+    n_prompts: int = Field(100, ge=2, description="Task prompts (positive/clean, each with its negative/corrupted).")
+    seed: int = Field(0, description="Seeds the prompts, the SAE training subset and the SAE initialisation.")
+    n_train: int = Field(10, ge=1, description="discrete-sae: prompts the SAE is trained on (the paper: 10).")
+    n_codes: int = Field(200, ge=2, description="discrete-sae: latents of the codebook (the paper: 200).")
+    family: str | None = Field(None, description="discrete-sae: a registry family instead of the paper's ReLU SAE.")
+    k: int | None = Field(None, ge=1, description="discrete-sae: k of k-sparse families (default 8).")
+    scale_inputs: bool = Field(False, description="discrete-sae: scale head vectors to mean norm √d before the "
+                                                   "paper's SAE (the lab trainer's convention; the paper uses raw ones).")
+    position: str = Field("mean", pattern="^(mean|last)$",
+                          description="discrete-sae / mean-diff: head outputs averaged over positions, or the last.")
+    acdc_metric: str = Field("kl", pattern="^(kl|task)$",
+                             description="acdc: threshold the KL from the clean output (Conmy et al.) or the task metric.")
+    taus: tuple[float, ...] = Field((0.001, 0.003, 0.01, 0.03, 0.1, 0.3), min_length=1,
+                                    description="acdc: the τ grid, in units of the clean-vs-corrupted metric difference.")
+    validation_prompts: int = Field(40, ge=2, description="acdc: prompts of the validation split that chooses τ.")
+    attn_sae_dir: str | None = Field(None, description="attn-sae: per-layer hook_z SAEs (trained there if missing).")
+    attn_sae_tokens: int = Field(500_000, gt=0, description="attn-sae: training tokens per layer SAE.")
+    progress: bool = Field(False, description="Show progress bars.")
 
 
 @dataclass
@@ -28,6 +60,8 @@ class MethodResult:
     n_prompts: int
     edge_scores: dict[Edge, float] | None = None
     pair_scores: dict[frozenset, float] | None = None
+    #: other head rankings the method defines (discrete-sae: the paper's edge method)
+    alt_head_scores: dict[str, dict[Node, float]] = field(default_factory=dict)
     forward_passes: int | None = None
     details: dict = field(default_factory=dict)
 
@@ -36,120 +70,139 @@ class MethodResult:
         return {n: s for n, s in self.node_scores.items() if n.kind == "head"}
 
 
-def _batches(tokenizer, task: str, n_prompts: int, seed: int):
+def make_batches(tokenizer, task: str, n_prompts: int, seed: int):
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     module = TASKS[task]
     return module, module.make_batch(tokenizer, n_prompts, seed=seed)
 
 
-def run_discrete_sae(model, tokenizer, task, n_prompts=250, seed=0, family=None, n_train=10, **_):
+def run_discrete_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
     from circuits.discrete_sae import discrete_sae_circuit
 
-    _, batch = _batches(tokenizer, task, n_prompts, seed)
+    _, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
     start = time.time()
-    res = discrete_sae_circuit(model, batch, n_train=n_train, family=family, seed=seed)
-    return MethodResult(task, "discrete-sae", res.node_scores, time.time() - start, n_prompts,
-                        pair_scores=res.pair_scores, forward_passes=2,
-                        details={"sae": family or "relu (paper)", "n_train_prompts": n_train, "codes": 200,
-                                 "timings": res.timings, "activation": "head output z_h W_O^h, mean over positions"})
+    res = discrete_sae_circuit(model, batch, n_train=cfg.n_train, family=cfg.family, position=cfg.position,
+                               seed=cfg.seed, n_codes=cfg.n_codes, k=cfg.k, scale_inputs=cfg.scale_inputs)
+    return MethodResult(task, "discrete-sae", res.node_scores, time.time() - start, cfg.n_prompts,
+                        pair_scores=res.pair_scores, alt_head_scores={"edge_method": res.edge_node_scores},
+                        forward_passes=2,
+                        details={"sae": cfg.family or "relu (the paper's SAE)", "n_train_prompts": cfg.n_train,
+                                 "n_codes": cfg.n_codes, "timings": res.timings, "codebook": res.codebook,
+                                 "hook": "blocks.L.attn.hook_result (z_h W_O^h)",
+                                 "activation": f"head output z_h W_O^h, {cfg.position} over positions",
+                                 "node_score": "codes on positives never seen on negatives",
+                                 "contrast": "positive = clean prompts, negative = corrupted prompts"})
 
 
-def run_patching(model, tokenizer, task, n_prompts=100, seed=0, **_):
+def run_mean_diff(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
+    from circuits.discrete_sae import head_outputs
+
+    _, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
+    start = time.time()
+    pos = head_outputs(model, batch.tokens, batch.lengths, cfg.position)
+    neg = head_outputs(model, batch.corrupt_tokens, batch.lengths, cfg.position)
+    diff = (pos.mean(0) - neg.mean(0)).norm(dim=-1)
+    heads = Graph.of(model).heads
+    return MethodResult(task, "mean-diff", {h: float(diff[i]) for i, h in enumerate(heads)},
+                        time.time() - start, cfg.n_prompts, forward_passes=2,
+                        details={"hook": "blocks.L.attn.hook_result (z_h W_O^h)",
+                                 "activation": f"head output z_h W_O^h, {cfg.position} over positions",
+                                 "node_score": "||mean over positives - mean over negatives||"})
+
+
+def run_patching(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
     from circuits.patching import node_patching
 
-    module, batch = _batches(tokenizer, task, n_prompts, seed)
+    module, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
     start = time.time()
     scores, passes = node_patching(model, batch, module.metric)
-    return MethodResult(task, "patching", {n: abs(s) for n, s in scores.items()}, time.time() - start, n_prompts,
-                        forward_passes=passes,
-                        details={"ablation": "corrupted-prompt activation (node output)", "metric": module.__name__,
+    return MethodResult(task, "patching", {n: abs(s) for n, s in scores.items()}, time.time() - start,
+                        cfg.n_prompts, forward_passes=passes,
+                        details={"ablation": "corrupted-prompt activation (node output: head z, MLP out)",
+                                 "metric": module.metric.__name__,
+                                 "node_score": "|fraction of the clean-vs-corrupted metric gap one patch removes|",
                                  "signed_scores": {str(n): s for n, s in scores.items()}})
 
 
-def run_eap(model, tokenizer, task, n_prompts=100, seed=0, **_):
-    from circuits.patching import EdgePatcher
+def run_eap(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
+    from circuits.patching import eap_scores, node_scores_from_edges
 
-    module, batch = _batches(tokenizer, task, n_prompts, seed)
+    module, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
     start = time.time()
-    patcher = EdgePatcher(model, batch, module.metric)
-    scores = patcher.edge_attributions()
-    graph = patcher.graph
-    nodes = {n: 0.0 for n in graph.heads + graph.mlps}
-    for e, s in scores.items():
-        if e.sender in nodes:
-            nodes[e.sender] += abs(s)
-    return MethodResult(task, "eap", nodes, time.time() - start, n_prompts,
-                        edge_scores={e: abs(s) for e, s in scores.items()}, forward_passes=patcher.forward_passes,
-                        details={"ablation": "corrupted-prompt activation (linearised)", "metric": module.__name__,
-                                 "node_score": "sum of |attribution| over the node's outgoing edges"})
-
-
-def run_acdc(model, tokenizer, task, n_prompts=100, seed=0, taus=ACDC_TAUS, progress=False, **_):
-    """A τ grid on the scoring prompts gives the ranking; τ is chosen on a separate
-    validation split (the largest τ whose circuit keeps ≥ 80% of the clean-vs-corrupted
-    gap there), and the reported runtime is one run at that τ."""
-    from tqdm.auto import tqdm
-
-    from circuits.acdc import acdc, node_scores_from_grid
-    from circuits.patching import EdgePatcher
-
-    module, batch = _batches(tokenizer, task, n_prompts, seed)
-    _, val = _batches(tokenizer, task, max(20, n_prompts // 2), seed + 1000)
+    scores, passes = eap_scores(model, batch, module.metric)
     graph = Graph.of(model)
-    grid = []
-    patcher = EdgePatcher(model, batch, module.metric)
-    val_patcher = EdgePatcher(model, val, module.metric)
-    chosen, val_runs = min(taus), {}
-    bar = tqdm(total=2 * len(taus) * len(graph.receiver_inputs), desc=f"ACDC {task}", disable=not progress, leave=False)
-    for tau in sorted(taus):
-        v = acdc(val_patcher, tau, bar)
-        val_runs[tau] = (v.final_metric - val_patcher.corrupt_metric) / (val_patcher.clean_metric - val_patcher.corrupt_metric)
-        if val_runs[tau] >= 0.8:
-            chosen = tau
-        grid.append(acdc(patcher, tau, bar))
-    bar.close()
-    timed = EdgePatcher(model, batch, module.metric)
-    start = time.time()
-    run = acdc(timed, chosen)
-    seconds = time.time() - start + 0.0
-    nodes = node_scores_from_grid(grid, graph.heads + graph.mlps)
-    kept_at = {}
-    for res in grid:
-        for e in res.kept:
-            kept_at[e] = max(kept_at.get(e, 0.0), res.tau)
-    return MethodResult(task, "acdc", nodes, seconds, n_prompts,
-                        edge_scores={e: kept_at.get(e, 0.0) for e in graph.edges},
-                        forward_passes=run.forward_passes + 2,
-                        details={"taus": list(sorted(taus)), "chosen_tau": chosen, "validation_recovered": val_runs,
-                                 "ablation": "corrupted-prompt activation per edge", "metric": module.__name__,
-                                 "threshold_on": "|change in metric| / |clean - corrupted|",
+    nodes = node_scores_from_edges(scores, graph.heads + graph.mlps)
+    return MethodResult(task, "eap", nodes, time.time() - start, cfg.n_prompts,
+                        edge_scores={e: abs(s) for e, s in scores.items()}, forward_passes=passes,
+                        details={"ablation": "corrupted-prompt activation (first-order, per edge)",
+                                 "metric": module.metric.__name__, "passes": "2 forward + 1 backward",
+                                 "node_score": "largest |attribution| over the node's outgoing edges"})
+
+
+def run_acdc(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
+    """The τ grid on the scoring prompts gives the ranking; τ is chosen on a separate
+    validation split, and the reported runtime is the one run at that τ."""
+    from circuits.acdc import acdc_grid
+
+    module, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
+    _, val = make_batches(tokenizer, task, cfg.validation_prompts, cfg.seed + 1000)
+    graph = Graph.of(model)
+    grid = acdc_grid(model, batch, val, module.metric, metric=cfg.acdc_metric, taus=cfg.taus, progress=cfg.progress)
+    run = grid.chosen
+    return MethodResult(task, "acdc", grid.node_scores(graph.heads + graph.mlps), run.seconds, cfg.n_prompts,
+                        edge_scores=grid.edge_scores(graph.edges), forward_passes=run.forward_passes,
+                        details={"taus": sorted(cfg.taus), "chosen_tau": grid.chosen_tau,
+                                 "validation_prompts": cfg.validation_prompts,
+                                 "validation_recovered": {str(t): r for t, r in grid.validation_recovered.items()},
+                                 "ablation": "corrupted-prompt activation per edge",
+                                 "metric": ("KL(clean || patched) at END" if cfg.acdc_metric == "kl"
+                                            else module.metric.__name__),
+                                 "threshold_on": ("increase in KL / KL(clean || corrupted)" if cfg.acdc_metric == "kl"
+                                                  else "|change in metric| / |clean - corrupted|"),
+                                 "seconds_per_tau": {str(r.tau): r.seconds for r in grid.runs},
+                                 "forward_passes_per_tau": {str(r.tau): r.forward_passes for r in grid.runs},
                                  "circuit_at_chosen_tau": sorted(str(n) for n in run.nodes()),
-                                 "edges_kept_at_chosen_tau": len(run.kept)})
+                                 "edges_kept_at_chosen_tau": len(run.kept), "n_edges": len(graph.edges)})
 
 
-RUNNERS = {"discrete-sae": run_discrete_sae, "acdc": run_acdc, "patching": run_patching, "eap": run_eap}
+def run_attn_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
+    from circuits.attn_sae import attn_sae_result
+
+    return attn_sae_result(model, tokenizer, task, cfg)
 
 
-def run_method(model, tokenizer, task: str, method: str, **kwargs) -> MethodResult:
-    if method == "attn-sae":
-        from circuits.attn_sae import run_attn_sae
+RUNNERS = {"discrete-sae": run_discrete_sae, "acdc": run_acdc, "patching": run_patching, "eap": run_eap,
+           "attn-sae": run_attn_sae, "mean-diff": run_mean_diff}
 
-        return run_attn_sae(model, tokenizer, task, **kwargs)
+
+def run_method(model, tokenizer, task: str, method: str, cfg: MethodConfig | None = None) -> MethodResult:
     try:
         runner = RUNNERS[method]
     except KeyError:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}") from None
-    return runner(model, tokenizer, task, **kwargs)
+    return runner(model, tokenizer, task, cfg or MethodConfig())
 
 
 def evaluate(result: MethodResult, truth) -> dict:
-    """Scores of ``result`` against one ground truth: heads always, edges when both have them."""
+    """Scores of ``result`` against one ground truth: heads always; heads and MLPs, edges
+    and the method's other head rankings when both sides have them."""
     out = {"ground_truth": truth.name, **score_ranking(result.head_scores, truth.heads)}
+    mlps = {n for n in result.node_scores if n.kind == "mlp"}
+    if mlps and truth.mlps:
+        out["node_roc_auc_with_mlps"] = score_ranking(result.node_scores, truth.nodes)["roc_auc"]
     if result.edge_scores is not None and truth.edges:
-        gt_edges = {Edge(s, r, i) for s, r, i in truth.edges}
-        candidates = {e: s for e, s in result.edge_scores.items()}
-        if gt_edges & set(candidates):
-            edge = score_ranking(candidates, gt_edges)
+        gt_edges = {Edge(s, r, i) for s, r, i in truth.edges} & set(result.edge_scores)
+        if gt_edges and len(gt_edges) < len(result.edge_scores):
+            edge = score_ranking(result.edge_scores, gt_edges, curve=False)
             out["edge_roc_auc"] = edge["roc_auc"]
-    if result.pair_scores is not None and truth.head_pairs():
-        out["edge_roc_auc"] = score_ranking(result.pair_scores, truth.head_pairs())["roc_auc"]
+            out["n_truth_edges"] = edge["n_truth"]
+            out["edge_unit"] = "edge: sender -> receiver input (q, k, v, mlp in, logits)"
+    pairs = truth.head_pairs()
+    if result.pair_scores is not None and pairs:
+        out["edge_roc_auc"] = score_ranking(result.pair_scores, pairs, curve=False)["roc_auc"]
+        out["n_truth_edges"] = len(pairs & set(result.pair_scores))
+        out["edge_unit"] = "unordered head pair (joined by a ground-truth edge)"
+    for name, scores in result.alt_head_scores.items():
+        out[f"{name}_roc_auc"] = score_ranking(scores, truth.heads, curve=False)["roc_auc"]
     return out

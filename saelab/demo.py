@@ -62,7 +62,7 @@ def _stage_evals(out: Path) -> None:
     from evals.suite_config import SuiteConfig
     from sae.train_run import RunConfig, train
 
-    _say("== 3. Train small SAEs and evaluate them (saelab train + saelab eval) ==")
+    _say("== 4. Train small SAEs and evaluate them (saelab train + saelab eval) ==")
     run_dir = out / "sae_run"
     cfg = RunConfig.model_validate({
         "data": {"model": "organism", "n_tokens": 250_000, "context_size": 64, "lm_batch_size": 128},
@@ -85,6 +85,12 @@ def _stage_evals(out: Path) -> None:
     easy = results["synthetic"]["easy"]["families"]
     _say("  synthetic ground truth (easy): " + ", ".join(f"{f} MCC {v['mcc']:.2f}" for f, v in easy.items()))
     _say(f"  report: {(out / 'eval' / 'report.html').resolve()}")
+def _stage_discrete_sae(out: Path) -> None:
+    from circuits.demo import ioi_circuit_lines
+
+    _say("== 3. The IOI circuit found by the discrete-SAE method (O'Neill & Bui), next to the ground truth ==")
+    for line in ioi_circuit_lines(out):
+        _say("  " + line)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,5 +100,6 @@ def run(args: argparse.Namespace) -> int:
     _stage_organism(out)
     _stage_circuits()
     _stage_evals(out)
+    _stage_discrete_sae(out)
     _say(f"\nDone in {time.time() - start:.0f} s. Results: {out.resolve()}")
     return 0

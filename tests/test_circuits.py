@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuits.discrete_sae import node_scores_from_codes, pair_scores_from_codes
+from circuits.discrete_sae import edge_node_scores, node_scores_from_codes, pair_scores_from_codes
 from circuits.graph import Edge, Graph, Node
-from circuits.scoring import roc_auc, score_ranking
+from circuits.scoring import roc_auc, roc_curve, score_ranking
 from circuits.tasks import ioi
 from circuits.tasks.base import TaskBatch
 
@@ -40,6 +40,31 @@ def test_precision_recall_at_top_k_and_best_threshold():
     assert curve[0] == (0.0, 0.0) and curve[-1] == (1.0, 1.0)
 
 
+def test_roc_curve_and_ties_on_a_hand_made_ranking():
+    # scores: p1 3, (p2 2, n1 2) tied, n2 1
+    scores = {"p1": 3, "p2": 2, "n1": 2, "n2": 1}
+    assert roc_curve(scores, {"p1", "p2"}) == [(0.0, 0.0), (0.0, 0.5), (0.5, 1.0), (1.0, 1.0)]
+    # pairs: p1 beats n1, n2 (2); p2 ties n1 (0.5), beats n2 (1) → 3.5 / 4
+    assert roc_auc(scores, {"p1", "p2"}) == pytest.approx(3.5 / 4)
+    # members the method does not score are left out of the truth
+    assert score_ranking(scores, {"p1", "p2", "elsewhere"})["n_truth"] == 2
+    with pytest.raises(ValueError):
+        roc_auc({"a": 1, "b": 2}, {"a", "b"})
+
+
+def test_scorer_matches_a_brute_force_count_on_random_rankings():
+    import random
+
+    rng = random.Random(0)
+    for _ in range(20):
+        scores = {i: rng.choice([0, 1, 2, 3, 4.5]) for i in range(30)}
+        truth = set(rng.sample(range(30), 7))
+        pos = [scores[i] for i in truth]
+        neg = [scores[i] for i in scores if i not in truth]
+        brute = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+        assert roc_auc(scores, truth) == pytest.approx(brute)
+
+
 # ------------------------------------------------------------ discrete-SAE scores
 
 
@@ -54,6 +79,47 @@ def test_node_and_pair_scores_on_a_hand_made_code_table():
     # (0,2): pos {(1,7),(2,7),(3,8)} − neg {(1,7),(9,7)} = 2
     # (1,2): pos {(5,7),(5,8)} − neg {(5,7),(6,7)} = 1
     assert pairs == {(0, 1): 2, (0, 2): 2, (1, 2): 1}
+
+
+def test_the_papers_edge_method_counts_endpoints_of_the_top_pairs():
+    # ordered pairs by score: (0,1) (1,0) [3], (0,2) (2,0) [1], (1,2) (2,1) [0]
+    pairs = {(0, 1): 3, (0, 2): 1, (1, 2): 0}
+    # endpoints in order: 0 1, 1 0, 0 2, 2 0, 1 2, 2 1
+    assert edge_node_scores(pairs, 3, k=4).tolist() == [2.0, 2.0, 0.0]
+    assert edge_node_scores(pairs, 3, k=6).tolist() == [3.0, 2.0, 1.0]
+    assert edge_node_scores(pairs, 4, k=12).tolist() == [4.0, 4.0, 4.0, 0.0]
+
+
+def test_the_papers_sae_keeps_unit_rows_and_learns():
+    from circuits.discrete_sae import DiscreteSAE, train_discrete_sae
+
+    torch.manual_seed(0)
+    centres = torch.randn(4, 16) * 3
+    x = centres[torch.arange(64) % 4] + 0.1 * torch.randn(64, 16)
+    torch.manual_seed(1)
+    untrained = DiscreteSAE(16, n_codes=8)
+    sae = train_discrete_sae(x, n_codes=8, seed=1, epochs=100)
+    for w in (sae.E, sae.D):
+        assert torch.allclose(w.norm(dim=-1), torch.ones(w.shape[0]), atol=1e-5)
+    with torch.no_grad():
+        assert float(sae.loss(x)) < 0.75 * float(untrained.loss(x))
+    # deterministic given the seed
+    again = train_discrete_sae(x, n_codes=8, seed=1, epochs=100)
+    assert torch.equal(sae.encode(x).argmax(-1), again.encode(x).argmax(-1))
+
+
+@pytest.mark.parametrize("family", ["relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae"])
+def test_every_family_can_stand_in_for_the_codebook(family):
+    from circuits.codebook import train_codebook
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 16)
+    g = torch.randn(40, 16) if family == "gsae" else None
+    encode = train_codebook(x, family=family, seed=0, n_codes=12, grads=g, epochs=40)
+    acts = encode(x)
+    assert acts.shape == (40, 12) and torch.isfinite(acts).all()
+    again = train_codebook(x, family=family, seed=0, n_codes=12, grads=g, epochs=40)
+    assert torch.equal(acts.argmax(-1), again(x).argmax(-1))
 
 
 # ------------------------------------------------------------ a planted circuit
@@ -130,27 +196,69 @@ def test_patching_finds_the_planted_head(planted):
     assert all(abs(s) < 1e-4 for n, s in scores.items() if n != Node("head", 1, 0))
 
 
-def test_acdc_recovers_the_planted_edges(planted):
+PLANTED_EDGES = {Edge(Node("embed"), Node("head", 1, 0), "v"), Edge(Node("head", 1, 0), Node("logits"), "resid")}
+
+
+@pytest.mark.parametrize("metric", ["task", "kl"])
+def test_acdc_recovers_the_planted_edges(planted, metric):
     from circuits.acdc import acdc
     from circuits.patching import EdgePatcher
 
     model, _, batch = planted
-    patcher = EdgePatcher(model, batch, ioi.logit_diff)
+    patcher = EdgePatcher(model, batch, ioi.logit_diff, metric=metric)
     assert patcher.metric([]) == pytest.approx(patcher.clean_metric)
     result = acdc(patcher, tau=0.05)
     assert result.nodes() == {Node("head", 1, 0)}
-    assert result.kept == {Edge(Node("embed"), Node("head", 1, 0), "v"), Edge(Node("head", 1, 0), Node("logits"), "resid")}
-    # every edge was visited at most once
+    assert result.kept == PLANTED_EDGES
+    # every edge was tried at most once
     assert result.forward_passes <= len(Graph.of(model).edges)
+    # the circuit alone keeps the whole clean-vs-corrupted gap
+    assert patcher.task_recovered(result.removed) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_acdc_grid_chooses_tau_on_validation_and_ranks_the_planted_head_first(planted):
+    from circuits.acdc import acdc_grid
+
+    model, tok, batch = planted
+    validation = planted_batch(tok, n=6)
+    grid = acdc_grid(model, batch, validation, ioi.logit_diff, metric="kl", taus=(0.05, 0.5))
+    assert grid.chosen_tau == 0.5 and grid.validation_recovered[0.5] == pytest.approx(1.0, abs=1e-4)
+    graph = Graph.of(model)
+    nodes = grid.node_scores(graph.heads + graph.mlps)
+    assert nodes[Node("head", 1, 0)] == 0.5 and sum(nodes.values()) == 0.5
+    edges = grid.edge_scores(graph.edges)
+    assert {e for e, s in edges.items() if s > 0} == PLANTED_EDGES
+    # the timed run includes its own caching: two more forward passes than its trials
+    assert grid.chosen.forward_passes >= 2 and grid.chosen.seconds > 0
 
 
 def test_eap_ranks_the_planted_edges_first(planted):
-    from circuits.patching import EdgePatcher
+    from circuits.patching import eap_scores, node_scores_from_edges
 
     model, _, batch = planted
-    scores = EdgePatcher(model, batch, ioi.logit_diff).edge_attributions()
+    scores, passes = eap_scores(model, batch, ioi.logit_diff)
+    assert passes == 3  # two forward passes and one backward
     top = sorted(scores, key=lambda e: -abs(scores[e]))[:2]
-    assert set(top) == {Edge(Node("embed"), Node("head", 1, 0), "v"), Edge(Node("head", 1, 0), Node("logits"), "resid")}
+    assert set(top) == PLANTED_EDGES
+    assert all(abs(s) < 1e-4 for e, s in scores.items() if e not in PLANTED_EDGES)
+    graph = Graph.of(model)
+    nodes = node_scores_from_edges(scores, graph.heads + graph.mlps)
+    assert max(nodes, key=nodes.get) == Node("head", 1, 0)
+
+
+def test_eap_matches_the_exact_effect_of_patching_an_edge_to_first_order(organism):
+    """On the organism, EAP's estimate of patching one edge into the logits correlates with
+    the exact effect (not perfectly: the final layer norm is not linear)."""
+    from circuits.patching import EdgePatcher, eap_scores
+
+    model, tok = organism
+    batch = ioi.make_batch(tok, 8, seed=3)
+    scores, _ = eap_scores(model, batch, ioi.logit_diff)
+    patcher = EdgePatcher(model, batch, ioi.logit_diff)
+    edges = [e for e in patcher.graph.edges if e.receiver.kind == "logits"][::3]
+    exact = torch.tensor([patcher.metric([e]) - patcher.clean_metric for e in edges])
+    approx = torch.tensor([scores[e] for e in edges])
+    assert torch.corrcoef(torch.stack([exact, approx]))[0, 1] > 0.8
 
 
 def test_edge_patching_all_inputs_of_the_logits_gives_the_corrupted_run(organism):
@@ -163,6 +271,34 @@ def test_edge_patching_all_inputs_of_the_logits_gives_the_corrupted_run(organism
     into_logits = [e for e in graph.edges if e.receiver.kind == "logits"]
     assert patcher.metric(into_logits) == pytest.approx(patcher.corrupt_metric, abs=1e-3)
     assert patcher.metric([]) == pytest.approx(patcher.clean_metric, abs=1e-4)
+
+
+def test_an_mlp_input_patch_reaches_only_that_mlp(organism):
+    """Patching embed → mlp0 changes the residual stream only through mlp0's output (a
+    patch written into the residual itself would also reach every later reader)."""
+    from circuits.graph import per_head_hooks
+    from circuits.patching import EdgePatcher
+
+    model, tok = organism
+    batch = ioi.make_batch(tok, 4, seed=1)
+    patcher = EdgePatcher(model, batch, ioi.logit_diff)
+    names = ["blocks.0.hook_mlp_out", "blocks.1.hook_resid_pre"]
+    store = {}
+
+    def save(name):
+        def hook(act, hook):  # noqa: ARG001
+            store[name] = act.detach().clone()
+            return act
+        return hook
+
+    with torch.no_grad(), per_head_hooks(model):
+        _, clean = model.run_with_cache(batch.tokens, names_filter=names)
+        hooks = patcher._hooks([Edge(Node("embed"), Node("mlp", 0), "in")]) + [(n, save(n)) for n in names]
+        model.run_with_hooks(batch.tokens, fwd_hooks=hooks)
+    mlp_change = store["blocks.0.hook_mlp_out"] - clean["blocks.0.hook_mlp_out"]
+    assert mlp_change.abs().max() > 1e-3
+    resid_change = store["blocks.1.hook_resid_pre"] - clean["blocks.1.hook_resid_pre"]
+    assert torch.allclose(resid_change, mlp_change, atol=1e-4)
 
 
 def test_graph_shape():
