@@ -56,11 +56,32 @@ def _stage_circuits() -> None:
              f"ablating it leaves {f['ablated_leaves']:.0%}")
 
 
+def _stage_supervised(out: Path) -> None:
+    from evals.supervised.cli import QUICK
+    from evals.supervised.config import SupervisedConfig
+    from evals.supervised.runner import run as run_supervised
+
+    _say("== Supervised dictionaries: are SAE features the IOI variables? (Makelov et al. 2024) ==")
+    small = {"prompts": {"n_fit": 1000, "n_eval": 200, "n_heldout_template": 60},
+             "saes": {**QUICK["saes"], "full_tokens": 65536, "architectures": ["relu", "topk"]}}
+    doc = run_supervised(SupervisedConfig.model_validate({**QUICK, **small}), out / "supervised", progress=False)
+    acc = doc["acceptance"]
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    _say(f"  {acc['cross_section']}: mean-feature dictionary sufficiency {fmt(acc['supervised_mean_sufficiency'])}, "
+         f"control success {fmt(acc['supervised_mean_control'])}")
+    for row in doc["table"]:
+        if row["kind"] != "supervised":
+            _say(f"  {row['label']:<36} L0 {row['l0']:5.2f}  sufficiency {fmt(row['sufficiency'])}  "
+                 f"necessity {fmt(row['necessity'])}  control {fmt(row['control'])}")
+    _say(f"  report: {out / 'supervised' / 'report.html'}")
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _stage_organism(out)
     _stage_circuits()
+    _stage_supervised(out)
     _say(f"\nDone in {time.time() - start:.0f} s. Results: {out.resolve()}")
     return 0

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SAE directories (or directories holding them) to evaluate; default: train them")
     p.add_argument("--out", default="runs/supervised", help="results directory (default runs/supervised)")
     p.add_argument("--config", help="YAML with SupervisedConfig fields (prompts, saes, eval)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. prompts.n_eval=200")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config field, e.g. prompts.n_eval=200")
     p.add_argument("--cross-section", action="append", metavar="NAME",
                    help="evaluate only these cross-sections (repeatable; see --list)")
     p.add_argument("--architectures", help="comma-separated SAE families to train (default relu,topk,"

@@ -224,11 +224,13 @@ class Evaluator:
         ld_keep, ld_remove = self.eval.ld(keep), self.eval.ld(remove)
         locs = list(per_location.values())
         live = sum(s["n_live"] for s in locs)
+        weighted = lambda field: sum(s[field] * s["n_live"] for s in locs) / live if live else 0.0  # noqa: E731
+        gap = clean - ablated
         by_group = {g: sum(s["interpretable_by_group"][g] for s in locs) for g in locs[0]["interpretable_by_group"]}
         return {
             "threshold": t,
-            "fraction_interpretable": sum(s["fraction_interpretable"] * s["n_live"] for s in locs) / live if live else 0.0,
-            "mean_best_f1": sum(s["mean_best_f1"] * s["n_live"] for s in locs) / live if live else 0.0,
+            "fraction_interpretable": weighted("fraction_interpretable"),
+            "mean_best_f1": weighted("mean_best_f1"),
             "n_live": live,
             "interpretable_by_group": by_group,
             "coverage": {a: sum(s["coverage"][a] for s in locs) / len(locs) for a in ("IO", "S", "Pos")},
@@ -236,7 +238,7 @@ class Evaluator:
                 "threshold": causal_t,
                 "weight_of_interpretable": _mean(torch.stack(weights_kept)),
                 "sufficiency": ld_keep / clean if clean else float("nan"),
-                "sufficiency_gap_recovered": (ld_keep - ablated) / (clean - ablated) if clean != ablated else float("nan"),
+                "sufficiency_gap_recovered": (ld_keep - ablated) / gap if gap else float("nan"),
                 "necessity": necessity_score(ablated, ld_remove, clean),
             },
             "locations": per_location,

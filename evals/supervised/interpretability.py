@@ -89,7 +89,7 @@ def feature_f1(codes: torch.Tensor, specs: Sequence[PromptSpec], max_name_set: i
             continue
         set_best, set_size = sets[:, 1:].max(-1)  # unions of two or more names
         for i in (set_best > best).nonzero().flatten().tolist():
-            members = [names[v] for v in order[i, : int(set_size[i]) + 2].tolist()]
+            members = sorted(names[v] for v in order[i, : int(set_size[i]) + 2].tolist())
             best[i] = set_best[i]
             labels[i] = f"{attr}∈{{{','.join(members)}}}"
             groups[i] = f"{attr} set"

@@ -79,7 +79,8 @@ def f1_scores(active: torch.Tensor, predicates: torch.Tensor) -> torch.Tensor:
     return f1_from_counts(a.T @ p, a.sum(0)[:, None], p.sum(0)[None, :])
 
 
-def name_set_f1(active: torch.Tensor, values: torch.Tensor, n_values: int, max_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def name_set_f1(active: torch.Tensor, values: torch.Tensor, n_values: int,
+                max_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy name sets (the paper's groups): per feature, the union of its top-j values by
     single-value F1, j = 1..max_size. ``values`` is ``[n]`` (one value per prompt, so the
     unions' counts add up). Returns ``[m, J]`` F1 of each union and ``[m, J]`` the value

@@ -99,12 +99,33 @@ def make_split(tokenizer, cfg: PromptConfig) -> Split:
                  places=tuple(places), objects=tuple(objects))
 
 
+def name_pairs(n: int, names: Sequence[str], rng: random.Random) -> list[tuple[str, str]]:
+    """``n`` (IO, S) pairs, IO ≠ S, in rounds in which every name is IO once and S once, so
+    any ``len(names)`` consecutive prompts give every name a feature in both roles."""
+    if len(names) < 2:
+        raise SaelabError("IOI prompts need at least two names")
+    pairs: list[tuple[str, str]] = []
+    while len(pairs) < n:
+        ios, ss = list(names), list(names)
+        rng.shuffle(ios)
+        rng.shuffle(ss)
+        while clash := [j for j in range(len(ss)) if ios[j] == ss[j]]:
+            j = clash[0]
+            swaps = [i for i in range(len(ss)) if i != j and ss[i] != ios[j] and ss[j] != ios[i]]
+            if not swaps:
+                rng.shuffle(ss)
+                continue
+            k = rng.choice(swaps)
+            ss[j], ss[k] = ss[k], ss[j]
+        pairs += zip(ios, ss)
+    return pairs[:n]
+
+
 def sample_specs(n: int, names: Sequence[str], templates: Sequence[int], split: Split, seed: int) -> list[PromptSpec]:
     """``n`` prompts; templates cycle and orders alternate so every prefix is balanced."""
     rng = random.Random(seed)
     out = []
-    for i in range(n):
-        io, s = rng.sample(list(names), 2)
+    for i, (io, s) in enumerate(name_pairs(n, names, rng)):
         out.append(PromptSpec(template=templates[i % len(templates)], io=io, s=s,
                               pos=POS_VALUES[(i // len(templates)) % 2], place=rng.choice(split.places),
                               obj=rng.choice(split.objects)))

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from evals.supervised.activations import harvest
-from evals.supervised.config import SupervisedConfig
-from evals.supervised.dictionaries import supervised_families
+from evals.supervised.config import EvalConfig, SupervisedConfig
+from evals.supervised.dictionaries import Family, supervised_families
 from evals.supervised.evaluate import Evaluator
 from evals.supervised.locations import PRIMARY, cross_sections, unique_locations
-from evals.supervised.loading import load_candidates, match_l0
+from evals.supervised.loading import discover, load_candidates, match_l0
 from evals.supervised.prompts import AttributeVocab, build_prompts
 from evals.supervised.summary import acceptance, random_decoder_finding, table_rows
 from sae.atomic import write_json
@@ -62,42 +63,40 @@ def train_saes(cfg: SupervisedConfig, out: Path, fit_acts, locations, model, tok
     return paths
 
 
-def run(cfg: SupervisedConfig, out_dir: str | Path, sae_paths: list[str] | None = None, progress: bool = True,
-        model=None, tokenizer=None, report: bool = True) -> dict:
-    """Evaluate; writes ``out_dir/supervised.json`` (and ``report.html``) and returns the results."""
-    started = time.time()
-    out = Path(out_dir)
+@dataclass
+class Prepared:
+    """Everything the evaluations read: cross-sections, prompts and their activations."""
+
+    circuit: str
+    sections: list
+    locations: list
+    prompts: object
+    acts: dict  # prompt set ("fit", "eval", "heldout", "cf:<attr>") → {location: [n, d]}
+
+
+def prepare(cfg: SupervisedConfig, model, tokenizer, progress: bool = True) -> Prepared:
     circuit = circuit_name(cfg.model)
     sections = cross_sections(circuit, cfg.eval.cross_sections)
     if not sections:
         raise SaelabError(f"the {circuit} IOI circuit has no heads in any cross-section")
     locations = unique_locations(sections)
-    if model is None:
-        from sae.model import load_model
-
-        model, tokenizer = load_model(cfg.model, device=cfg.device)
-    torch.manual_seed(cfg.prompts.seed)
-
     prompts = build_prompts(tokenizer, cfg.prompts, cfg.eval.attributes)
     sets = {"fit": prompts.fit, "eval": prompts.eval, **{f"cf:{a}": s for a, s in prompts.counterfactuals.items()}}
     if prompts.heldout is not None:
         sets["heldout"] = prompts.heldout
     acts = {name: harvest(model, tokenizer, s.batch, locations, chunk=cfg.eval.batch_size)
             for name, s in tqdm(sets.items(), desc="activations", disable=not progress, leave=False)}
-    harvested = time.time()
+    return Prepared(circuit, sections, locations, prompts, acts)
 
-    families = supervised_families(acts["fit"], prompts.fit.specs, AttributeVocab(prompts.split.names))
-    paths = list(sae_paths) if sae_paths else train_saes(cfg, out, acts["fit"], locations, model, tokenizer,
-                                                          progress)
-    trained = time.time()
-    candidates, skipped = load_candidates(paths, locations, cfg.model, device=cfg.device)
-    families += match_l0(candidates, acts["eval"], cfg.saes.l0)
 
-    evaluator = Evaluator(model, prompts, acts, cfg.eval)
-    baselines = {xs.name: evaluator.baseline(xs) for xs in sections}
+def evaluate(prep: Prepared, model, families: list[Family], cfg: EvalConfig,
+             progress: bool = True) -> tuple[Evaluator, dict, dict, list]:
+    """Baselines per cross-section and every family's four evaluations on every cross-section it covers."""
+    evaluator = Evaluator(model, prep.prompts, prep.acts, cfg)
+    baselines = {xs.name: evaluator.baseline(xs) for xs in prep.sections}
     results: dict[str, dict] = {}
     not_covered = []
-    jobs = [(fam, xs) for fam in families for xs in sections]
+    jobs = [(fam, xs) for fam in families for xs in prep.sections]
     for fam, xs in tqdm(jobs, desc="evaluations", disable=not progress, leave=False):
         if not fam.covers(xs.locations):
             not_covered.append({"dictionary": fam.key, "cross_section": xs.name})
@@ -107,13 +106,39 @@ def run(cfg: SupervisedConfig, out_dir: str | Path, sae_paths: list[str] | None 
         entry["sufficiency"][xs.name], entry["necessity"][xs.name] = evaluator.sufficiency_necessity(fam, xs)
         entry["control"][xs.name] = evaluator.control(fam, xs)
         entry["interpretability"][xs.name] = evaluator.interpretability(fam, xs)
+    return evaluator, baselines, results, not_covered
+
+
+def run(cfg: SupervisedConfig, out_dir: str | Path, sae_paths: list[str] | None = None, progress: bool = True,
+        model=None, tokenizer=None, report: bool = True) -> dict:
+    """Evaluate; writes ``out_dir/supervised.json`` (and ``report.html``) and returns the results."""
+    started = time.time()
+    out = Path(out_dir)
+    cross_sections(circuit_name(cfg.model), cfg.eval.cross_sections)  # names checked before any work
+    sae_paths = discover(sae_paths) if sae_paths else None  # so is every SAE path
+    if model is None:
+        from sae.model import load_model
+
+        model, tokenizer = load_model(cfg.model, device=cfg.device)
+    torch.manual_seed(cfg.prompts.seed)
+    prep = prepare(cfg, model, tokenizer, progress)
+    prompts, acts, locations, sections = prep.prompts, prep.acts, prep.locations, prep.sections
+    harvested = time.time()
+
+    families = supervised_families(acts["fit"], prompts.fit.specs, AttributeVocab(prompts.split.names))
+    paths = list(sae_paths) if sae_paths else train_saes(cfg, out, acts["fit"], locations, model, tokenizer,
+                                                          progress)
+    trained = time.time()
+    candidates, skipped = load_candidates(paths, locations, cfg.model, device=cfg.device)
+    families += match_l0(candidates, acts["eval"], cfg.saes.l0)
+    evaluator, baselines, results, not_covered = evaluate(prep, model, families, cfg.eval, progress)
 
     dictionaries = {fam.key: fam.describe() for fam in families}
     doc = {
         "kind": "supervised",
         "schema_version": SCHEMA_VERSION,
         "model": cfg.model,
-        "circuit": circuit,
+        "circuit": prep.circuit,
         "hook": sorted({loc.hook for loc in locations}),
         "sae": [{"key": f.key, "label": f.label, "kind": f.kind, "architecture": f.architecture,
                  "paths": sorted(set(f.info.get("paths", {}).values()))} for f in families if not f.supervised],

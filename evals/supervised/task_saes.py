@@ -12,6 +12,9 @@ SAE's L0 follows from its L1 coefficient, so a grid of coefficients trains side 
 and the evaluation keeps, per location, the one whose L0 on the evaluation prompts is
 nearest the target (``loading.match_l0``).
 
+Gradient SAEs (gsae) need g = ∂L/∂x with each row, which task rows do not carry: they
+are trained on the corpus only (full distribution).
+
 The random-decoder control (Makelov et al.'s frozen random decoders) is a TopK SAE with
 the same k and width whose decoder rows are fixed random unit directions; its encoder
 and b_dec are trained.
@@ -26,7 +29,7 @@ import torch
 
 from evals.supervised.config import SAEsConfig
 from evals.supervised.locations import Location
-from sae.architectures import config_class, sae_class
+from sae.architectures import TRAINABLE, config_class, sae_class
 from sae.atomic import write_json
 from sae.errors import SaelabError
 from sae.saving import save_sae
@@ -43,8 +46,9 @@ def variant_specs(cfg: SAEsConfig, d_in: int) -> list[tuple[str, str, dict]]:
     out = []
     for arch in cfg.architectures if cfg.task else ():
         if arch not in TASK_ARCHITECTURES:
-            raise SaelabError(f"task SAEs of family {arch!r} are not supported "
-                              f"(task families: {', '.join(TASK_ARCHITECTURES)})")
+            if arch in TRAINABLE:
+                continue  # gsae: trained on the corpus only (task rows carry no gradients)
+            raise SaelabError(f"unknown SAE family {arch!r} (trainable: {', '.join(TRAINABLE)})")
         if arch == "relu":
             out += [(f"relu_l1={lam:g}", "relu", {"architecture": "relu", "d_sae": d_sae, "l1_coefficient": lam})
                     for lam in cfg.relu_l1_grid]
