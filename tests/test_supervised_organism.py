@@ -16,7 +16,7 @@ SMALL = {
     "prompts": {"n_fit": 640, "n_eval": 120, "n_heldout_template": 40, "seed": 3},
     "saes": {"architectures": ["relu", "topk"], "relu_l1_grid": [2.0, 4.0], "task_epochs": 15,
              "task_batch_size": 128, "full_tokens": 16384, "full_batch_size": 1024},
-    "eval": {"cross_sections": [PRIMARY], "ks": [2, 4], "batch_size": 120},
+    "eval": {"cross_sections": [PRIMARY], "ks": [2], "batch_size": 120},
 }
 
 
@@ -33,13 +33,23 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def supervised_run(organism, tmp_path_factory):
+def supervised_prep(organism):
+    from evals.supervised.runner import prepare
+
+    model, tok = organism
+    with one_thread():
+        return prepare(SupervisedConfig.model_validate(SMALL), model, tok, progress=False)
+
+
+@pytest.fixture(scope="session")
+def supervised_run(organism, supervised_prep, tmp_path_factory):
     from evals.supervised.runner import run
 
     model, tok = organism
     out = tmp_path_factory.mktemp("supervised")
     with one_thread():
-        doc = run(SupervisedConfig.model_validate(SMALL), out, progress=False, model=model, tokenizer=tok)
+        doc = run(SupervisedConfig.model_validate(SMALL), out, progress=False, model=model, tokenizer=tok,
+                  prepared=supervised_prep)
     return doc, out
 
 
@@ -104,9 +114,12 @@ def test_results_name_dictionaries_and_evaluations(supervised_run):
     assert doc["hook"] == [f"blocks.2.attn.hook_z[{h}]" for h in (0, 1, 2, 6)]
     # L0 is matched: k-families at the target; ReLU picked from its grid per location
     assert doc["dictionaries"]["topk_task"]["l0_eval_mean"] == pytest.approx(4.0)
+    rows = {r["dictionary"]: r for r in doc["table"]}
+    assert rows["topk_task"]["l0_matched"] and rows["supervised_mean"]["l0_matched"]
+    assert doc["acceptance"]["outside_l0_band"] == sorted(k for k, r in rows.items() if not r["l0_matched"])
     assert set(doc["dictionaries"]["relu_task"]["variants"].values()) <= {"relu_l1=2", "relu_l1=4"}
     ctrl = doc["results"]["topk_task"]["control"][PRIMARY]
-    assert set(ctrl["success_by_k"]) == {"2", "4"}
+    assert set(ctrl["success_by_k"]) == {"2"}
     assert ctrl["attributes"]["S"]["edited"] is False  # the S patch changes no prediction here
     interp = doc["results"]["supervised_mean"]["interpretability"][PRIMARY]
     assert interp["fraction_interpretable"] == pytest.approx(1.0)  # each feature is its attribute value
@@ -121,7 +134,7 @@ def test_report_section_has_figures_and_tables(supervised_run):
     assert any(t.startswith("Sufficiency") for t in titles) and any(t.startswith("Necessity") for t in titles)
     control = next(f for f in section.figures if f.layout.title.text.startswith("Control:"))
     lines = {tr.name: list(tr.x) for tr in control.data if tr.x is not None}
-    assert lines["topk (task)"] == [2, 4]  # success against k
+    assert lines["topk (task)"] == [2]  # success against k
     assert section.tables[0].rows and section.tables[0].rows[0]["label"] == "mean-feature (supervised)"
     page = (out / "report.html").read_text()
     assert "Supervised dictionaries on IOI" in page and "Acceptance at name_mover z@END" in page
@@ -154,33 +167,57 @@ def test_quick_command_meets_acceptance_with_three_families(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     acc = summary["acceptance"]
     assert acc["met"] and acc["compares_three_architectures"]
-    assert acc["task_architectures"] == acc["full_architectures"] == ["mutual_choice", "relu", "topk"]
+    assert {"topk", "vsae", "gsae"} <= set(acc["full_architectures"])  # per-token k: matched by construction
+    assert "gsae" not in acc["task_architectures"]  # task rows carry no gradients
     assert (tmp_path / "report.html").is_file() and (tmp_path / "supervised.json").is_file()
     assert summary["random_decoder_finding"] is not None
 
 
-def test_control_succeeds_on_a_planted_dictionary(organism):
+def test_control_succeeds_on_a_planted_dictionary(organism, supervised_prep):
     """An 'SAE' whose features are the supervised ones (codes = the attribute one-hots): its
     greedy edit, within k = 2, must find the IO exchange and succeed as the supervised edit does."""
-    from evals.supervised.config import EvalConfig
     from evals.supervised.dictionaries import Family, supervised_families
+    from evals.supervised.evaluate import Evaluator
     from evals.supervised.prompts import AttributeVocab
-    from evals.supervised.runner import evaluate, prepare
 
-    model, tok = organism
-    cfg = SupervisedConfig.model_validate({"prompts": {"n_fit": 400, "n_eval": 80, "n_heldout_template": 0},
-                                           "eval": {"cross_sections": [PRIMARY], "ks": [1, 2], "batch_size": 80}})
+    model, _ = organism
+    prep = supervised_prep
+    cfg = SupervisedConfig.model_validate({**SMALL, "eval": {**SMALL["eval"], "ks": [1, 2]}}).eval
+    mse = supervised_families(prep.acts["fit"], prep.prompts.fit.specs, AttributeVocab(prep.prompts.split.names))[1]
+    planted = Family("planted_task", "planted", "task", "planted", mse.dictionaries)
+    xs = prep.sections[0]
     with one_thread():
-        prep = prepare(cfg, model, tok, progress=False)
-        mse = supervised_families(prep.acts["fit"], prep.prompts.fit.specs, AttributeVocab(prep.prompts.split.names))[1]
-        planted = Family("planted_task", "planted", "task", "planted", mse.dictionaries)
-        evaluator = None
-        evaluator, _, results, _ = evaluate(prep, model, [mse, planted], EvalConfig(**cfg.eval.model_dump()),
-                                            progress=False)
-    io_sup = results["supervised_mse"]["control"][PRIMARY]["attributes"]["IO"]
-    io_planted = results["planted_task"]["control"][PRIMARY]["attributes"]["IO"]["by_k"]
+        evaluator = Evaluator(model, prep.prompts, prep.acts, cfg)
+        io_sup = evaluator.control(mse, xs)["attributes"]["IO"]
+        io_planted = evaluator.control(planted, xs)["attributes"]["IO"]["by_k"]
     assert io_sup["success"] >= 0.9
-    assert io_planted["2"]["success"] >= io_sup["success"] - 0.05
-    assert io_planted["2"]["features_changed"] == pytest.approx(2.0, abs=0.1)  # remove IO=v, add IO=v'
-    assert io_planted["1"]["success"] < io_planted["2"]["success"]  # one feature cannot make the exchange
-    assert evaluator.forward_passes > 0
+    assert io_planted["2"]["success"] >= io_sup["success"] - 0.1
+    assert 1.5 <= io_planted["2"]["features_changed"] <= 2.0  # mostly: remove IO=v, add IO=v'
+    assert io_planted["1"]["success"] < 0.5 < io_planted["2"]["success"]  # one feature cannot make the exchange
+
+
+@pytest.mark.slow
+def test_gpt2_roles_run_end_to_end_on_a_random_gpt2_shape(organism_tokenizer, tmp_path):
+    """GPT-2 small's circuit (Wang et al. roles: backup name movers, induction and duplicate-token
+    heads at S2) on a randomly initialised 12-layer, 12-head model: the code path users take
+    with ``--model gpt2``, which cannot be downloaded here."""
+    from transformers import GPT2Config
+
+    from evals.supervised.runner import run
+    from sae.model import random_model
+
+    model, tok = random_model(GPT2Config(n_layer=12, n_head=12, n_embd=48, n_positions=64,
+                                         vocab_size=len(organism_tokenizer)), organism_tokenizer, seed=0)
+    cfg = SupervisedConfig.model_validate({
+        "model": "gpt2",
+        "prompts": {"n_fit": 200, "n_eval": 40, "n_heldout_template": 0},
+        "saes": {"architectures": ["topk"], "task_epochs": 2, "task_batch_size": 100, "full_distribution": False,
+                 "random_decoder": False},
+        "eval": {"cross_sections": ["induction+duplicate z@S2"], "ks": [2], "batch_size": 40},
+    })
+    with one_thread():
+        doc = run(cfg, tmp_path, progress=False, model=model, tokenizer=tok, report=False)
+    xs = doc["cross_sections"][0]
+    assert xs["heads"] == ["0.1", "0.10", "3.0", "5.5", "5.8", "5.9", "6.9"] and xs["positions"] == ["S2"]
+    assert set(doc["results"]) == {"supervised_mean", "supervised_mse", "topk_task"}
+    assert doc["primary_cross_section"] == "induction+duplicate z@S2"

@@ -17,7 +17,8 @@ import sys
 
 QUICK = {
     "prompts": {"n_fit": 2000, "n_eval": 300, "n_heldout_template": 100},
-    "saes": {"task_epochs": 40, "full_tokens": 200_000, "architectures": ["relu", "topk", "mutual_choice"]},
+    "saes": {"task_epochs": 40, "full_tokens": 200_000,
+             "architectures": ["relu", "topk", "mutual_choice", "vsae", "gsae"]},
     "eval": {"cross_sections": ["name_mover z@END"]},
 }
 
@@ -82,13 +83,17 @@ def _print_summary(doc: dict, out: str) -> None:
         base = doc["baselines"][xs["name"]]
         print(f"\n{xs['name']} (heads {', '.join(xs['heads'])}); clean LD {base['clean_logit_diff']:.2f}, "
               f"mean ablation keeps {base['mean_ablation_ratio']:.2f}")
-        cols = [c for c in COLUMNS if c not in ("heldout_necessity", "sufficiency_gap_recovered", "fvu")]
-        print("  " + " ".join(f"{c[:12]:>12}" if c != "label" else f"{c:<34}" for c in cols))
+        cols = [c for c in COLUMNS if c not in ("heldout_necessity", "sufficiency_gap_recovered", "fvu",
+                                                "control_on_changed", "causal_sufficiency")]
+        print("  " + " ".join(f"{c[:12]:>12}" if c != "label" else f"{c:<40}" for c in cols))
         for row in (r for r in doc["table"] if r["cross_section"] == xs["name"]):
             cells = []
             for c in cols:
                 v = row.get(c)
-                cells.append(f"{v:<34}" if c == "label" else f"{'–':>12}" if v is None else f"{v:>12.3f}")
+                if isinstance(v, bool):
+                    v = "yes" if v else "no"
+                cells.append(f"{v:<40}" if c == "label" else f"{'–':>12}" if v is None
+                             else f"{v:>12}" if isinstance(v, str) else f"{v:>12.3f}")
             print("  " + " ".join(cells))
     acc = doc["acceptance"]
     print(f"\nacceptance at {acc['cross_section']}: sufficiency {acc['supervised_mean_sufficiency']}, "

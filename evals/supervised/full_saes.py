@@ -4,6 +4,11 @@ These are SAEs as a lab would train them for general use (Makelov et al.'s OpenW
 SAEs), here through ``sae.train_run.train`` on the organism corpus (or the text source
 given), one per hook and family, all on one activation stream. Widths and L0 match the
 task SAEs (k = the target; ReLU's L1 grid, selected per location by evaluation L0).
+Gradient SAEs (gsae) train here only: the store harvests g = ∂L/∂x with the rows.
+
+Batch-level families (mutual and feature choice) infer with thresholds learned on corpus
+rows; on the task's rows (larger, e.g. name movers at END) more latents pass them, so their
+evaluation L0 can exceed k: the results report it and flag families outside the L0 band.
 """
 
 from __future__ import annotations
@@ -22,13 +27,14 @@ def full_run_config(locations: list[Location], cfg: SAEsConfig, model_name: str,
         hook = f"blocks.{layer}.attn.hook_{site}[{head}]"
         d_sae = cfg.d_sae_multiple * d_in_of(hook)
         for arch in cfg.architectures:
+            extra = cfg.family_config.get(arch, {})
             if arch == "relu":
                 saes += [{"name": f"relu_l1={lam:g}/{layer}.{head}.{site}", "hook": hook,
-                          "sae": {"architecture": "relu", "d_sae": d_sae, "l1_coefficient": lam}}
-                         for lam in cfg.relu_l1_grid]
+                          "sae": {"architecture": "relu", "d_sae": d_sae, **extra, "l1_coefficient": lam}}
+                         for lam in cfg.full_relu_l1_grid]
             else:
                 saes.append({"name": f"{arch}/{layer}.{head}.{site}", "hook": hook,
-                             "sae": {"architecture": arch, "d_sae": d_sae, "k": min(cfg.l0, d_sae)}})
+                             "sae": {"architecture": arch, "d_sae": d_sae, **extra, "k": min(cfg.l0, d_sae)}})
     return {
         "data": {"model": model_name, "n_tokens": cfg.full_tokens, "context_size": 64,
                  "source": cfg.full_source.model_dump(mode="json")},

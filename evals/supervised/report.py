@@ -5,9 +5,9 @@ from __future__ import annotations
 from evals.report import Section, Table
 from evals.supervised.figures import all_figures, dictionary_order
 
-COLUMNS = ["label", "l0", "fvu", "sufficiency", "sufficiency_gap_recovered", "necessity", "control",
-           "edit_magnitude", "interpretable_fraction", "causal_sufficiency", "causal_necessity",
-           "heldout_sufficiency", "heldout_necessity"]
+COLUMNS = ["label", "l0", "l0_matched", "fvu", "sufficiency", "sufficiency_gap_recovered", "necessity", "control",
+           "control_on_changed", "edit_magnitude", "interpretable_fraction", "causal_sufficiency",
+           "causal_necessity", "heldout_sufficiency", "heldout_necessity"]
 INTRO = (
     "Supervised dictionaries (Makelov, Lange & Nanda 2024) built from the IOI attributes (IO name, S name, "
     "position) are the yardstick: mean-feature (â = ā + u_IO + u_S + u_Pos) and MSE. Each SAE is scored on the "
@@ -22,7 +22,8 @@ INTRO = (
 
 def _rows(doc: dict, xs: str) -> list[dict]:
     order = {k: i for i, k in enumerate(dictionary_order(doc))}
-    rows = [r for r in doc["table"] if r["cross_section"] == xs]
+    rows = [{k: ("yes" if v else "no") if isinstance(v, bool) else v for k, v in r.items()}
+            for r in doc["table"] if r["cross_section"] == xs]
     return sorted(rows, key=lambda r: order.get(r["dictionary"], 99))
 
 
@@ -52,19 +53,28 @@ def _notes(doc: dict) -> list[str]:
             f"Acceptance at {acc['cross_section']}: mean-feature sufficiency {_fmt(acc['supervised_mean_sufficiency'])}"
             f", control success {_fmt(acc['supervised_mean_control'])} (edits of "
             f"{', '.join(acc['control_attributes']) or 'no informative attribute'}); thresholds 0.8: {verdict}. "
-            f"Mean ablation alone keeps {_fmt(acc['mean_ablation_ratio'])} of the clean logit difference here. "
-            f"Task architectures: {', '.join(acc['task_architectures']) or 'none'}; full-distribution: "
-            f"{', '.join(acc['full_architectures']) or 'none'}; L0 target {acc['l0_target']} (k-families at k = "
-            f"target; ReLU's L1 chosen per location from a grid by evaluation L0).")
+            f"Mean ablation alone keeps {_fmt(acc['mean_ablation_ratio'])} of the clean logit difference here.")
+        notes.append(
+            f"Matched L0: target {acc['l0_target']} (k of every k-family; ReLU's L1 chosen per location from a grid "
+            f"by evaluation L0), within ±{acc['l0_tolerance']:.0%}. At matched L0 — task: "
+            f"{', '.join(acc['task_architectures']) or 'none'}; full distribution: "
+            f"{', '.join(acc['full_architectures']) or 'none'}. Outside the band (shown, left out of summaries): "
+            f"{', '.join(acc['outside_l0_band']) or 'none'}. Failed (FVU ≥ 1): {', '.join(acc['failed']) or 'none'}.")
     finding = doc.get("random_decoder_finding")
     if finding:
         d = finding["random_minus_full"]
-        verdict = "about as bad as" if finding["about_as_bad_as_full"] else "not about as bad as"
+        tol = finding["tolerance"]
+        if finding["about_as_bad_as_full"]:
+            verdict = f"about as bad as the full-distribution SAEs (every difference within ±{tol}), as Makelov " \
+                      "et al. found"
+        else:
+            apart = [f"{m} {'better' if v > 0 else 'worse'}" for m, v in d.items() if v is not None and abs(v) > tol]
+            verdict = f"not about as bad as the full-distribution SAEs ({', '.join(apart)} by more than {tol}); " \
+                      "Makelov et al. found it about as bad"
         notes.append(
-            f"Random-decoder control vs full-distribution SAEs (mean over cross-sections, random − full): "
-            + ", ".join(f"{m} {_fmt(v)}" for m, v in d.items())
-            + f". Within ±{finding['tolerance']} on every metric: the control is {verdict} the full-distribution "
-              f"SAEs (Makelov et al. found it about as bad).")
+            f"Random-decoder control vs full-distribution SAEs at matched L0 ({', '.join(finding['full_families'])}; "
+            f"mean over cross-sections, random − full): " + ", ".join(f"{m} {_fmt(v)}" for m, v in d.items())
+            + f". The control is {verdict}.")
     for s in doc.get("skipped_saes", []):
         notes.append(f"Skipped SAE {s['path']}: {s['reason']}.")
     if doc.get("not_covered"):

@@ -4,6 +4,7 @@ and SAEs → the four evaluations → ``supervised.json`` (and the report)."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,17 @@ def circuit_name(model: str) -> str:
     if model in GPT2_NAMES:
         return "gpt2"
     raise SaelabError(f"no IOI circuit roles for model {model!r}; use 'organism' or 'gpt2'")
+
+
+def finite(obj):
+    """The document with NaN and infinities as null, so any JSON reader accepts it."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
 
 
 def _claim(out: Path, identity: dict) -> None:
@@ -110,8 +122,10 @@ def evaluate(prep: Prepared, model, families: list[Family], cfg: EvalConfig,
 
 
 def run(cfg: SupervisedConfig, out_dir: str | Path, sae_paths: list[str] | None = None, progress: bool = True,
-        model=None, tokenizer=None, report: bool = True) -> dict:
-    """Evaluate; writes ``out_dir/supervised.json`` (and ``report.html``) and returns the results."""
+        model=None, tokenizer=None, report: bool = True, prepared: Prepared | None = None) -> dict:
+    """Evaluate; writes ``out_dir/supervised.json`` (and ``report.html``) and returns the results.
+
+    ``prepared`` (from ``prepare`` with the same config and model) skips the harvesting."""
     started = time.time()
     out = Path(out_dir)
     cross_sections(circuit_name(cfg.model), cfg.eval.cross_sections)  # names checked before any work
@@ -121,7 +135,7 @@ def run(cfg: SupervisedConfig, out_dir: str | Path, sae_paths: list[str] | None 
 
         model, tokenizer = load_model(cfg.model, device=cfg.device)
     torch.manual_seed(cfg.prompts.seed)
-    prep = prepare(cfg, model, tokenizer, progress)
+    prep = prepared if prepared is not None else prepare(cfg, model, tokenizer, progress)
     prompts, acts, locations, sections = prep.prompts, prep.acts, prep.locations, prep.sections
     harvested = time.time()
 
@@ -160,6 +174,7 @@ def run(cfg: SupervisedConfig, out_dir: str | Path, sae_paths: list[str] | None 
     doc["table"] = table_rows(doc)
     doc["acceptance"] = acceptance(doc)
     doc["random_decoder_finding"] = random_decoder_finding(doc)
+    doc = finite(doc)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / RESULTS, doc)
     if report:

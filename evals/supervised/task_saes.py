@@ -49,11 +49,13 @@ def variant_specs(cfg: SAEsConfig, d_in: int) -> list[tuple[str, str, dict]]:
             if arch in TRAINABLE:
                 continue  # gsae: trained on the corpus only (task rows carry no gradients)
             raise SaelabError(f"unknown SAE family {arch!r} (trainable: {', '.join(TRAINABLE)})")
+        extra = cfg.family_config.get(arch, {})
         if arch == "relu":
-            out += [(f"relu_l1={lam:g}", "relu", {"architecture": "relu", "d_sae": d_sae, "l1_coefficient": lam})
+            out += [(f"relu_l1={lam:g}", "relu",
+                     {"architecture": "relu", "d_sae": d_sae, **extra, "l1_coefficient": lam})
                     for lam in cfg.relu_l1_grid]
         else:
-            out.append((arch, arch, {"architecture": arch, "d_sae": d_sae, "k": min(cfg.l0, d_sae)}))
+            out.append((arch, arch, {"architecture": arch, "d_sae": d_sae, **extra, "k": min(cfg.l0, d_sae)}))
     if cfg.random_decoder:
         out.append((RANDOM, RANDOM, {"architecture": "topk", "d_sae": d_sae, "k": min(cfg.l0, d_sae)}))
     return out
