@@ -44,6 +44,19 @@ def _control_rows(doc: dict) -> list[dict]:
     return rows
 
 
+def _group_rows(doc: dict) -> list[dict]:
+    """Interpretable features (F1 ≥ t) by the predicate group they match best, summed over a
+    cross-section's locations: how each dictionary splits the attributes (Makelov et al.'s
+    over-splitting shows as many Pos or IO×Pos features)."""
+    rows = []
+    for key in dictionary_order(doc):
+        for xs, interp in doc["results"][key]["interpretability"].items():
+            rows.append({"dictionary": doc["dictionaries"][key]["label"], "cross_section": xs,
+                         "live": interp["n_live"], **interp["interpretable_by_group"],
+                         **{f"coverage {a}": v for a, v in interp["coverage"].items()}})
+    return rows
+
+
 def _notes(doc: dict) -> list[str]:
     notes = []
     acc = doc.get("acceptance") or {}
@@ -101,5 +114,11 @@ def supervised_section(results: list[dict]) -> Section:
         section.tables.append(Table(f"{prefix}control edits (informative attributes)",
                                     ["dictionary", "cross_section", "attribute", "flip_rate", "k", "success",
                                      "success_on_changed", "edit_magnitude", "distance_left"], _control_rows(doc)))
+        groups = list(doc["results"][next(iter(doc["results"]))]["interpretability"].values())[0][
+            "interpretable_by_group"] if doc["results"] else {}
+        section.tables.append(Table(f"{prefix}interpretable features by best predicate group (F1 ≥ "
+                                    f"{doc['config']['eval']['f1_threshold']}), and attribute coverage",
+                                    ["dictionary", "cross_section", "live", *groups, "coverage IO", "coverage S",
+                                     "coverage Pos"], _group_rows(doc)))
         section.notes += [prefix + n for n in _notes(doc)]
     return section
