@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "sae.cli_cache",
     "sae.cli_train",
     "circuits.cli",
+    "evals.cli",
     "bench.commands",
     "evals.cli",
     "saelab.demo",

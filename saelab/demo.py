@@ -85,6 +85,8 @@ def _stage_evals(out: Path) -> None:
     easy = results["synthetic"]["easy"]["families"]
     _say("  synthetic ground truth (easy): " + ", ".join(f"{f} MCC {v['mcc']:.2f}" for f, v in easy.items()))
     _say(f"  report: {(out / 'eval' / 'report.html').resolve()}")
+
+
 def _stage_discrete_sae(out: Path) -> None:
     from circuits.demo import ioi_circuit_lines
 
@@ -93,13 +95,34 @@ def _stage_discrete_sae(out: Path) -> None:
         _say("  " + line)
 
 
+def _stage_supervised(out: Path) -> None:
+    from evals.supervised.cli import QUICK
+    from evals.supervised.config import SupervisedConfig
+    from evals.supervised.runner import run as run_supervised
+
+    _say("== 5. Supervised dictionaries: are SAE features the IOI variables? (Makelov et al. 2024) ==")
+    small = {"prompts": {"n_fit": 1000, "n_eval": 200, "n_heldout_template": 60},
+             "saes": {**QUICK["saes"], "full_tokens": 65536, "architectures": ["relu", "topk"]}}
+    doc = run_supervised(SupervisedConfig.model_validate({**QUICK, **small}), out / "supervised", progress=False)
+    acc = doc["acceptance"]
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    _say(f"  {acc['cross_section']}: mean-feature dictionary sufficiency {fmt(acc['supervised_mean_sufficiency'])}, "
+         f"control success {fmt(acc['supervised_mean_control'])}")
+    for row in doc["table"]:
+        if row["kind"] != "supervised":
+            _say(f"  {row['label']:<36} L0 {row['l0']:5.2f}  sufficiency {fmt(row['sufficiency'])}  "
+                 f"necessity {fmt(row['necessity'])}  control {fmt(row['control'])}")
+    _say(f"  report: {out / 'supervised' / 'report.html'}")
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _stage_organism(out)
     _stage_circuits()
-    _stage_evals(out)
     _stage_discrete_sae(out)
+    _stage_evals(out)
+    _stage_supervised(out)
     _say(f"\nDone in {time.time() - start:.0f} s. Results: {out.resolve()}")
     return 0

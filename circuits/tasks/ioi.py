@@ -98,7 +98,7 @@ def make_batch(
     if not pairs:
         raise ValueError("pair_filter rejects every name pair")
 
-    prompts, corrupts, attrs, tids = [], [], [], []
+    prompts, corrupts, attrs = [], [], []
     for i in range(n):
         tid = template_ids[i % len(template_ids)]
         order = orders[(i // len(template_ids)) % len(orders)]
@@ -109,8 +109,17 @@ def make_batch(
         prompts.append((TEMPLATES[tid], a, b, s, place, obj))
         corrupts.append((TEMPLATES[tid], x, y, z, place, obj))
         attrs.append({"IO": io, "S": s, "order": order, "place": place, "object": obj, "template": tid})
-        tids.append(tid)
+    return build_batch(tokenizer, prompts, corrupts, attrs)
 
+
+def build_batch(tokenizer, prompts: Sequence[tuple], corrupts: Sequence[tuple], attrs: Sequence[dict]) -> TaskBatch:
+    """Tokenize given prompts into a batch.
+
+    ``prompts[i]`` and ``corrupts[i]`` are ``render`` arguments ``(template, a, b, c, place,
+    object)``; ``attrs[i]`` holds at least ``IO``, ``S``, ``order`` and ``template``.
+    Callers that need controlled prompts (counterfactual pairs) build them here.
+    """
+    attrs = list(attrs)
     clean_texts, clean_starts = zip(*(render(*p) for p in prompts))
     corrupt_texts, _ = zip(*(render(*p) for p in corrupts))
     ids, offsets = encode_with_bos(tokenizer, list(clean_texts))
@@ -141,7 +150,7 @@ def make_batch(
         positions={k: torch.tensor(v) for k, v in pos.items()},
         answers=torch.tensor(answers),
         distractors=torch.tensor(distractors),
-        template_ids=torch.tensor(tids),
+        template_ids=torch.tensor([a["template"] for a in attrs]),
         attributes=attrs,
     )
 
