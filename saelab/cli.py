@@ -24,7 +24,6 @@ COMMANDS: tuple[str, ...] = (
     "circuits.cli",
     "evals.cli",
     "bench.commands",
-    "evals.cli",
     "saelab.demo",
 )
 
