@@ -1,0 +1,114 @@
+"""Every explorer page through streamlit.testing AppTest on a small run directory (issue 8)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+APP = Path(__file__).resolve().parents[1] / "app"
+PAGES = {"runs": "Home.py", "browser": "pages/1_Feature_browser.py", "feature": "pages/2_Feature_dashboard.py",
+         "prompt": "pages/3_Prompt_explorer.py", "circuits": "pages/4_Circuits.py", "supervised": "pages/5_Supervised.py"}
+
+
+@pytest.fixture(scope="session")
+def explorer_run(tmp_path_factory, organism):
+    """A random topk SAE on hook_z and one on the residual stream, dashboards built, plus
+    results files of each kind copied from the code that writes them."""
+    import torch
+
+    from app.dashboard_config import DashboardConfig
+    from app.dashboard_data import build_run
+    from sae.architectures import sae_class
+    from sae.atomic import write_json
+    from sae.saving import save_sae
+
+    root = tmp_path_factory.mktemp("explorer_run")
+    cls = sae_class("topk")
+    torch.manual_seed(1)
+    for name, hook in (("resid", "blocks.1.hook_resid_post"), ("attn", "blocks.2.attn.hook_z")):
+        save_sae(cls(cls.config_class(d_in=128, d_sae=64, k=4)), root / name,
+                 metadata={"hook": hook, "model": "organism", "name": name})
+    build_run(root, DashboardConfig(n_tokens=2048, context_size=32, lm_batch_size=16), progress=False,
+              model=organism[0], tokenizer=organism[1])
+    write_json(root / "sweep_summary.json", {
+        "kind": "sweep", "schema_version": 1, "model": "organism", "saes": {
+            "resid": {"l0": 4.0, "fvu": 0.31, "pca_fvu": 0.5, "hook": "blocks.1.hook_resid_post", "architecture": "topk"},
+            "attn": {"l0": 4.0, "fvu": 0.42, "hook": "blocks.2.attn.hook_z", "architecture": "topk"}}})
+    from saelab.cli import main
+
+    assert main(["circuit", "ioi", "--method", "mean-diff", "--n-prompts", "8", "--json", "--quiet",
+                 "--out", str(root / "circuit_ioi.json")]) == 0
+    return root
+
+
+def _run(page: str, run_dir, **query):
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["SAELAB_RUN_DIRS"] = str(run_dir)
+    at = AppTest.from_file(str(APP / PAGES[page]), default_timeout=120)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _text(at) -> str:
+    return "\n".join([m.value for m in at.markdown] + [m.value for m in at.caption] + [str(m.value) for m in at.metric])
+
+
+def test_runs_page_shows_saes_and_pareto(explorer_run):
+    at = _run("runs", explorer_run)
+    assert at.dataframe[0].value["SAE"].tolist() == ["attn", "resid"]
+    assert len(at.get("plotly_chart")) >= 1
+
+
+def test_feature_browser_filters(explorer_run):
+    from app.dashboard_data import read_features
+
+    at = _run("browser", explorer_run, sae="resid")
+    assert len(at.dataframe[0].value) == 64
+    at.text_input[0].input("3, 10-12").run()
+    assert sorted(at.dataframe[0].value.feature.tolist()) == [3, 10, 11, 12]
+    tok = read_features(explorer_run / "resid").top_token[3]
+    at.text_input[0].input("").run()
+    at.text_input[1].input(tok).run()
+    assert 3 in at.dataframe[0].value.feature.tolist()
+
+
+def test_feature_dashboard_shows_top_token_and_charts(explorer_run):
+    from app.dashboard_data import read_contexts, read_features
+
+    at = _run("feature", explorer_run, sae="attn", feature="5")
+    feats = read_features(explorer_run / "attn")
+    top = read_contexts(explorer_run / "attn", 5).query("group == 'top'").sort_values("rank").iloc[0]
+    page = _text(at)
+    assert feats.top_token[5] == top.tokens[top.centre]
+    assert str(feats.top_token[5]).replace(" ", "&nbsp;") in page  # highlighted contexts
+    assert "Interval (" in "\n".join(h.value for h in at.subheader)
+    assert len(at.get("plotly_chart")) == 2  # histogram and per-head attribution
+    assert feats.pos_tokens[5][0] in at.dataframe[0].value["top token"].tolist()
+
+
+def test_prompt_explorer_steers(explorer_run):
+    at = _run("prompt", explorer_run, sae="resid")
+    assert "token" in at.dataframe[0].value.columns
+    changes = at.dataframe[1].value["change"]
+    assert changes.abs().max() > 0  # adding 10·W_dec moves the next-token distribution
+    assert any(m.value.startswith("**Steered:**") for m in at.markdown)
+
+
+def test_circuits_and_supervised_pages(explorer_run, tmp_path):
+    at = _run("circuits", explorer_run)
+    assert len(at.get("plotly_chart")) >= 2  # the layer x head heatmap and the ROC curve, at least
+    at = _run("supervised", explorer_run)
+    assert "No supervised" in at.info[0].value
+
+
+def test_missing_run_dir_is_one_message(tmp_path):
+    for page in PAGES:
+        at = _run(page, tmp_path / "missing")
+        assert any("no such run directory" in e.value for e in at.error), page
