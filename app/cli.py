@@ -52,7 +52,7 @@ def streamlit_command(run_dirs: list[str], host: str, port: int) -> list[str]:
 
 
 def explore_main(args: argparse.Namespace) -> int:
-    import subprocess
+    import os
 
     from app.run_dir import find_saes
 
@@ -60,7 +60,9 @@ def explore_main(args: argparse.Namespace) -> int:
         find_saes(d)  # one-line error for a missing or empty run directory
     if args.page:
         print(f"open http://{args.host}:{args.port}/{PAGE_URLS[args.page]}")
-    return subprocess.call(streamlit_command(args.run_dirs, args.host, args.port))
+    cmd = streamlit_command(args.run_dirs, args.host, args.port)
+    os.execv(cmd[0], cmd)  # Streamlit takes this process over: stopping it stops the server
+    return 0
 
 
 PAGE_URLS = {"runs": "", "browser": "Feature_browser", "feature": "Feature_dashboard", "prompt": "Prompt_explorer",

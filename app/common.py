@@ -146,3 +146,13 @@ def feature_link(sae_name: str, feature: int, label: str | None = None) -> None:
 
     query = urlencode({"sae": sae_name, "feature": int(feature)})
     st.markdown(f"[{label or f'Feature {feature} dashboard →'}](./Feature_dashboard?{query})")
+
+
+def results_page(kind: str, empty: str) -> None:
+    """A page showing the report sections of every ``kind`` results file in the run directories."""
+    if existing_run_dirs():
+        docs = results(kind)
+        if docs:
+            render_sections(kind, docs)
+        else:
+            st.info(empty)
