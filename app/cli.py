@@ -54,10 +54,13 @@ def streamlit_command(run_dirs: list[str], host: str, port: int) -> list[str]:
 def explore_main(args: argparse.Namespace) -> int:
     import os
 
-    from app.run_dir import find_saes
+    from pathlib import Path
+
+    from sae.errors import SaelabError
 
     for d in args.run_dirs:
-        find_saes(d)  # one-line error for a missing or empty run directory
+        if not Path(d).is_dir():
+            raise SaelabError(f"{d}: no such run directory")
     if args.page:
         print(f"open http://{args.host}:{args.port}/{PAGE_URLS[args.page]}")
     cmd = streamlit_command(args.run_dirs, args.host, args.port)

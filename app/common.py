@@ -26,18 +26,33 @@ def run_dirs() -> list[Path]:
 
 
 def all_saes() -> list[SAEEntry]:
-    """Every SAE of every run directory; bad directories are reported in the page."""
+    """Every SAE of every run directory; a missing directory is reported in the page, and a
+    directory without SAEs (results only) is reported only when no directory has any."""
     dirs = run_dirs()
     if not dirs:
         st.error("No run directory given: start the explorer with `saelab explore RUN_DIR`.")
         return []
-    out = []
+    out, empty = [], []
     for d in dirs:
         try:
             out.extend(find_saes(d))
         except SaelabError as e:
-            st.error(str(e))
+            if d.is_dir():
+                empty.append(str(e))
+            else:
+                st.error(str(e))
+    if not out:
+        for message in empty:
+            st.error(message)
     return out
+
+
+def results(kind: str) -> list[dict]:
+    docs = []
+    for d in run_dirs():
+        if d.is_dir():
+            docs.extend({**doc, "_file": str(p)} for p, doc in find_results(d, kind))
+    return docs
 
 
 def existing_run_dirs() -> list[Path]:
@@ -49,14 +64,6 @@ def existing_run_dirs() -> list[Path]:
         if not d.is_dir():
             st.error(f"{d}: no such run directory")
     return [d for d in dirs if d.is_dir()]
-
-
-def results(kind: str) -> list[dict]:
-    docs = []
-    for d in run_dirs():
-        if d.is_dir():
-            docs.extend({**doc, "_file": str(p)} for p, doc in find_results(d, kind))
-    return docs
 
 
 def pick_sae(saes: list[SAEEntry], key: str = "sae", need_dashboard: bool = False) -> SAEEntry | None:

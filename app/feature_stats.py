@@ -47,6 +47,21 @@ class Kept:
                     window=torch.cat([self.window, other.window], 1).gather(1, idx3))
 
 
+def best_per_feature(feats: torch.Tensor, score: torch.Tensor, n_features: int, n: int) -> torch.Tensor:
+    """``[n_features, n]``: per feature, the indices of its ``n`` highest-scoring entries
+    (highest first; -1 where it has fewer), from sparse ``(feats, score)`` entries."""
+    order = score.sort(descending=True, stable=True).indices
+    order = order[feats[order].sort(stable=True).indices]  # by feature, then score descending
+    f_sorted = feats[order]
+    counts = torch.bincount(feats, minlength=n_features)
+    starts = counts.cumsum(0) - counts
+    rank = torch.arange(len(order)) - starts[f_sorted]
+    keep = rank < n
+    out = torch.full((n_features, n), -1, dtype=torch.long)
+    out[f_sorted[keep], rank[keep]] = order[keep]
+    return out
+
+
 def windows(codes: torch.Tensor, seq_len: int, rows: torch.Tensor, left: int, right: int) -> torch.Tensor:
     """``[F, n, W]`` activations of feature f around batch row ``rows[f, j]`` (same sequence only)."""
     n_features = rows.shape[0]
@@ -84,27 +99,28 @@ class FeatureStats:
         excluded positions such as BOS carry zeros)."""
         codes = codes.float().cpu()
         n_rows, n_features = codes.shape
-        active = codes > 0
-        self.count += active.sum(0)
-        self.total += codes.sum(0, dtype=torch.float64)
-        self._update_hist(codes, active)
-        k = min(self.top.score.shape[1], n_rows)
-        vals, rows = codes.topk(k, dim=0)  # [k, F]
-        self.top = self.top.merge(self._kept(codes, vals.T, vals.T, rows.T, vals.T > 0, seq_len))
-        keys = torch.rand(codes.shape, generator=self.generator).masked_fill_(~active, math.inf)
-        m = min(self.sample.score.shape[1], n_rows)
-        neg, rows = (-keys).topk(m, dim=0)
-        vals = codes.gather(0, rows)
-        self.sample = self.sample.merge(self._kept(codes, neg.T, vals.T, rows.T, torch.isfinite(neg.T), seq_len))
+        rows, feats = (codes > 0).nonzero(as_tuple=True)  # sparse: only the active entries are ranked
+        vals = codes[rows, feats]
+        self.count += torch.bincount(feats, minlength=n_features)
+        self.total.index_add_(0, feats, vals.double())
+        self._update_hist(codes, rows, feats, vals)
+        keys = -torch.rand(vals.shape, generator=self.generator)  # highest -key = lowest key: bottom-k sampling
+        self.top = self.top.merge(self._kept(codes, rows, feats, vals, vals, self.top.score.shape[1], seq_len))
+        self.sample = self.sample.merge(self._kept(codes, rows, feats, vals, keys, self.sample.score.shape[1], seq_len))
         self.rows_seen += n_rows
 
-    def _kept(self, codes, score, value, rows, valid, seq_len) -> Kept:
-        win = windows(codes, seq_len, rows, self.left, self.right)
-        return Kept(score=score.masked_fill(~valid, -math.inf), value=value,
-                    where=torch.where(valid, rows + self.rows_seen, -1), window=win)
+    def _kept(self, codes, rows, feats, vals, score, n: int, seq_len: int) -> Kept:
+        """This batch's best ``n`` entries per feature by ``score``, as candidates to merge."""
+        slot = best_per_feature(feats, score, codes.shape[1], n)  # [F, n] entry index or -1
+        valid = slot >= 0
+        safe = slot.clamp_min(0)
+        batch_rows = torch.where(valid, rows[safe], -1)
+        return Kept(score=score[safe].masked_fill(~valid, -math.inf), value=vals[safe] * valid,
+                    where=torch.where(valid, batch_rows + self.rows_seen, -1),
+                    window=windows(codes, seq_len, batch_rows, self.left, self.right))
 
-    def _update_hist(self, codes: torch.Tensor, active: torch.Tensor) -> None:
-        batch_max = codes.max(0).values
+    def _update_hist(self, codes, rows, feats, vals) -> None:
+        batch_max = torch.zeros(codes.shape[1]).scatter_reduce_(0, feats, vals, "amax")
         self.max = torch.maximum(self.max, batch_max)
         fresh = (self.range == 0) & (batch_max > 0)
         self.range[fresh] = batch_max[fresh]
@@ -118,7 +134,5 @@ class FeatureStats:
                 self.hist[f, : merged.numel()] = merged
                 self.range[f] = self.range[f] * 2 ** doublings
                 doublings = 1
-        rows, feats = active.nonzero(as_tuple=True)
-        vals = codes[rows, feats]
         bins = (vals / self.range[feats] * self.bins).ceil().long().clamp(1, self.bins) - 1
         self.hist.view(-1).index_add_(0, feats * self.bins + bins, torch.ones_like(bins))

@@ -160,3 +160,5 @@ def test_dashboard_cli_errors_in_one_line(tmp_path, capsys):
     assert "no such run directory" in capsys.readouterr().err
     assert main(["dashboard", str(tmp_path)]) != 0
     assert "no saved SAE" in capsys.readouterr().err
+    assert main(["explore", str(tmp_path / "nope")]) != 0
+    assert "no such run directory" in capsys.readouterr().err
