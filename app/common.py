@@ -105,8 +105,13 @@ def features_cached(path: str, mtime: float):  # noqa: ARG001 - mtime invalidate
 
 
 def features(entry: SAEEntry):
+    """The feature table; an unreadable one stops the page with one message."""
     f = entry.dashboard / "features.parquet"
-    return features_cached(str(entry.path), f.stat().st_mtime if f.exists() else 0.0)
+    try:
+        return features_cached(str(entry.path), f.stat().st_mtime if f.exists() else 0.0)
+    except SaelabError as e:
+        st.error(str(e))
+        st.stop()
 
 
 def highlight(tokens: list[str], acts, centre: int | None = None, scale: float | None = None) -> str:

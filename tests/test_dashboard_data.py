@@ -162,3 +162,27 @@ def test_dashboard_cli_errors_in_one_line(tmp_path, capsys):
     assert "no saved SAE" in capsys.readouterr().err
     assert main(["explore", str(tmp_path / "nope")]) != 0
     assert "no such run directory" in capsys.readouterr().err
+
+
+def test_steering_adds_alpha_times_the_decoder_row(tiny_run, organism):
+    from app.prompt import prompt_tokens, sample, steer, steering_hook, token_codes
+    from sae.hooks import resolve_hook
+    from sae.saving import load_sae
+
+    root, _ = tiny_run
+    model, tok = organism
+    hook = "blocks.2.attn.hook_z"
+    sae, _ = load_sae(root / hook)
+    spec = resolve_hook(model, hook)
+    act = torch.randn(1, 5, 8, 16)
+    out = steering_hook(spec, sae.W_dec[7].detach(), 3.0)(act, None)
+    assert torch.allclose(spec.read(out) - spec.read(act), 3.0 * sae.W_dec[7].detach().expand(1, 5, -1), atol=1e-6)
+    tokens = prompt_tokens(tok, "When Mary and John went to the store, John gave a drink to")
+    assert tokens[0, 0] == tok.bos_token_id
+    clean, same, _ = steer(model, sae, hook, tokens, 7, 0.0)
+    assert torch.allclose(clean, same, atol=1e-6)
+    clean, steered, fwd = steer(model, sae, hook, tokens, 7, 50.0)
+    assert (steered - clean).abs().max() > 1e-3 and abs(float(steered.sum()) - 1) < 1e-4
+    assert sample(model, tokens, 4, seed=3) == sample(model, tokens, 4, seed=3)  # seeded
+    codes = token_codes(model, tok, sae, hook, tokens)
+    assert codes.shape == (tokens.shape[1], sae.cfg.d_sae) and codes[0].abs().sum() == 0  # BOS zeroed

@@ -112,3 +112,19 @@ def test_missing_run_dir_is_one_message(tmp_path):
     for page in PAGES:
         at = _run(page, tmp_path / "missing")
         assert any("no such run directory" in e.value for e in at.error), page
+
+
+def test_broken_records_and_results_are_messages(explorer_run, tmp_path):
+    import shutil
+
+    from sae.atomic import write_json
+
+    broken = tmp_path / "broken"
+    shutil.copytree(explorer_run / "resid", broken / "resid")
+    (broken / "resid" / "dashboard" / "features.parquet").write_bytes(b"not parquet")
+    write_json(broken / "supervised.json", {"kind": "supervised", "schema_version": 1, "model": "organism"})
+    for page in ("browser", "feature"):
+        at = _run(page, broken, sae="resid")
+        assert any("unreadable" in e.value for e in at.error), page
+    at = _run("supervised", broken)
+    assert any("could not read the supervised results" in e.value for e in at.error)
