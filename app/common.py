@@ -151,13 +151,16 @@ def render_sections(kind: str, docs: list[dict]) -> None:
             st.caption(note)
 
 
-def feature_link(sae_name: str, feature: int, label: str | None = None) -> None:
-    """A link to the Feature dashboard page for one feature (a URL, so it also works when
-    a page runs on its own, as in tests)."""
+def feature_url(sae_name: str, feature: int) -> str:
+    """The Feature dashboard page of one feature (a URL, so links also work when a page runs
+    on its own, as in tests)."""
     from urllib.parse import urlencode
 
-    query = urlencode({"sae": sae_name, "feature": int(feature)})
-    st.markdown(f"[{label or f'Feature {feature} dashboard →'}](./Feature_dashboard?{query})")
+    return "./Feature_dashboard?" + urlencode({"sae": sae_name, "feature": int(feature)})
+
+
+def feature_link(sae_name: str, feature: int, label: str | None = None) -> None:
+    st.markdown(f"[{label or f'Feature {feature} dashboard →'}]({feature_url(sae_name, feature)})")
 
 
 def results_page(kind: str, empty: str) -> None:

@@ -186,3 +186,28 @@ def test_steering_adds_alpha_times_the_decoder_row(tiny_run, organism):
     assert sample(model, tokens, 4, seed=3) == sample(model, tokens, 4, seed=3)  # seeded
     codes = token_codes(model, tok, sae, hook, tokens)
     assert codes.shape == (tokens.shape[1], sae.cfg.d_sae) and codes[0].abs().sum() == 0  # BOS zeroed
+
+
+def test_dashboard_cli_builds_and_rejects_bad_settings(tmp_path, capsys, organism):
+    import json
+
+    from sae.architectures import sae_class
+    from sae.saving import save_sae
+    from saelab.cli import main
+
+    cls = sae_class("topk")
+    save_sae(cls(cls.config_class(d_in=512, d_sae=32, k=2)), tmp_path / "mlp",
+             metadata={"hook": "blocks.0.mlp.hook_post", "model": "organism"})
+    assert main(["dashboard", str(tmp_path), "--set", "n_top=0"]) == 2
+    assert "n_top" in capsys.readouterr().err
+    assert main(["dashboard", str(tmp_path), "--n-tokens", "512", "--set", "context_size=32", "--quiet"]) == 0
+    meta = json.loads((tmp_path / "mlp" / "dashboard" / "meta.json").read_text())
+    assert meta["kind"] == "dashboard" and meta["hook"] == "blocks.0.mlp.hook_post" and meta["n_positions"] > 0
+    assert "wrote" in capsys.readouterr().out
+    from app.dashboard_data import read_features
+    from sae.saving import load_sae
+
+    model, tok = organism
+    sae, _ = load_sae(tmp_path / "mlp")
+    logits = sae.W_dec[0].detach() @ model.W_out[0] @ model.W_U  # mlp.hook_post goes through W_out
+    assert read_features(tmp_path / "mlp").pos_tokens[0][0] == tok.convert_ids_to_tokens(int(logits.argmax()))

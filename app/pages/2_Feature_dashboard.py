@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.common import all_saes, features, highlight, pick_sae
+from app.common import all_saes, feature_url, features, highlight, pick_sae
 from app.dashboard_data import read_contexts
 from sae.errors import SaelabError
 
@@ -74,3 +74,4 @@ if entry is not None:
         st.subheader("Decoder-cosine neighbours")
         st.dataframe({"feature": list(row.neighbours), "cosine": np.round(row.neighbour_cos, 4),
                       "top token": [df.top_token.iloc[int(n)] for n in row.neighbours]}, hide_index=True)
+        st.markdown("Open: " + " · ".join(f"[{int(n)}]({feature_url(entry.name, int(n))})" for n in row.neighbours))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app.common import all_saes, feature_link, load_sae_cached, model_and_tokenizer, pick_sae
+from app.common import all_saes, feature_link, highlight, load_sae_cached, model_and_tokenizer, pick_sae
 from app.prompt import prompt_tokens, sample, steer, token_codes, top_features
 from sae.errors import SaelabError
 
@@ -35,6 +35,8 @@ if entry is not None:
     feature = int(c1.number_input("Feature", 0, sae.cfg.d_sae - 1, strongest))
     alpha = float(c2.number_input("Steering strength α", value=10.0, step=1.0))
     seed = int(c3.number_input("Sampling seed", value=0, step=1))
+    st.markdown(f"Feature {feature} on the prompt: "
+                + highlight(names[1:], codes[1:, feature].tolist()), unsafe_allow_html=True)
     feature_link(entry.name, feature)
     clean, steered, hook = steer(model, sae, entry.hook, tokens, feature, alpha)
     delta = steered - clean
