@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
+from eval_fixtures import tiny_results, tiny_run  # noqa: F401 - session fixtures
 
 APP = Path(__file__).resolve().parents[1] / "app"
 PAGES = {"runs": "Home.py", "browser": "pages/1_Feature_browser.py", "feature": "pages/2_Feature_dashboard.py",
@@ -14,40 +14,35 @@ PAGES = {"runs": "Home.py", "browser": "pages/1_Feature_browser.py", "feature": 
 
 
 @pytest.fixture(scope="session")
-def explorer_run(tmp_path_factory, organism):
-    """A random topk SAE on hook_z and one on the residual stream, dashboards built, plus
-    results files of each kind copied from the code that writes them."""
-    import torch
+def explorer_dirs(tiny_run, tiny_results, tmp_path_factory, organism):
+    """A copy of the eval tests' tiny trained run (topk on the residual stream, topk on
+    hook_z, relu on one head) with dashboards built and an IOI circuit result added, and
+    the directory of its evaluation results: the explorer reads both."""
+    import shutil
 
     from app.dashboard_config import DashboardConfig
     from app.dashboard_data import build_run
-    from sae.architectures import sae_class
-    from sae.atomic import write_json
-    from sae.saving import save_sae
-
-    root = tmp_path_factory.mktemp("explorer_run")
-    cls = sae_class("topk")
-    torch.manual_seed(1)
-    for name, hook in (("resid", "blocks.1.hook_resid_post"), ("attn", "blocks.2.attn.hook_z")):
-        save_sae(cls(cls.config_class(d_in=128, d_sae=64, k=4)), root / name,
-                 metadata={"hook": hook, "model": "organism", "name": name})
-    build_run(root, DashboardConfig(n_tokens=2048, context_size=32, lm_batch_size=16), progress=False,
-              model=organism[0], tokenizer=organism[1])
-    write_json(root / "sweep_summary.json", {
-        "kind": "sweep", "schema_version": 1, "model": "organism", "saes": {
-            "resid": {"l0": 4.0, "fvu": 0.31, "pca_fvu": 0.5, "hook": "blocks.1.hook_resid_post", "architecture": "topk"},
-            "attn": {"l0": 4.0, "fvu": 0.42, "hook": "blocks.2.attn.hook_z", "architecture": "topk"}}})
     from saelab.cli import main
 
+    root = tmp_path_factory.mktemp("explorer") / "run"
+    shutil.copytree(tiny_run, root)
+    build_run(root, DashboardConfig(n_tokens=2048, context_size=32, lm_batch_size=16), progress=False,
+              model=organism[0], tokenizer=organism[1])
     assert main(["circuit", "ioi", "--method", "mean-diff", "--n-prompts", "8", "--json", "--quiet",
                  "--out", str(root / "circuit_ioi.json")]) == 0
-    return root
+    return root, tiny_results[1]
+
+
+@pytest.fixture(scope="session")
+def explorer_run(explorer_dirs):
+    return explorer_dirs[0]
 
 
 def _run(page: str, run_dir, **query):
     from streamlit.testing.v1 import AppTest
 
-    os.environ["SAELAB_RUN_DIRS"] = str(run_dir)
+    dirs = run_dir if isinstance(run_dir, (list, tuple)) else [run_dir]
+    os.environ["SAELAB_RUN_DIRS"] = os.pathsep.join(str(d) for d in dirs)
     at = AppTest.from_file(str(APP / PAGES[page]), default_timeout=120)
     for k, v in query.items():
         at.query_params[k] = v
@@ -60,20 +55,21 @@ def _text(at) -> str:
     return "\n".join([m.value for m in at.markdown] + [m.value for m in at.caption] + [str(m.value) for m in at.metric])
 
 
-def test_runs_page_shows_saes_and_pareto(explorer_run):
-    at = _run("runs", explorer_run)
-    assert at.dataframe[0].value["SAE"].tolist() == ["attn", "resid"]
-    assert len(at.get("plotly_chart")) >= 1
+def test_runs_page_shows_saes_and_pareto(explorer_dirs):
+    at = _run("runs", explorer_dirs)
+    assert sorted(at.dataframe[0].value["SAE"].tolist()) == ["attn", "head5", "topk"]
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("L0 vs" in s and "topk" in s for s in specs)  # the evaluation Pareto plot
 
 
 def test_feature_browser_filters(explorer_run):
     from app.dashboard_data import read_features
 
-    at = _run("browser", explorer_run, sae="resid")
-    assert len(at.dataframe[0].value) == 64
+    at = _run("browser", explorer_run, sae="topk")
+    assert len(at.dataframe[0].value) == 128
     at.text_input[0].input("3, 10-12").run()
     assert sorted(at.dataframe[0].value.feature.tolist()) == [3, 10, 11, 12]
-    tok = read_features(explorer_run / "resid").top_token[3]
+    tok = read_features(explorer_run / "topk").top_token[3]
     at.text_input[0].input("").run()
     at.text_input[1].input(tok).run()
     assert 3 in at.dataframe[0].value.feature.tolist()
@@ -82,19 +78,20 @@ def test_feature_browser_filters(explorer_run):
 def test_feature_dashboard_shows_top_token_and_charts(explorer_run):
     from app.dashboard_data import read_contexts, read_features
 
-    at = _run("feature", explorer_run, sae="attn", feature="5")
     feats = read_features(explorer_run / "attn")
-    top = read_contexts(explorer_run / "attn", 5).query("group == 'top'").sort_values("rank").iloc[0]
+    f = int(feats["count"].idxmax())
+    at = _run("feature", explorer_run, sae="attn", feature=str(f))
+    top = read_contexts(explorer_run / "attn", f).query("group == 'top'").sort_values("rank").iloc[0]
     page = _text(at)
-    assert feats.top_token[5] == top.tokens[top.centre]
-    assert str(feats.top_token[5]).replace(" ", "&nbsp;") in page  # highlighted contexts
+    assert feats.top_token[f] == top.tokens[top.centre]
+    assert str(feats.top_token[f]).replace(" ", "&nbsp;") in page  # highlighted contexts
     assert "Interval (" in "\n".join(h.value for h in at.subheader)
     assert len(at.get("plotly_chart")) == 2  # histogram and per-head attribution
-    assert feats.pos_tokens[5][0] in at.dataframe[0].value["top token"].tolist()
+    assert feats.pos_tokens[f][0] in at.dataframe[0].value["top token"].tolist()
 
 
 def test_prompt_explorer_steers(explorer_run):
-    at = _run("prompt", explorer_run, sae="resid")
+    at = _run("prompt", explorer_run, sae="topk")
     assert "token" in at.dataframe[0].value.columns
     changes = at.dataframe[1].value["change"]
     assert changes.abs().max() > 0  # adding 10·W_dec moves the next-token distribution
@@ -120,11 +117,11 @@ def test_broken_records_and_results_are_messages(explorer_run, tmp_path):
     from sae.atomic import write_json
 
     broken = tmp_path / "broken"
-    shutil.copytree(explorer_run / "resid", broken / "resid")
-    (broken / "resid" / "dashboard" / "features.parquet").write_bytes(b"not parquet")
+    shutil.copytree(explorer_run / "topk", broken / "topk")
+    (broken / "topk" / "dashboard" / "features.parquet").write_bytes(b"not parquet")
     write_json(broken / "supervised.json", {"kind": "supervised", "schema_version": 1, "model": "organism"})
     for page in ("browser", "feature"):
-        at = _run(page, broken, sae="resid")
+        at = _run(page, broken, sae="topk")
         assert any("unreadable" in e.value for e in at.error), page
     at = _run("supervised", broken)
     assert any("could not read the supervised results" in e.value for e in at.error)
