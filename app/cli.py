@@ -45,7 +45,7 @@ def streamlit_command(run_dirs: list[str], host: str, port: int) -> list[str]:
     import sys
     from pathlib import Path
 
-    home = Path(__file__).resolve().parent / "Home.py"
+    home = Path(__file__).resolve().parent / "Runs.py"
     return [sys.executable, "-m", "streamlit", "run", str(home), "--server.address", host,
             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--", *[str(Path(d).resolve()) for d in run_dirs]]

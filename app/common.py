@@ -1,6 +1,6 @@
 """Shared pieces of the explorer pages: which run directories, cached loads, clean errors.
 
-Run directories come from the command line (``streamlit run Home.py -- DIR...``), or from
+Run directories come from the command line (``streamlit run app/Runs.py -- DIR...``), or from
 ``SAELAB_RUN_DIRS`` (os.pathsep-separated) so tests can set them. A page never shows a
 traceback for a bad directory: ``SaelabError`` becomes one ``st.error`` line.
 """

@@ -167,7 +167,6 @@ def _interval_picks(values: np.ndarray, rows: np.ndarray, maximum: float, n_inte
 
 
 def context_table(st: FeatureStats, flat_tokens: np.ndarray, vocab: list[str], cfg: DashboardConfig) -> pa.Table:
-    width = cfg.left + cfg.right + 1
     cols: dict[str, list] = {k: [] for k in ("feature", "group", "interval", "lo", "hi", "share", "sample_size",
                                              "rank", "value", "row", "centre", "tokens", "acts")}
     top_where, top_val, top_win = st.top.where.numpy(), st.top.value.numpy(), st.top.window.numpy()
@@ -195,7 +194,6 @@ def context_table(st: FeatureStats, flat_tokens: np.ndarray, vocab: list[str], c
             lo, hi = maxima[f] * i / cfg.n_intervals, maxima[f] * (i + 1) / cfg.n_intervals
             for rank, j in enumerate(slots):
                 add(f, "interval", i, float(lo), float(hi), share, n_sample, rank, s_val[f, j], s_where[f, j], s_win[f, j])
-    assert width == top_win.shape[2]
     schema = pa.schema([("feature", pa.int32()), ("group", pa.string()), ("interval", pa.int16()),
                         ("lo", pa.float32()), ("hi", pa.float32()), ("share", pa.float32()),
                         ("sample_size", pa.int32()), ("rank", pa.int16()), ("value", pa.float32()),

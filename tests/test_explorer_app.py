@@ -9,7 +9,7 @@ import pytest
 from eval_fixtures import tiny_results, tiny_run  # noqa: F401 - session fixtures
 
 APP = Path(__file__).resolve().parents[1] / "app"
-PAGES = {"runs": "Home.py", "browser": "pages/1_Feature_browser.py", "feature": "pages/2_Feature_dashboard.py",
+PAGES = {"runs": "Runs.py", "browser": "pages/1_Feature_browser.py", "feature": "pages/2_Feature_dashboard.py",
          "prompt": "pages/3_Prompt_explorer.py", "circuits": "pages/4_Circuits.py", "supervised": "pages/5_Supervised.py"}
 
 
