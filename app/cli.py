@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     e.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     e.add_argument("--port", type=int, default=8501)
-    e.add_argument("--page", choices=PAGE_CHOICES, help="open on this page")
+    e.add_argument("--page", choices=PAGE_CHOICES, help="also print the URL that opens this page")
     e.set_defaults(func=explore_main)
 
 
