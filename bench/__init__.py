@@ -13,4 +13,5 @@ BENCHMARKS: dict[str, str] = {
     "roofline": "bench.roofline",
     "memory": "bench.memory",
     "circuits": "bench.circuits",
+    "explorer": "bench.explorer",
 }

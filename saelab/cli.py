@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "sae.cli_train",
     "circuits.cli",
     "evals.cli",
+    "app.cli",
     "bench.commands",
     "saelab.demo",
 )

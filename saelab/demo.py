@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -115,6 +116,18 @@ def _stage_supervised(out: Path) -> None:
     _say(f"  report: {out / 'supervised' / 'report.html'}")
 
 
+def _stage_explorer(out: Path) -> None:
+    """Dashboard records for the SAEs of stage 4, then the command that opens the explorer."""
+    from app.dashboard_config import DashboardConfig
+    from app.dashboard_data import build_run
+
+    _say("== 6. Feature dashboards and the explorer (saelab dashboard + saelab explore) ==")
+    paths = build_run(out / "sae_run", DashboardConfig(n_tokens=131_072), progress=True)
+    _say("  dashboard records: " + ", ".join(str(p) for p in paths))
+    # the whole demo directory: its SAEs, and the sweep, eval, circuit and supervised results below it
+    _say(f"  explore everything with:\n    saelab explore {shlex.quote(str(out.resolve()))}")
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.time()
     out = Path(args.out)
@@ -124,5 +137,6 @@ def run(args: argparse.Namespace) -> int:
     _stage_discrete_sae(out)
     _stage_evals(out)
     _stage_supervised(out)
+    _stage_explorer(out)
     _say(f"\nDone in {time.time() - start:.0f} s. Results: {out.resolve()}")
     return 0

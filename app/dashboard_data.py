@@ -1,0 +1,230 @@
+"""Per-feature dashboard records: built once by ``saelab dashboard``, read by the explorer.
+
+For every SAE of a run directory the build writes ``<sae>/dashboard/`` (atomically, whole):
+
+- ``features.parquet``: one row per feature: density, max and mean activation, the exact
+  activation histogram, top and bottom logit effects, decoder-cosine neighbours,
+  per-head shares (``hook_z`` SAEs), the token at its maximum;
+- ``contexts.parquet``: sorted by feature, so the app reads one feature's rows through a
+  row-group filter: the exact top contexts and the interval contexts, each with the
+  tokens of its window and the feature's activation at every one;
+- ``meta.json``: ``kind: dashboard``, the SAE, hook, model, text and settings.
+
+One pass over the text serves every SAE of the run (one forward pass reads all their
+hooks); see ``app.feature_stats`` for how top-k, interval samples and histograms are kept.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from app.dashboard_config import DashboardConfig
+from app.feature_stats import FeatureStats
+from app.run_dir import SAEEntry, find_saes
+from app.weights import decoder_neighbours, head_shares, logit_effects, residual_directions
+from sae.atomic import atomic_directory, write_json
+from sae.errors import SaelabError
+
+SCHEMA_VERSION = 1
+ROW_GROUP = 64  # features per row group of contexts.parquet
+
+
+def build_run(run_dir: str | Path, cfg: DashboardConfig = DashboardConfig(), progress: bool = True,
+              model=None, tokenizer=None) -> list[Path]:
+    """Build the records of every SAE in ``run_dir``; returns their dashboard directories."""
+    entries = find_saes(run_dir)
+    models = {e.model for e in entries}
+    if len(models) > 1:
+        raise SaelabError(f"{run_dir}: SAEs of several models ({', '.join(sorted(models))}); build them one by one")
+    return build(entries, cfg, progress, model, tokenizer)
+
+
+def _source(cfg: DashboardConfig, entries: list[SAEEntry]):
+    from sae.saving import read_cfg
+    from sae.text import TextSource
+
+    if cfg.source is not None:
+        return cfg.source
+    dataset = (read_cfg(entries[0].path).get("saelab") or {}).get("dataset")
+    return TextSource(**dataset) if isinstance(dataset, dict) else TextSource()
+
+
+def build(entries: list[SAEEntry], cfg: DashboardConfig, progress: bool = True, model=None, tokenizer=None) -> list[Path]:
+    from tqdm.auto import tqdm
+
+    from sae.harvest import Harvester
+    from sae.hooks import resolve_hook
+    from sae.saving import load_sae
+    from sae.store import StoreConfig, load_for, token_batches
+
+    started = time.time()
+    if any(e.hook is None for e in entries):
+        raise SaelabError(f"{next(e.path for e in entries if e.hook is None)}: cfg.json names no hook")
+    scfg = StoreConfig(model=entries[0].model, hooks=sorted({e.hook for e in entries}), source=_source(cfg, entries),
+                       context_size=cfg.context_size, n_tokens=cfg.n_tokens, lm_batch_size=cfg.lm_batch_size,
+                       seed=cfg.seed, device=cfg.device)
+    model, tokenizer = load_for(scfg, model, tokenizer)
+    harvester = Harvester(model, tokenizer, scfg.hooks)
+    saes = [load_sae(e.path, cfg.device)[0] for e in entries]
+    stats = [FeatureStats(s.cfg.d_sae, cfg.n_top, cfg.sample_size, cfg.left, cfg.right, cfg.hist_bins, cfg.seed)
+             for s in saes]
+    token_rows: list[torch.Tensor] = []
+    n_positions = 0
+    total = math.ceil(scfg.n_sequences / cfg.lm_batch_size)
+    for tokens in tqdm(token_batches(scfg, tokenizer), total=total, desc="dashboard", unit="batch", disable=not progress):
+        keep = harvester.mask(tokens).flatten()
+        n_positions += int(keep.sum())
+        acts = harvester.full(tokens)
+        with torch.no_grad():
+            for entry, sae, st in zip(entries, saes, stats):
+                codes = sae.encode(acts[entry.hook].flatten(0, 1).to(sae.W_enc.dtype)).float().cpu()
+                codes[~keep] = 0
+                st.update(codes, tokens.shape[1])
+        token_rows.append(tokens.to(torch.int32).flatten())
+    if n_positions == 0:
+        raise SaelabError("the text source produced no token to build dashboards from")
+    flat_tokens = torch.cat(token_rows).numpy()
+    vocab = [str(t) for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))]
+    out = []
+    for entry, sae, st in zip(entries, saes, stats):
+        spec = resolve_hook(model, entry.hook)
+        with atomic_directory(entry.dashboard) as tmp:
+            features = feature_table(sae, spec, model, st, n_positions, flat_tokens, vocab, cfg)
+            pq.write_table(features, tmp / "features.parquet")
+            pq.write_table(context_table(st, flat_tokens, vocab, cfg), tmp / "contexts.parquet",
+                           row_group_size=ROW_GROUP * (cfg.n_top + cfg.n_intervals * cfg.per_interval))
+            write_json(tmp / "meta.json", {
+                "kind": "dashboard", "schema_version": SCHEMA_VERSION, "model": entry.model, "hook": entry.hook,
+                "sae": str(entry.path), "name": entry.name, "architecture": entry.architecture,
+                "d_sae": sae.cfg.d_sae, "n_positions": n_positions, "text": scfg.source.model_dump(mode="json"),
+                "config": cfg.model_dump(mode="json"), "seconds": round(time.time() - started, 1),
+            })
+        out.append(entry.dashboard)
+    return out
+
+
+def _tokens(vocab: list[str], ids) -> list[str]:
+    return [vocab[int(i)] for i in ids]
+
+
+def feature_table(sae, spec, model, st: FeatureStats, n_positions: int, flat_tokens: np.ndarray,
+                  vocab: list[str], cfg: DashboardConfig) -> pa.Table:
+    W_dec = sae.W_dec.detach().float().cpu()
+    d_sae = W_dec.shape[0]
+    count = st.count.numpy()
+    mean = np.where(count > 0, st.total.numpy() / np.maximum(count, 1), 0.0)
+    top_row = st.top.where[:, 0].numpy()
+    top_id = np.where(top_row >= 0, flat_tokens[np.clip(top_row, 0, None)], -1)
+    columns: dict[str, object] = {
+        "feature": pa.array(np.arange(d_sae, dtype=np.int32)),
+        "count": pa.array(count.astype(np.int64)),
+        "density": pa.array(count / n_positions),
+        "log10_density": pa.array(np.where(count > 0, np.log10(np.maximum(count, 1) / n_positions), -np.inf)),
+        "max_act": pa.array(st.max.numpy().astype(np.float32)),
+        "mean_act": pa.array(mean.astype(np.float32)),
+        "hist_counts": pa.array(list(st.hist.numpy())),
+        "hist_range": pa.array(st.range.numpy().astype(np.float32)),
+        "top_token_id": pa.array(top_id.astype(np.int32)),
+        "top_token": pa.array([vocab[i] if i >= 0 else None for i in top_id]),
+    }
+    resid = residual_directions(W_dec, spec, model)
+    if resid is not None:
+        pos_ids, pos_vals, neg_ids, neg_vals = logit_effects(resid, model.W_U, cfg.n_logits)
+        columns["pos_tokens"] = pa.array([_tokens(vocab, r) for r in pos_ids.tolist()])
+        columns["pos_values"] = pa.array(list(pos_vals.numpy()))
+        columns["neg_tokens"] = pa.array([_tokens(vocab, r) for r in neg_ids.tolist()])
+        columns["neg_values"] = pa.array(list(neg_vals.numpy()))
+        columns["top_logit"] = pa.array([r[0] for r in columns["pos_tokens"].to_pylist()])
+    ids, cos = decoder_neighbours(W_dec, cfg.n_neighbours)
+    columns["neighbours"] = pa.array(list(ids.numpy().astype(np.int32)))
+    columns["neighbour_cos"] = pa.array(list(cos.numpy()))
+    shares = head_shares(W_dec, spec)
+    if shares is not None:
+        columns["head_shares"] = pa.array(list(shares.numpy()))
+    return pa.table(columns)
+
+
+def _interval_picks(values: np.ndarray, rows: np.ndarray, maximum: float, n_intervals: int, per: int):
+    """Per interval ``i`` of ``(i·M/n, (i+1)·M/n]``: the share of the sample in it and up to ``per``
+    sample slots from it (the sample is in random key order, so the first ``per`` are random)."""
+    valid = rows >= 0
+    n_valid = int(valid.sum())
+    out = []
+    if n_valid == 0 or maximum <= 0:
+        return out
+    index = np.clip(np.ceil(values / maximum * n_intervals).astype(int), 1, n_intervals) - 1
+    for i in range(n_intervals):
+        slots = np.nonzero(valid & (index == i))[0]
+        out.append((i, len(slots) / n_valid, slots[:per]))
+    return out
+
+
+def context_table(st: FeatureStats, flat_tokens: np.ndarray, vocab: list[str], cfg: DashboardConfig) -> pa.Table:
+    cols: dict[str, list] = {k: [] for k in ("feature", "group", "interval", "lo", "hi", "share", "sample_size",
+                                             "rank", "value", "row", "centre", "tokens", "acts")}
+    top_where, top_val, top_win = st.top.where.numpy(), st.top.value.numpy(), st.top.window.numpy()
+    s_where, s_val, s_win = st.sample.where.numpy(), st.sample.value.numpy(), st.sample.window.numpy()
+    maxima = st.max.numpy()
+    n_tokens = len(flat_tokens)
+
+    def add(f, group, interval, lo, hi, share, n_sample, rank, value, row, window):
+        inside = ~np.isnan(window)
+        first = int(np.argmax(inside))
+        ids = flat_tokens[np.clip(np.arange(row - cfg.left, row + cfg.right + 1), 0, n_tokens - 1)][inside]
+        for key, v in (("feature", f), ("group", group), ("interval", interval), ("lo", lo), ("hi", hi),
+                       ("share", share), ("sample_size", n_sample), ("rank", rank), ("value", float(value)),
+                       ("row", int(row)), ("centre", cfg.left - first), ("tokens", _tokens(vocab, ids)),
+                       ("acts", window[inside].astype(np.float32))):
+            cols[key].append(v)
+
+    for f in range(top_where.shape[0]):
+        for rank in range(top_where.shape[1]):
+            if top_where[f, rank] < 0:
+                break
+            add(f, "top", -1, None, None, None, None, rank, top_val[f, rank], top_where[f, rank], top_win[f, rank])
+        n_sample = int((s_where[f] >= 0).sum())
+        for i, share, slots in _interval_picks(s_val[f], s_where[f], float(maxima[f]), cfg.n_intervals, cfg.per_interval):
+            lo, hi = maxima[f] * i / cfg.n_intervals, maxima[f] * (i + 1) / cfg.n_intervals
+            for rank, j in enumerate(slots):
+                add(f, "interval", i, float(lo), float(hi), share, n_sample, rank, s_val[f, j], s_where[f, j], s_win[f, j])
+    schema = pa.schema([("feature", pa.int32()), ("group", pa.string()), ("interval", pa.int16()),
+                        ("lo", pa.float32()), ("hi", pa.float32()), ("share", pa.float32()),
+                        ("sample_size", pa.int32()), ("rank", pa.int16()), ("value", pa.float32()),
+                        ("row", pa.int64()), ("centre", pa.int16()), ("tokens", pa.list_(pa.string())),
+                        ("acts", pa.list_(pa.float32()))])
+    return pa.table(cols, schema=schema)
+
+
+# ---- readers (the app) ----
+
+def has_dashboard(sae_dir: str | Path) -> bool:
+    d = Path(sae_dir) / "dashboard"
+    return all((d / f).is_file() for f in ("features.parquet", "contexts.parquet", "meta.json"))
+
+
+def read_features(sae_dir: str | Path):
+    """The per-feature table as a pandas DataFrame."""
+    path = Path(sae_dir) / "dashboard" / "features.parquet"
+    if not path.is_file():
+        raise SaelabError(f"{Path(sae_dir)}: no dashboard records; run `saelab dashboard {Path(sae_dir)}` first")
+    try:
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise SaelabError(f"{path}: unreadable ({str(e).splitlines()[0][:100]})") from None
+
+
+def read_contexts(sae_dir: str | Path, feature: int):
+    """One feature's contexts (top, then intervals) as a pandas DataFrame."""
+    path = Path(sae_dir) / "dashboard" / "contexts.parquet"
+    try:
+        table = pq.read_table(path, filters=[("feature", "=", int(feature))])
+    except (pa.ArrowInvalid, OSError) as e:
+        raise SaelabError(f"{path}: unreadable ({str(e).splitlines()[0][:100]})") from None
+    return table.to_pandas()

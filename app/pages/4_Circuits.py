@@ -1,0 +1,12 @@
+"""Circuits: layer × head score heatmaps with the ground truth, ROC curves and runtimes,
+from the circuit-discovery results (``kind: circuit``) in the run directories."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.common import results_page
+
+st.set_page_config(page_title="Circuits", layout="wide")
+st.title("Circuits")
+results_page("circuit", "No circuit results (kind: circuit) here; `saelab circuits ... --out DIR` writes them.")

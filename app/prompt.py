@@ -1,0 +1,69 @@
+"""Live per-prompt work for the explorer: features at each token, and additive steering.
+
+Steering is Neuronpedia's ``SIMPLE_ADDITIVE``: ``α · W_dec[i]`` is added to the SAE's hook
+activation at every position (for ``hook_z`` through the hook's row layout, so one head or
+all heads concatenated), and the model runs on from there.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sae.hooks import HookSpec, resolve_hook
+
+
+def prompt_tokens(tokenizer, text: str) -> torch.Tensor:
+    """``[1, seq]`` ids with BOS first, as the model saw text in training."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return torch.tensor([[tokenizer.bos_token_id, *ids]], dtype=torch.long)
+
+
+@torch.no_grad()
+def token_codes(model, tokenizer, sae, hook: str, tokens: torch.Tensor) -> torch.Tensor:
+    """``[seq, d_sae]`` SAE codes at each prompt position (BOS zeroed)."""
+    from sae.harvest import Harvester
+
+    h = Harvester(model, tokenizer, [hook])
+    codes = sae.encode(h.full(tokens)[hook][0].to(sae.W_enc.dtype)).float()
+    codes[~h.mask(tokens)[0]] = 0
+    return codes
+
+
+def top_features(codes: torch.Tensor, k: int) -> list[list[tuple[int, float]]]:
+    """Per position, the ``k`` most active features as ``(id, activation)`` (active ones only)."""
+    vals, ids = codes.topk(min(k, codes.shape[1]), dim=1)
+    return [[(int(i), float(v)) for i, v in zip(ri, rv) if v > 0] for ri, rv in zip(ids, vals)]
+
+
+def steering_hook(spec: HookSpec, direction: torch.Tensor, alpha: float):
+    def hook(act, hook):  # noqa: ARG001
+        return spec.write(act, spec.read(act) + alpha * direction.to(act.dtype))
+
+    return hook
+
+
+@torch.no_grad()
+def next_token_probs(model, tokens: torch.Tensor, hooks=()) -> torch.Tensor:
+    logits = model.run_with_hooks(tokens, fwd_hooks=list(hooks))
+    return logits[0, -1].float().softmax(-1)
+
+
+def steer(model, sae, hook: str, tokens: torch.Tensor, feature: int, alpha: float) -> tuple:
+    """``(clean_probs, steered_probs)`` of the next token, and the steering hook used."""
+    spec = resolve_hook(model, hook)
+    fwd = (spec.tl_name, steering_hook(spec, sae.W_dec[feature].detach(), alpha))
+    return next_token_probs(model, tokens), next_token_probs(model, tokens, [fwd]), fwd
+
+
+@torch.no_grad()
+def sample(model, tokens: torch.Tensor, n: int, seed: int, hooks=(), temperature: float = 1.0) -> list[int]:
+    """``n`` tokens sampled one by one (seeded), with ``hooks`` active at every step."""
+    g = torch.Generator().manual_seed(seed)
+    out = tokens
+    n_ctx = getattr(model.cfg, "n_ctx", 10**9)
+    for _ in range(n):
+        probs = next_token_probs(model, out[:, -n_ctx:], hooks) if temperature > 0 else None
+        nxt = torch.multinomial(probs.cpu() ** (1 / temperature) / (probs.cpu() ** (1 / temperature)).sum(), 1,
+                                generator=g)
+        out = torch.cat([out, nxt.view(1, 1).to(out.device)], dim=1)
+    return out[0, tokens.shape[1]:].tolist()
