@@ -71,12 +71,17 @@ def _cdp_page(browser: str, url: str, profile: Path, wants: tuple[str, ...], tim
             png = base64.b64decode(call("Page.captureScreenshot", format="png")["data"])
             return text, png
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Terminate, then kill if it lingers: no browser or server outlives its test."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.timeout(600)
@@ -123,10 +128,5 @@ def test_explore_serves_a_feature_dashboard(tmp_path_factory, organism):
         assert token in text, (token, text[-2000:])
         assert shot.is_file() and shot.stat().st_size > 10_000
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        _stop(server)
         log.close()
