@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sae.errors import SaelabError
-from sae.saving import CFG, read_cfg
+from sae.saving import CFG, read_cfg, sae_dirs, saved_hook
 
 
 @dataclass(frozen=True)
@@ -34,18 +34,16 @@ def find_saes(run_dir: str | Path) -> list[SAEEntry]:
     if not root.is_dir():
         raise SaelabError(f"{root}: not a directory")
     found = []
-    for cfg_path in sorted(root.rglob(CFG)):
-        if any(part.startswith(".") or part == "dashboard" for part in cfg_path.relative_to(root).parts[:-1]):
-            continue
+    for path in sae_dirs(root):
         try:
-            cfg = read_cfg(cfg_path.parent)
+            cfg = read_cfg(path)
         except SaelabError:
             continue
         ours = cfg.get("saelab") or {}
         meta = cfg.get("metadata") or {}
-        rel = cfg_path.parent.relative_to(root)
+        rel = path.relative_to(root)
         name = ours.get("name") or (str(rel) if str(rel) != "." else root.name)
-        found.append(SAEEntry(path=cfg_path.parent, name=name, hook=ours.get("hook") or meta.get("hook_name"),
+        found.append(SAEEntry(path=path, name=name, hook=saved_hook(cfg),
                               model=ours.get("model") or meta.get("model_name") or "organism",
                               architecture=ours.get("architecture") or cfg["architecture"],
                               d_sae=int(cfg.get("d_sae", 0))))

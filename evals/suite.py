@@ -88,7 +88,7 @@ def train_seed(run_dir: Path) -> tuple[int | None, int | None, int | None]:
 
 
 def load_entries(located: list[Located], device: str) -> list[tuple[SAEEntry, dict]]:
-    from sae.saving import load_sae
+    from sae.saving import load_sae, saved_hook
 
     out = []
     ids = set()
@@ -96,13 +96,11 @@ def load_entries(located: list[Located], device: str) -> list[tuple[SAEEntry, di
         sae, cfg = load_sae(loc.sae_dir, device=device)
         ours = cfg.get("saelab") or {}
         meta = cfg.get("metadata") or {}
-        hook = ours.get("hook") or meta.get("hook_name")
+        hook = saved_hook(cfg)
         model = ours.get("model") or meta.get("model_name")
         if not hook or not model:
             raise SaelabError(f"{loc.sae_dir}: cfg.json names no hook or model; cannot splice it in")
         head = ours.get("head", meta.get("hook_head_index"))
-        if head is not None and "[" not in hook:
-            hook = f"{hook}[{head}]"
         ident = f"{loc.run_dir.name}/{loc.name}" if loc.sae_dir != loc.run_dir else loc.run_dir.name
         while ident in ids:
             ident += "'"

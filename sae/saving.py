@@ -108,6 +108,32 @@ def read_cfg(directory: str | Path) -> dict:
     return cfg
 
 
+#: folders below a run directory that never hold a saved SAE of the run
+_NOT_SAES = ("checkpoint", "dashboard")
+
+
+def sae_dirs(path: str | Path) -> list[Path]:
+    """The saved SAEs at ``path``: the directory itself when it holds a ``cfg.json``, else every
+    directory below it that does (trainer checkpoints, dashboards and hidden folders skipped)."""
+    root = Path(path)
+    if (root / CFG).is_file():
+        return [root]
+    return sorted(c.parent for c in root.rglob(CFG)
+                  if not any(p.startswith(".") or p in _NOT_SAES for p in c.relative_to(root).parts[:-1]))
+
+
+def saved_hook(cfg: dict) -> str | None:
+    """The hook an SAE reads, from its ``cfg.json`` (ours, or SAELens's ``hook_name`` and
+    ``hook_head_index``); one head of ``attn.hook_z`` is written ``...hook_z[h]``."""
+    ours = cfg.get("saelab") or {}
+    meta = cfg.get("metadata") or {}
+    hook = ours.get("hook") or meta.get("hook_name")
+    head = ours.get("head", meta.get("hook_head_index"))
+    if hook and head is not None and "[" not in hook:
+        hook = f"{hook}[{head}]"
+    return hook
+
+
 def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> tuple[SparseAutoencoder, dict]:
     """``(sae, cfg_json)`` from a directory written by saelab or by SAELens."""
     from sae.config import build_config

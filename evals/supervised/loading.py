@@ -23,7 +23,7 @@ import torch
 from evals.supervised.dictionaries import Family, SAEDictionary
 from evals.supervised.locations import Location
 from sae.errors import SaelabError
-from sae.saving import CFG, load_sae
+from sae.saving import CFG, load_sae, sae_dirs, saved_hook
 
 KIND_LABELS = {"task": "task", "full": "full distribution", "random_decoder": "random decoder, task"}
 
@@ -43,31 +43,17 @@ class Candidate:
 
 
 def discover(paths: Iterable[str | Path]) -> list[Path]:
-    """SAE directories at or under each path (trainer checkpoints skipped)."""
+    """SAE directories at or under each path."""
     found = []
     for p in paths:
         p = Path(p)
         if not p.exists():
             raise SaelabError(f"{p}: no such SAE directory")
-        if (p / CFG).is_file():
-            found.append(p)
-            continue
-        below = sorted(c.parent for c in p.rglob(CFG) if "checkpoint" not in c.parts)
+        below = sae_dirs(p)
         if not below:
             raise SaelabError(f"{p}: holds no SAE (no {CFG} at or below it)")
         found += below
     return list(dict.fromkeys(found))
-
-
-def _hook_of(cfg: dict) -> str | None:
-    ours = cfg.get("saelab") or {}
-    if ours.get("hook"):
-        return ours["hook"]
-    meta = cfg.get("metadata") or {}
-    name, head = meta.get("hook_name"), meta.get("hook_head_index")
-    if name is None:
-        return None
-    return f"{name}[{head}]" if head is not None else name
 
 
 def load_candidates(paths: Iterable[str | Path], locations: list[Location], model_name: str,
@@ -83,7 +69,7 @@ def load_candidates(paths: Iterable[str | Path], locations: list[Location], mode
         if trained_for not in (None, model_name):
             skipped.append({"path": str(path), "reason": f"trained on model {trained_for!r}, not {model_name!r}"})
             continue
-        hook = _hook_of(cfg)
+        hook = saved_hook(cfg)
         if sup.get("location"):
             served = [by_key[sup["location"]]] if sup["location"] in by_key else []
         else:
