@@ -223,9 +223,6 @@ class AttributeVocab:
     def labels(self) -> list[str]:
         return [f"IO={n}" for n in self.names] + [f"S={n}" for n in self.names] + [f"Pos={p}" for p in POS_VALUES]
 
-    def attribute_of(self, feature: int) -> str:
-        return "IO" if feature < len(self.names) else "S" if feature < 2 * len(self.names) else "Pos"
-
     def indices(self, specs: Sequence[PromptSpec]) -> torch.Tensor:
         """``[n, 3]`` feature index of each prompt's IO, S and Pos."""
         return torch.tensor([[self.feature(a, p.value(a)) for a in ATTRIBUTES] for p in specs], dtype=torch.long)

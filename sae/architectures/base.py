@@ -42,9 +42,6 @@ class SAEConfig(FrozenConfig):
         "sparse", description="Training path of sparse rules: fused kernels whose backward touches only the chosen "
         "latents (sparse), or plain autograd through dense codes, the reference (dense). Same mathematics.")
 
-    def with_d_in(self, d_in: int) -> "SAEConfig":
-        return self if self.d_in == d_in else self.model_copy(update={"d_in": d_in})
-
 
 class KConfig(SAEConfig):
     """Families with a sparsity budget of k latents per token (on average)."""
