@@ -140,6 +140,29 @@ def test_report_section_has_figures_and_tables(supervised_run):
     assert "Supervised dictionaries on IOI" in page and "Acceptance at name_mover z@END" in page
 
 
+def test_explorer_supervised_page_shows_the_real_results(supervised_run, monkeypatch):
+    """The explorer's Supervised page on the directory a real run wrote: its tables and
+    plots, the same ones the report shows (issue 8)."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from evals.supervised.report import supervised_section
+
+    doc, out = supervised_run
+    monkeypatch.setenv("SAELAB_RUN_DIRS", str(out))
+    page = Path(__file__).resolve().parents[1] / "app" / "pages" / "5_Supervised.py"
+    at = AppTest.from_file(str(page), default_timeout=120)
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    assert any(h.value == "Supervised dictionaries on IOI" for h in at.subheader)
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Sufficiency" in s for s in specs) and any("Necessity" in s for s in specs)
+    labels = at.dataframe[0].value["label"].tolist()
+    assert labels == [r["label"] for r in supervised_section([doc]).tables[0].rows]
+    assert "mean-feature (supervised)" in labels
+
+
 @pytest.mark.slow
 def test_saved_task_saes_evaluate_again_to_the_same_numbers(supervised_run, organism, tmp_path):
     """The SAEs the run saved, passed back with --sae, give the same results."""
