@@ -78,8 +78,9 @@ class TrainSection(FrozenConfig):
 
     Every SAE of ``run.saes`` is trained once per seed, all of them side by side in one run
     on one activation stream (one harvest of the language model for all seeds): the seeds
-    are initialisations (and a vSAE's sampling noise), the training text is shared. Copy
-    ``n`` of SAE ``name`` is saved as ``name.s<seed>``.
+    are initialisations (each SAE's own ``seed``, so SAEs of one seed and width start from
+    the same weights whatever else the run holds), the training text is shared. Copy ``n``
+    of SAE ``name`` is saved as ``name.s<seed>``.
     """
 
     seeds: list[int] = Field(..., min_length=1, description="Initialisation seeds; each SAE is trained once per seed.")
@@ -96,7 +97,7 @@ class TrainSection(FrozenConfig):
         for i, spec in enumerate(run.get("saes") or []):
             if not isinstance(spec, dict) or not spec.get("name"):
                 raise ConfigError(f"train.run.saes[{i}]: every SAE of a claims suite needs a 'name'")
-            saes += [{**spec, "name": f"{spec['name']}{SEED_SEPARATOR}{seed}"} for seed in self.seeds]
+            saes += [{**spec, "name": f"{spec['name']}{SEED_SEPARATOR}{seed}", "seed": seed} for seed in self.seeds]
         run["saes"] = saes
         run["trainer"] = {**run.get("trainer", {}), "seed": self.seeds[0]}
         run["heldout"] = None

