@@ -176,6 +176,28 @@ def node_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> 
     return torch.bincount(only_pos // width, minlength=n_heads).float()
 
 
+def codes_used(codes: torch.Tensor) -> torch.Tensor:
+    """Per head (column of ``[n_prompts, n_heads]`` codes): how many distinct codes it uses."""
+    return torch.tensor([float(codes[:, h].unique().numel()) for h in range(codes.shape[1])])
+
+
+def _average_ranks(x: torch.Tensor) -> torch.Tensor:
+    order = x.argsort()
+    ranks = torch.empty_like(x, dtype=torch.float64)
+    ranks[order] = torch.arange(len(x), dtype=torch.float64)
+    for value in x.unique():  # tied values share their mean rank
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Rank correlation, ties at their average rank; 0 when either side is constant."""
+    ra, rb = _average_ranks(a) - (len(a) - 1) / 2, _average_ranks(b) - (len(b) - 1) / 2
+    denom = float(ra.norm() * rb.norm())
+    return float((ra * rb).sum()) / denom if denom else 0.0
+
+
 def pair_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> dict[tuple[int, int], int]:
     """Per unordered head pair: code pairs that co-occur on some positive, never on a negative."""
     n_heads = codes_pos.shape[1]
@@ -257,5 +279,7 @@ def discrete_sae_circuit(model, batch: TaskBatch, n_train: int = N_TRAIN_PROMPTS
         edge_node_scores={h: float(edge_nodes[i]) for i, h in enumerate(heads)},
         codes_pos=codes_pos, codes_neg=codes_neg, seconds=end - start,
         timings={"activations": t_acts - start, "sae_training": t_train - t_acts, "scoring": end - t_train},
-        codebook=codebook_stats(encode, samples, torch.cat([act_pos, act_neg]), torch.cat([codes_pos, codes_neg])),
+        codebook={**codebook_stats(encode, samples, torch.cat([act_pos, act_neg]), torch.cat([codes_pos, codes_neg])),
+                  # how far the node score only tracks how many codes a head uses at all
+                  "score_vs_codes_used_spearman": spearman(node, codes_used(codes_pos))},
     )
