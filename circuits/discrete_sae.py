@@ -1,14 +1,22 @@
 """The discrete-SAE circuit finder (O'Neill & Bui, 2024), as the paper's code defines it.
 
 1. Run positive prompts (the model can solve them) and negative prompts (it cannot: IOI
-   with three distinct names, greater-than with start year 01).
+   with three distinct names, greater-than with start year 01), the negatives built as
+   the paper's code builds them (each task's ``paper_negatives``).
 2. Take every head's output written to the residual stream, z_h W_O^h, averaged over the
    prompt's positions (BOS included, padding excluded, as the paper's code runs each
-   prompt alone with TransformerLens' default BOS), or at the last position.
-3. Train ONE SAE shared by all heads on the head vectors of a few prompts, drawn at
+   prompt alone with TransformerLens' default BOS), or at the last position. Each
+   vector is centred over d_model: the paper reads GPT-2 through
+   ``HookedTransformer.from_pretrained``, whose default ``center_writing_weights``
+   centres every W_O, and z_h (W_O^h − mean) = z_h W_O^h − mean_d(z_h W_O^h). The
+   model's output is unchanged by it (every reader of the residual stream is a
+   LayerNorm); the SAE's input is what the paper's SAE saw.
+3. Score codes on every positive and negative prompt given (the paper: all 250 + 250,
+   its SAE's 10 training prompts among them), not only on the training prompts.
+4. Train ONE SAE shared by all heads on the head vectors of a few prompts, drawn at
    random from positives and negatives together.
-4. Discretise: each head's code on a prompt is the argmax latent over every prompt.
-5. Node score: the number of codes a head uses on positives and never on negatives.
+5. Discretise: each head's code on a prompt is the argmax latent over every prompt.
+6. Node score: the number of codes a head uses on positives and never on negatives.
    Edge score: for a pair of heads, the number of code pairs that co-occur on a positive
    and never on a negative. The paper's "edge" ROC turns these into head scores
    (``edge_node_scores``).
@@ -114,13 +122,15 @@ def _result_names(model) -> list[str]:
 
 @torch.no_grad()
 def head_outputs(model, tokens: torch.Tensor, lengths: torch.Tensor, position: str = "mean") -> torch.Tensor:
-    """``[n_prompts, n_heads_total, d_model]``: each head's write to the residual stream."""
+    """``[n_prompts, n_heads_total, d_model]``: each head's write to the residual stream,
+    centred over d_model as TransformerLens' ``center_writing_weights`` leaves it."""
     if position not in POSITIONS:
         raise ValueError(f"unknown position {position!r} ({' or '.join(POSITIONS)})")
     names = _result_names(model)
     with per_head_hooks(model):
         _, cache = model.run_with_cache(tokens, names_filter=names)
-    return _pool(torch.cat([cache[n] for n in names], dim=2), lengths, position)
+    pooled = _pool(torch.cat([cache[n] for n in names], dim=2), lengths, position)
+    return pooled - pooled.mean(-1, keepdim=True)
 
 
 def head_output_grads(model, tokens: torch.Tensor, lengths: torch.Tensor, position: str = "mean") -> torch.Tensor:
@@ -164,6 +174,28 @@ def node_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> 
     pos, neg = keys(codes_pos), keys(codes_neg)
     only_pos = pos[~torch.isin(pos, neg)]
     return torch.bincount(only_pos // width, minlength=n_heads).float()
+
+
+def codes_used(codes: torch.Tensor) -> torch.Tensor:
+    """Per head (column of ``[n_prompts, n_heads]`` codes): how many distinct codes it uses."""
+    return torch.tensor([float(codes[:, h].unique().numel()) for h in range(codes.shape[1])])
+
+
+def _average_ranks(x: torch.Tensor) -> torch.Tensor:
+    order = x.argsort()
+    ranks = torch.empty_like(x, dtype=torch.float64)
+    ranks[order] = torch.arange(len(x), dtype=torch.float64)
+    for value in x.unique():  # tied values share their mean rank
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Rank correlation, ties at their average rank; 0 when either side is constant."""
+    ra, rb = _average_ranks(a) - (len(a) - 1) / 2, _average_ranks(b) - (len(b) - 1) / 2
+    denom = float(ra.norm() * rb.norm())
+    return float((ra * rb).sum()) / denom if denom else 0.0
 
 
 def pair_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> dict[tuple[int, int], int]:
@@ -210,7 +242,8 @@ class DiscreteResult:
 def discrete_sae_circuit(model, batch: TaskBatch, n_train: int = N_TRAIN_PROMPTS, family: str | None = None,
                          position: str = "mean", seed: int = 0, n_codes: int = N_CODES,
                          k: int | None = None, scale_inputs: bool = False) -> DiscreteResult:
-    """Run the method end to end on ``batch`` (clean = positives, corrupted = negatives)."""
+    """Run the method end to end on ``batch`` (clean = positives, corrupted = negatives;
+    pass the task's ``paper_negatives`` batch for the paper's contrast)."""
     from circuits.codebook import codebook_stats, train_codebook
 
     start = time.time()
@@ -246,5 +279,7 @@ def discrete_sae_circuit(model, batch: TaskBatch, n_train: int = N_TRAIN_PROMPTS
         edge_node_scores={h: float(edge_nodes[i]) for i, h in enumerate(heads)},
         codes_pos=codes_pos, codes_neg=codes_neg, seconds=end - start,
         timings={"activations": t_acts - start, "sae_training": t_train - t_acts, "scoring": end - t_train},
-        codebook=codebook_stats(encode, samples, torch.cat([act_pos, act_neg]), torch.cat([codes_pos, codes_neg])),
+        codebook={**codebook_stats(encode, samples, torch.cat([act_pos, act_neg]), torch.cat([codes_pos, codes_neg])),
+                  # how far the node score only tracks how many codes a head uses at all
+                  "score_vs_codes_used_spearman": spearman(node, codes_used(codes_pos))},
     )

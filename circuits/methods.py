@@ -11,6 +11,8 @@ activation patching), ``eap`` (Syed et al.), ``attn-sae`` (Kissane et al.'s atte
 SAEs), and ``mean-diff``, a baseline with no SAE and no patching: each head's score is
 ‖E_pos x − E_neg x‖ over the same pooled head outputs the discrete-SAE method reads, so
 what the SAE and its codes add over a plain positive-vs-negative contrast is visible.
+Both read the paper's negatives (``paper_contrast``); the patching methods read the
+task's corrupted prompts (IOI: ABC), as the organism's ground truth does.
 """
 
 from __future__ import annotations
@@ -77,10 +79,17 @@ def make_batches(tokenizer, task: str, n_prompts: int, seed: int):
     return module, module.make_batch(tokenizer, n_prompts, seed=seed)
 
 
+def paper_contrast(tokenizer, task: str, n_prompts: int, seed: int):
+    """Positives and the paper's negatives (``paper_negatives``), for the methods that
+    contrast pooled head outputs rather than patch."""
+    module, batch = make_batches(tokenizer, task, n_prompts, seed)
+    return module.paper_negatives(tokenizer, batch, seed)
+
+
 def run_discrete_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
     from circuits.discrete_sae import discrete_sae_circuit
 
-    _, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
+    batch = paper_contrast(tokenizer, task, cfg.n_prompts, cfg.seed)
     start = time.time()
     res = discrete_sae_circuit(model, batch, n_train=cfg.n_train, family=cfg.family, position=cfg.position,
                                seed=cfg.seed, n_codes=cfg.n_codes, k=cfg.k, scale_inputs=cfg.scale_inputs)
@@ -92,13 +101,14 @@ def run_discrete_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodRe
                                  "hook": "blocks.L.attn.hook_result (z_h W_O^h)",
                                  "activation": f"head output z_h W_O^h, {cfg.position} over positions",
                                  "node_score": "codes on positives never seen on negatives",
-                                 "contrast": "positive = clean prompts, negative = corrupted prompts"})
+                                 "contrast": "positive = clean prompts, negative = the paper's negatives "
+                                             "(IOI: IO -> new name, S1 -> IO; greater-than: YY = 01)"})
 
 
 def run_mean_diff(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
     from circuits.discrete_sae import head_outputs
 
-    _, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
+    batch = paper_contrast(tokenizer, task, cfg.n_prompts, cfg.seed)
     start = time.time()
     pos = head_outputs(model, batch.tokens, batch.lengths, cfg.position)
     neg = head_outputs(model, batch.corrupt_tokens, batch.lengths, cfg.position)

@@ -54,4 +54,10 @@ def circuit_section(results: list[dict]):
                 f"{doc['task']} / {doc['method']}: the codebook encodes {codebook['train_rows_without_code']:.0%} of its "
                 "own training rows with no active latent (the L1 penalty outweighs the reconstruction at this "
                 "activation scale), so most codes come from untrained encoder directions.")
+        rho = codebook.get("score_vs_codes_used_spearman")
+        if rho is not None and rho > 0.8:
+            section.notes.append(
+                f"{doc['task']} / {doc['method']}: the node score follows how many distinct codes a head uses on "
+                f"positives (Spearman ρ = {rho:.2f}): heads with varied outputs collect positive-only codes whether "
+                "or not they are in the circuit.")
     return section

@@ -81,6 +81,18 @@ def test_node_and_pair_scores_on_a_hand_made_code_table():
     assert pairs == {(0, 1): 2, (0, 2): 2, (1, 2): 1}
 
 
+def test_codes_used_and_the_rank_correlation_diagnostic():
+    from circuits.discrete_sae import codes_used, spearman
+
+    pos = torch.tensor([[1, 5, 7], [2, 5, 7], [3, 5, 8]])
+    assert codes_used(pos).tolist() == [3.0, 1.0, 2.0]
+    assert spearman(torch.tensor([2.0, 0.0, 1.0]), codes_used(pos)) == pytest.approx(1.0)
+    assert spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([3.0, 2.0, 1.0])) == pytest.approx(-1.0)
+    # ties at their average rank: centred ranks (−½, −½, 1) and (−1, 0, 1) → 1.5 / √(1.5 · 2)
+    assert spearman(torch.tensor([1.0, 1.0, 5.0]), torch.tensor([1.0, 2.0, 3.0])) == pytest.approx(1.5 / 3 ** 0.5)
+    assert spearman(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 2.0])) == 0.0
+
+
 def test_the_papers_edge_method_counts_endpoints_of_the_top_pairs():
     # ordered pairs by score: (0,1) (1,0) [3], (0,2) (2,0) [1], (1,2) (2,1) [0]
     pairs = {(0, 1): 3, (0, 2): 1, (1, 2): 0}
@@ -106,6 +118,82 @@ def test_the_papers_sae_keeps_unit_rows_and_learns():
     # deterministic given the seed
     again = train_discrete_sae(x, n_codes=8, seed=1, epochs=100)
     assert torch.equal(sae.encode(x).argmax(-1), again.encode(x).argmax(-1))
+
+
+def test_ioi_negatives_are_built_as_the_papers_code_builds_them(organism):
+    """sae-circuits data/ioi.py: the IO mention becomes a new name, the first S mention
+    becomes the IO name, the subject S stays; clean prompts are unchanged."""
+    _, tok = organism
+    batch = ioi.make_batch(tok, 24, seed=5)
+    neg = ioi.paper_negatives(tok, batch, seed=5)
+    assert torch.equal(neg.tokens, batch.tokens) and torch.equal(neg.lengths, batch.lengths)
+    assert neg.corrupt_tokens.shape == batch.tokens.shape
+    for i in range(len(batch)):
+        io, s = int(batch.answers[i]), int(batch.distractors[i])  # the IO and S name tokens
+        row = neg.corrupt_tokens[i]
+        new_name = int(row[batch.positions["IO"][i]])
+        assert int(row[batch.positions["S1"][i]]) == io
+        assert int(row[batch.positions["S2"][i]]) == s
+        assert new_name not in (io, s)
+        # nothing else differs from the clean prompt
+        differ = (row != batch.tokens[i]).nonzero().flatten().tolist()
+        assert set(differ) <= {int(batch.positions["IO"][i]), int(batch.positions["S1"][i])}
+    first = batch.attributes[0]
+    n3 = tok.decode([int(neg.corrupt_tokens[0][batch.positions["IO"][0]])]).strip()
+    names = (n3, first["IO"]) if first["order"] == "ABBA" else (first["IO"], n3)
+    expected, _ = ioi.render(ioi.TEMPLATES[first["template"]], *names, first["S"], first["place"], first["object"])
+    assert neg.corrupt_prompts[0] == expected
+    again = ioi.paper_negatives(tok, batch, seed=5)
+    assert torch.equal(again.corrupt_tokens, neg.corrupt_tokens)
+
+
+def test_greater_than_negatives_are_the_01_corruption(organism):
+    from circuits.tasks import greater_than
+
+    _, tok = organism
+    batch = greater_than.make_batch(tok, 6, seed=0)
+    assert greater_than.paper_negatives(tok, batch, seed=0) is batch
+    yy = batch.corrupt_tokens[torch.arange(len(batch)), batch.positions["YY"]]
+    assert (yy == greater_than.year_token_ids(tok)[1]).all()  # the start year's YY is 01
+
+
+def test_head_outputs_are_the_centred_per_head_writes(organism, hf_organism):
+    """z_h W_O^h from the bridge's hook_z and the plain HF copy's c_proj, averaged over
+    real positions, centred over d_model (TransformerLens' center_writing_weights)."""
+    from circuits.discrete_sae import head_outputs
+
+    model, tok = organism
+    batch = ioi.make_batch(tok, 4, seed=0)
+    got = head_outputs(model, batch.tokens, batch.lengths, "mean")
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(batch.tokens, names_filter=names)
+    n_heads, d_head = model.cfg.n_heads, model.cfg.d_head
+    real = (torch.arange(batch.tokens.shape[1])[None, :] < batch.lengths[:, None]).float()
+    expected = []
+    for layer, name in enumerate(names):
+        w = hf_organism.transformer.h[layer].attn.c_proj.weight.detach()  # Conv1D: [in, out]
+        z = cache[name].reshape(*cache[name].shape[:2], n_heads, d_head)
+        writes = torch.einsum("bshd,hdm->bshm", z, w.reshape(n_heads, d_head, -1))
+        expected.append((writes * real[:, :, None, None]).sum(1) / batch.lengths[:, None, None])
+    expected = torch.cat(expected, dim=1)
+    expected = expected - expected.mean(-1, keepdim=True)
+    assert got.shape == (4, model.cfg.n_layers * n_heads, model.cfg.d_model)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert got.mean(-1).abs().max() < 1e-6
+
+
+def test_the_finder_counts_codes_on_every_prompt_not_only_the_training_ones(organism):
+    """The paper trains on 10 prompts and scores codes on all 250 + 250."""
+    from circuits.discrete_sae import discrete_sae_circuit
+
+    model, tok = organism
+    batch = ioi.paper_negatives(tok, ioi.make_batch(tok, 12, seed=0), seed=0)
+    res = discrete_sae_circuit(model, batch, n_train=4, seed=0, n_codes=16)
+    n_heads = model.cfg.n_layers * model.cfg.n_heads
+    assert res.codes_pos.shape == (12, n_heads) and res.codes_neg.shape == (12, n_heads)
+    assert res.node_scores == {h: float(v) for h, v in
+                               zip(Graph.of(model).heads, node_scores_from_codes(res.codes_pos, res.codes_neg))}
 
 
 @pytest.mark.parametrize("family", ["relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae"])

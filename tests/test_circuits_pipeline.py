@@ -152,6 +152,13 @@ def test_the_report_builds_a_circuit_section(organism_docs, tmp_path):
         (tmp_path / f"circuit_{i}.json").write_text(json.dumps(doc))
     html = build_report(tmp_path).read_text()
     assert "Circuit discovery" in html and "Methods side by side" in html
+    # the note on a node score that only follows how many codes a head uses
+    doc = next(d for d in organism_docs if d["method"] == "discrete-sae")
+    for rho, noted in ((0.95, True), (0.3, False)):
+        tracked = {**doc, "details": {**doc["details"], "codebook": {**doc["details"]["codebook"],
+                                                                      "score_vs_codes_used_spearman": rho}}}
+        notes = circuit_section([tracked]).notes
+        assert any("distinct codes" in n for n in notes) == noted
 
 
 def test_a_sweep_document_and_its_figure(organism):

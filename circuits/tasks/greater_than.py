@@ -90,6 +90,12 @@ def make_batch(
     )
 
 
+def paper_negatives(tokenizer, batch: TaskBatch, seed: int = 0) -> TaskBatch:  # noqa: ARG001
+    """``batch`` itself: its corruption (same noun and century, start year YY = 01) is
+    already O'Neill & Bui's greater-than negative (sae-circuits ``data/gt.py``)."""
+    return batch
+
+
 def prob_diff(logits: torch.Tensor, batch: TaskBatch) -> torch.Tensor:
     """Σ_{y>YY} p(y) − Σ_{y≤YY} p(y) at END, one value per prompt."""
     probs = end_logits(logits, batch).float().softmax(-1)

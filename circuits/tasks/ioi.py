@@ -112,6 +112,33 @@ def make_batch(
     return build_batch(tokenizer, prompts, corrupts, attrs)
 
 
+def paper_negatives(tokenizer, batch: TaskBatch, seed: int = 0) -> TaskBatch:
+    """``batch`` with O'Neill & Bui's IOI negatives as its corrupted prompts.
+
+    The discrete-SAE finder contrasts positives with negatives built as the paper's code
+    builds them (sae-circuits ``data/ioi.py``), not with the ABC corruption that
+    patching uses: the IO mention becomes a new name N3 (≠ IO, S), the first S mention
+    becomes the IO name, and the subject S stays. "When Mary and John went to the
+    store, John gave a drink to" → "When N3 and Mary went to the store, John gave a
+    drink to". Three distinct names, none repeated, so the prompt names no IO; the two
+    names of each positive still appear in its negative, so positives and negatives
+    differ in structure rather than in which names occur. Clean prompts are unchanged.
+    """
+    rng = random.Random(seed)
+    pool = usable(tokenizer, NAMES)
+    prompts, negatives = [], []
+    for att in batch.attributes:
+        template, io, s = TEMPLATES[att["template"]], att["IO"], att["S"]
+        n3 = rng.choice([n for n in pool if n not in (io, s)])
+        if att["order"] == "ABBA":
+            prompts.append((template, io, s, s, att["place"], att["object"]))
+            negatives.append((template, n3, io, s, att["place"], att["object"]))
+        else:
+            prompts.append((template, s, io, s, att["place"], att["object"]))
+            negatives.append((template, io, n3, s, att["place"], att["object"]))
+    return build_batch(tokenizer, prompts, negatives, batch.attributes)
+
+
 def build_batch(tokenizer, prompts: Sequence[tuple], corrupts: Sequence[tuple], attrs: Sequence[dict]) -> TaskBatch:
     """Tokenize given prompts into a batch.
 
