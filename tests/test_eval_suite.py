@@ -171,3 +171,27 @@ def test_claims_verdicts_from_hand_made_results():
     assert tie["aux_zipf_fewer_underused"] == "no difference"
     row = next(r for r in out["table"] if r["name"] == "vsae")
     assert row["l0"]["mean"] == 20.0 and not row["l0_in_band"]
+
+
+def test_the_claims_suite_runs_end_to_end_at_a_toy_budget(tmp_path, capsys):
+    """configs/claims.yaml itself, shrunk: every SAE trains once per seed from that seed's
+    own weights, and the claims table carries numbers and a verdict for every claim."""
+    from evals.claims import CLAIMS
+    from saelab.cli import main
+
+    out = tmp_path / "claims"
+    argv = ["eval", "--suite", "configs/claims.yaml", "--out", str(out), "--quiet"]
+    for key, value in (("train.seeds", "[0, 1]"), ("train.run.data.n_tokens", 4096), ("data.n_tokens", 1024),
+                       ("mean_ablation.n_tokens", 1024), ("train.run.trainer.batch_size", 512)):
+        argv += ["--set", f"{key}={value}"]
+    assert main(argv) == 0
+    doc = json.loads((out / "results.json").read_text())
+    ids = {s["id"] for s in doc["saes"]}
+    assert {"train/topk.s0", "train/topk.s1", "train/vsae.s0", "train/feature_choice_auxk.s1"} <= ids
+    assert len(ids) == 14 and {s["train_seed"] for s in doc["saes"]} == {0, 1}
+    claims = {c["key"]: c for c in doc["claims"]["claims"]}
+    assert set(claims) == {c.key for c in CLAIMS}
+    for c in claims.values():
+        assert c["verdict"] in {"held", "mixed", "not held", "not matched", "no difference"}
+        assert len(c["per_seed"]) == 2
+    assert "Claims" in (out / "report.html").read_text()
