@@ -202,8 +202,7 @@ def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, pro
     from evals.report import build_report
 
     start = time.time()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)  # created by the first write, so a refused input leaves nothing behind
     run_dirs = [Path(r) for r in run_dirs]
     if cfg.train is not None:
         run_dirs += train_runs(cfg, out, progress)
