@@ -83,7 +83,7 @@ def train_seed(run_dir: Path) -> tuple[int | None, int | None, int | None]:
         cfg = json.loads(path.read_text())
         data = cfg.get("data", {})
         return data.get("seed", 0), cfg.get("trainer", {}).get("seed", 0), data.get("n_tokens")
-    except (json.JSONDecodeError, AttributeError):
+    except (ValueError, AttributeError):  # not JSON, not UTF-8, or not a mapping
         return None, None, None
 
 

@@ -12,7 +12,12 @@ import os
 import pickle
 from pathlib import Path
 
+import pytest
+import yaml
+
 HOOK = "blocks.1.hook_resid_post"
+#: valid configs the bad-input cases start from
+BASES = yaml.safe_load((Path(__file__).resolve().parent / "bad_inputs" / "_bases.yaml").read_text())
 
 
 class _Touch:
@@ -46,6 +51,17 @@ def saved_sae(directory: Path, d_sae: int = 64, k: int = 4, hook: str = HOOK) ->
     torch.manual_seed(0)
     sae = cls(cls.config_class(architecture="topk", d_in=128, d_sae=d_sae, k=k))
     return save_sae(sae, directory, metadata={"hook": hook, "model": "organism", "context_size": 32})
+
+
+@pytest.fixture(scope="session")
+def small_cache(tmp_path_factory, organism):
+    """The activation cache of ``_bases.yaml``'s ``cache`` config (4 shards), built once."""
+    from sae.cache import write_cache
+    from sae.store import StoreConfig
+
+    root = tmp_path_factory.mktemp("small_cache") / "cache"
+    write_cache(StoreConfig(**BASES["cache"], cache_dir=str(root)), *organism, progress=False)
+    return root
 
 
 def tree(root: Path) -> dict[str, tuple]:

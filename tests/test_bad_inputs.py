@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from bad_files import pickle_payload, saved_sae, tree, tree_changes
+from bad_files import BASES, pickle_payload, saved_sae, small_cache, tree, tree_changes  # noqa: F401 - fixture
 
 HERE = Path(__file__).resolve().parent / "bad_inputs"
 CASES = sorted(p for p in HERE.glob("*.yaml") if not p.name.startswith("_"))
-BASES = yaml.safe_load((HERE / "_bases.yaml").read_text())
 KEYS = {"why", "argv", "files", "make", "config", "stderr", "exit", "env", "subprocess"}
 
 
@@ -37,17 +36,6 @@ def set_path(data, dotted: str, value) -> None:
         node[int(leaf)] = value
     else:
         node[leaf] = value
-
-
-@pytest.fixture(scope="session")
-def small_cache(tmp_path_factory, organism):
-    """The activation cache of ``_bases.yaml``'s ``cache`` config, built once."""
-    from sae.cache import write_cache
-    from sae.store import StoreConfig
-
-    root = tmp_path_factory.mktemp("bad_inputs_cache") / "cache"
-    write_cache(StoreConfig(**BASES["cache"], cache_dir=str(root)), *organism, progress=False)
-    return root
 
 
 def _build(step: dict, root: Path, marker: Path, cache: Path) -> None:
