@@ -14,4 +14,5 @@ BENCHMARKS: dict[str, str] = {
     "memory": "bench.memory",
     "circuits": "bench.circuits",
     "explorer": "bench.explorer",
+    "soak": "bench.soak",
 }
