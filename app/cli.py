@@ -54,13 +54,10 @@ def streamlit_command(run_dirs: list[str], host: str, port: int) -> list[str]:
 def explore_main(args: argparse.Namespace) -> int:
     import os
 
-    from pathlib import Path
-
-    from sae.errors import SaelabError
+    from app.run_dir import check_run_dir
 
     for d in args.run_dirs:
-        if not Path(d).is_dir():
-            raise SaelabError(f"{d}: no such run directory")
+        check_run_dir(d)  # before Streamlit starts, so a wrong directory is one line here, not a page
     if args.page:
         print(f"open http://{args.host}:{args.port}/{PAGE_URLS[args.page]}")
     cmd = streamlit_command(args.run_dirs, args.host, args.port)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sae.errors import SaelabError
-from sae.saving import CFG, read_cfg, sae_dirs, saved_hook
+from sae.saving import CFG, EXTRA, WEIGHTS, read_cfg, sae_dirs, saved_hook
 
 
 @dataclass(frozen=True)
@@ -26,18 +26,37 @@ class SAEEntry:
         return self.path / "dashboard"
 
 
+#: what the explorer reads of a saved SAE; none of it may lead outside the run directory
+_READS = (CFG, WEIGHTS, EXTRA, "dashboard", "dashboard/features.parquet", "dashboard/contexts.parquet",
+          "dashboard/meta.json")
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` (symlinks followed) lies in the resolved directory ``root``; a path that
+    does not exist reads nothing and counts as inside."""
+    if not path.exists() and not path.is_symlink():
+        return True
+    return path.resolve().is_relative_to(root)
+
+
 def find_saes(run_dir: str | Path) -> list[SAEEntry]:
-    """Every SAE saved in ``run_dir`` (the directory itself or any folder below it)."""
+    """Every SAE saved in ``run_dir`` (the directory itself or any folder below it); an SAE
+    whose files are symlinks out of ``run_dir`` is skipped, so the explorer reads only inside."""
     root = Path(run_dir)
     if not root.exists():
         raise SaelabError(f"{root}: no such run directory")
     if not root.is_dir():
         raise SaelabError(f"{root}: not a directory")
-    found = []
+    found, problems = [], []
+    real = root.resolve()
     for path in sae_dirs(root):
+        if not all(inside(path / f, real) for f in (".", *_READS)):
+            problems.append(f"{path}: links outside the run directory; skipped")
+            continue
         try:
             cfg = read_cfg(path)
-        except SaelabError:
+        except SaelabError as e:
+            problems.append(str(e))
             continue
         ours = cfg.get("saelab") or {}
         meta = cfg.get("metadata") or {}
@@ -48,15 +67,17 @@ def find_saes(run_dir: str | Path) -> list[SAEEntry]:
                               architecture=ours.get("architecture") or cfg["architecture"],
                               d_sae=int(cfg.get("d_sae", 0))))
     if not found:
-        raise SaelabError(f"{root}: no saved SAE in this run directory (no {CFG} with an 'architecture' key)")
+        raise SaelabError(problems[0] if problems else
+                          f"{root}: no saved SAE in this run directory (no {CFG} with an 'architecture' key)")
     return found
 
 
 def find_results(run_dir: str | Path, kind: str) -> list[tuple[Path, dict]]:
     """``(path, document)`` of every JSON file under ``run_dir`` whose ``kind`` is ``kind``."""
     out = []
+    real = Path(run_dir).resolve()
     for path in sorted(Path(run_dir).rglob("*.json")):
-        if path.name == CFG or any(p.startswith(".") for p in path.parts):
+        if path.name == CFG or any(p.startswith(".") for p in path.parts) or not inside(path, real):
             continue
         try:
             if path.stat().st_size > 200_000_000:
@@ -67,3 +88,21 @@ def find_results(run_dir: str | Path, kind: str) -> list[tuple[Path, dict]]:
         if isinstance(doc, dict) and doc.get("kind") == kind:
             out.append((path, doc))
     return out
+
+
+RESULT_KINDS = ("sweep", "eval", "circuit", "supervised")
+
+
+def check_run_dir(run_dir: str | Path) -> None:
+    """Refuse a directory with nothing for the explorer: no saved SAE and no results file."""
+    try:
+        find_saes(run_dir)
+        return
+    except SaelabError as e:
+        if not Path(run_dir).is_dir():
+            raise
+        reason = str(e)
+    if not any(find_results(run_dir, kind) for kind in RESULT_KINDS):
+        detail = "" if "no saved SAE" in reason else f"; {reason}"
+        raise SaelabError(f"{run_dir}: not a run directory (no saved SAE and no results JSON of kind "
+                          f"{', '.join(RESULT_KINDS)}){detail}")

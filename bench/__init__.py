@@ -15,4 +15,5 @@ BENCHMARKS: dict[str, str] = {
     "memory": "bench.memory",
     "circuits": "bench.circuits",
     "explorer": "bench.explorer",
+    "soak": "bench.soak",
 }

@@ -83,7 +83,7 @@ def train_seed(run_dir: Path) -> tuple[int | None, int | None, int | None]:
         cfg = json.loads(path.read_text())
         data = cfg.get("data", {})
         return data.get("seed", 0), cfg.get("trainer", {}).get("seed", 0), data.get("n_tokens")
-    except (json.JSONDecodeError, AttributeError):
+    except (ValueError, AttributeError):  # not JSON, not UTF-8, or not a mapping
         return None, None, None
 
 
@@ -202,8 +202,7 @@ def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, pro
     from evals.report import build_report
 
     start = time.time()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)  # created by the first write, so a refused input leaves nothing behind
     run_dirs = [Path(r) for r in run_dirs]
     if cfg.train is not None:
         run_dirs += train_runs(cfg, out, progress)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from sae.errors import ArgumentParser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="saelab eval",
         description="Evaluate saved SAEs on held-out text: reconstruction, sparsity, spliced-in CE and KL against "
                     "zero and mean ablation, attention-SAE head attribution and DFA, the synthetic ground-truth "

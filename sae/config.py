@@ -69,6 +69,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
+    except yaml.constructor.ConstructorError as e:  # e.g. !!python/object/apply: never constructed
+        mark = e.problem_mark
+        tag = (e.problem or "").rpartition("tag ")[2].strip("'").replace("tag:yaml.org,2002:", "!!") or "?"
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: YAML tag {tag!r}{where} is not allowed (configs hold plain data only)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

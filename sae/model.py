@@ -15,6 +15,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from pickle import UnpicklingError  # the exception type only: nothing here unpickles
 from urllib.parse import urlparse
 
 import torch
@@ -104,6 +105,7 @@ def _cached_on_disk(repo_id: str) -> bool:
 
 def load_hf(source: ModelSource, dtype: torch.dtype):
     """The Hugging Face causal LM and tokenizer behind ``source``, eager attention."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -123,7 +125,10 @@ def load_hf(source: ModelSource, dtype: torch.dtype):
         model = AutoModelForCausalLM.from_pretrained(
             source.location, dtype=dtype, attn_implementation="eager", **kwargs
         )
-    except (OSError, ValueError) as e:
+    except UnpicklingError:  # transformers' torch.load(weights_only=True) refused a pickled object
+        raise SaelabError(f"cannot load model {source.location!r}: its pickled weights file holds objects other "
+                          "than tensors; refused unread (use a safetensors copy)") from None
+    except (OSError, ValueError, SafetensorError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SaelabError(f"cannot load model {source.location!r}: {first}") from None
     return model.eval(), tokenizer

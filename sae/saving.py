@@ -84,7 +84,21 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise SaelabError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:100]})") from None
+        why = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+    if _looks_pickled(path):
+        raise SaelabError(f"{path}: a pickle / torch.save file, not safetensors; saelab never unpickles "
+                          "(convert it with safetensors.torch.save_file where you trust it)")
+    raise SaelabError(f"{path}: not a readable safetensors file ({why})")
+
+
+def _looks_pickled(path: Path) -> bool:
+    """Pickle protocol 2+ (``\\x80`` then the protocol) or torch.save's zip archive."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or head == b"PK\x03\x04"
 
 
 FOREIGN = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}

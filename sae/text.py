@@ -52,6 +52,8 @@ def _local_files(path: Path) -> tuple[str, list[str]]:
     files = [p for p in files if p.suffix in LOCAL_FORMATS]
     if not files:
         raise SaelabError(f"dataset {path}: no .txt, .jsonl, .json or .parquet files")
+    if all(p.stat().st_size == 0 for p in files):
+        raise SaelabError(f"dataset {path}: empty (no records)")
     formats = {LOCAL_FORMATS[p.suffix] for p in files}
     if len(formats) > 1:
         raise SaelabError(f"dataset {path}: mixes formats {sorted(formats)}; use one kind of file")

@@ -132,8 +132,8 @@ def _identity(cfg: RunConfig) -> dict:
     return dump
 
 
-def claim_run_dir(cfg: RunConfig, out: Path) -> None:
-    """Write ``run_config.json``, refusing a directory that holds a different run."""
+def check_run_dir(cfg: RunConfig, out: Path) -> None:
+    """Refuse a directory that holds a different run (reads only)."""
     path = out / "run_config.json"
     if path.exists():
         try:
@@ -145,7 +145,11 @@ def claim_run_dir(cfg: RunConfig, out: Path) -> None:
                               "use another --out or remove it")
     elif out.exists() and any(out.iterdir()):
         raise SaelabError(f"{out} is not empty and holds no saelab run; use another --out")
-    write_json(path, cfg.model_dump(mode="json"))
+
+
+def claim_run_dir(cfg: RunConfig, out: Path) -> None:
+    """Write ``run_config.json`` (after ``check_run_dir``; the data cache may live inside ``out``)."""
+    write_json(out / "run_config.json", cfg.model_dump(mode="json"))
 
 
 def rank_batches(store: ActivationStore, global_batch: int, collective: Collective) -> tuple:
@@ -195,8 +199,7 @@ def train(cfg: RunConfig, out_dir: str | Path, progress: bool = True, model=None
     torch.manual_seed(cfg.trainer.seed)
     saes = build_saes(cfg, lambda hook: specs[hook].d_in)
     if collective.rank == 0:
-        claim_run_dir(cfg, out)
-    collective.barrier()
+        check_run_dir(cfg, out)  # before any work; the directory is written only once the data is known good
     progress = progress and collective.rank == 0
 
     store = ActivationStore.from_config(scfg, model, tokenizer, progress=progress, collective=collective)
@@ -208,6 +211,9 @@ def train(cfg: RunConfig, out_dir: str | Path, progress: bool = True, model=None
     batches, total_steps = rank_batches(store, cfg.trainer.batch_size, collective)
     if total_steps == 0:
         raise SaelabError(f"the token budget gives fewer rows than one batch of {cfg.trainer.batch_size}")
+    if collective.rank == 0:
+        claim_run_dir(cfg, out)
+    collective.barrier()
     trainer = Trainer(members, cfg.trainer, out, dist=collective, progress=progress)
     trainer.fit(batches, total_steps)
     trained = time.time()

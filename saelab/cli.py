@@ -15,7 +15,7 @@ import importlib
 import os
 import sys
 
-from sae.errors import SaelabError
+from sae.errors import ArgumentParser, SaelabError
 
 COMMANDS: tuple[str, ...] = (
     "organism.commands",
@@ -30,7 +30,7 @@ COMMANDS: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="saelab",
         description="Sparse-autoencoder lab: train SAEs, explore features, find circuits, evaluate.",
     )

@@ -15,6 +15,8 @@ import json
 import os
 import sys
 
+from sae.errors import ArgumentParser
+
 QUICK = {
     "prompts": {"n_fit": 2000, "n_eval": 300, "n_heldout_template": 100},
     "saes": {"task_epochs": 40, "full_tokens": 200_000,
@@ -24,7 +26,7 @@ QUICK = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="saelab eval supervised",
         description="Score SAEs against supervised dictionaries of the IOI attributes (Makelov, Lange & Nanda "
                     "2024): sufficiency, necessity, control and interpretability at the circuit's heads.")

@@ -52,7 +52,11 @@ def _claim(out: Path, identity: dict) -> None:
     """Refuse to reuse trained SAEs in ``out`` that were fitted to other prompts or settings."""
     path = out / "saes" / "identity.json"
     if path.is_file():
-        if json.loads(path.read_text()) != identity:
+        try:
+            held = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:  # not JSON or not UTF-8
+            raise SaelabError(f"{path}: unreadable; use another --out or remove it") from None
+        if held != identity:
             raise SaelabError(f"{out / 'saes'} holds SAEs trained with other settings; use another --out or remove it")
     else:
         write_json(path, identity)
