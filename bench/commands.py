@@ -29,18 +29,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=_run_one, module=module)
 
 
-def _save(name: str, result, device: str) -> Path:
+def _conditions(args: argparse.Namespace) -> dict:
+    """What a reader needs to judge a result: the arguments it ran with and the machine."""
+    import datetime
+    import os
+    import platform
+
+    import torch
+
+    skip = {"func", "module", "json", "bench_name"}
+    return {"args": {k: v for k, v in vars(args).items() if k not in skip},
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                        "platform": platform.platform(),
+                        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}}
+
+
+def _save(name: str, result, args: argparse.Namespace) -> Path:
+    """``bench/results/NAME.json`` (``NAME_cuda.json`` for GPU runs), with the run's conditions."""
     from sae.atomic import write_json
 
-    suffix = "" if device == "cpu" else f"_{device}"
+    suffix = "" if args.device == "cpu" else f"_{args.device}"
     path = RESULTS_DIR / f"{name}{suffix}.json"
-    write_json(path, {"kind": "bench", "schema_version": 1, "name": name, "result": result})
+    write_json(path, {"kind": "bench", "schema_version": 1, "name": name, "result": result, **_conditions(args)})
     return path
 
 
 def _run_one(args: argparse.Namespace) -> int:
     result = importlib.import_module(args.module).run(args)
-    _save(args.bench_name, result, args.device)
+    _save(args.bench_name, result, args)
     print(json.dumps(result, indent=2) if args.json else _table({args.bench_name: result}))
     return 0
 
@@ -57,7 +74,7 @@ def _run_all(args: argparse.Namespace) -> int:
         ns = parser.parse_args([])
         ns.device, ns.json, ns.bench_name = args.device, False, name
         results[name] = importlib.import_module(module).run(ns)
-        _save(name, results[name], args.device)
+        _save(name, results[name], ns)
     print(_table(results))
     return 0
 

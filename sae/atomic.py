@@ -7,6 +7,7 @@ parent directory is fsynced so the rename itself survives a crash.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -14,6 +15,25 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from sae.errors import SaelabError
+
+#: errors that mean "the disk is full", which a user can fix and must be told about plainly
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+@contextlib.contextmanager
+def _full_disk_is_one_line(target: Path) -> Iterator[None]:
+    """A full disk becomes a ``SaelabError`` naming the target; the previous version is untouched
+    (the write went to a temporary sibling, removed on the way out)."""
+    try:
+        yield
+    except Exception as e:
+        # writers in other languages (safetensors' Rust core) report it in their message only
+        if (isinstance(e, OSError) and e.errno in _NO_SPACE) or "No space left on device" in str(e):
+            raise SaelabError(f"no space left on the device while writing {target}; the previous version, "
+                              f"if any, is intact (free some space and run the same command again)") from None
+        raise
 
 
 def _umask() -> int:
@@ -40,9 +60,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
+        with _full_disk_is_one_line(target):
+            yield tmp_path
+            with open(tmp_path, "rb") as f:
+                os.fsync(f.fileno())
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual mode
         os.replace(tmp_path, target)
         _fsync_dir(target.parent)
@@ -75,13 +96,14 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        yield tmp
+        with _full_disk_is_one_line(target):
+            yield tmp
+            for f in tmp.rglob("*"):
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
+                    os.chmod(f, 0o666 & ~_umask())
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-                os.chmod(f, 0o666 & ~_umask())
         old = target.with_name(f".{target.name}.old")
         if old.exists():
             shutil.rmtree(old)

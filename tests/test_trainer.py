@@ -182,3 +182,30 @@ def test_wandb_logs_offline_by_default(tmp_path, monkeypatch):
 
     assert os.environ["WANDB_MODE"] == "offline"
     assert list((tmp_path / "wandb").glob("offline-run-*")), "no offline wandb run was written"
+
+
+@pytest.mark.parametrize("failure", ["oserror", "safetensors"])
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch, failure):
+    import errno
+
+    import sae.checkpoint
+
+    trainer = Trainer(members(["topk"]), cfg(), tmp_path, progress=False)
+    trainer.fit(lambda skip: stream(skip, steps=10), 10)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoint").iterdir()}
+
+    def full_disk(tensors, path):  # half the file reaches the disk, then the device is full
+        with open(path, "wb") as f:
+            f.write(b"\0" * 1000)
+        if failure == "oserror":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                           'message: "No space left on device" })')  # safetensors' own wording
+
+    monkeypatch.setattr(sae.checkpoint, "save_file", full_disk)
+    with pytest.raises(SaelabError, match="no space left on the device while writing .*checkpoint.*intact"):
+        sae.checkpoint.save_checkpoint(tmp_path, trainer)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "checkpoint").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left behind
+    resumed = Trainer(members(["topk"]), cfg(), tmp_path, progress=False)
+    assert sae.checkpoint.load_checkpoint(tmp_path, resumed) and resumed.step == trainer.step
