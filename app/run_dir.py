@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from sae.errors import SaelabError
-from sae.saving import CFG, EXTRA, WEIGHTS, read_cfg, sae_dirs, saved_hook
+from sae.saving import CFG, EXTRA, WEIGHTS, read_cfg, sae_dirs, saved_hook, saved_model
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,10 @@ def find_saes(run_dir: str | Path) -> list[SAEEntry]:
             problems.append(str(e))
             continue
         ours = cfg.get("saelab") or {}
-        meta = cfg.get("metadata") or {}
         rel = path.relative_to(root)
         name = ours.get("name") or (str(rel) if str(rel) != "." else root.name)
         found.append(SAEEntry(path=path, name=name, hook=saved_hook(cfg),
-                              model=ours.get("model") or meta.get("model_name") or "organism",
+                              model=saved_model(cfg) or "organism",
                               architecture=ours.get("architecture") or cfg["architecture"],
                               d_sae=int(cfg.get("d_sae", 0))))
     if not found:
@@ -74,7 +74,12 @@ def find_saes(run_dir: str | Path) -> list[SAEEntry]:
 
 def find_results(run_dir: str | Path, kind: str) -> list[tuple[Path, dict]]:
     """``(path, document)`` of every JSON file under ``run_dir`` whose ``kind`` is ``kind``."""
-    out = []
+    return [(path, doc) for path, doc in _result_documents(run_dir) if doc.get("kind") == kind]
+
+
+def _result_documents(run_dir: str | Path) -> Iterator[tuple[Path, dict]]:
+    """Every JSON object under ``run_dir`` (cfg.json, hidden folders, links out and huge files
+    skipped), read lazily in path order."""
     real = Path(run_dir).resolve()
     for path in sorted(Path(run_dir).rglob("*.json")):
         if path.name == CFG or any(p.startswith(".") for p in path.parts) or not inside(path, real):
@@ -85,9 +90,8 @@ def find_results(run_dir: str | Path, kind: str) -> list[tuple[Path, dict]]:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
-        if isinstance(doc, dict) and doc.get("kind") == kind:
-            out.append((path, doc))
-    return out
+        if isinstance(doc, dict):
+            yield path, doc
 
 
 RESULT_KINDS = ("sweep", "eval", "circuit", "supervised")
@@ -102,7 +106,7 @@ def check_run_dir(run_dir: str | Path) -> None:
         if not Path(run_dir).is_dir():
             raise
         reason = str(e)
-    if not any(find_results(run_dir, kind) for kind in RESULT_KINDS):
+    if not any(doc.get("kind") in RESULT_KINDS for _, doc in _result_documents(run_dir)):
         detail = "" if "no saved SAE" in reason else f"; {reason}"
         raise SaelabError(f"{run_dir}: not a run directory (no saved SAE and no results JSON of kind "
                           f"{', '.join(RESULT_KINDS)}){detail}")

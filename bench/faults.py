@@ -7,7 +7,6 @@ processes, one thread each, so a kill is exactly what a pre-empted machine does 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -16,6 +15,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from sae.atomic import file_sha256
 
 
 def start(args: list[str], **kw) -> subprocess.Popen:
@@ -70,10 +71,6 @@ def manifest_shards(cache_dir: Path) -> int:
     return 0 if manifest is None else len(manifest["shards"])
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def training_differences(reference: Path, resumed: Path) -> list[str]:
     """Where a resumed run differs from an uninterrupted one: every safetensors file (final
     SAE weights, extra state, the last checkpoint) compared tensor by tensor, exactly, and the
@@ -114,5 +111,5 @@ def cache_differences(reference: Path, resumed: Path) -> list[str]:
     if a != b:
         out.append("manifests differ")
     out += [f"{f['path']}: bytes disagree with the manifest" for s in b["shards"] for f in s["files"].values()
-            if _sha256(Path(resumed) / f["path"]) != f["sha256"]]
+            if file_sha256(Path(resumed) / f["path"]) != f["sha256"]]
     return out

@@ -88,7 +88,7 @@ def train_seed(run_dir: Path) -> tuple[int | None, int | None, int | None]:
 
 
 def load_entries(located: list[Located], device: str) -> list[tuple[SAEEntry, dict]]:
-    from sae.saving import load_sae, saved_hook
+    from sae.saving import load_sae, saved_hook, saved_model
 
     out = []
     ids = set()
@@ -97,7 +97,7 @@ def load_entries(located: list[Located], device: str) -> list[tuple[SAEEntry, di
         ours = cfg.get("saelab") or {}
         meta = cfg.get("metadata") or {}
         hook = saved_hook(cfg)
-        model = ours.get("model") or meta.get("model_name")
+        model = saved_model(cfg)
         if not hook or not model:
             raise SaelabError(f"{loc.sae_dir}: cfg.json names no hook or model; cannot splice it in")
         head = ours.get("head", meta.get("hook_head_index"))

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sae.atomic import atomic_path, write_json
+from sae.atomic import atomic_path, file_sha256, write_json
 from sae.collective import SINGLE, Collective
 from sae.errors import SaelabError
 from sae.store import (ActivationBatch, ActivationStore, Block, StoreConfig, batched, concat, cut, load_for, take,
@@ -47,14 +47,6 @@ BLOCK_ROWS = 16_384  # rows per read block (memory per block: BLOCK_ROWS x total
 
 def _safe(hook: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", hook)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _spec(cfg: StoreConfig) -> dict:
@@ -263,7 +255,7 @@ def _write_shard(root: Path, index: int, rows: Block, cfg: StoreConfig) -> dict:
         with atomic_path(root / name) as tmp:
             with open(tmp, "wb") as f:
                 np.lib.format.write_array(f, _to_numpy(tensor), allow_pickle=False)
-        files[key] = {"path": name, "sha256": _sha256(root / name)}
+        files[key] = {"path": name, "sha256": file_sha256(root / name)}
     norm_sums = {h: float(rows[h].float().norm(dim=-1).sum()) for h in cfg.hooks}
     return {"index": index, "rows": n, "files": files, "norm_sums": norm_sums}
 
@@ -300,7 +292,7 @@ class CachedStore(ActivationStore):
                 if shape != expected:
                     raise SaelabError(f"{self.root}: shard file {meta['path']} disagrees with the manifest "
                                       f"(shape {shape}, expected {expected})")
-                if verify and _sha256(path) != meta["sha256"]:
+                if verify and file_sha256(path) != meta["sha256"]:
                     raise SaelabError(f"{self.root}: shard file {meta['path']} is corrupt (checksum mismatch)")
 
     def d_in(self, hook: str) -> int:

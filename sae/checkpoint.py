@@ -9,7 +9,6 @@ loaded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sae.atomic import atomic_directory
+from sae.atomic import atomic_directory, file_sha256
 from sae.errors import SaelabError
 
 if TYPE_CHECKING:
@@ -27,10 +26,6 @@ if TYPE_CHECKING:
 DIRNAME = "checkpoint"
 #: trainer settings a run may change when it resumes (they do not change what is computed)
 RESUMABLE = ("checkpoint_every", "log_every", "wandb_project", "device", "collective_timeout_s")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _identity(trainer: "Trainer") -> dict:
@@ -75,7 +70,7 @@ def save_checkpoint(run_dir: Path, trainer: "Trainer") -> Path:
             "identity": _identity(trainer),
             "scales": {m.name: m.scale for m in trainer.members},
             "window_rows": {m.name: m.window_rows for m in trainer.members},
-            "param_groups": groups, "sha256": _sha256(tmp / "state.safetensors"),
+            "param_groups": groups, "sha256": file_sha256(tmp / "state.safetensors"),
         }
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
     return target
@@ -93,7 +88,7 @@ def load_checkpoint(run_dir: Path, trainer: "Trainer") -> bool:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise SaelabError(f"{meta_path}: corrupt checkpoint metadata") from None
-    if not tensors_path.exists() or _sha256(tensors_path) != meta.get("sha256"):
+    if not tensors_path.exists() or file_sha256(tensors_path) != meta.get("sha256"):
         raise SaelabError(f"{tensors_path}: checkpoint is corrupt (checksum mismatch); "
                           "move the checkpoint directory away to start over")
     if meta.get("world_size", 1) != trainer.dist.world_size:

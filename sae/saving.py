@@ -148,6 +148,11 @@ def saved_hook(cfg: dict) -> str | None:
     return hook
 
 
+def saved_model(cfg: dict) -> str | None:
+    """The model an SAE was trained on, from its ``cfg.json`` (ours, or SAELens's ``model_name``)."""
+    return (cfg.get("saelab") or {}).get("model") or (cfg.get("metadata") or {}).get("model_name")
+
+
 def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> tuple[SparseAutoencoder, dict]:
     """``(sae, cfg_json)`` from a directory written by saelab or by SAELens."""
     from sae.config import build_config

@@ -23,7 +23,7 @@ import torch
 from evals.supervised.dictionaries import Family, SAEDictionary
 from evals.supervised.locations import Location
 from sae.errors import SaelabError
-from sae.saving import CFG, load_sae, sae_dirs, saved_hook
+from sae.saving import CFG, load_sae, sae_dirs, saved_hook, saved_model
 
 KIND_LABELS = {"task": "task", "full": "full distribution", "random_decoder": "random decoder, task"}
 
@@ -65,7 +65,7 @@ def load_candidates(paths: Iterable[str | Path], locations: list[Location], mode
         sae, cfg = load_sae(path, device=device)
         ours = cfg.get("saelab") or {}
         sup = ours.get("supervised") or {}
-        trained_for = ours.get("model") or (cfg.get("metadata") or {}).get("model_name")
+        trained_for = saved_model(cfg)
         if trained_for not in (None, model_name):
             skipped.append({"path": str(path), "reason": f"trained on model {trained_for!r}, not {model_name!r}"})
             continue
