@@ -32,7 +32,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q $(PYTEST_FLAGS)
 
 test-slow: $(VENV)/.installed
-	$(PY) -m pytest -q -m slow $(PYTEST_FLAGS)
+	$(PY) -m pytest -q -m slow --durations=15 $(PYTEST_FLAGS)
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/saelab bench all

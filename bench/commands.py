@@ -37,11 +37,13 @@ def _conditions(args: argparse.Namespace) -> dict:
 
     import torch
 
+    from sae.allocator import settings
+
     skip = {"func", "module", "json", "bench_name"}
     return {"args": {k: v for k, v in vars(args).items() if k not in skip},
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                        "platform": platform.platform(),
+                        "platform": platform.platform(), "malloc": settings(),
                         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}}
 
 

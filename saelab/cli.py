@@ -15,6 +15,7 @@ import importlib
 import os
 import sys
 
+from sae.allocator import keep_freed_memory
 from sae.errors import ArgumentParser, SaelabError
 
 COMMANDS: tuple[str, ...] = (
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    keep_freed_memory()  # for this process and every worker or peer it starts
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,59 @@
+"""Keep freed CPU memory in the heap for reuse, like a caching allocator.
+
+PyTorch leaves CPU allocations to the C library. glibc serves each block above its mmap
+threshold with a fresh ``mmap`` and hands a heap top above its trim threshold back to
+the kernel; both start at 128 KiB and adapt only partly. A loop that allocates and frees
+the same multi-megabyte blocks — the mixing buffer's emissions (16 MiB per hook), the
+trainer's batches — then pays a page fault and a page of zeroing per 4 KiB on every
+round. Measured on the organism's three-hook harvest: 150k–550k minor faults per 300k
+tokens against none for the bare forward pass, and a harvest 5–15% slower than the pass.
+With the mmap threshold at 32 MiB (glibc's maximum) and the trim threshold at 1 GiB,
+the same harvest takes ~50 faults and runs within a few percent of the bare pass.
+
+The cost: up to ``TRIM_THRESHOLD`` of freed memory stays mapped to the process instead
+of returning to the system. ``SAELAB_MALLOC_TUNING=0`` turns the tuning off; an explicit
+``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` in the environment wins over it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+MMAP_THRESHOLD = 32 * 2**20  # glibc refuses more (half its 64 MiB heap size)
+TRIM_THRESHOLD = 2**30
+OPT_OUT = "SAELAB_MALLOC_TUNING"
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from <malloc.h>
+_ENV = {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD, "MALLOC_TRIM_THRESHOLD_": TRIM_THRESHOLD}
+
+
+def on_glibc() -> bool:
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (AttributeError, ValueError, OSError):  # not a glibc system
+        return False
+
+
+def settings() -> dict[str, int] | None:
+    """The thresholds this process tree runs with, or None when the C library's defaults apply."""
+    if not on_glibc() or os.environ.get(OPT_OUT, "1") == "0":
+        return None
+    if any(name in os.environ for name in _ENV):
+        return {name: int(os.environ.get(name, value)) for name, value in _ENV.items()}
+    return dict(_ENV)
+
+
+def keep_freed_memory() -> dict[str, int] | None:
+    """Apply ``settings()`` to this process (``mallopt``) and to its children (the
+    environment); returns what was applied. A no-op off glibc or when opted out."""
+    wanted = settings()
+    if wanted is None:
+        return None
+    if any(name in os.environ for name in _ENV):
+        return wanted  # the user's own values, already read by glibc at start-up
+    libc = ctypes.CDLL(None)
+    if not (libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
+        return None
+    for name, value in _ENV.items():
+        os.environ[name] = str(value)
+    return wanted
