@@ -69,16 +69,18 @@ def compare(summary: dict) -> list[dict]:
         twin = name.removesuffix(".sparse")
         base, seed = twin.rsplit("@s", 1)
         pairs.setdefault(base, []).append((int(seed), scores[name], scores[f"{twin}.dense"]))
+    def mean(scored: list[dict], key: str) -> float:
+        return sum(s[key] for s in scored) / len(scored)
+
     rows = []
     for base, runs in pairs.items():
-        def mean(key: str, side: int) -> float:
-            return sum(run[side][key] for run in runs) / len(runs)
-
-        ratio = mean("fvu", 1) / mean("fvu", 2)
-        by_seed = {str(seed): sparse["fvu"] / dense["fvu"] for seed, sparse, dense in runs}
-        rows.append({"sae": base, "architecture": runs[0][1]["architecture"], "seeds": len(runs),
-                     "fvu_sparse": mean("fvu", 1), "fvu_dense": mean("fvu", 2), "fvu_ratio": ratio,
-                     "l0_sparse": mean("l0", 1), "l0_dense": mean("l0", 2), "within_1pct": abs(ratio - 1) <= TOLERANCE,
+        sparse, dense = [s for _, s, _ in runs], [d for _, _, d in runs]
+        ratio = mean(sparse, "fvu") / mean(dense, "fvu")
+        by_seed = {str(seed): s["fvu"] / d["fvu"] for seed, s, d in runs}
+        rows.append({"sae": base, "architecture": sparse[0]["architecture"], "seeds": len(runs),
+                     "fvu_sparse": mean(sparse, "fvu"), "fvu_dense": mean(dense, "fvu"), "fvu_ratio": ratio,
+                     "l0_sparse": mean(sparse, "l0"), "l0_dense": mean(dense, "l0"),
+                     "within_1pct": abs(ratio - 1) <= TOLERANCE,
                      "worst_pair_ratio": max(by_seed.values(), key=lambda r: abs(r - 1)), "fvu_ratio_by_seed": by_seed})
     return rows
 

@@ -47,10 +47,8 @@ def keep_freed_memory() -> dict[str, int] | None:
     """Apply ``settings()`` to this process (``mallopt``) and to its children (the
     environment); returns what was applied. A no-op off glibc or when opted out."""
     wanted = settings()
-    if wanted is None:
-        return None
-    if any(name in os.environ for name in _ENV):
-        return wanted  # the user's own values, already read by glibc at start-up
+    if wanted is None or any(name in os.environ for name in _ENV):
+        return wanted  # off, or values glibc already read at start-up (the user's, or ours)
     libc = ctypes.CDLL(None)
     if not (libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
         return None
