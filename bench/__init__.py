@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "parity": "bench.parity",
     "roofline": "bench.roofline",
     "memory": "bench.memory",
+    "allocator": "bench.allocator",
     "circuits": "bench.circuits",
     "explorer": "bench.explorer",
     "soak": "bench.soak",

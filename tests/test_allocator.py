@@ -14,16 +14,16 @@ from sae.allocator import MMAP_THRESHOLD, OPT_OUT, TRIM_THRESHOLD, on_glibc, set
 
 pytestmark = pytest.mark.skipif(not on_glibc(), reason="tunes glibc's malloc")
 
-STEADY_STATE_FAULTS = """
-import resource, torch
+FREED_AND_KEPT = """
+import torch
 from sae.allocator import keep_freed_memory
 keep_freed_memory()
-from sae.store import mix
-torch.set_num_threads(1)
-blocks = ({h: torch.ones(8064, 128) for h in "abc"} for _ in range(60))  # three hooks, one LM batch each
-faults = [resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-          for _ in mix(blocks, 65536, torch.Generator().manual_seed(0))]
-print(faults[-1] - faults[3])  # after the buffer exists: the emissions only
+def resident_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+blocks = [torch.ones(5 * 2**20) for _ in range(10)]  # 10 x 20 MiB, the size class of the buffer's emissions
+held = resident_mib()
+del blocks
+print(held - resident_mib())  # MiB handed back to the system by the frees
 """
 
 
@@ -34,11 +34,16 @@ def _python(code: str, **env: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def test_tuning_cuts_the_page_faults_of_the_mixing_buffers_emissions():
-    tuned = int(_python(STEADY_STATE_FAULTS))
-    default = int(_python(STEADY_STATE_FAULTS, **{OPT_OUT: "0"}))
-    # measured: 8k-17k tuned against 44k-48k with glibc's defaults (10 emissions of 48 MiB)
-    assert tuned * 2 < default, (tuned, default)
+def test_tuning_keeps_freed_blocks_resident_for_reuse():
+    """The mechanism behind the fewer page faults, which are measured side by side by
+    ``saelab bench allocator`` rather than here: fault counts depend on the kernel and on
+    what else the process allocated. What memory a free hands back does not: glibc's
+    defaults return the 200 MiB at once (mmapped blocks, or a heap top above the trim
+    threshold, which adapts to at most 64 MiB); the tuned heap keeps all of it."""
+    returned_tuned = float(_python(FREED_AND_KEPT))
+    returned_default = float(_python(FREED_AND_KEPT, **{OPT_OUT: "0"}))
+    assert returned_tuned < 10, returned_tuned  # measured: 0
+    assert returned_default > 190, returned_default  # measured: 200
 
 
 def test_the_cli_tunes_itself_and_its_children():
@@ -57,3 +62,15 @@ def test_a_users_own_settings_win(monkeypatch):
     assert settings() == {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD, "MALLOC_TRIM_THRESHOLD_": 4096}
     monkeypatch.setenv(OPT_OUT, "0")
     assert settings() is None
+
+
+def test_the_allocator_benchmark_runs_each_side_under_its_own_allocator():
+    from bench.allocator import _job
+
+    spec = {"n_tokens": 4096, "passes": 1, "threads": 1}
+    tuned, default = _job(spec, tuned=True), _job(spec, tuned=False)
+    assert tuned["malloc"] == {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD, "MALLOC_TRIM_THRESHOLD_": TRIM_THRESHOLD}
+    assert default["malloc"] is None
+    for side in (tuned, default):
+        assert [len(side[name]) for name in ("forward", "harvest")] == [1, 1]  # the warm-up pass is not counted
+        assert all(p["seconds"] > 0 and p["faults"] >= 0 for p in side["harvest"])
