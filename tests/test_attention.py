@@ -54,7 +54,7 @@ def test_dfa_examples_record_the_strongest_feature(organism):
     (ex,) = dfa_examples(model, tok, sae, spec, tokens, 1)
     assert ex["dfa_sum"] == pytest.approx(ex["pre_activation"] - ex["effective_bias"], abs=1e-4)
     codes = sae.encode(spec.read(attention_parts(model, spec, tokens)["z"]))[0, 1:]
-    assert ex["activation"] == pytest.approx(float(codes.max()), rel=1e-5)
+    assert ex["activation"] == pytest.approx(float(codes.max().detach()), rel=1e-5)
     assert len(ex["dfa"]) == 8 and len(ex["dfa"][0]) == ex["dst"] + 1
 
 
