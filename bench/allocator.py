@@ -21,6 +21,7 @@ import sys
 import torch
 
 from bench.harvest import HOOKS
+from sae.allocator import OPT_OUT
 
 JOB = """
 import json, sys
@@ -38,38 +39,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def measure(spec: dict) -> dict:
-    """In the job's process: per-pass faults, system seconds and tokens/s of both passes."""
+    """In the job's process: faults, system seconds and seconds of every measured pass of
+    ``saelab bench harvest``'s two sides (the bare forward pass and our three-hook store)."""
     import resource
-    import time
+    from types import SimpleNamespace
 
-    from bench.harvest import _token_dataset
+    from bench.harvest import _forward, _ours, _token_dataset
     from sae.harvest import Harvester
     from sae.model import load_model
-    from sae.store import ActivationStore, StoreConfig, token_batches
+    from sae.store import StoreConfig, token_batches
 
     torch.set_num_threads(spec["threads"])
     model, tokenizer = load_model("organism")
-    dataset = _token_dataset(tokenizer, -(-spec["n_tokens"] // 64), 64)
-    cfg = StoreConfig(hooks=HOOKS, source={"kind": "tokens", "path": str(dataset)}, context_size=64,
-                      n_tokens=spec["n_tokens"], lm_batch_size=128)
+    sizes = SimpleNamespace(n_tokens=spec["n_tokens"], context_size=64, lm_batch_size=128, batch_size=4096)
+    dataset = _token_dataset(tokenizer, -(-sizes.n_tokens // sizes.context_size), sizes.context_size)
+    cfg = StoreConfig(hooks=HOOKS, source={"kind": "tokens", "path": str(dataset)}, context_size=sizes.context_size,
+                      n_tokens=sizes.n_tokens, lm_batch_size=sizes.lm_batch_size)
     batches = list(token_batches(cfg, tokenizer))
     stop = Harvester(model, tokenizer, HOOKS).stop_at_layer
+    sides = {"forward": lambda: _forward(model, batches, stop),
+             "harvest": lambda: _ours(model, tokenizer, HOOKS, dataset, sizes)[0]}
 
-    @torch.no_grad()
-    def forward() -> None:
-        for tokens in batches:
-            model(tokens, stop_at_layer=stop)
-
-    def harvest() -> None:
-        for _ in ActivationStore.from_config(cfg, model, tokenizer, progress=False).batches(4096):
-            pass
-
-    out: dict[str, list[dict]] = {"forward": [], "harvest": []}
+    out: dict[str, list[dict]] = {name: [] for name in sides}
     for i in range(spec["passes"] + 1):
-        for name, run_pass in (("forward", forward), ("harvest", harvest)):
-            before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            run_pass()
-            seconds = time.perf_counter() - start
+        for name, timed in sides.items():
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            seconds = timed()
             after = resource.getrusage(resource.RUSAGE_SELF)
             if i:  # pass 0 warms the heap up
                 out[name].append({"faults": after.ru_minflt - before.ru_minflt,
@@ -79,7 +74,7 @@ def measure(spec: dict) -> dict:
 
 def _job(spec: dict, tuned: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    env["SAELAB_MALLOC_TUNING"] = "1" if tuned else "0"
+    env[OPT_OUT] = "1" if tuned else "0"
     done = subprocess.run([sys.executable, "-c", JOB, json.dumps(spec)], capture_output=True, text=True, env=env,
                           check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])

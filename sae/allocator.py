@@ -5,10 +5,9 @@ threshold with a fresh ``mmap`` and hands a heap top above its trim threshold ba
 the kernel; both start at 128 KiB and adapt only partly. A loop that allocates and frees
 the same multi-megabyte blocks — the mixing buffer's emissions (16 MiB per hook), the
 trainer's batches — then pays a page fault and a page of zeroing per 4 KiB on every
-round. Measured on the organism's three-hook harvest: 150k–550k minor faults per 300k
-tokens against none for the bare forward pass, and a harvest 5–15% slower than the pass.
-With the mmap threshold at 32 MiB (glibc's maximum) and the trim threshold at 1 GiB,
-the same harvest takes ~50 faults and runs within a few percent of the bare pass.
+round. With the mmap threshold at 32 MiB (glibc's maximum) and the trim threshold at
+1 GiB, freed blocks stay in the heap and are reused; ``saelab bench allocator`` measures
+the organism's three-hook harvest both ways, side by side.
 
 The cost: up to ``TRIM_THRESHOLD`` of freed memory stays mapped to the process instead
 of returning to the system. ``SAELAB_MALLOC_TUNING=0`` turns the tuning off; an explicit

@@ -1,5 +1,5 @@
-"""The allocator tuning: it must cut the mixing buffer's page faults, reach child processes,
-and yield to a user's opt-out or own settings. Each case runs in a fresh interpreter,
+"""The allocator tuning: freed blocks must stay with the process for reuse, the settings must
+reach child processes and yield to a user's opt-out or own settings. Each case runs in a fresh interpreter,
 since glibc reads its settings once and the tuning changes process-wide state."""
 
 from __future__ import annotations
