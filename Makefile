@@ -8,7 +8,7 @@ DEFAULT_TORCH := torch==2.13.0
 VENV_FLAGS ?=
 PYTEST_FLAGS ?=
 
-.PHONY: install demo test test-slow bench clean-venv
+.PHONY: install lint format demo test test-slow bench clean-venv
 
 install: $(VENV)/.installed
 
@@ -28,7 +28,15 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/saelab demo
 
-test: $(VENV)/.installed
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
 	$(PY) -m pytest -q $(PYTEST_FLAGS)
 
 test-slow: $(VENV)/.installed

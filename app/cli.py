@@ -6,10 +6,13 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("dashboard", help="precompute per-feature dashboard records for every SAE in a run directory",
-                       description="Run text through the model once and write, for every SAE in RUN_DIR, "
-                                   "<sae>/dashboard/{features,contexts}.parquet: top and interval contexts, "
-                                   "density, histogram, logit effects, neighbours, head attribution.")
+    p = sub.add_parser(
+        "dashboard",
+        help="precompute per-feature dashboard records for every SAE in a run directory",
+        description="Run text through the model once and write, for every SAE in RUN_DIR, "
+        "<sae>/dashboard/{features,contexts}.parquet: top and interval contexts, "
+        "density, histogram, logit effects, neighbours, head attribution.",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--config", help="YAML DashboardConfig (see app/dashboard_config.py)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
@@ -17,8 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=dashboard_main)
 
-    e = sub.add_parser("explore", help="browse SAE features, prompts, steering and results in Streamlit",
-                       description="Launch the Streamlit explorer on one or more run directories.")
+    e = sub.add_parser(
+        "explore",
+        help="browse SAE features, prompts, steering and results in Streamlit",
+        description="Launch the Streamlit explorer on one or more run directories.",
+    )
     e.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     e.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     e.add_argument("--port", type=int, default=8501)
@@ -46,9 +52,23 @@ def streamlit_command(run_dirs: list[str], host: str, port: int) -> list[str]:
     from pathlib import Path
 
     home = Path(__file__).resolve().parent / "Runs.py"
-    return [sys.executable, "-m", "streamlit", "run", str(home), "--server.address", host,
-            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--", *[str(Path(d).resolve()) for d in run_dirs]]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(home),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--",
+        *[str(Path(d).resolve()) for d in run_dirs],
+    ]
 
 
 def explore_main(args: argparse.Namespace) -> int:
@@ -65,5 +85,11 @@ def explore_main(args: argparse.Namespace) -> int:
     return 0
 
 
-PAGE_URLS = {"runs": "", "browser": "Feature_browser", "feature": "Feature_dashboard", "prompt": "Prompt_explorer",
-             "circuits": "Circuits", "supervised": "Supervised"}
+PAGE_URLS = {
+    "runs": "",
+    "browser": "Feature_browser",
+    "feature": "Feature_dashboard",
+    "prompt": "Prompt_explorer",
+    "circuits": "Circuits",
+    "supervised": "Supervised",
+}

@@ -72,8 +72,10 @@ def pick_sae(saes: list[SAEEntry], key: str = "sae", need_dashboard: bool = Fals
     choices = [s for s in saes if has_dashboard(s.path)] if need_dashboard else saes
     if not choices:
         if saes and need_dashboard:
-            st.warning("No SAE here has dashboard records yet; build them with "
-                       f"`saelab dashboard {saes[0].path.parent if len(saes) > 1 else saes[0].path}`.")
+            st.warning(
+                "No SAE here has dashboard records yet; build them with "
+                f"`saelab dashboard {saes[0].path.parent if len(saes) > 1 else saes[0].path}`."
+            )
         return None
     names = [s.name for s in choices]
     wanted = st.query_params.get("sae")
@@ -98,7 +100,7 @@ def load_sae_cached(path: str):
 
 
 @st.cache_data(show_spinner=False)
-def features_cached(path: str, mtime: float):  # noqa: ARG001 - mtime invalidates the cache on rebuild
+def features_cached(path: str, mtime: float):
     from app.dashboard_data import read_features
 
     return read_features(path)
@@ -118,7 +120,7 @@ def highlight(tokens: list[str], acts, centre: int | None = None, scale: float |
     """Tokens as HTML spans shaded by activation (orange; the centre token underlined)."""
     top = scale if scale and scale > 0 else max([float(a) for a in acts] + [1e-9])
     spans = []
-    for i, (t, a) in enumerate(zip(tokens, acts)):
+    for i, (t, a) in enumerate(zip(tokens, acts, strict=True)):
         alpha = min(max(float(a) / top, 0.0), 1.0)
         style = f"background: rgba(255,140,0,{alpha:.2f}); padding:0 1px; border-radius:2px"
         if i == centre:

@@ -36,9 +36,11 @@ SCHEMA_VERSION = 1
 ROW_GROUP = 64  # features per row group of contexts.parquet
 
 
-def build_run(run_dir: str | Path, cfg: DashboardConfig = DashboardConfig(), progress: bool = True,
-              model=None, tokenizer=None) -> list[Path]:
+def build_run(
+    run_dir: str | Path, cfg: DashboardConfig | None = None, progress: bool = True, model=None, tokenizer=None
+) -> list[Path]:
     """Build the records of every SAE in ``run_dir``; returns their dashboard directories."""
+    cfg = cfg or DashboardConfig()
     entries = find_saes(run_dir)
     models = {e.model for e in entries}
     if len(models) > 1:
@@ -56,7 +58,9 @@ def _source(cfg: DashboardConfig, entries: list[SAEEntry]):
     return TextSource(**dataset) if isinstance(dataset, dict) else TextSource()
 
 
-def build(entries: list[SAEEntry], cfg: DashboardConfig, progress: bool = True, model=None, tokenizer=None) -> list[Path]:
+def build(
+    entries: list[SAEEntry], cfg: DashboardConfig, progress: bool = True, model=None, tokenizer=None
+) -> list[Path]:
     from tqdm.auto import tqdm
 
     from sae.harvest import Harvester
@@ -67,23 +71,34 @@ def build(entries: list[SAEEntry], cfg: DashboardConfig, progress: bool = True, 
     started = time.time()
     if any(e.hook is None for e in entries):
         raise SaelabError(f"{next(e.path for e in entries if e.hook is None)}: cfg.json names no hook")
-    scfg = StoreConfig(model=entries[0].model, hooks=sorted({e.hook for e in entries}), source=_source(cfg, entries),
-                       context_size=cfg.context_size, n_tokens=cfg.n_tokens, lm_batch_size=cfg.lm_batch_size,
-                       seed=cfg.seed, device=cfg.device)
+    scfg = StoreConfig(
+        model=entries[0].model,
+        hooks=sorted({e.hook for e in entries}),
+        source=_source(cfg, entries),
+        context_size=cfg.context_size,
+        n_tokens=cfg.n_tokens,
+        lm_batch_size=cfg.lm_batch_size,
+        seed=cfg.seed,
+        device=cfg.device,
+    )
     model, tokenizer = load_for(scfg, model, tokenizer)
     harvester = Harvester(model, tokenizer, scfg.hooks)
     saes = [load_sae(e.path, cfg.device)[0] for e in entries]
-    stats = [FeatureStats(s.cfg.d_sae, cfg.n_top, cfg.sample_size, cfg.left, cfg.right, cfg.hist_bins, cfg.seed)
-             for s in saes]
+    stats = [
+        FeatureStats(s.cfg.d_sae, cfg.n_top, cfg.sample_size, cfg.left, cfg.right, cfg.hist_bins, cfg.seed)
+        for s in saes
+    ]
     token_rows: list[torch.Tensor] = []
     n_positions = 0
     total = math.ceil(scfg.n_sequences / cfg.lm_batch_size)
-    for tokens in tqdm(token_batches(scfg, tokenizer), total=total, desc="dashboard", unit="batch", disable=not progress):
+    for tokens in tqdm(
+        token_batches(scfg, tokenizer), total=total, desc="dashboard", unit="batch", disable=not progress
+    ):
         keep = harvester.mask(tokens).flatten()
         n_positions += int(keep.sum())
         acts = harvester.full(tokens)
         with torch.no_grad():
-            for entry, sae, st in zip(entries, saes, stats):
+            for entry, sae, st in zip(entries, saes, stats, strict=True):
                 codes = sae.encode(acts[entry.hook].flatten(0, 1).to(sae.W_enc.dtype)).float().cpu()
                 codes[~keep] = 0
                 st.update(codes, tokens.shape[1])
@@ -93,19 +108,33 @@ def build(entries: list[SAEEntry], cfg: DashboardConfig, progress: bool = True, 
     flat_tokens = torch.cat(token_rows).numpy()
     vocab = [str(t) for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))]
     out = []
-    for entry, sae, st in zip(entries, saes, stats):
+    for entry, sae, st in zip(entries, saes, stats, strict=True):
         spec = resolve_hook(model, entry.hook)
         with atomic_directory(entry.dashboard) as tmp:
             features = feature_table(sae, spec, model, st, n_positions, flat_tokens, vocab, cfg)
             pq.write_table(features, tmp / "features.parquet")
-            pq.write_table(context_table(st, flat_tokens, vocab, cfg), tmp / "contexts.parquet",
-                           row_group_size=ROW_GROUP * (cfg.n_top + cfg.n_intervals * cfg.per_interval))
-            write_json(tmp / "meta.json", {
-                "kind": "dashboard", "schema_version": SCHEMA_VERSION, "model": entry.model, "hook": entry.hook,
-                "sae": str(entry.path), "name": entry.name, "architecture": entry.architecture,
-                "d_sae": sae.cfg.d_sae, "n_positions": n_positions, "text": scfg.source.model_dump(mode="json"),
-                "config": cfg.model_dump(mode="json"), "seconds": round(time.time() - started, 1),
-            })
+            pq.write_table(
+                context_table(st, flat_tokens, vocab, cfg),
+                tmp / "contexts.parquet",
+                row_group_size=ROW_GROUP * (cfg.n_top + cfg.n_intervals * cfg.per_interval),
+            )
+            write_json(
+                tmp / "meta.json",
+                {
+                    "kind": "dashboard",
+                    "schema_version": SCHEMA_VERSION,
+                    "model": entry.model,
+                    "hook": entry.hook,
+                    "sae": str(entry.path),
+                    "name": entry.name,
+                    "architecture": entry.architecture,
+                    "d_sae": sae.cfg.d_sae,
+                    "n_positions": n_positions,
+                    "text": scfg.source.model_dump(mode="json"),
+                    "config": cfg.model_dump(mode="json"),
+                    "seconds": round(time.time() - started, 1),
+                },
+            )
         out.append(entry.dashboard)
     return out
 
@@ -114,8 +143,16 @@ def _tokens(vocab: list[str], ids) -> list[str]:
     return [vocab[int(i)] for i in ids]
 
 
-def feature_table(sae, spec, model, st: FeatureStats, n_positions: int, flat_tokens: np.ndarray,
-                  vocab: list[str], cfg: DashboardConfig) -> pa.Table:
+def feature_table(
+    sae,
+    spec,
+    model,
+    st: FeatureStats,
+    n_positions: int,
+    flat_tokens: np.ndarray,
+    vocab: list[str],
+    cfg: DashboardConfig,
+) -> pa.Table:
     W_dec = sae.W_dec.detach().float().cpu()
     d_sae = W_dec.shape[0]
     count = st.count.numpy()
@@ -167,8 +204,24 @@ def _interval_picks(values: np.ndarray, rows: np.ndarray, maximum: float, n_inte
 
 
 def context_table(st: FeatureStats, flat_tokens: np.ndarray, vocab: list[str], cfg: DashboardConfig) -> pa.Table:
-    cols: dict[str, list] = {k: [] for k in ("feature", "group", "interval", "lo", "hi", "share", "sample_size",
-                                             "rank", "value", "row", "centre", "tokens", "acts")}
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "feature",
+            "group",
+            "interval",
+            "lo",
+            "hi",
+            "share",
+            "sample_size",
+            "rank",
+            "value",
+            "row",
+            "centre",
+            "tokens",
+            "acts",
+        )
+    }
     top_where, top_val, top_win = st.top.where.numpy(), st.top.value.numpy(), st.top.window.numpy()
     s_where, s_val, s_win = st.sample.where.numpy(), st.sample.value.numpy(), st.sample.window.numpy()
     maxima = st.max.numpy()
@@ -178,10 +231,21 @@ def context_table(st: FeatureStats, flat_tokens: np.ndarray, vocab: list[str], c
         inside = ~np.isnan(window)
         first = int(np.argmax(inside))
         ids = flat_tokens[np.clip(np.arange(row - cfg.left, row + cfg.right + 1), 0, n_tokens - 1)][inside]
-        for key, v in (("feature", f), ("group", group), ("interval", interval), ("lo", lo), ("hi", hi),
-                       ("share", share), ("sample_size", n_sample), ("rank", rank), ("value", float(value)),
-                       ("row", int(row)), ("centre", cfg.left - first), ("tokens", _tokens(vocab, ids)),
-                       ("acts", window[inside].astype(np.float32))):
+        for key, v in (
+            ("feature", f),
+            ("group", group),
+            ("interval", interval),
+            ("lo", lo),
+            ("hi", hi),
+            ("share", share),
+            ("sample_size", n_sample),
+            ("rank", rank),
+            ("value", float(value)),
+            ("row", int(row)),
+            ("centre", cfg.left - first),
+            ("tokens", _tokens(vocab, ids)),
+            ("acts", window[inside].astype(np.float32)),
+        ):
             cols[key].append(v)
 
     for f in range(top_where.shape[0]):
@@ -190,19 +254,46 @@ def context_table(st: FeatureStats, flat_tokens: np.ndarray, vocab: list[str], c
                 break
             add(f, "top", -1, None, None, None, None, rank, top_val[f, rank], top_where[f, rank], top_win[f, rank])
         n_sample = int((s_where[f] >= 0).sum())
-        for i, share, slots in _interval_picks(s_val[f], s_where[f], float(maxima[f]), cfg.n_intervals, cfg.per_interval):
+        for i, share, slots in _interval_picks(
+            s_val[f], s_where[f], float(maxima[f]), cfg.n_intervals, cfg.per_interval
+        ):
             lo, hi = maxima[f] * i / cfg.n_intervals, maxima[f] * (i + 1) / cfg.n_intervals
             for rank, j in enumerate(slots):
-                add(f, "interval", i, float(lo), float(hi), share, n_sample, rank, s_val[f, j], s_where[f, j], s_win[f, j])
-    schema = pa.schema([("feature", pa.int32()), ("group", pa.string()), ("interval", pa.int16()),
-                        ("lo", pa.float32()), ("hi", pa.float32()), ("share", pa.float32()),
-                        ("sample_size", pa.int32()), ("rank", pa.int16()), ("value", pa.float32()),
-                        ("row", pa.int64()), ("centre", pa.int16()), ("tokens", pa.list_(pa.string())),
-                        ("acts", pa.list_(pa.float32()))])
+                add(
+                    f,
+                    "interval",
+                    i,
+                    float(lo),
+                    float(hi),
+                    share,
+                    n_sample,
+                    rank,
+                    s_val[f, j],
+                    s_where[f, j],
+                    s_win[f, j],
+                )
+    schema = pa.schema(
+        [
+            ("feature", pa.int32()),
+            ("group", pa.string()),
+            ("interval", pa.int16()),
+            ("lo", pa.float32()),
+            ("hi", pa.float32()),
+            ("share", pa.float32()),
+            ("sample_size", pa.int32()),
+            ("rank", pa.int16()),
+            ("value", pa.float32()),
+            ("row", pa.int64()),
+            ("centre", pa.int16()),
+            ("tokens", pa.list_(pa.string())),
+            ("acts", pa.list_(pa.float32())),
+        ]
+    )
     return pa.table(cols, schema=schema)
 
 
 # ---- readers (the app) ----
+
 
 def has_dashboard(sae_dir: str | Path) -> bool:
     d = Path(sae_dir) / "dashboard"

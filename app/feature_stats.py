@@ -31,20 +31,26 @@ class Kept:
     window: torch.Tensor  # [F, n, W] activations over the context window (nan: outside the sequence)
 
     @staticmethod
-    def empty(n_features: int, n: int, width: int) -> "Kept":
-        return Kept(score=torch.full((n_features, n), -math.inf), value=torch.zeros(n_features, n),
-                    where=torch.full((n_features, n), -1, dtype=torch.long),
-                    window=torch.full((n_features, n, width), math.nan))
+    def empty(n_features: int, n: int, width: int) -> Kept:
+        return Kept(
+            score=torch.full((n_features, n), -math.inf),
+            value=torch.zeros(n_features, n),
+            where=torch.full((n_features, n), -1, dtype=torch.long),
+            window=torch.full((n_features, n, width), math.nan),
+        )
 
-    def merge(self, other: "Kept") -> "Kept":
+    def merge(self, other: Kept) -> Kept:
         n = self.score.shape[1]
         score = torch.cat([self.score, other.score], 1)
         top = score.topk(n, dim=1).indices  # ties: any order
         pick = lambda a, b: torch.cat([a, b], 1).gather(1, top)  # noqa: E731
         idx3 = top.unsqueeze(-1).expand(-1, -1, self.window.shape[2])
-        return Kept(score=score.gather(1, top), value=pick(self.value, other.value),
-                    where=pick(self.where, other.where),
-                    window=torch.cat([self.window, other.window], 1).gather(1, idx3))
+        return Kept(
+            score=score.gather(1, top),
+            value=pick(self.value, other.value),
+            where=pick(self.where, other.where),
+            window=torch.cat([self.window, other.window], 1).gather(1, idx3),
+        )
 
 
 def best_per_feature(feats: torch.Tensor, score: torch.Tensor, n_features: int, n: int) -> torch.Tensor:
@@ -68,7 +74,9 @@ def windows(codes: torch.Tensor, seq_len: int, rows: torch.Tensor, left: int, ri
     offsets = torch.arange(-left, right + 1)
     pos = rows % seq_len
     r = rows.unsqueeze(-1) + offsets  # [F, n, W]
-    inside = ((pos.unsqueeze(-1) + offsets) >= 0) & ((pos.unsqueeze(-1) + offsets) < seq_len) & (rows.unsqueeze(-1) >= 0)
+    inside = (
+        ((pos.unsqueeze(-1) + offsets) >= 0) & ((pos.unsqueeze(-1) + offsets) < seq_len) & (rows.unsqueeze(-1) >= 0)
+    )
     r = r.clamp(0, codes.shape[0] - 1)
     f = torch.arange(n_features).view(-1, 1, 1).expand_as(r)
     out = codes[r, f]
@@ -78,8 +86,9 @@ def windows(codes: torch.Tensor, seq_len: int, rows: torch.Tensor, left: int, ri
 class FeatureStats:
     """One-pass statistics of ``n_features`` features over batches of ``[rows, F]`` codes."""
 
-    def __init__(self, n_features: int, n_top: int, sample_size: int, left: int, right: int,
-                 hist_bins: int, seed: int = 0):
+    def __init__(
+        self, n_features: int, n_top: int, sample_size: int, left: int, right: int, hist_bins: int, seed: int = 0
+    ):
         if hist_bins & (hist_bins - 1):
             raise ValueError("hist_bins must be a power of two")
         width = left + right + 1
@@ -115,9 +124,12 @@ class FeatureStats:
         valid = slot >= 0
         safe = slot.clamp_min(0)
         batch_rows = torch.where(valid, rows[safe], -1)
-        return Kept(score=score[safe].masked_fill(~valid, -math.inf), value=vals[safe] * valid,
-                    where=torch.where(valid, batch_rows + self.rows_seen, -1),
-                    window=windows(codes, seq_len, batch_rows, self.left, self.right))
+        return Kept(
+            score=score[safe].masked_fill(~valid, -math.inf),
+            value=vals[safe] * valid,
+            where=torch.where(valid, batch_rows + self.rows_seen, -1),
+            window=windows(codes, seq_len, batch_rows, self.left, self.right),
+        )
 
     def _update_hist(self, codes, rows, feats, vals) -> None:
         batch_max = torch.zeros(codes.shape[1]).scatter_reduce_(0, feats, vals, "amax")
@@ -128,11 +140,11 @@ class FeatureStats:
             doublings = math.ceil(math.log2(float(self.max[f] / self.range[f])))
             while self.range[f] < self.max[f]:  # float safety
                 doublings = max(doublings, 1)
-                group = min(2 ** doublings, self.bins)
+                group = min(2**doublings, self.bins)
                 merged = self.hist[f].view(-1, group).sum(1)
                 self.hist[f] = 0
                 self.hist[f, : merged.numel()] = merged
-                self.range[f] = self.range[f] * 2 ** doublings
+                self.range[f] = self.range[f] * 2**doublings
                 doublings = 1
         bins = (vals / self.range[feats] * self.bins).ceil().long().clamp(1, self.bins) - 1
         self.hist.view(-1).index_add_(0, feats * self.bins + bins, torch.ones_like(bins))

@@ -32,11 +32,13 @@ def token_codes(model, tokenizer, sae, hook: str, tokens: torch.Tensor) -> torch
 def top_features(codes: torch.Tensor, k: int) -> list[list[tuple[int, float]]]:
     """Per position, the ``k`` most active features as ``(id, activation)`` (active ones only)."""
     vals, ids = codes.topk(min(k, codes.shape[1]), dim=1)
-    return [[(int(i), float(v)) for i, v in zip(ri, rv) if v > 0] for ri, rv in zip(ids, vals)]
+    return [
+        [(int(i), float(v)) for i, v in zip(ri, rv, strict=True) if v > 0] for ri, rv in zip(ids, vals, strict=True)
+    ]
 
 
 def steering_hook(spec: HookSpec, direction: torch.Tensor, alpha: float):
-    def hook(act, hook):  # noqa: ARG001
+    def hook(act, hook):
         return spec.write(act, spec.read(act) + alpha * direction.to(act.dtype))
 
     return hook
@@ -63,7 +65,8 @@ def sample(model, tokens: torch.Tensor, n: int, seed: int, hooks=(), temperature
     n_ctx = getattr(model.cfg, "n_ctx", 10**9)
     for _ in range(n):
         probs = next_token_probs(model, out[:, -n_ctx:], hooks) if temperature > 0 else None
-        nxt = torch.multinomial(probs.cpu() ** (1 / temperature) / (probs.cpu() ** (1 / temperature)).sum(), 1,
-                                generator=g)
+        nxt = torch.multinomial(
+            probs.cpu() ** (1 / temperature) / (probs.cpu() ** (1 / temperature)).sum(), 1, generator=g
+        )
         out = torch.cat([out, nxt.view(1, 1).to(out.device)], dim=1)
-    return out[0, tokens.shape[1]:].tolist()
+    return out[0, tokens.shape[1] :].tolist()

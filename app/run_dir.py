@@ -28,8 +28,15 @@ class SAEEntry:
 
 
 #: what the explorer reads of a saved SAE; none of it may lead outside the run directory
-_READS = (CFG, WEIGHTS, EXTRA, "dashboard", "dashboard/features.parquet", "dashboard/contexts.parquet",
-          "dashboard/meta.json")
+_READS = (
+    CFG,
+    WEIGHTS,
+    EXTRA,
+    "dashboard",
+    "dashboard/features.parquet",
+    "dashboard/contexts.parquet",
+    "dashboard/meta.json",
+)
 
 
 def inside(path: Path, root: Path) -> bool:
@@ -62,13 +69,22 @@ def find_saes(run_dir: str | Path) -> list[SAEEntry]:
         ours = cfg.get("saelab") or {}
         rel = path.relative_to(root)
         name = ours.get("name") or (str(rel) if str(rel) != "." else root.name)
-        found.append(SAEEntry(path=path, name=name, hook=saved_hook(cfg),
-                              model=saved_model(cfg) or "organism",
-                              architecture=ours.get("architecture") or cfg["architecture"],
-                              d_sae=int(cfg.get("d_sae", 0))))
+        found.append(
+            SAEEntry(
+                path=path,
+                name=name,
+                hook=saved_hook(cfg),
+                model=saved_model(cfg) or "organism",
+                architecture=ours.get("architecture") or cfg["architecture"],
+                d_sae=int(cfg.get("d_sae", 0)),
+            )
+        )
     if not found:
-        raise SaelabError(problems[0] if problems else
-                          f"{root}: no saved SAE in this run directory (no {CFG} with an 'architecture' key)")
+        raise SaelabError(
+            problems[0]
+            if problems
+            else f"{root}: no saved SAE in this run directory (no {CFG} with an 'architecture' key)"
+        )
     return found
 
 
@@ -108,5 +124,7 @@ def check_run_dir(run_dir: str | Path) -> None:
         reason = str(e)
     if not any(doc.get("kind") in RESULT_KINDS for _, doc in _result_documents(run_dir)):
         detail = "" if "no saved SAE" in reason else f"; {reason}"
-        raise SaelabError(f"{run_dir}: not a run directory (no saved SAE and no results JSON of kind "
-                          f"{', '.join(RESULT_KINDS)}){detail}")
+        raise SaelabError(
+            f"{run_dir}: not a run directory (no saved SAE and no results JSON of kind "
+            f"{', '.join(RESULT_KINDS)}){detail}"
+        )

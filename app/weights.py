@@ -39,9 +39,9 @@ def logit_effects(resid: torch.Tensor, W_U: torch.Tensor, n: int, chunk: int = 5
     n = min(n, W_U.shape[1])
     out = [[], [], [], []]
     for lo in range(0, resid.shape[0], chunk):
-        logits = resid[lo:lo + chunk] @ W_U
+        logits = resid[lo : lo + chunk] @ W_U
         top, bottom = logits.topk(n, dim=1), logits.topk(n, dim=1, largest=False)
-        for lst, t in zip(out, (top.indices, top.values, bottom.indices, bottom.values)):
+        for lst, t in zip(out, (top.indices, top.values, bottom.indices, bottom.values), strict=True):
             lst.append(t)
     return tuple(torch.cat(x) for x in out)
 
@@ -52,7 +52,7 @@ def decoder_neighbours(W_dec: torch.Tensor, n: int, chunk: int = 1024) -> tuple[
     n = min(n, unit.shape[0] - 1)
     ids, sims = [], []
     for lo in range(0, unit.shape[0], chunk):
-        cos = unit[lo:lo + chunk] @ unit.T
+        cos = unit[lo : lo + chunk] @ unit.T
         rows = torch.arange(lo, min(lo + chunk, unit.shape[0]))
         cos[torch.arange(len(rows)), rows] = -torch.inf  # never its own neighbour
         top = cos.topk(n, dim=1)

@@ -53,12 +53,19 @@ def measure(spec: dict) -> dict:
     model, tokenizer = load_model("organism")
     sizes = SimpleNamespace(n_tokens=spec["n_tokens"], context_size=64, lm_batch_size=128, batch_size=4096)
     dataset = _token_dataset(tokenizer, -(-sizes.n_tokens // sizes.context_size), sizes.context_size)
-    cfg = StoreConfig(hooks=HOOKS, source={"kind": "tokens", "path": str(dataset)}, context_size=sizes.context_size,
-                      n_tokens=sizes.n_tokens, lm_batch_size=sizes.lm_batch_size)
+    cfg = StoreConfig(
+        hooks=HOOKS,
+        source={"kind": "tokens", "path": str(dataset)},
+        context_size=sizes.context_size,
+        n_tokens=sizes.n_tokens,
+        lm_batch_size=sizes.lm_batch_size,
+    )
     batches = list(token_batches(cfg, tokenizer))
     stop = Harvester(model, tokenizer, HOOKS).stop_at_layer
-    sides = {"forward": lambda: _forward(model, batches, stop),
-             "harvest": lambda: _ours(model, tokenizer, HOOKS, dataset, sizes)[0]}
+    sides = {
+        "forward": lambda: _forward(model, batches, stop),
+        "harvest": lambda: _ours(model, tokenizer, HOOKS, dataset, sizes)[0],
+    }
 
     out: dict[str, list[dict]] = {name: [] for name in sides}
     for i in range(spec["passes"] + 1):
@@ -67,16 +74,22 @@ def measure(spec: dict) -> dict:
             seconds = timed()
             after = resource.getrusage(resource.RUSAGE_SELF)
             if i:  # pass 0 warms the heap up
-                out[name].append({"faults": after.ru_minflt - before.ru_minflt,
-                                  "sys_s": after.ru_stime - before.ru_stime, "seconds": seconds})
+                out[name].append(
+                    {
+                        "faults": after.ru_minflt - before.ru_minflt,
+                        "sys_s": after.ru_stime - before.ru_stime,
+                        "seconds": seconds,
+                    }
+                )
     return out
 
 
 def _job(spec: dict, tuned: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env[OPT_OUT] = "1" if tuned else "0"
-    done = subprocess.run([sys.executable, "-c", JOB, json.dumps(spec)], capture_output=True, text=True, env=env,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", JOB, json.dumps(spec)], capture_output=True, text=True, env=env, check=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -95,16 +108,25 @@ def run(args: argparse.Namespace) -> dict:
     def median(side: str, name: str, key: str) -> float:
         return statistics.median(p[key] for p in passes[side][name])
 
-    result: dict = {"device": "cpu", "threads": args.threads, "n_tokens": args.n_tokens, "hooks": HOOKS,
-                    "measured_passes": args.passes * args.repeats, "malloc": malloc}
+    result: dict = {
+        "device": "cpu",
+        "threads": args.threads,
+        "n_tokens": args.n_tokens,
+        "hooks": HOOKS,
+        "measured_passes": args.passes * args.repeats,
+        "malloc": malloc,
+    }
     for side in ("tuned", "default"):
-        result.update({
-            f"{side}_forward_faults_per_mtok": median(side, "forward", "faults") / mtok,
-            f"{side}_harvest_faults_per_mtok": median(side, "harvest", "faults") / mtok,
-            f"{side}_harvest_sys_s_per_mtok": median(side, "harvest", "sys_s") / mtok,
-            f"{side}_harvest_over_forward": median(side, "forward", "seconds") / median(side, "harvest", "seconds"),
-        })
+        result.update(
+            {
+                f"{side}_forward_faults_per_mtok": median(side, "forward", "faults") / mtok,
+                f"{side}_harvest_faults_per_mtok": median(side, "harvest", "faults") / mtok,
+                f"{side}_harvest_sys_s_per_mtok": median(side, "harvest", "sys_s") / mtok,
+                f"{side}_harvest_over_forward": median(side, "forward", "seconds") / median(side, "harvest", "seconds"),
+            }
+        )
     for name in ("forward", "harvest"):
-        result[f"{name}_speedup_tuned_over_default"] = (median("default", name, "seconds")
-                                                        / median("tuned", name, "seconds"))
+        result[f"{name}_speedup_tuned_over_default"] = median("default", name, "seconds") / median(
+            "tuned", name, "seconds"
+        )
     return result

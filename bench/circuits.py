@@ -61,9 +61,15 @@ def run(args: argparse.Namespace) -> list[dict]:
             finally:
                 args.attn_saes = None
     model, tokenizer = load_model("organism")
-    base = MethodConfig(n_prompts=args.n_prompts, taus=tuple(float(t) for t in args.taus.split(",")),
-                        acdc_metric=args.acdc_metric, validation_prompts=args.validation_prompts,
-                        attn_sae_dir=args.attn_saes, attn_sae_tokens=args.attn_sae_tokens, progress=not args.quiet)
+    base = MethodConfig(
+        n_prompts=args.n_prompts,
+        taus=tuple(float(t) for t in args.taus.split(",")),
+        acdc_metric=args.acdc_metric,
+        validation_prompts=args.validation_prompts,
+        attn_sae_dir=args.attn_saes,
+        attn_sae_tokens=args.attn_sae_tokens,
+        progress=not args.quiet,
+    )
     docs = []
     for task in tasks:
         truths = ground_truth.resolve("organism", task, None, model.cfg.n_layers, model.cfg.n_heads)
@@ -73,8 +79,11 @@ def run(args: argparse.Namespace) -> list[dict]:
             for seed in seeds:
                 cfg = base.model_copy(update={"seed": seed})
                 res = run_method(model, tokenizer, task, method, cfg)
-                found.append(result_json(res, "organism", model.cfg.n_layers, model.cfg.n_heads, truths,
-                                         cfg.model_dump(mode="json")))
+                found.append(
+                    result_json(
+                        res, "organism", model.cfg.n_layers, model.cfg.n_heads, truths, cfg.model_dump(mode="json")
+                    )
+                )
             doc = with_repeats(found[0], found[1:]) if len(found) > 1 else found[0]
             docs.append(doc)
             if args.out_dir:
@@ -84,9 +93,24 @@ def run(args: argparse.Namespace) -> list[dict]:
     if args.out_dir:
         from evals.report import build_report
 
-        print(f"report: {build_report(args.out_dir, title='saelab: circuit discovery on the organism')}",
-              file=sys.stderr)
-    keep = ("task", "method", "ground_truth", "roc_auc", "roc_auc_sd", "seeds", "edge_roc_auc",
-            "node_roc_auc_with_mlps", "edge_method_roc_auc", "f1", "tpr_tnr_harmonic_mean", "seconds",
-            "fraction_of_acdc_time", "forward_passes", "n_prompts")
+        print(
+            f"report: {build_report(args.out_dir, title='saelab: circuit discovery on the organism')}", file=sys.stderr
+        )
+    keep = (
+        "task",
+        "method",
+        "ground_truth",
+        "roc_auc",
+        "roc_auc_sd",
+        "seeds",
+        "edge_roc_auc",
+        "node_roc_auc_with_mlps",
+        "edge_method_roc_auc",
+        "f1",
+        "tpr_tnr_harmonic_mean",
+        "seconds",
+        "fraction_of_acdc_time",
+        "forward_passes",
+        "n_prompts",
+    )
     return [{k: r[k] for k in keep} for r in summary_rows(docs)]

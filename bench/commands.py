@@ -40,11 +40,18 @@ def _conditions(args: argparse.Namespace) -> dict:
     from sae.allocator import settings
 
     skip = {"func", "module", "json", "bench_name"}
-    return {"args": {k: v for k, v in vars(args).items() if k not in skip},
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                        "platform": platform.platform(), "malloc": settings(),
-                        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}}
+    return {
+        "args": {k: v for k, v in vars(args).items() if k not in skip},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "malloc": settings(),
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        },
+    }
 
 
 def _save(name: str, result, args: argparse.Namespace) -> Path:
@@ -89,7 +96,10 @@ def _table(results: dict) -> str:
     lines = []
     for name, result in results.items():
         for row in _rows(result):
-            cells = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                     if not isinstance(v, (dict, list))]
+            cells = [
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in row.items()
+                if not isinstance(v, (dict, list))
+            ]
             lines.append(f"{name:10s} " + "  ".join(cells))
     return "\n".join(lines)

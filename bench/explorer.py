@@ -35,8 +35,11 @@ def _random_run(root: Path) -> Path:
 
     cls = sae_class("topk")
     torch.manual_seed(0)
-    save_sae(cls(cls.config_class(d_in=128, d_sae=2048, k=32)), root / "topk",
-             metadata={"hook": "blocks.1.hook_resid_post", "model": "organism", "name": "topk"})
+    save_sae(
+        cls(cls.config_class(d_in=128, d_sae=2048, k=32)),
+        root / "topk",
+        metadata={"hook": "blocks.1.hook_resid_post", "model": "organism", "name": "topk"},
+    )
     return root
 
 
@@ -70,8 +73,14 @@ def run(args: argparse.Namespace) -> dict:
             times.append(time.perf_counter() - t0)
             if at.exception:
                 raise RuntimeError(f"feature page raised: {at.exception[0].value}")
-    return {"dashboard_build_s": round(build_s, 1), "dashboard_tokens": args.n_tokens, "d_sae": entry.d_sae,
-            "hook": entry.hook, "feature_page_s": round(statistics.median(times), 3),
-            "feature_page_max_s": round(max(times), 3), "torch_threads": torch.get_num_threads(),
-            "targets": {"dashboard_build_s": 180, "feature_page_s": 1.0},
-            "note": "2-core machine shared with other jobs while measured"}
+    return {
+        "dashboard_build_s": round(build_s, 1),
+        "dashboard_tokens": args.n_tokens,
+        "d_sae": entry.d_sae,
+        "hook": entry.hook,
+        "feature_page_s": round(statistics.median(times), 3),
+        "feature_page_max_s": round(max(times), 3),
+        "torch_threads": torch.get_num_threads(),
+        "targets": {"dashboard_build_s": 180, "feature_page_s": 1.0},
+        "note": "2-core machine shared with other jobs while measured",
+    }

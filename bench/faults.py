@@ -22,8 +22,13 @@ from sae.atomic import file_sha256
 def start(args: list[str], **kw) -> subprocess.Popen:
     """``python -m saelab ARGS --quiet`` (stdout discarded, stderr kept for failures)."""
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "WANDB_MODE": "offline"}
-    return subprocess.Popen([sys.executable, "-m", "saelab", *args, "--quiet"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "saelab", *args, "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> None:
@@ -75,8 +80,8 @@ def training_differences(reference: Path, resumed: Path) -> list[str]:
     """Where a resumed run differs from an uninterrupted one: every safetensors file (final
     SAE weights, extra state, the last checkpoint) compared tensor by tensor, exactly, and the
     final step. Empty when identical."""
-    from safetensors.torch import load_file
     import torch
+    from safetensors.torch import load_file
 
     out = []
     files = sorted(p.relative_to(reference) for p in Path(reference).rglob("*.safetensors"))
@@ -89,8 +94,11 @@ def training_differences(reference: Path, resumed: Path) -> list[str]:
         a, b = load_file(str(reference / rel)), load_file(str(resumed / rel))
         if sorted(a) != sorted(b):
             out.append(f"{rel}: tensors {sorted(set(a) ^ set(b))} differ in presence")
-        out += [f"{rel}: {k} differs" for k in sorted(set(a) & set(b))
-                if a[k].dtype != b[k].dtype or a[k].shape != b[k].shape or not torch.equal(a[k], b[k])]
+        out += [
+            f"{rel}: {k} differs"
+            for k in sorted(set(a) & set(b))
+            if a[k].dtype != b[k].dtype or a[k].shape != b[k].shape or not torch.equal(a[k], b[k])
+        ]
     if checkpoint_step(reference) != checkpoint_step(resumed):
         out.append(f"final step {checkpoint_step(resumed)}, expected {checkpoint_step(reference)}")
     return out
@@ -105,11 +113,18 @@ def cache_differences(reference: Path, resumed: Path) -> list[str]:
     out = []
     if a["rows"] != b["rows"]:
         out.append(f"rows {b['rows']}, expected {a['rows']}")
-    shards = lambda m: [(s["index"], s["rows"], {k: f["sha256"] for k, f in s["files"].items()}) for s in m["shards"]]
+
+    def shards(m):
+        return [(s["index"], s["rows"], {k: f["sha256"] for k, f in s["files"].items()}) for s in m["shards"]]
+
     if shards(a) != shards(b):
         out.append("shard rows or checksums differ")
     if a != b:
         out.append("manifests differ")
-    out += [f"{f['path']}: bytes disagree with the manifest" for s in b["shards"] for f in s["files"].values()
-            if file_sha256(Path(resumed) / f["path"]) != f["sha256"]]
+    out += [
+        f"{f['path']}: bytes disagree with the manifest"
+        for s in b["shards"]
+        for f in s["files"].values()
+        if file_sha256(Path(resumed) / f["path"]) != f["sha256"]
+    ]
     return out

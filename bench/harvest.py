@@ -53,8 +53,13 @@ def _token_dataset(tokenizer, n_rows: int, context_size: int) -> Path:
 def _ours(model, tokenizer, hooks, dataset: Path, a) -> tuple[float, int]:
     from sae.store import ActivationStore, StoreConfig
 
-    cfg = StoreConfig(hooks=hooks, source={"kind": "tokens", "path": str(dataset)}, context_size=a.context_size,
-                      n_tokens=a.n_tokens, lm_batch_size=a.lm_batch_size)
+    cfg = StoreConfig(
+        hooks=hooks,
+        source={"kind": "tokens", "path": str(dataset)},
+        context_size=a.context_size,
+        n_tokens=a.n_tokens,
+        lm_batch_size=a.lm_batch_size,
+    )
     store = ActivationStore.from_config(cfg, model, tokenizer, progress=False)
     start = time.perf_counter()
     rows = sum(len(b) for b in store.batches(a.batch_size))
@@ -72,10 +77,18 @@ def _forward(model, batches, stop_at_layer) -> float:
 def _memory(tokens: int, a) -> dict:
     """Peak RssAnon (MB) while iterating a cache of ``tokens`` tokens, in a fresh process."""
     cache_dir = CACHE / f"memory_cache_{tokens}"
-    cfg = {"hooks": HOOKS, "n_tokens": tokens, "context_size": a.context_size, "lm_batch_size": 128,
-           "cache_dir": str(cache_dir), "shard_batches": 32}
-    build = ("import json,sys\nfrom sae.cache import write_cache\nfrom sae.store import StoreConfig\n"
-             "write_cache(StoreConfig(**json.loads(sys.argv[1])), progress=False)\n")
+    cfg = {
+        "hooks": HOOKS,
+        "n_tokens": tokens,
+        "context_size": a.context_size,
+        "lm_batch_size": 128,
+        "cache_dir": str(cache_dir),
+        "shard_batches": 32,
+    }
+    build = (
+        "import json,sys\nfrom sae.cache import write_cache\nfrom sae.store import StoreConfig\n"
+        "write_cache(StoreConfig(**json.loads(sys.argv[1])), progress=False)\n"
+    )
     subprocess.run([sys.executable, "-c", build, json.dumps(cfg)], capture_output=True, text=True, check=True)
     code = (  # a fresh process, so nothing from building the cache counts
         "import json,os,sys\n"
@@ -99,27 +112,45 @@ def run(args: argparse.Namespace) -> dict:
     from bench.peers import run_peer
     from sae.harvest import Harvester
     from sae.model import load_model, organism_dir
-    from sae.store import token_batches, StoreConfig
+    from sae.store import StoreConfig, token_batches
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model("organism")
     n_rows = -(-args.n_tokens // args.context_size)
     dataset = _token_dataset(tokenizer, n_rows, args.context_size)
-    cfg = StoreConfig(hooks=HOOKS, source={"kind": "tokens", "path": str(dataset)}, context_size=args.context_size,
-                      n_tokens=args.n_tokens, lm_batch_size=args.lm_batch_size)
+    cfg = StoreConfig(
+        hooks=HOOKS,
+        source={"kind": "tokens", "path": str(dataset)},
+        context_size=args.context_size,
+        n_tokens=args.n_tokens,
+        lm_batch_size=args.lm_batch_size,
+    )
     batches = list(token_batches(cfg, tokenizer))
     stop = Harvester(model, tokenizer, HOOKS).stop_at_layer
     d_ins = {h: Harvester(model, tokenizer, [h]).d_in(h) for h in HOOKS}
 
-    times: dict[str, list[float]] = {"forward": [], "ours_1": [], "ours_3": [], "saelens_1": [],
-                                     "saelens_3_separate": [], "saelens_3_multi": []}
+    times: dict[str, list[float]] = {
+        "forward": [],
+        "ours_1": [],
+        "ours_3": [],
+        "saelens_1": [],
+        "saelens_3_separate": [],
+        "saelens_3_multi": [],
+    }
     rows = {}
-    payload = {"model_dir": str(organism_dir()), "dataset_dir": str(dataset), "d_ins": d_ins,
-               "context_size": args.context_size, "n_tokens": args.n_tokens, "lm_batch_size": args.lm_batch_size,
-               "batch_size": args.batch_size, "threads": args.threads,
-               # SAELens sizes its mixing buffer in units of context_size rows: match our 65,536 rows
-               "n_batches_in_buffer": StoreConfig.model_fields["buffer_rows"].default // args.context_size,
-               "exclude": [t for t in (tokenizer.bos_token_id, tokenizer.pad_token_id) if t is not None]}
+    payload = {
+        "model_dir": str(organism_dir()),
+        "dataset_dir": str(dataset),
+        "d_ins": d_ins,
+        "context_size": args.context_size,
+        "n_tokens": args.n_tokens,
+        "lm_batch_size": args.lm_batch_size,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        # SAELens sizes its mixing buffer in units of context_size rows: match our 65,536 rows
+        "n_batches_in_buffer": StoreConfig.model_fields["buffer_rows"].default // args.context_size,
+        "exclude": [t for t in (tokenizer.bos_token_id, tokenizer.pad_token_id) if t is not None],
+    }
     peer_diff = None
     for _ in range(args.repeats):  # alternate the sides so drift hits all of them alike
         times["forward"].append(_forward(model, batches, stop))
@@ -128,16 +159,24 @@ def run(args: argparse.Namespace) -> dict:
         t, rows["ours_3"] = _ours(model, tokenizer, HOOKS, dataset, args)
         times["ours_3"].append(t)
         if not args.no_peers:
-            for key, hooks, mode in (("saelens_1", HOOKS[:1], "single"), ("saelens_3_separate", HOOKS, "separate"),
-                                     ("saelens_3_multi", HOOKS, "multi")):
+            for key, hooks, mode in (
+                ("saelens_1", HOOKS[:1], "single"),
+                ("saelens_3_separate", HOOKS, "separate"),
+                ("saelens_3_multi", HOOKS, "multi"),
+            ):
                 got = run_peer("saelens_harvest.py", {**payload, "hooks": hooks, "mode": mode, "rows": rows["ours_1"]})
                 times[key].append(got["seconds"])
                 peer_diff = got["max_logit_diff_vs_hf"]
     med = {k: statistics.median(v) for k, v in times.items() if v}
     tps = {k: args.n_tokens / v for k, v in med.items()}
     result = {
-        "device": "cpu", "threads": args.threads, "n_tokens": args.n_tokens, "hooks": HOOKS,
-        "context_size": args.context_size, "lm_batch_size": args.lm_batch_size, "batch_size": args.batch_size,
+        "device": "cpu",
+        "threads": args.threads,
+        "n_tokens": args.n_tokens,
+        "hooks": HOOKS,
+        "context_size": args.context_size,
+        "lm_batch_size": args.lm_batch_size,
+        "batch_size": args.batch_size,
         "forward_tokens_per_s": tps["forward"],
         "harvest_tokens_per_s": tps["ours_3"],
         "harvest_over_forward": tps["ours_3"] / tps["forward"],
@@ -145,18 +184,26 @@ def run(args: argparse.Namespace) -> dict:
         "harvest_1hook_over_forward": tps["ours_1"] / tps["forward"],
     }
     if not args.no_peers:
-        result.update({
-            "saelens_tokens_per_s": tps["saelens_1"],
-            "speedup_vs_saelens": tps["ours_1"] / tps["saelens_1"],
-            "saelens_3hooks_separate_tokens_per_s": tps["saelens_3_separate"],
-            "speedup_vs_saelens_3hooks": tps["ours_3"] / tps["saelens_3_separate"],
-            "saelens_3hooks_multihook_tokens_per_s": tps["saelens_3_multi"],
-            "speedup_vs_saelens_3hooks_multihook": tps["ours_3"] / tps["saelens_3_multi"],
-            "saelens_max_logit_diff_vs_hf": peer_diff,
-        })
+        result.update(
+            {
+                "saelens_tokens_per_s": tps["saelens_1"],
+                "speedup_vs_saelens": tps["ours_1"] / tps["saelens_1"],
+                "saelens_3hooks_separate_tokens_per_s": tps["saelens_3_separate"],
+                "speedup_vs_saelens_3hooks": tps["ours_3"] / tps["saelens_3_separate"],
+                "saelens_3hooks_multihook_tokens_per_s": tps["saelens_3_multi"],
+                "speedup_vs_saelens_3hooks_multihook": tps["ours_3"] / tps["saelens_3_multi"],
+                "saelens_max_logit_diff_vs_hf": peer_diff,
+            }
+        )
     if not args.no_memory:
         small, large = _memory(1_000_000, args), _memory(2_000_000, args)
-        result.update({"peak_anon_mb": max(small["peak_anon_mb"], large["peak_anon_mb"]),
-                       "peak_anon_mb_by_cache_mb": {f"{small['cache_mb']:.0f}": small["peak_anon_mb"],
-                                                    f"{large['cache_mb']:.0f}": large["peak_anon_mb"]}})
+        result.update(
+            {
+                "peak_anon_mb": max(small["peak_anon_mb"], large["peak_anon_mb"]),
+                "peak_anon_mb_by_cache_mb": {
+                    f"{small['cache_mb']:.0f}": small["peak_anon_mb"],
+                    f"{large['cache_mb']:.0f}": large["peak_anon_mb"],
+                },
+            }
+        )
     return result

@@ -61,10 +61,19 @@ print(json.dumps({"steps": trainer.step, "rows": trainer.rows, "seconds": time.t
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tokens", type=int, nargs=2, default=[1_000_000, 3_000_000],
-                        help="token budgets of the two caches (one residual hook, 512 B a row in fp32)")
-    parser.add_argument("--limit-fraction", type=float, default=0.35,
-                        help="memory limit of the training job as a fraction of the larger cache's size")
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        nargs=2,
+        default=[1_000_000, 3_000_000],
+        help="token budgets of the two caches (one residual hook, 512 B a row in fp32)",
+    )
+    parser.add_argument(
+        "--limit-fraction",
+        type=float,
+        default=0.35,
+        help="memory limit of the training job as a fraction of the larger cache's size",
+    )
     parser.add_argument("--d-sae", type=int, default=2048)
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=4096)
@@ -72,10 +81,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _cache(tokens: int) -> tuple[Path, float]:
     cache_dir = CACHE / f"train_memory_cache_{tokens}"
-    cfg = {"hooks": [HOOK], "n_tokens": tokens, "context_size": 64, "lm_batch_size": 128,
-           "cache_dir": str(cache_dir), "shard_batches": 16}
-    build = ("import json,sys\nfrom sae.cache import write_cache\nfrom sae.store import StoreConfig\n"
-             "write_cache(StoreConfig(**json.loads(sys.argv[1])), progress=False)\n")
+    cfg = {
+        "hooks": [HOOK],
+        "n_tokens": tokens,
+        "context_size": 64,
+        "lm_batch_size": 128,
+        "cache_dir": str(cache_dir),
+        "shard_batches": 16,
+    }
+    build = (
+        "import json,sys\nfrom sae.cache import write_cache\nfrom sae.store import StoreConfig\n"
+        "write_cache(StoreConfig(**json.loads(sys.argv[1])), progress=False)\n"
+    )
     subprocess.run([sys.executable, "-c", build, json.dumps(cfg)], check=True, capture_output=True, text=True)
     size = sum(f.stat().st_size for f in cache_dir.rglob("*") if f.is_file())
     return cache_dir, size / 2**20
@@ -98,14 +115,21 @@ def _train(cache_dir: Path, limit_mb: int | None, a) -> dict:
     import tempfile
 
     with tempfile.TemporaryDirectory() as run_dir:
-        spec = {"cache_dir": str(cache_dir), "hook": HOOK, "d_sae": a.d_sae, "k": a.k, "batch_size": a.batch_size,
-                "run_dir": run_dir}
+        spec = {
+            "cache_dir": str(cache_dir),
+            "hook": HOOK,
+            "d_sae": a.d_sae,
+            "k": a.k,
+            "batch_size": a.batch_size,
+            "run_dir": run_dir,
+        }
         group = _cgroup(limit_mb) if limit_mb else None
         # The child joins the cgroup before it imports anything, so all of its memory counts.
         join = f"open('{group}/cgroup.procs','w').write(str(__import__('os').getpid()))\n" if group else ""
         try:
-            proc = subprocess.run([sys.executable, "-c", join + TRAIN, json.dumps(spec)], capture_output=True,
-                                  text=True)
+            proc = subprocess.run(
+                [sys.executable, "-c", join + TRAIN, json.dumps(spec)], capture_output=True, text=True
+            )
         finally:
             if group is not None:
                 group.rmdir()
@@ -121,9 +145,17 @@ def run(args: argparse.Namespace) -> dict:
     caches = [_cache(tokens) for tokens in args.tokens]
     limit = int(max(mb for _, mb in caches) * args.limit_fraction)
     rows = {}
-    for (cache_dir, mb), tokens in zip(caches, args.tokens):
+    for (cache_dir, mb), tokens in zip(caches, args.tokens, strict=True):
         rows[f"{tokens}"] = {"cache_mb": round(mb, 1), **_train(cache_dir, limit, args)}
     big = rows[str(args.tokens[1])]
-    return {"hook": HOOK, "d_sae": args.d_sae, "batch_size": args.batch_size, "memory_limit_mb": big["memory_limit_mb"],
-            "cache_mb": big["cache_mb"], "peak_rss_mb": big.get("peak_rss_mb"), "peak_anon_mb": big.get("peak_anon_mb"),
-            "finished_under_limit": big["finished"], "by_cache_tokens": rows}
+    return {
+        "hook": HOOK,
+        "d_sae": args.d_sae,
+        "batch_size": args.batch_size,
+        "memory_limit_mb": big["memory_limit_mb"],
+        "cache_mb": big["cache_mb"],
+        "peak_rss_mb": big.get("peak_rss_mb"),
+        "peak_anon_mb": big.get("peak_anon_mb"),
+        "finished_under_limit": big["finished"],
+        "by_cache_tokens": rows,
+    }

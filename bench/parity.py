@@ -50,8 +50,14 @@ def twin_config(data: dict, n_tokens: int | None, heldout_tokens: int | None, se
         for s in range(seeds):
             seed = 1000 + i + 100 * s
             for kernel in ("sparse", "dense"):
-                saes.append({**raw, "name": f"{spec.resolved_name()}@s{seed}.{kernel}", "seed": seed,
-                             "sae": {**spec.sae, "kernel": kernel}})
+                saes.append(
+                    {
+                        **raw,
+                        "name": f"{spec.resolved_name()}@s{seed}.{kernel}",
+                        "seed": seed,
+                        "sae": {**spec.sae, "kernel": kernel},
+                    }
+                )
     out = {**data, "saes": saes}
     if n_tokens is not None:
         out["data"] = {**data.get("data", {}), "n_tokens": n_tokens}
@@ -69,6 +75,7 @@ def compare(summary: dict) -> list[dict]:
         twin = name.removesuffix(".sparse")
         base, seed = twin.rsplit("@s", 1)
         pairs.setdefault(base, []).append((int(seed), scores[name], scores[f"{twin}.dense"]))
+
     def mean(scored: list[dict], key: str) -> float:
         return sum(s[key] for s in scored) / len(scored)
 
@@ -77,11 +84,21 @@ def compare(summary: dict) -> list[dict]:
         sparse, dense = [s for _, s, _ in runs], [d for _, _, d in runs]
         ratio = mean(sparse, "fvu") / mean(dense, "fvu")
         by_seed = {str(seed): s["fvu"] / d["fvu"] for seed, s, d in runs}
-        rows.append({"sae": base, "architecture": sparse[0]["architecture"], "seeds": len(runs),
-                     "fvu_sparse": mean(sparse, "fvu"), "fvu_dense": mean(dense, "fvu"), "fvu_ratio": ratio,
-                     "l0_sparse": mean(sparse, "l0"), "l0_dense": mean(dense, "l0"),
-                     "within_1pct": abs(ratio - 1) <= TOLERANCE,
-                     "worst_pair_ratio": max(by_seed.values(), key=lambda r: abs(r - 1)), "fvu_ratio_by_seed": by_seed})
+        rows.append(
+            {
+                "sae": base,
+                "architecture": sparse[0]["architecture"],
+                "seeds": len(runs),
+                "fvu_sparse": mean(sparse, "fvu"),
+                "fvu_dense": mean(dense, "fvu"),
+                "fvu_ratio": ratio,
+                "l0_sparse": mean(sparse, "l0"),
+                "l0_dense": mean(dense, "l0"),
+                "within_1pct": abs(ratio - 1) <= TOLERANCE,
+                "worst_pair_ratio": max(by_seed.values(), key=lambda r: abs(r - 1)),
+                "fvu_ratio_by_seed": by_seed,
+            }
+        )
     return rows
 
 
@@ -106,6 +123,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     cfg = build_config(RunConfig, twins, args.config)
     with tempfile.TemporaryDirectory() as tmp:
         summary = train(cfg, Path(args.out) if args.out else Path(tmp) / "run", progress=not args.json)
-    run_facts = {"device": device, "train_tokens": summary["train_tokens"], "train_steps": summary["train_steps"],
-                 "heldout_rows": summary["heldout_rows"], "train_seconds": summary["seconds"]["train"]}
+    run_facts = {
+        "device": device,
+        "train_tokens": summary["train_tokens"],
+        "train_steps": summary["train_steps"],
+        "heldout_rows": summary["heldout_rows"],
+        "train_seconds": summary["seconds"]["train"],
+    }
     return [{**row, **run_facts} for row in compare(summary)]

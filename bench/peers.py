@@ -39,10 +39,12 @@ def peer_python(build: bool = True) -> Path:
         return _python()
     if not build:
         raise SaelabError(f"the peer environment {PEERS} is missing; run 'saelab bench harvest' to build it")
-    steps = [[sys.executable, "-m", "venv", str(PEERS)],
-             [str(_python()), "-m", "pip", "install", "-q", "--upgrade", "pip"],
-             [str(_python()), "-m", "pip", "install", "-q", TORCH],
-             [str(_python()), "-m", "pip", "install", "-q", *PINS]]
+    steps = [
+        [sys.executable, "-m", "venv", str(PEERS)],
+        [str(_python()), "-m", "pip", "install", "-q", "--upgrade", "pip"],
+        [str(_python()), "-m", "pip", "install", "-q", TORCH],
+        [str(_python()), "-m", "pip", "install", "-q", *PINS],
+    ]
     print(f"building the peer environment in {PEERS} (once) ...", file=sys.stderr)
     for step in steps:
         result = subprocess.run(step, capture_output=True, text=True)
@@ -57,8 +59,14 @@ def peer_python(build: bool = True) -> Path:
 def run_peer(script: str, payload: dict, timeout: float = 3600) -> dict:
     """Run ``bench/peers/<script>`` in the peer interpreter with ``payload`` as JSON on stdin."""
     python = peer_python()
-    result = subprocess.run([str(python), str(SCRIPTS / script)], input=json.dumps(payload), capture_output=True,
-                            text=True, timeout=timeout, cwd=HERE.parent)
+    result = subprocess.run(
+        [str(python), str(SCRIPTS / script)],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=HERE.parent,
+    )
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-5:])
         raise SaelabError(f"peer script {script} failed: {tail}")

@@ -19,6 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> list[dict]:
     args.no_peers, args.no_dense = True, True
-    keep = ("d_in", "d_sae", "k", "batch_size", "device", "threads", "saelab_step_s", "encoder_gemm_s",
-            "step_over_encoder_gemm")
+    keep = (
+        "d_in",
+        "d_sae",
+        "k",
+        "batch_size",
+        "device",
+        "threads",
+        "saelab_step_s",
+        "encoder_gemm_s",
+        "step_over_encoder_gemm",
+    )
     return [{k: row[k] for k in keep} for row in train.run(args)]

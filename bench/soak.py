@@ -22,8 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.faults import (cache_differences, checkpoint_step, finish, kill9, manifest_shards, start,
-                          training_differences, wait_for)
+from bench.faults import (
+    cache_differences,
+    checkpoint_step,
+    finish,
+    kill9,
+    manifest_shards,
+    start,
+    training_differences,
+    wait_for,
+)
 
 SCHEMA_VERSION = 1
 # Three families with different state (vSAE's sampling noise and extra encoder, feature choice's
@@ -88,8 +96,11 @@ def reference(job: Job, out: Path) -> dict:
     wait_for(proc, lambda: job.progress(out) is not None, timeout=900)
     first = time.perf_counter() - started
     finish(proc)
-    return {"seconds": round(time.perf_counter() - started, 2), "first_progress_s": round(first, 2),
-            "final_progress": job.progress(out)}
+    return {
+        "seconds": round(time.perf_counter() - started, 2),
+        "first_progress_s": round(first, 2),
+        "final_progress": job.progress(out),
+    }
 
 
 def kill_moment(rng: random.Random, band: str, ref: dict) -> tuple[bool, float]:
@@ -111,8 +122,8 @@ def one_kill(job: Job, ref_dir: Path, out: Path, moment: tuple[bool, float], ban
         started = time.perf_counter()
         if after_first:
             wait_for(proc, lambda: job.progress(out) is not None, timeout=900)
-        anchor = time.perf_counter()
-        wait_for(proc, lambda: time.perf_counter() - anchor >= when, timeout=when + 600, poll=0.01)
+        deadline = time.perf_counter() + when
+        wait_for(proc, lambda deadline=deadline: time.perf_counter() >= deadline, timeout=when + 600, poll=0.01)
         killed_at = time.perf_counter() - started
         if kill9(proc):
             break
@@ -123,8 +134,15 @@ def one_kill(job: Job, ref_dir: Path, out: Path, moment: tuple[bool, float], ban
     rerun_start = time.perf_counter()
     finish(start(job.args(out)))
     diffs = job.differences(ref_dir, out)
-    return {"job": job.kind, "band": band, "kill_at_s": round(killed_at, 2), "progress_at_kill": at_kill,
-            "rerun_s": round(time.perf_counter() - rerun_start, 2), "identical": not diffs, "differences": diffs[:5]}
+    return {
+        "job": job.kind,
+        "band": band,
+        "kill_at_s": round(killed_at, 2),
+        "progress_at_kill": at_kill,
+        "rerun_s": round(time.perf_counter() - rerun_start, 2),
+        "identical": not diffs,
+        "differences": diffs[:5],
+    }
 
 
 def soak(job: Job, kills: int, rng: random.Random, root: Path) -> tuple[dict, list[dict]]:
@@ -135,8 +153,12 @@ def soak(job: Job, kills: int, rng: random.Random, root: Path) -> tuple[dict, li
         band = BANDS[i % len(BANDS)]
         rows.append(one_kill(job, ref_dir, root / f"{job.kind}_killed", kill_moment(rng, band, ref), band))
         row = rows[-1]
-        print(f"soak {job.kind} kill {i + 1}/{kills} ({band}, {row['kill_at_s']} s, at {row['progress_at_kill']}): "
-              f"{'identical' if row['identical'] else 'DIFFERENT'}", file=sys.stderr, flush=True)
+        print(
+            f"soak {job.kind} kill {i + 1}/{kills} ({band}, {row['kill_at_s']} s, at {row['progress_at_kill']}): "
+            f"{'identical' if row['identical'] else 'DIFFERENT'}",
+            file=sys.stderr,
+            flush=True,
+        )
     return ref, rows
 
 
@@ -155,10 +177,18 @@ def run(args: argparse.Namespace) -> dict:
             shutil.rmtree(root, ignore_errors=True)
     per_kill = train_rows + cache_rows
     return {
-        "kind": "bench", "schema_version": SCHEMA_VERSION, "name": "soak", "model": "organism",
-        "train_kills": len(train_rows), "train_identical": sum(r["identical"] for r in train_rows),
-        "cache_kills": len(cache_rows), "cache_identical": sum(r["identical"] for r in cache_rows),
+        "kind": "bench",
+        "schema_version": SCHEMA_VERSION,
+        "name": "soak",
+        "model": "organism",
+        "train_kills": len(train_rows),
+        "train_identical": sum(r["identical"] for r in train_rows),
+        "cache_kills": len(cache_rows),
+        "cache_identical": sum(r["identical"] for r in cache_rows),
         "killed_before_first_checkpoint": sum(r["progress_at_kill"] is None for r in per_kill),
-        "train_reference": train_ref, "cache_reference": cache_ref, "seed": args.seed,
-        "seconds": round(time.perf_counter() - started, 1), "per_kill": per_kill,
+        "train_reference": train_ref,
+        "cache_reference": cache_ref,
+        "seed": args.seed,
+        "seconds": round(time.perf_counter() - started, 1),
+        "per_kill": per_kill,
     }

@@ -78,8 +78,9 @@ class SaelabSide:
         cls = sae_class("topk")
         torch.manual_seed(0)
         sae = cls(cls.config_class(d_in=d_in, d_sae=d_sae, k=k, kernel=kernel, b_dec_init="zeros")).to(device)
-        cfg = TrainerConfig(lr=2e-4, warmup_steps=0, decay_fraction=0.0, wandb_project=None, log_every=10**9,
-                            checkpoint_every=0)
+        cfg = TrainerConfig(
+            lr=2e-4, warmup_steps=0, decay_fraction=0.0, wandb_project=None, log_every=10**9, checkpoint_every=0
+        )
         self.trainer = Trainer([Member.reading("topk", sae)], cfg, tmp, progress=False)
         self.member = self.trainer.members[0]
         self.member.since_fired = self.member.since_fired.to(device)
@@ -117,28 +118,54 @@ def measure(args: argparse.Namespace, d_sae: int) -> dict:
     kernels = ["sparse"] + ([] if args.no_dense else ["dense"])
     best: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        sides = {kernel: SaelabSide(args.d_in, d_sae, args.k, kernel, args.dead_fraction, device, tmp)
-                 for kernel in kernels}
+        sides = {
+            kernel: SaelabSide(args.d_in, d_sae, args.k, kernel, args.dead_fraction, device, tmp) for kernel in kernels
+        }
         for _ in range(args.rounds):  # alternate, so drift hits every side alike
             for kernel, side in sides.items():
                 best[kernel] = min(best.get(kernel, float("inf")), time_steps(side.step, batches, args.steps))
             if not args.no_peers:
-                got = run_peer("saelens_train.py", {
-                    "d_in": args.d_in, "d_sae": d_sae, "k": args.k, "batch_size": args.batch_size,
-                    "steps": args.steps, "dead_fraction": args.dead_fraction, "threads": args.threads,
-                    "seed": args.seed, "device": device, "lr": 2e-4})
+                got = run_peer(
+                    "saelens_train.py",
+                    {
+                        "d_in": args.d_in,
+                        "d_sae": d_sae,
+                        "k": args.k,
+                        "batch_size": args.batch_size,
+                        "steps": args.steps,
+                        "dead_fraction": args.dead_fraction,
+                        "threads": args.threads,
+                        "seed": args.seed,
+                        "device": device,
+                        "lr": 2e-4,
+                    },
+                )
                 best["saelens"] = min(best.get("saelens", float("inf")), got["median_step_seconds"])
                 peer_version = got["sae_lens_version"]
     gemm = encoder_gemm_seconds(args.d_in, d_sae, args.batch_size, device)
     tps = {side: args.batch_size / seconds for side, seconds in best.items()}
-    row = {"d_in": args.d_in, "d_sae": d_sae, "k": args.k, "batch_size": args.batch_size, "device": device,
-           "threads": args.threads, "saelab_tokens_per_s": tps["sparse"], "saelab_step_s": best["sparse"],
-           "encoder_gemm_s": gemm, "step_over_encoder_gemm": best["sparse"] / gemm}
+    row = {
+        "d_in": args.d_in,
+        "d_sae": d_sae,
+        "k": args.k,
+        "batch_size": args.batch_size,
+        "device": device,
+        "threads": args.threads,
+        "saelab_tokens_per_s": tps["sparse"],
+        "saelab_step_s": best["sparse"],
+        "encoder_gemm_s": gemm,
+        "step_over_encoder_gemm": best["sparse"] / gemm,
+    }
     if "dense" in tps:
         row.update({"saelab_dense_tokens_per_s": tps["dense"], "sparse_over_dense": tps["sparse"] / tps["dense"]})
     if "saelens" in tps:
-        row.update({"saelens_tokens_per_s": tps["saelens"], "speedup_vs_saelens": tps["sparse"] / tps["saelens"],
-                    "saelens_version": peer_version})
+        row.update(
+            {
+                "saelens_tokens_per_s": tps["saelens"],
+                "speedup_vs_saelens": tps["sparse"] / tps["saelens"],
+                "saelens_version": peer_version,
+            }
+        )
     return row
 
 

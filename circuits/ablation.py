@@ -58,14 +58,16 @@ class MeanAblator:
         for layer in range(self.model.cfg.n_layers):
             heads = sorted(h for (lay, h) in ablate if lay == layer and h is not None)
             if heads:
-                def head_hook(act, hook, heads=heads, mean=self.means_z[layer]):  # noqa: ARG001
+
+                def head_hook(act, hook, heads=heads, mean=self.means_z[layer]):
                     out = act.clone()
                     out[:, :, heads] = mean[:, :, heads].to(act.dtype)
                     return out
 
                 hooks.append((z_hook(layer), head_hook))
             if (layer, None) in ablate:
-                def mlp_replace(act, hook, mean=self.means_mlp[layer]):  # noqa: ARG001
+
+                def mlp_replace(act, hook, mean=self.means_mlp[layer]):
                     return mean.to(act.dtype)
 
                 hooks.append((mlp_hook(layer), mlp_replace))

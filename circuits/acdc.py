@@ -77,8 +77,14 @@ def acdc(patcher: EdgePatcher, tau: float, progress=None) -> AcdcResult:
         if progress is not None:
             progress.update(1)
     kept = set(graph.edges) - removed
-    return AcdcResult(tau=tau, kept=kept, forward_passes=patcher.forward_passes - passes0,
-                      seconds=time.time() - start, final_metric=current, removed=removed)
+    return AcdcResult(
+        tau=tau,
+        kept=kept,
+        forward_passes=patcher.forward_passes - passes0,
+        seconds=time.time() - start,
+        final_metric=current,
+        removed=removed,
+    )
 
 
 @dataclass
@@ -118,8 +124,16 @@ def _timed_run(model, batch, task_metric, metric: str, tau: float, bar) -> AcdcR
     return res
 
 
-def acdc_grid(model, batch, validation, task_metric, metric: str = "kl", taus=TAUS,
-              target: float = VALIDATION_TARGET, progress: bool = False) -> AcdcGrid:
+def acdc_grid(
+    model,
+    batch,
+    validation,
+    task_metric,
+    metric: str = "kl",
+    taus=TAUS,
+    target: float = VALIDATION_TARGET,
+    progress: bool = False,
+) -> AcdcGrid:
     """Run the grid on ``validation`` to choose τ (the largest whose circuit keeps ≥
     ``target`` of the task-metric gap there; the smallest τ if none does), then on
     ``batch`` at every τ for the ranking."""

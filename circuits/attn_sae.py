@@ -44,13 +44,21 @@ def train_layer_saes(model, tokenizer, out_dir: Path, n_tokens: int, progress: b
 
     source = getattr(model, "saelab_source", None)
     name = "organism" if source is None or source.kind == "organism" else source.location
-    cfg = RunConfig.model_validate({
-        "data": {"model": name, "n_tokens": n_tokens, "context_size": 64},
-        "saes": [{"name": f"layer{layer}", "hook": f"blocks.{layer}.attn.hook_z",
-                  "sae": {"architecture": "topk", "d_sae": D_SAE, "k": K}} for layer in range(model.cfg.n_layers)],
-        "trainer": {"batch_size": 4096, "wandb_project": None, "checkpoint_every": 0},
-        "heldout": None,
-    })
+    cfg = RunConfig.model_validate(
+        {
+            "data": {"model": name, "n_tokens": n_tokens, "context_size": 64},
+            "saes": [
+                {
+                    "name": f"layer{layer}",
+                    "hook": f"blocks.{layer}.attn.hook_z",
+                    "sae": {"architecture": "topk", "d_sae": D_SAE, "k": K},
+                }
+                for layer in range(model.cfg.n_layers)
+            ],
+            "trainer": {"batch_size": 4096, "wandb_project": None, "checkpoint_every": 0},
+            "heldout": None,
+        }
+    )
     start = time.time()
     train(cfg, out_dir, progress=progress, model=model, tokenizer=tokenizer)
     return time.time() - start
@@ -83,7 +91,9 @@ def attn_sae_scores(model, tokenizer, batch, saes: list) -> tuple[dict[Node, flo
         for h in range(n_heads):
             scores[Node("head", layer, h)] = float(per_head[h])
         best = delta.topk(min(5, delta.numel()))
-        top[f"layer{layer}"] = [{"feature": int(i), "delta": float(v)} for v, i in zip(best.values, best.indices)]
+        top[f"layer{layer}"] = [
+            {"feature": int(i), "delta": float(v)} for v, i in zip(best.values, best.indices, strict=True)
+        ]
     return scores, top
 
 
@@ -112,12 +122,21 @@ def attn_sae_result(model, tokenizer, task: str, cfg):
     elapsed = time.time() - start
     seconds = elapsed if trained_here or train_seconds is None else elapsed + train_seconds
     heads = Graph.of(model).heads
-    return MethodResult(task, "attn-sae", {h: scores.get(h, 0.0) for h in heads}, seconds, cfg.n_prompts,
-                        forward_passes=2,
-                        details={"saes": str(root), "trained_in_this_run": trained_here,
-                                 "training_seconds": train_seconds,
-                                 "hook": "blocks.L.attn.hook_z (heads concatenated)",
-                                 "sae": f"topk k={K}, d_sae={D_SAE} per layer, trained on the model's corpus",
-                                 "node_score": "sum over features of decoder-norm head share x "
-                                               "max(0, mean activation on positives - on negatives)",
-                                 "top_features": top})
+    return MethodResult(
+        task,
+        "attn-sae",
+        {h: scores.get(h, 0.0) for h in heads},
+        seconds,
+        cfg.n_prompts,
+        forward_passes=2,
+        details={
+            "saes": str(root),
+            "trained_in_this_run": trained_here,
+            "training_seconds": train_seconds,
+            "hook": "blocks.L.attn.hook_z (heads concatenated)",
+            "sae": f"topk k={K}, d_sae={D_SAE} per layer, trained on the model's corpus",
+            "node_score": "sum over features of decoder-norm head share x "
+            "max(0, mean activation on positives - on negatives)",
+            "top_features": top,
+        },
+    )

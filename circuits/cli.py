@@ -22,20 +22,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="organism", help="'organism', a model directory or a hub name")
     p.add_argument("--method", default="discrete-sae", choices=METHOD_NAMES)
     p.add_argument("--sae-arch", help="discrete-sae: a registry family in place of the paper's ReLU SAE")
-    p.add_argument("--ground-truth", help="only this ground truth: path_patching or faithfulness (organism), "
-                                          "literature (GPT-2); default: every one that applies, the first on top")
-    p.add_argument("--ground-truth-model", choices=["organism", "gpt2"],
-                   help="whose ground-truth files to score against (default: from the model)")
+    p.add_argument(
+        "--ground-truth",
+        help="only this ground truth: path_patching or faithfulness (organism), "
+        "literature (GPT-2); default: every one that applies, the first on top",
+    )
+    p.add_argument(
+        "--ground-truth-model",
+        choices=["organism", "gpt2"],
+        help="whose ground-truth files to score against (default: from the model)",
+    )
     p.add_argument("--n-prompts", type=int, help="prompts (default: 250 for discrete-sae, as the paper; 100 otherwise)")
     p.add_argument("--n-train", type=int, default=10, help="discrete-sae: SAE training prompts (default 10)")
     p.add_argument("--n-codes", type=int, default=200, help="discrete-sae: codebook size (default 200)")
     p.add_argument("--k", type=int, help="discrete-sae: k of k-sparse families (default 8)")
-    p.add_argument("--scale-inputs", action="store_true",
-                   help="discrete-sae: scale head vectors to mean norm sqrt(d) before the paper's SAE")
-    p.add_argument("--position", choices=["mean", "last"], default="mean",
-                   help="discrete-sae / mean-diff: head outputs averaged over positions (default) or the last")
-    p.add_argument("--acdc-metric", choices=["kl", "task"], default="kl",
-                   help="acdc: threshold the KL from the clean output (default, as Conmy et al.) or the task metric")
+    p.add_argument(
+        "--scale-inputs",
+        action="store_true",
+        help="discrete-sae: scale head vectors to mean norm sqrt(d) before the paper's SAE",
+    )
+    p.add_argument(
+        "--position",
+        choices=["mean", "last"],
+        default="mean",
+        help="discrete-sae / mean-diff: head outputs averaged over positions (default) or the last",
+    )
+    p.add_argument(
+        "--acdc-metric",
+        choices=["kl", "task"],
+        default="kl",
+        help="acdc: threshold the KL from the clean output (default, as Conmy et al.) or the task metric",
+    )
     p.add_argument("--taus", help="acdc: comma-separated τ grid (fractions of the clean-vs-corrupted difference)")
     p.add_argument("--validation-prompts", type=int, default=40, help="acdc: prompts that choose τ (default 40)")
     p.add_argument("--attn-saes", help="attn-sae: directory of per-layer hook_z SAEs (trained there if missing)")
@@ -57,10 +74,21 @@ def method_config(args: argparse.Namespace):
     from sae.errors import ConfigError
 
     n_prompts = args.n_prompts or (250 if args.method == "discrete-sae" else 100)
-    values = {"n_prompts": n_prompts, "seed": args.seed, "n_train": args.n_train, "n_codes": args.n_codes,
-              "family": args.sae_arch, "k": args.k, "scale_inputs": args.scale_inputs, "position": args.position,
-              "acdc_metric": args.acdc_metric, "validation_prompts": args.validation_prompts,
-              "attn_sae_dir": args.attn_saes, "attn_sae_tokens": args.attn_sae_tokens, "progress": not args.quiet}
+    values = {
+        "n_prompts": n_prompts,
+        "seed": args.seed,
+        "n_train": args.n_train,
+        "n_codes": args.n_codes,
+        "family": args.sae_arch,
+        "k": args.k,
+        "scale_inputs": args.scale_inputs,
+        "position": args.position,
+        "acdc_metric": args.acdc_metric,
+        "validation_prompts": args.validation_prompts,
+        "attn_sae_dir": args.attn_saes,
+        "attn_sae_tokens": args.attn_sae_tokens,
+        "progress": not args.quiet,
+    }
     if args.taus:
         try:
             values["taus"] = tuple(float(t) for t in args.taus.split(","))
@@ -83,8 +111,10 @@ def check_args(args: argparse.Namespace, cfg) -> None:
     if args.sweep and args.method != "discrete-sae":
         raise ConfigError("--sweep applies to --method discrete-sae only")
     if cfg.n_train > 2 * cfg.n_prompts and not args.sweep:
-        raise ConfigError(f"--n-train {cfg.n_train} is more than the {2 * cfg.n_prompts} positive and negative "
-                          f"prompts of --n-prompts {cfg.n_prompts}")
+        raise ConfigError(
+            f"--n-train {cfg.n_train} is more than the {2 * cfg.n_prompts} positive and negative "
+            f"prompts of --n-prompts {cfg.n_prompts}"
+        )
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1")
 
@@ -93,8 +123,9 @@ def truths_for(args: argparse.Namespace, model) -> list:
     from circuits import ground_truth
     from sae.errors import SaelabError
 
-    truth_model = args.ground_truth_model or ground_truth.truth_model_for(args.model, model.cfg.n_layers,
-                                                                          model.cfg.n_heads)
+    truth_model = args.ground_truth_model or ground_truth.truth_model_for(
+        args.model, model.cfg.n_layers, model.cfg.n_heads
+    )
     try:
         return ground_truth.resolve(truth_model, args.task, args.ground_truth, model.cfg.n_layers, model.cfg.n_heads)
     except (ValueError, FileNotFoundError) as e:
@@ -115,20 +146,27 @@ def run(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(args.model)
     truths = truths_for(args, model)
     if not truths:
-        print(f"saelab: note: no ground truth applies to {args.model}; scores are reported unscored "
-              "(use --ground-truth-model)", file=sys.stderr)
+        print(
+            f"saelab: note: no ground truth applies to {args.model}; scores are reported unscored "
+            "(use --ground-truth-model)",
+            file=sys.stderr,
+        )
     if args.sweep:
         from circuits.sweeps import run_sweep
 
-        out = run_sweep(model, tokenizer, args.task, args.sweep, cfg, truths, args.model,
-                        n_seeds=args.seeds, progress=cfg.progress)
+        out = run_sweep(
+            model, tokenizer, args.task, args.sweep, cfg, truths, args.model, n_seeds=args.seeds, progress=cfg.progress
+        )
     else:
         docs = []
         for seed in range(args.seed, args.seed + args.seeds):
             run_cfg = cfg.model_copy(update={"seed": seed})
             res = run_method(model, tokenizer, args.task, args.method, run_cfg)
-            docs.append(result_json(res, args.model, model.cfg.n_layers, model.cfg.n_heads, truths,
-                                    run_cfg.model_dump(mode="json")))
+            docs.append(
+                result_json(
+                    res, args.model, model.cfg.n_layers, model.cfg.n_heads, truths, run_cfg.model_dump(mode="json")
+                )
+            )
         out = with_repeats(docs[0], docs[1:]) if len(docs) > 1 else docs[0]
     if args.out:
         write_json(args.out, out)
@@ -143,25 +181,32 @@ def summary(doc: dict) -> str:
     """A few human lines for one results document."""
     if "sweep" in doc:
         sw = doc["sweep"]
-        lines = [f"{doc['task']} / discrete-sae sweep over {sw['parameter']} ({len(sw['seeds'])} seeds), "
-                 f"node ROC AUC against {sw['ground_truth']}:"]
+        lines = [
+            f"{doc['task']} / discrete-sae sweep over {sw['parameter']} ({len(sw['seeds'])} seeds), "
+            f"node ROC AUC against {sw['ground_truth']}:"
+        ]
         for row in sw["rows"]:
-            auc = (f"{row['roc_auc_mean']:.3f} ± {row['roc_auc_sd']:.3f}" if row.get("roc_auc_mean") is not None
-                   else "–")
-            lines.append(f"  {str(row['value']):>14}: {auc}   {row['seconds_mean']:.1f} s")
+            auc = f"{row['roc_auc_mean']:.3f} ± {row['roc_auc_sd']:.3f}" if row.get("roc_auc_mean") is not None else "–"
+            lines.append(f"  {row['value']!s:>14}: {auc}   {row['seconds_mean']:.1f} s")
         return "\n".join(lines)
     head = f"{doc['task']} / {doc['method']} on {doc['model']}: "
     if doc.get("roc_auc") is not None:
         rep = doc.get("repeats")
-        auc = (f"{rep['roc_auc_mean']:.3f} ± {rep['roc_auc_sd']:.3f} over {len(rep['seeds'])} seeds" if rep
-               else f"{doc['roc_auc']:.3f}")
+        auc = (
+            f"{rep['roc_auc_mean']:.3f} ± {rep['roc_auc_sd']:.3f} over {len(rep['seeds'])} seeds"
+            if rep
+            else f"{doc['roc_auc']:.3f}"
+        )
         head += f"node ROC AUC {auc} against {doc['ground_truth']}, F1 {doc['f1']:.3f} (top-|GT|), "
     head += f"{doc['seconds']:.2f} s"
-    others = [f"{name} {s['roc_auc']:.3f}" for name, s in doc["by_ground_truth"].items()
-              if name != doc.get("ground_truth")]
+    others = [
+        f"{name} {s['roc_auc']:.3f}" for name, s in doc["by_ground_truth"].items() if name != doc.get("ground_truth")
+    ]
     lines = [head]
     if others:
         lines.append("  also against: " + ", ".join(others))
-    lines.append("  top heads (* in ground truth): " + ", ".join(
-        f"{h['head']}{'*' if h['in_ground_truth'] else ''}" for h in doc["heads"][:12]))
+    lines.append(
+        "  top heads (* in ground truth): "
+        + ", ".join(f"{h['head']}{'*' if h['in_ground_truth'] else ''}" for h in doc["heads"][:12])
+    )
     return "\n".join(lines)

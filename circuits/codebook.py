@@ -24,8 +24,15 @@ FAMILY_K = 8
 Encode = Callable[[torch.Tensor], torch.Tensor]
 
 
-def train_family(samples: torch.Tensor, family: str, seed: int = 0, n_codes: int = N_CODES,
-                 k: int | None = None, grads: torch.Tensor | None = None, epochs: int = EPOCHS) -> Encode:
+def train_family(
+    samples: torch.Tensor,
+    family: str,
+    seed: int = 0,
+    n_codes: int = N_CODES,
+    k: int | None = None,
+    grads: torch.Tensor | None = None,
+    epochs: int = EPOCHS,
+) -> Encode:
     from sae.architectures import TRAINABLE, sae_class
     from sae.errors import ConfigError
 
@@ -68,9 +75,16 @@ def input_scale(samples: torch.Tensor) -> float:
     return samples.shape[1] ** 0.5 / norm if norm > 0 else 1.0
 
 
-def train_codebook(samples: torch.Tensor, family: str | None = None, seed: int = 0, n_codes: int = N_CODES,
-                   k: int | None = None, grads: torch.Tensor | None = None, scale_inputs: bool = False,
-                   epochs: int = EPOCHS) -> Encode:
+def train_codebook(
+    samples: torch.Tensor,
+    family: str | None = None,
+    seed: int = 0,
+    n_codes: int = N_CODES,
+    k: int | None = None,
+    grads: torch.Tensor | None = None,
+    scale_inputs: bool = False,
+    epochs: int = EPOCHS,
+) -> Encode:
     """Full-batch training on ``[n, d]`` head vectors; ``family`` None is the paper's SAE,
     on raw head vectors unless ``scale_inputs`` (families always scale, as the trainer does)."""
     if family is None or family == "discrete":

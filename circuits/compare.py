@@ -39,17 +39,28 @@ def summary_rows(docs: list[dict]) -> list[dict]:
         for truth, scored in d["by_ground_truth"].items():
             mean, sd = _auc(d, truth)
             secs = _seconds(d)
-            rows.append({
-                "task": d["task"], "method": d["method"], "ground_truth": truth,
-                "roc_auc": mean, "roc_auc_sd": sd, "seeds": len((d.get("repeats") or {}).get("seeds", [0])),
-                "edge_roc_auc": scored.get("edge_roc_auc"), "edge_unit": scored.get("edge_unit"),
-                "node_roc_auc_with_mlps": scored.get("node_roc_auc_with_mlps"),
-                "edge_method_roc_auc": scored.get("edge_method_roc_auc"),
-                "precision": scored["precision"], "recall": scored["recall"], "f1": scored["f1"],
-                "tpr_tnr_harmonic_mean": scored["tpr_tnr_harmonic_mean"],
-                "seconds": secs, "forward_passes": d.get("forward_passes"), "n_prompts": d["n_prompts"],
-                "fraction_of_acdc_time": secs / acdc[d["task"]] if d["task"] in acdc and acdc[d["task"]] else None,
-            })
+            rows.append(
+                {
+                    "task": d["task"],
+                    "method": d["method"],
+                    "ground_truth": truth,
+                    "roc_auc": mean,
+                    "roc_auc_sd": sd,
+                    "seeds": len((d.get("repeats") or {}).get("seeds", [0])),
+                    "edge_roc_auc": scored.get("edge_roc_auc"),
+                    "edge_unit": scored.get("edge_unit"),
+                    "node_roc_auc_with_mlps": scored.get("node_roc_auc_with_mlps"),
+                    "edge_method_roc_auc": scored.get("edge_method_roc_auc"),
+                    "precision": scored["precision"],
+                    "recall": scored["recall"],
+                    "f1": scored["f1"],
+                    "tpr_tnr_harmonic_mean": scored["tpr_tnr_harmonic_mean"],
+                    "seconds": secs,
+                    "forward_passes": d.get("forward_passes"),
+                    "n_prompts": d["n_prompts"],
+                    "fraction_of_acdc_time": secs / acdc[d["task"]] if d["task"] in acdc and acdc[d["task"]] else None,
+                }
+            )
     rows.sort(key=lambda r: (r["task"], r["ground_truth"], -(r["roc_auc"] or 0)))
     return rows
 
@@ -70,11 +81,15 @@ def verdicts(docs: list[dict], reference: str = REFERENCE) -> list[str]:
             better_auc, faster = r["roc_auc"] > ref["roc_auc"], r["seconds"] < ref["seconds"]
             if better_auc or faster:
                 what = "on AUC and on speed" if better_auc and faster else ("on AUC" if better_auc else "on speed")
-                out.append(f"{task} vs {truth}: {r['method']} beats {reference} {what} "
-                           f"(AUC {r['roc_auc']:.3f} vs {ref['roc_auc']:.3f}; "
-                           f"{r['seconds']:.2f} s vs {ref['seconds']:.2f} s).")
+                out.append(
+                    f"{task} vs {truth}: {r['method']} beats {reference} {what} "
+                    f"(AUC {r['roc_auc']:.3f} vs {ref['roc_auc']:.3f}; "
+                    f"{r['seconds']:.2f} s vs {ref['seconds']:.2f} s)."
+                )
         if ref["fraction_of_acdc_time"] is not None:
             ok = "meets" if ref["fraction_of_acdc_time"] <= 1 / 20 else "misses"
-            out.append(f"{task}: {reference} takes {ref['fraction_of_acdc_time']:.3f} of one ACDC run's time "
-                       f"({ok} the 1/20 bar).")
+            out.append(
+                f"{task}: {reference} takes {ref['fraction_of_acdc_time']:.3f} of one ACDC run's time "
+                f"({ok} the 1/20 bar)."
+            )
     return list(dict.fromkeys(out))

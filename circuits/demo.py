@@ -17,8 +17,14 @@ def ioi_circuit_lines(out: Path) -> list[str]:
     model, tokenizer = load_model("organism")
     truths = ground_truth.resolve("organism", "ioi", None, model.cfg.n_layers, model.cfg.n_heads)
     cfg = MethodConfig(n_prompts=250)
-    doc = result_json(run_method(model, tokenizer, "ioi", "discrete-sae", cfg), "organism", model.cfg.n_layers,
-                      model.cfg.n_heads, truths, cfg.model_dump(mode="json"))
+    doc = result_json(
+        run_method(model, tokenizer, "ioi", "discrete-sae", cfg),
+        "organism",
+        model.cfg.n_layers,
+        model.cfg.n_heads,
+        truths,
+        cfg.model_dump(mode="json"),
+    )
     write_json(out / "circuit_ioi_discrete-sae.json", doc)
     truth = truths[0]
     found = [h["head"] for h in doc["heads"][: len(truth.heads)]]
@@ -29,14 +35,18 @@ def ioi_circuit_lines(out: Path) -> list[str]:
         h = doc["heads"][i]
         mark = "*" if h["in_ground_truth"] else " "
         gt = gt_sorted[i]
-        lines.append(f"{i + 1:>4}  {h['head']:>5}{mark}  {h['score']:>5.0f}   {str(gt):>5} {roles.get(str(gt), '')}")
+        lines.append(f"{i + 1:>4}  {h['head']:>5}{mark}  {h['score']:>5.0f}   {gt!s:>5} {roles.get(str(gt), '')}")
     hits = sum(1 for h in found if h in {str(n) for n in truth.heads})
     s = doc["by_ground_truth"]
-    lines.append(f"{hits} of the top {len(found)} are ground-truth heads (*). Node ROC AUC: "
-                 + ", ".join(f"{name} {v['roc_auc']:.3f}" for name, v in s.items())
-                 + f"; {doc['seconds']:.1f} s end to end, SAE training included.")
-    lines.append("Compare every method (ACDC, patching, EAP, attention SAEs): notebooks/ioi_circuit.ipynb, "
-                 "'saelab bench circuits'.")
+    lines.append(
+        f"{hits} of the top {len(found)} are ground-truth heads (*). Node ROC AUC: "
+        + ", ".join(f"{name} {v['roc_auc']:.3f}" for name, v in s.items())
+        + f"; {doc['seconds']:.1f} s end to end, SAE training included."
+    )
+    lines.append(
+        "Compare every method (ACDC, patching, EAP, attention SAEs): notebooks/ioi_circuit.ipynb, "
+        "'saelab bench circuits'."
+    )
     return lines
 
 

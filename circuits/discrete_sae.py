@@ -92,8 +92,9 @@ class DiscreteSAE(nn.Module):
             w /= w.norm(dim=-1, keepdim=True)
 
 
-def train_discrete_sae(samples: torch.Tensor, n_codes: int = N_CODES, seed: int = 0,
-                       epochs: int = EPOCHS) -> DiscreteSAE:
+def train_discrete_sae(
+    samples: torch.Tensor, n_codes: int = N_CODES, seed: int = 0, epochs: int = EPOCHS
+) -> DiscreteSAE:
     """Full-batch Adam on ``[n, d]`` head vectors, as the paper's ``train``."""
     torch.manual_seed(seed)
     sae = DiscreteSAE(samples.shape[1], n_codes)
@@ -139,13 +140,14 @@ def head_output_grads(model, tokens: torch.Tensor, lengths: torch.Tensor, positi
     names = _result_names(model)
     store: dict[str, torch.Tensor] = {}
 
-    def track(act, hook):  # noqa: ARG001 - parameters are frozen: start the graph here
+    def track(act, hook):
         return act.detach().requires_grad_(True)
 
     def save(name):
-        def hook(act, hook):  # noqa: ARG001
+        def hook(act, hook):
             store[name] = act
             return act
+
         return hook
 
     with torch.enable_grad(), per_head_hooks(model):
@@ -211,7 +213,7 @@ def pair_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> 
     pos, neg = keys(codes_pos), keys(codes_neg)
     only_pos = pos[~torch.isin(pos, neg)]
     counts = torch.bincount(only_pos // (width * width), minlength=h1.numel())
-    return {(int(a), int(b)): int(c) for a, b, c in zip(h1, h2, counts)}
+    return {(int(a), int(b)): int(c) for a, b, c in zip(h1, h2, counts, strict=True)}
 
 
 def edge_node_scores(pair_scores: dict[tuple[int, int], float], n_heads_total: int, k: int) -> torch.Tensor:
@@ -239,9 +241,17 @@ class DiscreteResult:
     codebook: dict = field(default_factory=dict)
 
 
-def discrete_sae_circuit(model, batch: TaskBatch, n_train: int = N_TRAIN_PROMPTS, family: str | None = None,
-                         position: str = "mean", seed: int = 0, n_codes: int = N_CODES,
-                         k: int | None = None, scale_inputs: bool = False) -> DiscreteResult:
+def discrete_sae_circuit(
+    model,
+    batch: TaskBatch,
+    n_train: int = N_TRAIN_PROMPTS,
+    family: str | None = None,
+    position: str = "mean",
+    seed: int = 0,
+    n_codes: int = N_CODES,
+    k: int | None = None,
+    scale_inputs: bool = False,
+) -> DiscreteResult:
     """Run the method end to end on ``batch`` (clean = positives, corrupted = negatives;
     pass the task's ``paper_negatives`` batch for the paper's contrast)."""
     from circuits.codebook import codebook_stats, train_codebook
@@ -261,8 +271,9 @@ def discrete_sae_circuit(model, batch: TaskBatch, n_train: int = N_TRAIN_PROMPTS
             tokens = torch.cat([batch.tokens, batch.corrupt_tokens])[order]
             lengths = torch.cat([batch.lengths, batch.lengths])[order]
             grads = head_output_grads(model, tokens, lengths, position).reshape(-1, both.shape[-1])
-    encode = train_codebook(samples, family=family, seed=seed, n_codes=n_codes, k=k, grads=grads,
-                            scale_inputs=scale_inputs)
+    encode = train_codebook(
+        samples, family=family, seed=seed, n_codes=n_codes, k=k, grads=grads, scale_inputs=scale_inputs
+    )
     t_train = time.time()
     with torch.no_grad():
         act_pos, act_neg = encode(pos), encode(neg)
@@ -277,9 +288,13 @@ def discrete_sae_circuit(model, batch: TaskBatch, n_train: int = N_TRAIN_PROMPTS
         node_scores={h: float(node[i]) for i, h in enumerate(heads)},
         pair_scores={frozenset((heads[a], heads[b])): float(s) for (a, b), s in pairs.items()},
         edge_node_scores={h: float(edge_nodes[i]) for i, h in enumerate(heads)},
-        codes_pos=codes_pos, codes_neg=codes_neg, seconds=end - start,
+        codes_pos=codes_pos,
+        codes_neg=codes_neg,
+        seconds=end - start,
         timings={"activations": t_acts - start, "sae_training": t_train - t_acts, "scoring": end - t_train},
-        codebook={**codebook_stats(encode, samples, torch.cat([act_pos, act_neg]), torch.cat([codes_pos, codes_neg])),
-                  # how far the node score only tracks how many codes a head uses at all
-                  "score_vs_codes_used_spearman": spearman(node, codes_used(codes_pos))},
+        codebook={
+            **codebook_stats(encode, samples, torch.cat([act_pos, act_neg]), torch.cat([codes_pos, codes_neg])),
+            # how far the node score only tracks how many codes a head uses at all
+            "score_vs_codes_used_spearman": spearman(node, codes_used(codes_pos)),
+        },
     )

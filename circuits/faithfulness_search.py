@@ -53,22 +53,34 @@ def greedy_heads(model, batch, metric, target: float = TARGET, progress: bool = 
         bar.update(1)
     bar.close()
     final = ablator.run(set(heads) - set(keep))
-    return {"nodes": [{"node": f"{layer}.{h}", "layer": layer, "head": h, "role": "faithful"} for layer, h in keep],
-            "recovers": round(recovered(final), 4), "full_metric": round(ablator.full, 4),
-            "all_heads_ablated_metric": round(none, 4), "circuit_metric": round(final, 4), "removal_order": trace}
+    return {
+        "nodes": [{"node": f"{layer}.{h}", "layer": layer, "head": h, "role": "faithful"} for layer, h in keep],
+        "recovers": round(recovered(final), 4),
+        "full_metric": round(ablator.full, 4),
+        "all_heads_ablated_metric": round(none, 4),
+        "circuit_metric": round(final, 4),
+        "removal_order": trace,
+    }
 
 
 def search(model, tokenizer, progress: bool = True) -> dict:
-    out = {"schema_version": SCHEMA_VERSION,
-           "method": "greedy mean-ablation of heads (least costly first) while the kept heads recover >= 80% "
-                     "of the metric, normalised between all heads ablated (0) and none (1); MLPs kept",
-           "target": TARGET, "n_prompts": N_PROMPTS, "seed": SEED,
-           "ablation": "mean over the corrupted prompts of the same template, per position"}
+    out = {
+        "schema_version": SCHEMA_VERSION,
+        "method": "greedy mean-ablation of heads (least costly first) while the kept heads recover >= 80% "
+        "of the metric, normalised between all heads ablated (0) and none (1); MLPs kept",
+        "target": TARGET,
+        "n_prompts": N_PROMPTS,
+        "seed": SEED,
+        "ablation": "mean over the corrupted prompts of the same template, per position",
+    }
     for task, key in (("ioi", "ioi"), ("greater-than", "greater_than")):
         module = TASKS[task]
         batch = module.make_batch(tokenizer, N_PROMPTS, seed=SEED)
-        out[key] = {"task": task, "metric": module.metric.__name__,
-                    **greedy_heads(model, batch, module.metric, progress=progress)}
+        out[key] = {
+            "task": task,
+            "metric": module.metric.__name__,
+            **greedy_heads(model, batch, module.metric, progress=progress),
+        }
     return out
 
 

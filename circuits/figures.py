@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from circuits.compare import runs, summary_rows
 
-MARKER = dict(symbol="square-open", size=18, color="#111", line=dict(width=2))
+MARKER = {"symbol": "square-open", "size": 18, "color": "#111", "line": {"width": 2}}
 
 
 def _truth(doc: dict, ground_truth: str | None) -> str | None:
@@ -37,14 +37,28 @@ def _heatmap_traces(doc: dict, ground_truth: str | None, showscale: bool = True)
     grid = score_grid(doc)
     top = max((abs(s) for row in grid for s in row if s is not None), default=1.0) or 1.0
     norm = [[None if s is None else s / top for s in row] for row in grid]
-    heat = go.Heatmap(z=norm, x=list(range(doc["n_heads"])), y=list(range(doc["n_layers"])),
-                      customdata=grid, colorscale="Blues", zmin=0, zmax=1, showscale=showscale,
-                      colorbar=dict(title="score / max"),
-                      hovertemplate="head %{y}.%{x}<br>score %{customdata:.4g}<extra></extra>")
+    heat = go.Heatmap(
+        z=norm,
+        x=list(range(doc["n_heads"])),
+        y=list(range(doc["n_layers"])),
+        customdata=grid,
+        colorscale="Blues",
+        zmin=0,
+        zmax=1,
+        showscale=showscale,
+        colorbar={"title": "score / max"},
+        hovertemplate="head %{y}.%{x}<br>score %{customdata:.4g}<extra></extra>",
+    )
     gt = truth_heads(doc, ground_truth)
-    marks = go.Scatter(x=[h for _, h in gt], y=[layer for layer, _ in gt], mode="markers", marker=MARKER,
-                       name=f"ground truth ({_truth(doc, ground_truth)})", hoverinfo="skip",
-                       showlegend=showscale)
+    marks = go.Scatter(
+        x=[h for _, h in gt],
+        y=[layer for layer, _ in gt],
+        mode="markers",
+        marker=MARKER,
+        name=f"ground truth ({_truth(doc, ground_truth)})",
+        hoverinfo="skip",
+        showlegend=showscale,
+    )
     return [heat, marks]
 
 
@@ -53,8 +67,13 @@ def head_heatmap(doc: dict, ground_truth: str | None = None) -> go.Figure:
     fig = go.Figure(_heatmap_traces(doc, ground_truth))
     auc = doc["by_ground_truth"].get(_truth(doc, ground_truth), {}).get("roc_auc")
     title = f"{doc['task']}: {doc['method']} head scores" + (f" (node ROC AUC {auc:.3f})" if auc is not None else "")
-    fig.update_layout(title=title, xaxis_title="head", yaxis_title="layer", height=140 + 40 * doc["n_layers"],
-                      legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(
+        title=title,
+        xaxis_title="head",
+        yaxis_title="layer",
+        height=140 + 40 * doc["n_layers"],
+        legend={"orientation": "h", "y": -0.25},
+    )
     fig.update_yaxes(autorange="reversed", dtick=1)
     fig.update_xaxes(dtick=1)
     return fig
@@ -75,28 +94,45 @@ def heatmap_grid(docs: list[dict], ground_truth: str | None = None, cols: int = 
     fig.update_yaxes(autorange="reversed", dtick=1, title_text="layer")
     fig.update_xaxes(dtick=1, title_text="head")
     task = docs[0]["task"] if docs else ""
-    fig.update_layout(title=f"{task}: head scores by method, ground truth ({_truth(docs[0], ground_truth) if docs else ''}) "
-                            "boxed", height=60 + rows * (100 + 45 * (docs[0]["n_layers"] if docs else 4)),
-                      legend=dict(orientation="h", y=-0.08))
+    fig.update_layout(
+        title=f"{task}: head scores by method, ground truth ({_truth(docs[0], ground_truth) if docs else ''}) boxed",
+        height=60 + rows * (100 + 45 * (docs[0]["n_layers"] if docs else 4)),
+        legend={"orientation": "h", "y": -0.08},
+    )
     return fig
 
 
 def roc_figure(docs: list[dict], ground_truth: str | None = None) -> go.Figure:
     """Node ROC curves of several methods against one ground truth."""
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"),
-                             name="chance", hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999"}, name="chance", hoverinfo="skip"
+        )
+    )
     for d in runs(docs):
         scored = d["by_ground_truth"].get(_truth(d, ground_truth))
         if not scored or "roc_curve" not in scored:
             continue
-        fpr, tpr = zip(*scored["roc_curve"])
-        fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines+markers", line_shape="linear",
-                                 name=f"{d['method']} (AUC {scored['roc_auc']:.3f})"))
+        fpr, tpr = zip(*scored["roc_curve"], strict=True)
+        fig.add_trace(
+            go.Scatter(
+                x=fpr,
+                y=tpr,
+                mode="lines+markers",
+                line_shape="linear",
+                name=f"{d['method']} (AUC {scored['roc_auc']:.3f})",
+            )
+        )
     task = docs[0]["task"] if docs else ""
-    fig.update_layout(title=f"{task}: node ROC against {_truth(docs[0], ground_truth) if docs else ''}",
-                      xaxis_title="false positive rate", yaxis_title="true positive rate",
-                      xaxis_range=[0, 1], yaxis_range=[0, 1.02], height=450)
+    fig.update_layout(
+        title=f"{task}: node ROC against {_truth(docs[0], ground_truth) if docs else ''}",
+        xaxis_title="false positive rate",
+        yaxis_title="true positive rate",
+        xaxis_range=[0, 1],
+        yaxis_range=[0, 1.02],
+        height=450,
+    )
     return fig
 
 
@@ -106,15 +142,38 @@ def runtime_figure(docs: list[dict]) -> go.Figure:
     fig = go.Figure()
     for task in sorted({t for t, _ in rows}):
         items = sorted(((m, r) for (t, m), r in rows.items() if t == task), key=lambda mr: mr[1]["seconds"])
-        fig.add_trace(go.Bar(x=[m for m, _ in items], y=[r["seconds"] for _, r in items], name=task,
-                             text=[f"{r['seconds']:.2g} s" for _, r in items], textposition="outside"))
-    fig.update_layout(title="Wall-clock time, end to end (ACDC: one run at the chosen τ)", yaxis_type="log",
-                      yaxis_title="seconds", barmode="group", height=420)
+        fig.add_trace(
+            go.Bar(
+                x=[m for m, _ in items],
+                y=[r["seconds"] for _, r in items],
+                name=task,
+                text=[f"{r['seconds']:.2g} s" for _, r in items],
+                textposition="outside",
+            )
+        )
+    fig.update_layout(
+        title="Wall-clock time, end to end (ACDC: one run at the chosen τ)",
+        yaxis_type="log",
+        yaxis_title="seconds",
+        barmode="group",
+        height=420,
+    )
     return fig
 
 
-TABLE_COLUMNS = ("task", "method", "ground_truth", "roc_auc", "roc_auc_sd", "edge_roc_auc", "f1",
-                 "tpr_tnr_harmonic_mean", "seconds", "fraction_of_acdc_time", "forward_passes")
+TABLE_COLUMNS = (
+    "task",
+    "method",
+    "ground_truth",
+    "roc_auc",
+    "roc_auc_sd",
+    "edge_roc_auc",
+    "f1",
+    "tpr_tnr_harmonic_mean",
+    "seconds",
+    "fraction_of_acdc_time",
+    "forward_passes",
+)
 
 
 def _fmt(value) -> str:
@@ -128,8 +187,12 @@ def _fmt(value) -> str:
 def runtime_table(docs: list[dict], columns=TABLE_COLUMNS) -> go.Figure:
     """The comparison table (AUCs, F1, seconds, fraction of ACDC's time) as a figure."""
     rows = summary_rows(docs)
-    fig = go.Figure(go.Table(header=dict(values=list(columns), fill_color="#eee"),
-                             cells=dict(values=[[_fmt(r.get(c)) for r in rows] for c in columns])))
+    fig = go.Figure(
+        go.Table(
+            header={"values": list(columns), "fill_color": "#eee"},
+            cells={"values": [[_fmt(r.get(c)) for r in rows] for c in columns]},
+        )
+    )
     fig.update_layout(title="Methods side by side", height=120 + 26 * len(rows))
     return fig
 
@@ -141,12 +204,21 @@ def sweep_figure(doc: dict) -> go.Figure:
     names = list(sw["rows"][0]["by_ground_truth"]) if sw["rows"] else []
     x = [str(r["value"]) for r in sw["rows"]]
     for name in names:
-        fig.add_trace(go.Scatter(
-            x=x, y=[r["by_ground_truth"][name]["roc_auc_mean"] for r in sw["rows"]], mode="lines+markers",
-            error_y=dict(type="data", array=[r["by_ground_truth"][name]["roc_auc_sd"] for r in sw["rows"]]),
-            name=name))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[r["by_ground_truth"][name]["roc_auc_mean"] for r in sw["rows"]],
+                mode="lines+markers",
+                error_y={"type": "data", "array": [r["by_ground_truth"][name]["roc_auc_sd"] for r in sw["rows"]]},
+                name=name,
+            )
+        )
     fig.add_hline(y=0.85, line_dash="dot", annotation_text="0.85", line_color="#999")
-    fig.update_layout(title=f"{doc['task']}: discrete-SAE node ROC AUC vs {sw['parameter']} "
-                            f"({len(sw['seeds'])} seeds)", xaxis_title=sw["parameter"], yaxis_title="node ROC AUC",
-                      xaxis_type="category", height=420)
+    fig.update_layout(
+        title=f"{doc['task']}: discrete-SAE node ROC AUC vs {sw['parameter']} ({len(sw['seeds'])} seeds)",
+        xaxis_title=sw["parameter"],
+        yaxis_title="node ROC AUC",
+        xaxis_type="category",
+        height=420,
+    )
     return fig

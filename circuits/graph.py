@@ -31,7 +31,7 @@ class Node:
         return self.kind
 
     @staticmethod
-    def parse(text: str) -> "Node":
+    def parse(text: str) -> Node:
         if text in ("embed", "logits"):
             return Node(text)
         if text.startswith("mlp"):
@@ -57,7 +57,7 @@ class Graph:
         self.n_layers, self.n_heads, self.parallel = n_layers, n_heads, parallel_attn_mlp
 
     @classmethod
-    def of(cls, model) -> "Graph":
+    def of(cls, model) -> Graph:
         return cls(model.cfg.n_layers, model.cfg.n_heads, bool(getattr(model.cfg, "parallel_attn_mlp", False)))
 
     @cached_property

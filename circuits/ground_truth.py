@@ -47,8 +47,9 @@ class GroundTruth:
 
 def _from_record(name: str, task: str, record: dict, source: str) -> GroundTruth:
     nodes = {Node.parse(n["node"]) for n in record["nodes"]}
-    edges = {(Node.parse(e["sender"]), Node.parse(e["receiver"]), e.get("input", "resid"))
-             for e in record.get("edges", [])}
+    edges = {
+        (Node.parse(e["sender"]), Node.parse(e["receiver"]), e.get("input", "resid")) for e in record.get("edges", [])
+    }
     return GroundTruth(name=name, task=task, nodes=nodes, edges=edges, source=source)
 
 
@@ -72,7 +73,9 @@ def load(model: str, task: str, which: str = "path_patching") -> GroundTruth:
             return _from_record("path_patching", task, data, "organism/circuits.json (path patching)")
         if which == "faithfulness":
             data = json.loads(organism_faithfulness_file().read_text())[TASK_KEYS[task]]
-            return _from_record("faithfulness", task, data, "greedy mean-ablation search (circuits.faithfulness_search)")
+            return _from_record(
+                "faithfulness", task, data, "greedy mean-ablation search (circuits.faithfulness_search)"
+            )
         raise ValueError(f"unknown organism ground truth {which!r} (path_patching or faithfulness)")
     key = (model, task)
     if key not in FILES:
@@ -110,6 +113,8 @@ def resolve(truth_model: str | None, task: str, which: str | None, n_layers: int
     for t in truths:
         bad = [str(n) for n in t.nodes if n.layer >= n_layers or (n.kind == "head" and n.head >= n_heads)]
         if bad:
-            raise ValueError(f"the {t.name} ground truth of {task} on {truth_model} names {', '.join(sorted(bad)[:3])}, "
-                             f"outside a model of {n_layers} layers x {n_heads} heads")
+            raise ValueError(
+                f"the {t.name} ground truth of {task} on {truth_model} names {', '.join(sorted(bad)[:3])}, "
+                f"outside a model of {n_layers} layers x {n_heads} heads"
+            )
     return truths

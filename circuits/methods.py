@@ -39,14 +39,26 @@ class MethodConfig(FrozenConfig):
     n_codes: int = Field(200, ge=2, description="discrete-sae: latents of the codebook (the paper: 200).")
     family: str | None = Field(None, description="discrete-sae: a registry family instead of the paper's ReLU SAE.")
     k: int | None = Field(None, ge=1, description="discrete-sae: k of k-sparse families (default 8).")
-    scale_inputs: bool = Field(False, description="discrete-sae: scale head vectors to mean norm √d before the "
-                                                   "paper's SAE (the lab trainer's convention; the paper uses raw ones).")
-    position: str = Field("mean", pattern="^(mean|last)$",
-                          description="discrete-sae / mean-diff: head outputs averaged over positions, or the last.")
-    acdc_metric: str = Field("kl", pattern="^(kl|task)$",
-                             description="acdc: threshold the KL from the clean output (Conmy et al.) or the task metric.")
-    taus: tuple[float, ...] = Field((0.001, 0.003, 0.01, 0.03, 0.1, 0.3), min_length=1,
-                                    description="acdc: the τ grid, in units of the clean-vs-corrupted metric difference.")
+    scale_inputs: bool = Field(
+        False,
+        description="discrete-sae: scale head vectors to mean norm √d before the "
+        "paper's SAE (the lab trainer's convention; the paper uses raw ones).",
+    )
+    position: str = Field(
+        "mean",
+        pattern="^(mean|last)$",
+        description="discrete-sae / mean-diff: head outputs averaged over positions, or the last.",
+    )
+    acdc_metric: str = Field(
+        "kl",
+        pattern="^(kl|task)$",
+        description="acdc: threshold the KL from the clean output (Conmy et al.) or the task metric.",
+    )
+    taus: tuple[float, ...] = Field(
+        (0.001, 0.003, 0.01, 0.03, 0.1, 0.3),
+        min_length=1,
+        description="acdc: the τ grid, in units of the clean-vs-corrupted metric difference.",
+    )
     validation_prompts: int = Field(40, ge=2, description="acdc: prompts of the validation split that chooses τ.")
     attn_sae_dir: str | None = Field(None, description="attn-sae: per-layer hook_z SAEs (trained there if missing).")
     attn_sae_tokens: int = Field(500_000, gt=0, description="attn-sae: training tokens per layer SAE.")
@@ -91,18 +103,39 @@ def run_discrete_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodRe
 
     batch = paper_contrast(tokenizer, task, cfg.n_prompts, cfg.seed)
     start = time.time()
-    res = discrete_sae_circuit(model, batch, n_train=cfg.n_train, family=cfg.family, position=cfg.position,
-                               seed=cfg.seed, n_codes=cfg.n_codes, k=cfg.k, scale_inputs=cfg.scale_inputs)
-    return MethodResult(task, "discrete-sae", res.node_scores, time.time() - start, cfg.n_prompts,
-                        pair_scores=res.pair_scores, alt_head_scores={"edge_method": res.edge_node_scores},
-                        forward_passes=2,
-                        details={"sae": cfg.family or "relu (the paper's SAE)", "n_train_prompts": cfg.n_train,
-                                 "n_codes": cfg.n_codes, "timings": res.timings, "codebook": res.codebook,
-                                 "hook": "blocks.L.attn.hook_result (z_h W_O^h)",
-                                 "activation": f"head output z_h W_O^h, {cfg.position} over positions",
-                                 "node_score": "codes on positives never seen on negatives",
-                                 "contrast": "positive = clean prompts, negative = the paper's negatives "
-                                             "(IOI: IO -> new name, S1 -> IO; greater-than: YY = 01)"})
+    res = discrete_sae_circuit(
+        model,
+        batch,
+        n_train=cfg.n_train,
+        family=cfg.family,
+        position=cfg.position,
+        seed=cfg.seed,
+        n_codes=cfg.n_codes,
+        k=cfg.k,
+        scale_inputs=cfg.scale_inputs,
+    )
+    return MethodResult(
+        task,
+        "discrete-sae",
+        res.node_scores,
+        time.time() - start,
+        cfg.n_prompts,
+        pair_scores=res.pair_scores,
+        alt_head_scores={"edge_method": res.edge_node_scores},
+        forward_passes=2,
+        details={
+            "sae": cfg.family or "relu (the paper's SAE)",
+            "n_train_prompts": cfg.n_train,
+            "n_codes": cfg.n_codes,
+            "timings": res.timings,
+            "codebook": res.codebook,
+            "hook": "blocks.L.attn.hook_result (z_h W_O^h)",
+            "activation": f"head output z_h W_O^h, {cfg.position} over positions",
+            "node_score": "codes on positives never seen on negatives",
+            "contrast": "positive = clean prompts, negative = the paper's negatives "
+            "(IOI: IO -> new name, S1 -> IO; greater-than: YY = 01)",
+        },
+    )
 
 
 def run_mean_diff(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
@@ -114,11 +147,19 @@ def run_mean_diff(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResul
     neg = head_outputs(model, batch.corrupt_tokens, batch.lengths, cfg.position)
     diff = (pos.mean(0) - neg.mean(0)).norm(dim=-1)
     heads = Graph.of(model).heads
-    return MethodResult(task, "mean-diff", {h: float(diff[i]) for i, h in enumerate(heads)},
-                        time.time() - start, cfg.n_prompts, forward_passes=2,
-                        details={"hook": "blocks.L.attn.hook_result (z_h W_O^h)",
-                                 "activation": f"head output z_h W_O^h, {cfg.position} over positions",
-                                 "node_score": "||mean over positives - mean over negatives||"})
+    return MethodResult(
+        task,
+        "mean-diff",
+        {h: float(diff[i]) for i, h in enumerate(heads)},
+        time.time() - start,
+        cfg.n_prompts,
+        forward_passes=2,
+        details={
+            "hook": "blocks.L.attn.hook_result (z_h W_O^h)",
+            "activation": f"head output z_h W_O^h, {cfg.position} over positions",
+            "node_score": "||mean over positives - mean over negatives||",
+        },
+    )
 
 
 def run_patching(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
@@ -127,12 +168,20 @@ def run_patching(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult
     module, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
     start = time.time()
     scores, passes = node_patching(model, batch, module.metric)
-    return MethodResult(task, "patching", {n: abs(s) for n, s in scores.items()}, time.time() - start,
-                        cfg.n_prompts, forward_passes=passes,
-                        details={"ablation": "corrupted-prompt activation (node output: head z, MLP out)",
-                                 "metric": module.metric.__name__,
-                                 "node_score": "|fraction of the clean-vs-corrupted metric gap one patch removes|",
-                                 "signed_scores": {str(n): s for n, s in scores.items()}})
+    return MethodResult(
+        task,
+        "patching",
+        {n: abs(s) for n, s in scores.items()},
+        time.time() - start,
+        cfg.n_prompts,
+        forward_passes=passes,
+        details={
+            "ablation": "corrupted-prompt activation (node output: head z, MLP out)",
+            "metric": module.metric.__name__,
+            "node_score": "|fraction of the clean-vs-corrupted metric gap one patch removes|",
+            "signed_scores": {str(n): s for n, s in scores.items()},
+        },
+    )
 
 
 def run_eap(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
@@ -143,11 +192,21 @@ def run_eap(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
     scores, passes = eap_scores(model, batch, module.metric)
     graph = Graph.of(model)
     nodes = node_scores_from_edges(scores, graph.heads + graph.mlps)
-    return MethodResult(task, "eap", nodes, time.time() - start, cfg.n_prompts,
-                        edge_scores={e: abs(s) for e, s in scores.items()}, forward_passes=passes,
-                        details={"ablation": "corrupted-prompt activation (first-order, per edge)",
-                                 "metric": module.metric.__name__, "passes": "2 forward + 1 backward",
-                                 "node_score": "largest |attribution| over the node's outgoing edges"})
+    return MethodResult(
+        task,
+        "eap",
+        nodes,
+        time.time() - start,
+        cfg.n_prompts,
+        edge_scores={e: abs(s) for e, s in scores.items()},
+        forward_passes=passes,
+        details={
+            "ablation": "corrupted-prompt activation (first-order, per edge)",
+            "metric": module.metric.__name__,
+            "passes": "2 forward + 1 backward",
+            "node_score": "largest |attribution| over the node's outgoing edges",
+        },
+    )
 
 
 def run_acdc(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
@@ -160,20 +219,33 @@ def run_acdc(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
     graph = Graph.of(model)
     grid = acdc_grid(model, batch, val, module.metric, metric=cfg.acdc_metric, taus=cfg.taus, progress=cfg.progress)
     run = grid.chosen
-    return MethodResult(task, "acdc", grid.node_scores(graph.heads + graph.mlps), run.seconds, cfg.n_prompts,
-                        edge_scores=grid.edge_scores(graph.edges), forward_passes=run.forward_passes,
-                        details={"taus": sorted(cfg.taus), "chosen_tau": grid.chosen_tau,
-                                 "validation_prompts": cfg.validation_prompts,
-                                 "validation_recovered": {str(t): r for t, r in grid.validation_recovered.items()},
-                                 "ablation": "corrupted-prompt activation per edge",
-                                 "metric": ("KL(clean || patched) at END" if cfg.acdc_metric == "kl"
-                                            else module.metric.__name__),
-                                 "threshold_on": ("increase in KL / KL(clean || corrupted)" if cfg.acdc_metric == "kl"
-                                                  else "|change in metric| / |clean - corrupted|"),
-                                 "seconds_per_tau": {str(r.tau): r.seconds for r in grid.runs},
-                                 "forward_passes_per_tau": {str(r.tau): r.forward_passes for r in grid.runs},
-                                 "circuit_at_chosen_tau": sorted(str(n) for n in run.nodes()),
-                                 "edges_kept_at_chosen_tau": len(run.kept), "n_edges": len(graph.edges)})
+    return MethodResult(
+        task,
+        "acdc",
+        grid.node_scores(graph.heads + graph.mlps),
+        run.seconds,
+        cfg.n_prompts,
+        edge_scores=grid.edge_scores(graph.edges),
+        forward_passes=run.forward_passes,
+        details={
+            "taus": sorted(cfg.taus),
+            "chosen_tau": grid.chosen_tau,
+            "validation_prompts": cfg.validation_prompts,
+            "validation_recovered": {str(t): r for t, r in grid.validation_recovered.items()},
+            "ablation": "corrupted-prompt activation per edge",
+            "metric": ("KL(clean || patched) at END" if cfg.acdc_metric == "kl" else module.metric.__name__),
+            "threshold_on": (
+                "increase in KL / KL(clean || corrupted)"
+                if cfg.acdc_metric == "kl"
+                else "|change in metric| / |clean - corrupted|"
+            ),
+            "seconds_per_tau": {str(r.tau): r.seconds for r in grid.runs},
+            "forward_passes_per_tau": {str(r.tau): r.forward_passes for r in grid.runs},
+            "circuit_at_chosen_tau": sorted(str(n) for n in run.nodes()),
+            "edges_kept_at_chosen_tau": len(run.kept),
+            "n_edges": len(graph.edges),
+        },
+    )
 
 
 def run_attn_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
@@ -182,8 +254,14 @@ def run_attn_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult
     return attn_sae_result(model, tokenizer, task, cfg)
 
 
-RUNNERS = {"discrete-sae": run_discrete_sae, "acdc": run_acdc, "patching": run_patching, "eap": run_eap,
-           "attn-sae": run_attn_sae, "mean-diff": run_mean_diff}
+RUNNERS = {
+    "discrete-sae": run_discrete_sae,
+    "acdc": run_acdc,
+    "patching": run_patching,
+    "eap": run_eap,
+    "attn-sae": run_attn_sae,
+    "mean-diff": run_mean_diff,
+}
 
 
 def run_method(model, tokenizer, task: str, method: str, cfg: MethodConfig | None = None) -> MethodResult:

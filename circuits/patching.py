@@ -53,6 +53,7 @@ def _select(node: Node, act: torch.Tensor) -> torch.Tensor:
 def kl_metric(clean_logits: torch.Tensor) -> Metric:
     """KL(clean ‖ patched) of the next-token distribution at END, per prompt: ACDC's
     default metric (Conmy et al.). Zero on the clean run, larger the more is broken."""
+
     def metric(logits: torch.Tensor, batch: TaskBatch) -> torch.Tensor:
         ref = end_logits(clean_logits, batch).log_softmax(-1)
         out = end_logits(logits, batch).log_softmax(-1)
@@ -104,14 +105,15 @@ class EdgePatcher:
         for hook_name in sorted({sender_hook(n) for n in needed}):
             nodes = [n for n in needed if sender_hook(n) == hook_name]
 
-            def capture(act, hook, nodes=nodes):  # noqa: ARG001
+            def capture(act, hook, nodes=nodes):
                 for n in nodes:
                     current[n] = _select(n, act)
                 return act
 
             hooks.append((hook_name, capture))
         for hook_name, receivers in by_input.items():
-            def patch(act, hook, receivers=receivers):  # noqa: ARG001
+
+            def patch(act, hook, receivers=receivers):
                 act = act.clone()
                 for receiver, senders in receivers.items():
                     delta = sum(self.corrupt[s] - current[s] for s in senders)
@@ -154,35 +156,39 @@ def eap_scores(model, batch: TaskBatch, metric: Metric) -> tuple[dict[Edge, floa
     clean_senders: dict[str, torch.Tensor] = {}
     inputs: dict[str, torch.Tensor] = {}
 
-    def track(act, hook):  # noqa: ARG001 - parameters are frozen: start the graph here
+    def track(act, hook):
         return act.detach().requires_grad_(True)
 
     def save_sender(name):
-        def hook(act, hook):  # noqa: ARG001 - keyed by the requested name, not TL's alias
+        def hook(act, hook):
             clean_senders[name] = act.detach()
             return act
+
         return hook
 
     def keep(name):
-        def hook(act, hook):  # noqa: ARG001
+        def hook(act, hook):
             # a copy: the final residual is also the last block's output, whose gradient
             # flows on; the copy feeds the receiver only
             inputs[name] = act.clone()
             return inputs[name]
+
         return hook
 
     receiver_names = sorted({receiver_hook(r, s, n_layers) for r, s in graph.receiver_inputs})
-    hooks = [("hook_embed", track)] + [(n, save_sender(n)) for n in sender_names] + \
-            [(n, keep(n)) for n in receiver_names]
+    hooks = (
+        [("hook_embed", track)] + [(n, save_sender(n)) for n in sender_names] + [(n, keep(n)) for n in receiver_names]
+    )
     with torch.enable_grad(), per_head_hooks(model):
         logits = model.run_with_hooks(batch.tokens, fwd_hooks=hooks)
         total = metric(logits, batch).sum()
-        grads = dict(zip(receiver_names, torch.autograd.grad(total, [inputs[n] for n in receiver_names])))
+        grads = dict(zip(receiver_names, torch.autograd.grad(total, [inputs[n] for n in receiver_names]), strict=True))
     senders = graph.senders
     # every sender's (corrupted − clean) output, one row each: a receiver's upstream
     # senders are then scored with one matrix-vector product
-    diffs = torch.stack([_select(n, corrupt_cache[sender_hook(n)]) - _select(n, clean_senders[sender_hook(n)])
-                         for n in senders]).flatten(1)
+    diffs = torch.stack(
+        [_select(n, corrupt_cache[sender_hook(n)]) - _select(n, clean_senders[sender_hook(n)]) for n in senders]
+    ).flatten(1)
     row = {n: i for i, n in enumerate(senders)}
     scores = {}
     for receiver, site in graph.receiver_inputs:
@@ -191,7 +197,7 @@ def eap_scores(model, batch: TaskBatch, metric: Metric) -> tuple[dict[Edge, floa
         upstream = graph.upstream(receiver)
         rows = diffs.index_select(0, torch.tensor([row[n] for n in upstream]))
         values = (rows @ grad.flatten()) / len(batch)
-        scores.update({Edge(n, receiver, site): float(v) for n, v in zip(upstream, values)})
+        scores.update({Edge(n, receiver, site): float(v) for n, v in zip(upstream, values, strict=True)})
     return scores, 3
 
 
@@ -212,8 +218,9 @@ def node_patching(model, batch: TaskBatch, metric: Metric) -> tuple[dict[Node, f
     to its value on the corrupted prompt; the score is the fraction of the clean-vs-
     corrupted metric gap that this single patch removes (signed)."""
     graph = Graph.of(model)
-    names = [f"blocks.{layer}.attn.hook_z" for layer in range(graph.n_layers)] + \
-            [f"blocks.{layer}.hook_mlp_out" for layer in range(graph.n_layers)]
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(graph.n_layers)] + [
+        f"blocks.{layer}.hook_mlp_out" for layer in range(graph.n_layers)
+    ]
     clean_logits = model(batch.tokens)
     corrupt_logits, cache = model.run_with_cache(batch.corrupt_tokens, names_filter=names)
     clean = float(metric(clean_logits, batch).mean())
@@ -223,7 +230,7 @@ def node_patching(model, batch: TaskBatch, metric: Metric) -> tuple[dict[Node, f
         if node.kind == "head":
             corrupt_z = cache[f"blocks.{node.layer}.attn.hook_z"][:, :, node.head]
 
-            def hook(act, hook, h=node.head, value=corrupt_z):  # noqa: ARG001
+            def hook(act, hook, h=node.head, value=corrupt_z):
                 act = act.clone()
                 act[:, :, h] = value
                 return act
@@ -232,7 +239,7 @@ def node_patching(model, batch: TaskBatch, metric: Metric) -> tuple[dict[Node, f
         else:
             value = cache[f"blocks.{node.layer}.hook_mlp_out"]
 
-            def hook(act, hook, value=value):  # noqa: ARG001
+            def hook(act, hook, value=value):
                 return value
 
             name = f"blocks.{node.layer}.hook_mlp_out"

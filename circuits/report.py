@@ -9,9 +9,24 @@ from __future__ import annotations
 from circuits import figures
 from circuits.compare import runs, summary_rows, verdicts
 
-COLUMNS = ["task", "method", "ground_truth", "roc_auc", "roc_auc_sd", "seeds", "edge_roc_auc",
-           "node_roc_auc_with_mlps", "precision", "recall", "f1", "tpr_tnr_harmonic_mean", "seconds",
-           "fraction_of_acdc_time", "forward_passes", "n_prompts"]
+COLUMNS = [
+    "task",
+    "method",
+    "ground_truth",
+    "roc_auc",
+    "roc_auc_sd",
+    "seeds",
+    "edge_roc_auc",
+    "node_roc_auc_with_mlps",
+    "precision",
+    "recall",
+    "f1",
+    "tpr_tnr_harmonic_mean",
+    "seconds",
+    "fraction_of_acdc_time",
+    "forward_passes",
+    "n_prompts",
+]
 
 
 def circuit_section(results: list[dict]):
@@ -20,10 +35,11 @@ def circuit_section(results: list[dict]):
     section = Section(
         title="Circuit discovery",
         intro="Each method ranks the model's heads (and MLPs and edges where it can) for a task; the ranking is "
-              "scored against ground-truth circuits that no method under test defined. Node ROC AUC needs no "
-              "threshold; precision, recall and F1 are at the top-|ground truth| heads; the TPR/TNR harmonic mean "
-              "is what O'Neill & Bui's code calls F1. Seconds are wall-clock, end to end, SAE training included; "
-              "ACDC's are one run at the threshold chosen on validation prompts.")
+        "scored against ground-truth circuits that no method under test defined. Node ROC AUC needs no "
+        "threshold; precision, recall and F1 are at the top-|ground truth| heads; the TPR/TNR harmonic mean "
+        "is what O'Neill & Bui's code calls F1. Seconds are wall-clock, end to end, SAE training included; "
+        "ACDC's are one run at the threshold chosen on validation prompts.",
+    )
     single = runs(results)
     for task in sorted({d["task"] for d in single}):
         docs = [d for d in single if d["task"] == task]
@@ -35,29 +51,40 @@ def circuit_section(results: list[dict]):
     if single:
         section.figures.append(figures.runtime_figure(single))
         rows = summary_rows(single)
-        section.tables.append(Table(caption="Methods side by side (node ROC AUC: mean over seeds where repeated)",
-                                    columns=COLUMNS, rows=rows))
+        section.tables.append(
+            Table(
+                caption="Methods side by side (node ROC AUC: mean over seeds where repeated)",
+                columns=COLUMNS,
+                rows=rows,
+            )
+        )
         section.notes.extend(verdicts(single))
     for doc in results:
         if "sweep" in doc:
             section.figures.append(figures.sweep_figure(doc))
             sw = doc["sweep"]
-            section.tables.append(Table(
-                caption=f"{doc['task']}: discrete-SAE sweep over {sw['parameter']} against {sw['ground_truth']} "
-                        f"({len(sw['seeds'])} seeds)",
-                columns=["value", "roc_auc_mean", "roc_auc_sd", "seconds_mean", "train_rows_without_code_mean"],
-                rows=sw["rows"]))
+            section.tables.append(
+                Table(
+                    caption=f"{doc['task']}: discrete-SAE sweep over {sw['parameter']} against {sw['ground_truth']} "
+                    f"({len(sw['seeds'])} seeds)",
+                    columns=["value", "roc_auc_mean", "roc_auc_sd", "seconds_mean", "train_rows_without_code_mean"],
+                    rows=sw["rows"],
+                )
+            )
     for doc in single:
         codebook = (doc.get("details") or {}).get("codebook") or {}
         if codebook.get("train_rows_without_code", 0) > 0.5:
             section.notes.append(
-                f"{doc['task']} / {doc['method']}: the codebook encodes {codebook['train_rows_without_code']:.0%} of its "
+                f"{doc['task']} / {doc['method']}: the codebook encodes {codebook['train_rows_without_code']:.0%} of "
+                "its "
                 "own training rows with no active latent (the L1 penalty outweighs the reconstruction at this "
-                "activation scale), so most codes come from untrained encoder directions.")
+                "activation scale), so most codes come from untrained encoder directions."
+            )
         rho = codebook.get("score_vs_codes_used_spearman")
         if rho is not None and rho > 0.8:
             section.notes.append(
                 f"{doc['task']} / {doc['method']}: the node score follows how many distinct codes a head uses on "
                 f"positives (Spearman ρ = {rho:.2f}): heads with varied outputs collect positive-only codes whether "
-                "or not they are in the circuit.")
+                "or not they are in the circuit."
+            )
     return section

@@ -59,20 +59,36 @@ def result_json(res, model_name: str, n_layers: int, n_heads: int, truths: list,
         edges = sorted(res.edge_scores.items(), key=lambda kv: (-abs(kv[1]), str(kv[0])))[:TOP_EDGES]
     details = {k: v for k, v in res.details.items() if k not in ("signed_scores", "hook", "sae")}
     return {
-        "kind": "circuit", "schema_version": SCHEMA_VERSION,
-        "task": res.task, "model": model_name, "n_layers": n_layers, "n_heads": n_heads,
-        "method": res.method, "hook": res.details.get("hook"), "sae": res.details.get("sae"),
+        "kind": "circuit",
+        "schema_version": SCHEMA_VERSION,
+        "task": res.task,
+        "model": model_name,
+        "n_layers": n_layers,
+        "n_heads": n_heads,
+        "method": res.method,
+        "hook": res.details.get("hook"),
+        "sae": res.details.get("sae"),
         "config": config,
         "ground_truth": top.get("ground_truth"),
         **{k: top.get(k) for k in ("roc_auc", "precision", "recall", "f1", "tpr_tnr_harmonic_mean")},
-        "seconds": res.seconds, "n_prompts": res.n_prompts, "forward_passes": res.forward_passes,
-        "heads": [{"head": str(n), "layer": n.layer, "index": n.head, "score": s, "in_ground_truth": n in truth_heads}
-                  for n, s in heads],
+        "seconds": res.seconds,
+        "n_prompts": res.n_prompts,
+        "forward_passes": res.forward_passes,
+        "heads": [
+            {"head": str(n), "layer": n.layer, "index": n.head, "score": s, "in_ground_truth": n in truth_heads}
+            for n, s in heads
+        ],
         "mlps": {str(n): s for n, s in sorted(res.node_scores.items()) if n.kind == "mlp"},
         "top_edges": [{"edge": str(e), "score": s} for e, s in edges],
         "by_ground_truth": {s["ground_truth"]: s for s in scored},
-        "ground_truths": {t.name: {"heads": sorted(str(n) for n in t.heads), "mlps": sorted(str(n) for n in t.mlps),
-                                   "source": t.source} for t in truths},
+        "ground_truths": {
+            t.name: {
+                "heads": sorted(str(n) for n in t.heads),
+                "mlps": sorted(str(n) for n in t.mlps),
+                "source": t.source,
+            }
+            for t in truths
+        },
         "details": details,
     }
 
@@ -109,6 +125,7 @@ def check(doc: dict) -> dict:
     if doc.get("kind") != "circuit":
         raise ValueError(f"not a circuit results document (kind {doc.get('kind')!r})")
     if doc.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"circuit results schema_version {doc.get('schema_version')!r}; this saelab reads "
-                         f"{SCHEMA_VERSION}")
+        raise ValueError(
+            f"circuit results schema_version {doc.get('schema_version')!r}; this saelab reads {SCHEMA_VERSION}"
+        )
     return doc

@@ -51,8 +51,18 @@ def _sd(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def run_sweep(model, tokenizer, task: str, parameter: str, base, truths: list, model_name: str,
-              values=None, n_seeds: int = 5, progress: bool = False) -> dict:
+def run_sweep(
+    model,
+    tokenizer,
+    task: str,
+    parameter: str,
+    base,
+    truths: list,
+    model_name: str,
+    values=None,
+    n_seeds: int = 5,
+    progress: bool = False,
+) -> dict:
     """The ``circuit`` results document of one sweep (see ``circuits.results``)."""
     from circuits.methods import evaluate, run_method
     from circuits.results import SCHEMA_VERSION
@@ -74,24 +84,45 @@ def run_sweep(model, tokenizer, task: str, parameter: str, base, truths: list, m
                 per_truth[t.name].append(scored["roc_auc"])
                 edge_method[t.name].append(scored["edge_method_roc_auc"])
             bar.update(1)
-        rows.append({
-            "value": value, "n_prompts": cfg.n_prompts,
-            "seconds_mean": statistics.mean(seconds),
-            "train_rows_without_code_mean": statistics.mean(train_rows_empty),
-            "by_ground_truth": {name: {"roc_auc": v, "roc_auc_mean": statistics.mean(v), "roc_auc_sd": _sd(v),
-                                       "edge_method_roc_auc_mean": statistics.mean(edge_method[name])}
-                                for name, v in per_truth.items()},
-        })
+        rows.append(
+            {
+                "value": value,
+                "n_prompts": cfg.n_prompts,
+                "seconds_mean": statistics.mean(seconds),
+                "train_rows_without_code_mean": statistics.mean(train_rows_empty),
+                "by_ground_truth": {
+                    name: {
+                        "roc_auc": v,
+                        "roc_auc_mean": statistics.mean(v),
+                        "roc_auc_sd": _sd(v),
+                        "edge_method_roc_auc_mean": statistics.mean(edge_method[name]),
+                    }
+                    for name, v in per_truth.items()
+                },
+            }
+        )
     bar.close()
     primary = truths[0].name if truths else None
     for row in rows:  # the primary ground truth's numbers at the top of each row
         if primary:
             row.update({k: row["by_ground_truth"][primary][k] for k in ("roc_auc_mean", "roc_auc_sd", "roc_auc")})
     return {
-        "kind": "circuit", "schema_version": SCHEMA_VERSION, "task": task, "model": model_name,
-        "n_layers": model.cfg.n_layers, "n_heads": model.cfg.n_heads,
-        "method": "discrete-sae", "hook": "blocks.L.attn.hook_result (z_h W_O^h)", "sae": "per sweep point",
-        "config": base.model_dump(mode="json"), "ground_truth": primary,
-        "sweep": {"parameter": parameter, "values": list(values), "seeds": list(range(n_seeds)),
-                  "ground_truth": primary, "rows": rows},
+        "kind": "circuit",
+        "schema_version": SCHEMA_VERSION,
+        "task": task,
+        "model": model_name,
+        "n_layers": model.cfg.n_layers,
+        "n_heads": model.cfg.n_heads,
+        "method": "discrete-sae",
+        "hook": "blocks.L.attn.hook_result (z_h W_O^h)",
+        "sae": "per sweep point",
+        "config": base.model_dump(mode="json"),
+        "ground_truth": primary,
+        "sweep": {
+            "parameter": parameter,
+            "values": list(values),
+            "seeds": list(range(n_seeds)),
+            "ground_truth": primary,
+            "rows": rows,
+        },
     }

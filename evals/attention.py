@@ -38,13 +38,17 @@ def attention_parts(model, spec: HookSpec, tokens: torch.Tensor) -> dict[str, to
     store: dict[str, torch.Tensor] = {}
 
     def keep(part):
-        def hook(act, hook=None):  # noqa: ARG001
+        def hook(act, hook=None):
             store[part] = act.detach()
             return act
+
         return hook
 
-    model.run_with_hooks(tokens, fwd_hooks=[(name, keep(part)) for part, name in names.items()],
-                         stop_at_layer=spec.layer + 1 if spec.layer + 1 < model.cfg.n_layers else None)
+    model.run_with_hooks(
+        tokens,
+        fwd_hooks=[(name, keep(part)) for part, name in names.items()],
+        stop_at_layer=spec.layer + 1 if spec.layer + 1 < model.cfg.n_layers else None,
+    )
     return store
 
 
@@ -73,7 +77,7 @@ def head_summary(sae, spec: HookSpec, n_heads: int, densities: list[float] | Non
     top_features = {}
     for h in range(n_heads):
         values, idx = share[:, h].masked_fill(~live, -1).topk(min(top, share.shape[0]))
-        top_features[str(h)] = [[int(i), round(float(v), 4)] for v, i in zip(values, idx) if v >= 0]
+        top_features[str(h)] = [[int(i), round(float(v), 4)] for v, i in zip(values, idx, strict=True) if v >= 0]
     hist = torch.histc(top_share, bins=10, min=0.0, max=1.0) if s.numel() else torch.zeros(10)
     return {
         "n_heads": n_heads,
@@ -110,11 +114,17 @@ def dfa_examples(model, tokenizer, sae, spec: HookSpec, tokens: torch.Tensor, n:
         dst, feature = divmod(flat, c.shape[1])
         attribution = dfa(parts, sae, spec, feature, dst, batch=b)
         heads = [spec.head] if spec.head is not None else list(range(parts["v"].shape[2]))
-        out.append({
-            "tokens": [tokenizer.decode([int(t)]) for t in tokens[b, : dst + 1]],
-            "dst": dst, "feature": feature, "activation": float(c[dst, feature]),
-            "pre_activation": float(pre[b, dst, feature]), "effective_bias": float(bias[feature]),
-            "dfa_sum": float(attribution.sum()), "heads": heads,
-            "dfa": [[round(float(v), 5) for v in row[: dst + 1]] for row in attribution],
-        })
+        out.append(
+            {
+                "tokens": [tokenizer.decode([int(t)]) for t in tokens[b, : dst + 1]],
+                "dst": dst,
+                "feature": feature,
+                "activation": float(c[dst, feature]),
+                "pre_activation": float(pre[b, dst, feature]),
+                "effective_bias": float(bias[feature]),
+                "dfa_sum": float(attribution.sum()),
+                "heads": heads,
+                "dfa": [[round(float(v), 5) for v in row[: dst + 1]] for row in attribution],
+            }
+        )
     return out

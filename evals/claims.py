@@ -17,8 +17,19 @@ import statistics
 from dataclasses import dataclass
 
 #: metrics shown in the claims table (mean ± sd over seeds)
-TABLE_METRICS = ("l0", "fvu", "explained_variance", "ce_loss_recovered_zero", "ce_loss_recovered_mean", "delta_ce",
-                 "kl_div", "dead_fraction", "underused_fraction", "underused_fraction_zipf", "dense_fraction")
+TABLE_METRICS = (
+    "l0",
+    "fvu",
+    "explained_variance",
+    "ce_loss_recovered_zero",
+    "ce_loss_recovered_mean",
+    "delta_ce",
+    "kl_div",
+    "dead_fraction",
+    "underused_fraction",
+    "underused_fraction_zipf",
+    "dense_fraction",
+)
 
 
 @dataclass(frozen=True)
@@ -34,17 +45,53 @@ class Claim:
 
 
 CLAIMS = (
-    Claim("mc_reconstructs_better", "Mutual choice reconstructs better than TopK at equal L0 (lower FVU)",
-          "Ayonrinde 2024", "fvu", "mutual_choice", "topk", "<"),
-    Claim("fc_no_dead", "Feature choice has zero dead latents (held-out)", "Ayonrinde 2024", "dead_fraction",
-          "feature_choice", None, "==", 0.0),
-    Claim("aux_zipf_fewer_underused", "aux_zipf leaves fewer under-used latents than AuxK (same feature-choice SAE; "
-          "under-used against the Zipf capacity)", "Ayonrinde 2024", "underused_fraction_zipf", "feature_choice",
-          "feature_choice_auxk", "<"),
-    Claim("gsae_lower_delta_ce", "g-SAE has a lower spliced ΔCE than TopK at equal L0", "Olmo et al. 2024",
-          "delta_ce", "gsae", "topk", "<"),
-    Claim("vsae_more_dead", "vSAE has more dead latents than TopK, AuxK matched (the paper's negative result)",
-          "Baker & Li 2025", "dead_fraction", "vsae", "topk", ">"),
+    Claim(
+        "mc_reconstructs_better",
+        "Mutual choice reconstructs better than TopK at equal L0 (lower FVU)",
+        "Ayonrinde 2024",
+        "fvu",
+        "mutual_choice",
+        "topk",
+        "<",
+    ),
+    Claim(
+        "fc_no_dead",
+        "Feature choice has zero dead latents (held-out)",
+        "Ayonrinde 2024",
+        "dead_fraction",
+        "feature_choice",
+        None,
+        "==",
+        0.0,
+    ),
+    Claim(
+        "aux_zipf_fewer_underused",
+        "aux_zipf leaves fewer under-used latents than AuxK (same feature-choice SAE; "
+        "under-used against the Zipf capacity)",
+        "Ayonrinde 2024",
+        "underused_fraction_zipf",
+        "feature_choice",
+        "feature_choice_auxk",
+        "<",
+    ),
+    Claim(
+        "gsae_lower_delta_ce",
+        "g-SAE has a lower spliced ΔCE than TopK at equal L0",
+        "Olmo et al. 2024",
+        "delta_ce",
+        "gsae",
+        "topk",
+        "<",
+    ),
+    Claim(
+        "vsae_more_dead",
+        "vSAE has more dead latents than TopK, AuxK matched (the paper's negative result)",
+        "Baker & Li 2025",
+        "dead_fraction",
+        "vsae",
+        "topk",
+        ">",
+    ),
 )
 
 
@@ -79,13 +126,19 @@ def _aux(sae: dict) -> float | None:
 
 
 def evaluate_claim(claim: Claim, groups: dict[str, dict[int, dict]], band: tuple[float, float] | None) -> dict:
-    row = {"key": claim.key, "claim": claim.text, "source": claim.source, "metric": claim.metric,
-           "compared": f"{claim.a} {claim.relation} {claim.b if claim.b else claim.value}"}
+    row = {
+        "key": claim.key,
+        "claim": claim.text,
+        "source": claim.source,
+        "metric": claim.metric,
+        "compared": f"{claim.a} {claim.relation} {claim.b if claim.b else claim.value}",
+    }
     missing = [n for n in (claim.a, claim.b) if n is not None and n not in groups]
     if missing:
         return {**row, "verdict": "not tested", "why": f"no SAE named {', '.join(missing)} in the suite"}
-    seeds = sorted(set(groups[claim.a]) & (set(groups[claim.b]) if claim.b else set(groups[claim.a])),
-                   key=lambda s: (s is None, s))
+    seeds = sorted(
+        set(groups[claim.a]) & (set(groups[claim.b]) if claim.b else set(groups[claim.a])), key=lambda s: (s is None, s)
+    )
     per_seed, agree, matched = [], 0, True
     for seed in seeds:
         a = groups[claim.a][seed]
@@ -109,16 +162,28 @@ def evaluate_claim(claim: Claim, groups: dict[str, dict[int, dict]], band: tuple
     why = f"{agree}/{len(per_seed)} seeds in the claimed direction"
     if not matched:
         why += "; an L0 lies outside the band"
-    return {**row, "verdict": verdict, "why": why, "seeds": len(per_seed), "a": a_stats, "b": b_stats,
-            "difference": diff, "per_seed": per_seed}
+    return {
+        **row,
+        "verdict": verdict,
+        "why": why,
+        "seeds": len(per_seed),
+        "a": a_stats,
+        "b": b_stats,
+        "difference": diff,
+        "per_seed": per_seed,
+    }
 
 
 def claims_table(groups: dict[str, dict[int, dict]], band: tuple[float, float] | None) -> list[dict]:
     rows = []
     for name, by_seed in groups.items():
         saes = list(by_seed.values())
-        row = {"name": name, "architecture": saes[0]["architecture"], "seeds": len(saes),
-               "l0_in_band": all(_in_band(s, band) for s in saes)}
+        row = {
+            "name": name,
+            "architecture": saes[0]["architecture"],
+            "seeds": len(saes),
+            "l0_in_band": all(_in_band(s, band) for s in saes),
+        }
         for m in TABLE_METRICS:
             row[m] = mean_sd([s["metrics"].get(m) for s in saes])
         rows.append(row)
@@ -140,10 +205,16 @@ def evaluate_claims(saes: list[dict], cfg) -> dict:
     notes = []
     if vsae and topk:
         matched = vsae.get("aux_coefficient", 1 / 32) == topk.get("aux_coefficient", 1 / 32)
-        notes.append(f"AuxK {'matched' if matched else 'NOT matched'} between vsae and topk "
-                     f"(aux_coefficient {vsae.get('aux_coefficient', 1 / 32)} vs {topk.get('aux_coefficient', 1 / 32)})")
+        notes.append(
+            f"AuxK {'matched' if matched else 'NOT matched'} between vsae and topk "
+            f"(aux_coefficient {vsae.get('aux_coefficient', 1 / 32)} vs {topk.get('aux_coefficient', 1 / 32)})"
+        )
     for s in saes:
         s.pop("aux_coefficient", None)
-    return {"l0_band": list(band) if band else None, "seeds": sorted({s.get("train_seed") for s in saes},
-                                                                      key=lambda v: (v is None, v)),
-            "table": claims_table(groups, band), "claims": results, "notes": notes}
+    return {
+        "l0_band": list(band) if band else None,
+        "seeds": sorted({s.get("train_seed") for s in saes}, key=lambda v: (v is None, v)),
+        "table": claims_table(groups, band),
+        "claims": results,
+        "notes": notes,
+    }

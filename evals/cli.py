@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     # prefix_chars: no option is this parser's own, so every argument (--suite ...) reaches
     # the form's parser; REMAINDER alone does not capture a leading option.
     parser = sub.add_parser(
-        "eval", help="evaluate SAEs: the metric suite and report, or 'eval supervised'", add_help=False,
+        "eval",
+        help="evaluate SAEs: the metric suite and report, or 'eval supervised'",
+        add_help=False,
         prefix_chars="\x00",
         usage="saelab eval --suite SUITE RUN_DIR... [--out DIR]\n       saelab eval supervised [options]",
     )

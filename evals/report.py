@@ -26,7 +26,7 @@ REPORT = "report.html"
 
 #: results ``kind`` → "module:function" building a Section (or a list of Sections) from the
 #: list of results of that kind found in the directory; the order here is the order of the report.
-SECTION_BUILDERS: dict[str, str | Callable[[list[dict]], "Section | list[Section]"]] = {
+SECTION_BUILDERS: dict[str, str | Callable[[list[dict]], Section | list[Section]]] = {
     "sweep": "evals.sections:sweep_section",
     "eval": "evals.sections:eval_section",
     "circuit": "circuits.report:circuit_section",
@@ -62,11 +62,14 @@ def _cell(value: Any) -> str:
 
 def _table_html(table: Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in table.columns) + "</tr>"
-                   for row in table.rows)
-    return (f'<div class="table-wrap"><table><caption>{html.escape(table.caption)}</caption>'
-            f"<thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table></div>")
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in table.columns) + "</tr>" for row in table.rows
+    )
+    return (
+        f'<div class="table-wrap"><table><caption>{html.escape(table.caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead>"
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def render(sections: list[Section], title: str) -> str:
@@ -98,7 +101,7 @@ th {{ background: #f3f3f3; }} caption {{ text-align: left; font-weight: bold; pa
 .table-wrap {{ overflow-x: auto; max-width: 100%; }}
 </style></head>
 <body><h1>{html.escape(title)}</h1><ul>{toc}</ul>
-{''.join(parts)}
+{"".join(parts)}
 </body></html>
 """
 
@@ -117,7 +120,7 @@ def find_results(directory: str | Path) -> dict[str, list[dict]]:
     return found
 
 
-def _builder(kind: str) -> Callable[[list[dict]], "Section | list[Section]"]:
+def _builder(kind: str) -> Callable[[list[dict]], Section | list[Section]]:
     builder = SECTION_BUILDERS[kind]
     if callable(builder):
         return builder

@@ -43,11 +43,15 @@ from sae.errors import SaelabError
 
 SCHEMA_VERSION = 1
 RESULTS = "results.json"
-UNDERUSED_ZIPF_DEFINITION = ("feature-choice SAEs only: fraction of latents whose held-out density is below "
-                             "underused_fraction x the density their Zipf capacity implies (k * share_j), the "
-                             "aux_zipf notion of under-used")
-UNDERUSED_DEFINITION = ("fraction of latents with density below 0.1 * k / d_sae (a tenth of a uniform share of the "
-                        "L0 budget; k = the SAE's k, or its measured L0 for families without one), dead ones included")
+UNDERUSED_ZIPF_DEFINITION = (
+    "feature-choice SAEs only: fraction of latents whose held-out density is below "
+    "underused_fraction x the density their Zipf capacity implies (k * share_j), the "
+    "aux_zipf notion of under-used"
+)
+UNDERUSED_DEFINITION = (
+    "fraction of latents with density below 0.1 * k / d_sae (a tenth of a uniform share of the "
+    "L0 budget; k = the SAE's k, or its measured L0 for families without one), dead ones included"
+)
 
 
 @dataclass
@@ -65,8 +69,11 @@ def find_saes(run_dir: str | Path) -> list[Located]:
     if not run.is_dir():
         raise SaelabError(f"{run}: no such run directory")
     if (run / "cfg.json").is_file():
-        root = run.parent if (run.parent / "run_config.json").is_file() and not (run / "run_config.json").is_file() \
+        root = (
+            run.parent
+            if (run.parent / "run_config.json").is_file() and not (run / "run_config.json").is_file()
             else run
+        )
         return [Located(run, root, run.name)]
     found = [Located(p, run, p.name) for p in sorted(run.iterdir()) if (p / "cfg.json").is_file()]
     if not found:
@@ -108,12 +115,20 @@ def load_entries(located: list[Located], device: str) -> list[tuple[SAEEntry, di
         data_seed, seed, tokens = train_seed(loc.run_dir)
         name, replica = split_seed(ours.get("name", loc.name))
         info = {
-            "name": name, "id": ident,
+            "name": name,
+            "id": ident,
             "architecture": ours.get("architecture", cfg.get("architecture")),
-            "inference_architecture": cfg.get("architecture"), "model": model, "hook": hook,
-            "tl_hook": ours.get("tl_hook", meta.get("hook_name")), "head": head,
-            "run_dir": str(loc.run_dir), "sae_dir": str(loc.sae_dir), "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae,
-            "k": getattr(sae.cfg, "k", None), "train_seed": replica if replica is not None else seed,
+            "inference_architecture": cfg.get("architecture"),
+            "model": model,
+            "hook": hook,
+            "tl_hook": ours.get("tl_hook", meta.get("hook_name")),
+            "head": head,
+            "run_dir": str(loc.run_dir),
+            "sae_dir": str(loc.sae_dir),
+            "d_in": sae.cfg.d_in,
+            "d_sae": sae.cfg.d_sae,
+            "k": getattr(sae.cfg, "k", None),
+            "train_seed": replica if replica is not None else seed,
             "train_data_seed": data_seed,
             "train_tokens": tokens if tokens is not None else ours.get("train_rows"),
         }
@@ -121,12 +136,20 @@ def load_entries(located: list[Located], device: str) -> list[tuple[SAEEntry, di
     return out
 
 
-def _token_batches(cfg: SuiteConfig, tokenizer, hooks: list[str], model_name: str, seed: int, n_tokens: int,
-                   context_size: int):
+def _token_batches(
+    cfg: SuiteConfig, tokenizer, hooks: list[str], model_name: str, seed: int, n_tokens: int, context_size: int
+):
     from sae.store import StoreConfig, token_batches
 
-    scfg = StoreConfig(model=model_name, hooks=hooks, source=cfg.data.source, context_size=context_size,
-                       n_tokens=n_tokens, lm_batch_size=cfg.data.lm_batch_size, seed=seed)
+    scfg = StoreConfig(
+        model=model_name,
+        hooks=hooks,
+        source=cfg.data.source,
+        context_size=context_size,
+        n_tokens=n_tokens,
+        lm_batch_size=cfg.data.lm_batch_size,
+        seed=seed,
+    )
     return token_batches(scfg, tokenizer), scfg.n_sequences
 
 
@@ -152,19 +175,31 @@ def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[SAEEnt
     for e in entries:
         e.spec = resolve_hook(model, e.info["hook"])
         if e.spec.d_in != e.sae.cfg.d_in:
-            raise SaelabError(f"{e.info['sae_dir']}: d_in {e.sae.cfg.d_in} does not match hook {e.info['hook']} "
-                              f"of {model_name} (width {e.spec.d_in})")
+            raise SaelabError(
+                f"{e.info['sae_dir']}: d_in {e.sae.cfg.d_in} does not match hook {e.info['hook']} "
+                f"of {model_name} (width {e.spec.d_in})"
+            )
     ctx = _context_size(cfg, entries)
     hooks = sorted({e.spec.name for e in entries})
     specs = list({e.spec.name: e.spec for e in entries}.values())
     means = None
     if cfg.splice:
-        batches, _ = _token_batches(cfg, tokenizer, hooks, model_name, cfg.mean_ablation.seed,
-                                    cfg.mean_ablation.n_tokens, ctx)
+        batches, _ = _token_batches(
+            cfg, tokenizer, hooks, model_name, cfg.mean_ablation.seed, cfg.mean_ablation.n_tokens, ctx
+        )
         means = mean_activations(model, tokenizer, specs, batches)
     batches, n_seq = _token_batches(cfg, tokenizer, hooks, model_name, cfg.data.seed, cfg.data.n_tokens, ctx)
-    results = evaluate_saes(model, tokenizer, entries, batches, means, splice=cfg.splice,
-                            dense_threshold=cfg.dense_threshold, progress=progress, total=n_seq)
+    results = evaluate_saes(
+        model,
+        tokenizer,
+        entries,
+        batches,
+        means,
+        splice=cfg.splice,
+        dense_threshold=cfg.dense_threshold,
+        progress=progress,
+        total=n_seq,
+    )
     for e in entries:
         r = results[e.name]
         hist, densities = r.pop("density_histogram"), r.pop("densities")
@@ -176,11 +211,14 @@ def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[SAEEnt
             r["underused_fraction_zipf"] = float(below.double().mean())
         e.info.update({"metrics": r, "density_histogram": hist, "densities": densities})
         if cfg.attention.enabled and is_attention_sae(e.spec):
-            prompts, _ = _token_batches(cfg, tokenizer, hooks, model_name, cfg.data.seed,
-                                        cfg.attention.dfa_prompts * ctx or ctx, ctx)
+            prompts, _ = _token_batches(
+                cfg, tokenizer, hooks, model_name, cfg.data.seed, cfg.attention.dfa_prompts * ctx or ctx, ctx
+            )
             tokens = next(iter(prompts))
             e.info["attention"] = {
-                "head_attribution": head_summary(e.sae, e.spec, model.cfg.n_heads, densities, cfg.attention.top_features),
+                "head_attribution": head_summary(
+                    e.sae, e.spec, model.cfg.n_heads, densities, cfg.attention.top_features
+                ),
                 "dfa_examples": dfa_examples(model, tokenizer, e.sae, e.spec, tokens, cfg.attention.dfa_prompts),
             }
     e_data = {"model": model_name, "context_size": ctx}
@@ -191,9 +229,13 @@ def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[SAEEnt
 def definitions() -> dict:
     from evals.synthetic.score import DEFINITIONS as SYNTH
 
-    return {**DEFINITIONS, **SPLICE_DEFINITIONS, "underused_fraction": UNDERUSED_DEFINITION,
-            "underused_fraction_zipf": UNDERUSED_ZIPF_DEFINITION,
-            **{f"synthetic.{k}": v for k, v in SYNTH.items()}}
+    return {
+        **DEFINITIONS,
+        **SPLICE_DEFINITIONS,
+        "underused_fraction": UNDERUSED_DEFINITION,
+        "underused_fraction_zipf": UNDERUSED_ZIPF_DEFINITION,
+        **{f"synthetic.{k}": v for k, v in SYNTH.items()},
+    }
 
 
 def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, progress: bool = True) -> dict:
@@ -207,8 +249,9 @@ def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, pro
     if cfg.train is not None:
         run_dirs += train_runs(cfg, out, progress)
     if not run_dirs and not cfg.synthetic.enabled:
-        raise SaelabError("nothing to evaluate: give run directories, or a suite that trains or runs the synthetic "
-                          "benchmark")
+        raise SaelabError(
+            "nothing to evaluate: give run directories, or a suite that trains or runs the synthetic benchmark"
+        )
     located = [loc for r in run_dirs for loc in find_saes(r)]
     check_heldout(cfg, {str(loc.run_dir): train_seed(loc.run_dir)[0] for loc in located})
     pairs = load_entries(located, cfg.data.device)
@@ -220,15 +263,23 @@ def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, pro
         evaluate_model_group(cfg, model_name, entries, progress)
         data.append(entries[0].info["_data"])
     saes = []
-    for entry, info in pairs:
+    for _entry, info in pairs:
         info.pop("_data", None)
         saes.append(info)
     results = {
-        "kind": "eval", "schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "saelab_version": _version(), "suite": cfg.model_dump(mode="json"), "definitions": definitions(),
-        "data": {"models": data, "source": cfg.data.source.model_dump(), "seed": cfg.data.seed,
-                 "n_tokens": cfg.data.n_tokens,
-                 "mean_ablation": cfg.mean_ablation.model_dump() if cfg.splice else None},
+        "kind": "eval",
+        "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "saelab_version": _version(),
+        "suite": cfg.model_dump(mode="json"),
+        "definitions": definitions(),
+        "data": {
+            "models": data,
+            "source": cfg.data.source.model_dump(),
+            "seed": cfg.data.seed,
+            "n_tokens": cfg.data.n_tokens,
+            "mean_ablation": cfg.mean_ablation.model_dump() if cfg.splice else None,
+        },
         "saes": saes,
     }
     if cfg.synthetic.enabled:

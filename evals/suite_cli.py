@@ -11,15 +11,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="saelab eval",
         description="Evaluate saved SAEs on held-out text: reconstruction, sparsity, spliced-in CE and KL against "
-                    "zero and mean ablation, attention-SAE head attribution and DFA, the synthetic ground-truth "
-                    "benchmark, and (claims suites) the seed papers' claims. Writes results.json and report.html.",
+        "zero and mean ablation, attention-SAE head attribution and DFA, the synthetic ground-truth "
+        "benchmark, and (claims suites) the seed papers' claims. Writes results.json and report.html.",
     )
-    parser.add_argument("runs", nargs="*", metavar="RUN_DIR",
-                        help="run directories ('saelab train --out') or single SAE directories (cfg.json)")
+    parser.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN_DIR",
+        help="run directories ('saelab train --out') or single SAE directories (cfg.json)",
+    )
     parser.add_argument("--suite", required=True, help="suite config, e.g. configs/eval_suite.yaml")
     parser.add_argument("--out", default="runs/eval", help="where results.json and report.html go (default runs/eval)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override a suite key, e.g. data.n_tokens=65536 or synthetic.enabled=false")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a suite key, e.g. data.n_tokens=65536 or synthetic.enabled=false",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -29,17 +37,23 @@ def summary_lines(results: dict) -> list[str]:
     lines = []
     if rows:
         width = max(len(r["id"]) for r in rows)
-        lines.append(f"{'SAE':{width}s}  {'L0':>6s}  {'FVU':>6s}  {'CE rec 0':>8s}  {'CE rec μ':>8s}  {'KL':>7s}  "
-                     f"{'dead':>6s}")
+        lines.append(
+            f"{'SAE':{width}s}  {'L0':>6s}  {'FVU':>6s}  {'CE rec 0':>8s}  {'CE rec μ':>8s}  {'KL':>7s}  {'dead':>6s}"
+        )
         for r in rows:
             m = r["metrics"]
-            ce0, cem, kl = (m.get(k, float("nan")) for k in ("ce_loss_recovered_zero", "ce_loss_recovered_mean",
-                                                              "kl_div"))
-            lines.append(f"{r['id']:{width}s}  {m['l0']:6.2f}  {m['fvu']:6.4f}  {ce0:8.4f}  {cem:8.4f}  {kl:7.4f}  "
-                         f"{m['dead_fraction']:6.1%}")
+            ce0, cem, kl = (
+                m.get(k, float("nan")) for k in ("ce_loss_recovered_zero", "ce_loss_recovered_mean", "kl_div")
+            )
+            lines.append(
+                f"{r['id']:{width}s}  {m['l0']:6.2f}  {m['fvu']:6.4f}  {ce0:8.4f}  {cem:8.4f}  {kl:7.4f}  "
+                f"{m['dead_fraction']:6.1%}"
+            )
     for name, block in (results.get("synthetic") or {}).items():
-        lines.append(f"synthetic '{name}': " + ", ".join(f"{f} MCC {s['mcc']:.3f} recall {s['recall']:.2f}"
-                                                          for f, s in block["families"].items()))
+        lines.append(
+            f"synthetic '{name}': "
+            + ", ".join(f"{f} MCC {s['mcc']:.3f} recall {s['recall']:.2f}" for f, s in block["families"].items())
+        )
     for c in (results.get("claims") or {}).get("claims", []):
         lines.append(f"claim: {c['claim']}: {c['verdict'].upper()} ({c.get('why', '')})")
     return lines

@@ -55,11 +55,15 @@ class SyntheticSuite(FrozenConfig):
     steps: int = Field(1500, gt=0, description="Training steps per SAE.")
     batch_size: int = Field(1024, gt=0, description="Rows per step.")
     lr: float = Field(3e-3, gt=0, description="Learning rate.")
-    expansion: float = Field(1.0, gt=0, description="d_sae = expansion × the number of true features "
-                             "(unless a family sets d_sae).")
+    expansion: float = Field(
+        1.0, gt=0, description="d_sae = expansion × the number of true features (unless a family sets d_sae)."
+    )
     seed: int = Field(0, description="Seed of the data and of the SAEs.")
-    families: list[SyntheticFamily] = Field(default_factory=list, description="SAEs trained on every configuration; "
-                                            "empty: every trainable family with its defaults (k = expected L0).")
+    families: list[SyntheticFamily] = Field(
+        default_factory=list,
+        description="SAEs trained on every configuration; "
+        "empty: every trainable family with its defaults (k = expected L0).",
+    )
 
 
 class AttentionSuite(FrozenConfig):
@@ -84,8 +88,11 @@ class TrainSection(FrozenConfig):
     """
 
     seeds: list[int] = Field(..., min_length=1, description="Initialisation seeds; each SAE is trained once per seed.")
-    run: dict[str, Any] = Field(..., description="A 'saelab train' config (data, saes, trainer) whose SAEs are "
-                                "replicated per seed; held-out scoring is the suite's.")
+    run: dict[str, Any] = Field(
+        ...,
+        description="A 'saelab train' config (data, saes, trainer) whose SAEs are "
+        "replicated per seed; held-out scoring is the suite's.",
+    )
 
     def run_config(self):
         """The ``RunConfig`` of the run (every SAE once per seed)."""
@@ -118,8 +125,9 @@ class SuiteConfig(FrozenConfig):
     data: EvalData = Field(default_factory=EvalData)
     mean_ablation: MeanAblation = Field(default_factory=MeanAblation)
     splice: bool = Field(True, description="Splice the SAEs into the model (CE, KL); off: reconstruction only.")
-    dense_threshold: float = Field(0.1, gt=0, le=1, description="A latent firing on more than this fraction of "
-                                   "tokens is dense.")
+    dense_threshold: float = Field(
+        0.1, gt=0, le=1, description="A latent firing on more than this fraction of tokens is dense."
+    )
     synthetic: SyntheticSuite = Field(default_factory=lambda: SyntheticSuite(enabled=False))
     attention: AttentionSuite = Field(default_factory=AttentionSuite)
     train: TrainSection | None = Field(None, description="Train these SAEs first (claims).")
@@ -128,7 +136,7 @@ class SuiteConfig(FrozenConfig):
     l0_tolerance: float = Field(0.1, ge=0, description="Band half-width as a fraction of l0_target.")
 
     @model_validator(mode="after")
-    def _claims_need_training(self) -> "SuiteConfig":
+    def _claims_need_training(self) -> SuiteConfig:
         if self.claims and self.train is None:
             raise ValueError("claims: true needs a 'train' section (the SAEs the claims are about)")
         if self.data.seed == self.mean_ablation.seed:
@@ -142,5 +150,7 @@ def check_heldout(cfg: SuiteConfig, train_seeds: dict[str, int | None]) -> None:
         return
     for run, seed in train_seeds.items():
         if seed is not None and seed in (cfg.data.seed, cfg.mean_ablation.seed):
-            raise ConfigError(f"{run} was trained on organism text with seed {seed}, which the suite evaluates on; "
-                              "set data.seed and mean_ablation.seed to other values")
+            raise ConfigError(
+                f"{run} was trained on organism text with seed {seed}, which the suite evaluates on; "
+                "set data.seed and mean_ablation.seed to other values"
+            )

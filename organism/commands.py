@@ -73,9 +73,11 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"IOI accuracy {result['ioi_accuracy']:.3f}, logit diff {result['ioi_logit_diff']:.2f}; "
-              f"held-out template accuracy {result['heldout_template']['accuracy']:.3f}; "
-              f"greater-than prob diff {result['greater_than_prob_diff']:.3f}")
+        print(
+            f"IOI accuracy {result['ioi_accuracy']:.3f}, logit diff {result['ioi_logit_diff']:.2f}; "
+            f"held-out template accuracy {result['heldout_template']['accuracy']:.3f}; "
+            f"greater-than prob diff {result['greater_than_prob_diff']:.3f}"
+        )
     return 0
 
 

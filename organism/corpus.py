@@ -138,8 +138,10 @@ def _comparison(rng: random.Random) -> str:
 
 def _pronoun(rng: random.Random) -> str:
     name = rng.choice(NAMES)
-    return (f"{name} lost {world.pronoun(name)} {rng.choice(OBJECTS)} at the {rng.choice(PLACES)}. "
-            f"{world.subject_pronoun(name)} was sad.")
+    return (
+        f"{name} lost {world.pronoun(name)} {rng.choice(OBJECTS)} at the {rng.choice(PLACES)}. "
+        f"{world.subject_pronoun(name)} was sad."
+    )
 
 
 def _question(rng: random.Random) -> str:

@@ -64,8 +64,15 @@ def _mean(x: torch.Tensor) -> float:
     return float(x.mean())
 
 
-def _effects(model, batch: TaskBatch, caches: Caches, senders: Sequence[Node],
-             receivers: Sequence[Receiver] | None, metric: Metric, desc: str) -> dict[Node, float]:
+def _effects(
+    model,
+    batch: TaskBatch,
+    caches: Caches,
+    senders: Sequence[Node],
+    receivers: Sequence[Receiver] | None,
+    metric: Metric,
+    desc: str,
+) -> dict[Node, float]:
     base = _mean(caches.clean_metric)
     out = {}
     for node in tqdm(senders, desc=desc, leave=False):
@@ -120,8 +127,9 @@ def _faithfulness(model, batch: TaskBatch, circuit: set[Node], all_nodes: set[No
     }
 
 
-def _edges(model, batch, caches, senders: Sequence[Node], receivers: Sequence[Receiver], metric,
-           threshold: float) -> list[dict]:
+def _edges(
+    model, batch, caches, senders: Sequence[Node], receivers: Sequence[Receiver], metric, threshold: float
+) -> list[dict]:
     """Sender → single-receiver path-patching effects that pass ``threshold``."""
     base = _mean(caches.clean_metric)
     edges = []
@@ -131,8 +139,15 @@ def _edges(model, batch, caches, senders: Sequence[Node], receivers: Sequence[Re
                 continue
             effect = (_mean(path_patch(model, batch, caches, [s], [r], metric)) - base) / abs(base)
             if abs(effect) >= threshold:
-                edges.append({"sender": str(s), "receiver": str(r.node), "input": r.site,
-                              "position": r.position, "effect": round(effect, 4)})
+                edges.append(
+                    {
+                        "sender": str(s),
+                        "receiver": str(r.node),
+                        "input": r.site,
+                        "position": r.position,
+                        "effect": round(effect, 4),
+                    }
+                )
     return edges
 
 
@@ -144,12 +159,15 @@ def _role_nodes(roles: dict[str, list[Node]]) -> list[dict]:
         for n in group:
             met.setdefault(n, []).append(role)
     order = list(roles)
+
     def key(item: tuple[Node, list[str]]) -> tuple:
         node, rs = item
         return order.index(rs[0]), node.layer, -1 if node.head is None else node.head
 
-    return [{"node": str(n), "layer": n.layer, "head": n.head, "role": rs[0], "roles": rs}
-            for n, rs in sorted(met.items(), key=key)]
+    return [
+        {"node": str(n), "layer": n.layer, "head": n.head, "role": rs[0], "roles": rs}
+        for n, rs in sorted(met.items(), key=key)
+    ]
 
 
 def _table(effects: dict[Node, float]) -> dict[str, float]:
@@ -180,8 +198,9 @@ def find_ioi(model, tokenizer, n_prompts: int = N_PROMPTS, seed: int = SEED) -> 
         raise RuntimeError("no name-mover heads pass the criterion; the organism does not solve IOI")
 
     nm_queries = [Receiver(n, "q", "END") for n in movers]
-    s_inh_fx = _effects(model, batch, caches, _heads(model, _top(movers)), nm_queries, metric,
-                        "IOI: heads → NM queries")
+    s_inh_fx = _effects(
+        model, batch, caches, _heads(model, _top(movers)), nm_queries, metric, "IOI: heads → NM queries"
+    )
     s_inh = [n for n, e in s_inh_fx.items() if e <= -t["s_inhibition_effect"]]
     # Heads that raise the logit difference directly without attending to the IO (they
     # attend to S and write against it); a head that is also S-inhibition keeps that role.
@@ -191,8 +210,7 @@ def find_ioi(model, tokenizer, n_prompts: int = N_PROMPTS, seed: int = SEED) -> 
     induction, duplicate = [], []
     if s_inh:
         si_inputs = [Receiver(n, site, "S2") for n in s_inh for site in ("k", "v")]
-        ind_fx = _effects(model, batch, caches, _heads(model, _top(s_inh)), si_inputs, metric,
-                          "IOI: heads → S-inh k/v")
+        ind_fx = _effects(model, batch, caches, _heads(model, _top(s_inh)), si_inputs, metric, "IOI: heads → S-inh k/v")
         att_s1 = _attention(model, batch, "S2", "S1")
         att_s1p = _attention(model, batch, "S2", "S1+1")
         for n, e in ind_fx.items():
@@ -203,20 +221,36 @@ def find_ioi(model, tokenizer, n_prompts: int = N_PROMPTS, seed: int = SEED) -> 
     previous = []
     if induction:
         keys = [Receiver(n, "k", "S1+1") for n in induction]
-        prev_fx = _effects(model, batch, caches, _heads(model, _top(induction)), keys, metric,
-                           "IOI: heads → induction keys")
+        prev_fx = _effects(
+            model, batch, caches, _heads(model, _top(induction)), keys, metric, "IOI: heads → induction keys"
+        )
         previous = [n for n, e in prev_fx.items() if e <= -t["previous_token_effect"]]
 
     roles = {
-        "name_mover": movers, "negative_name_mover": negative, "s_suppression": s_suppression,
-        "s_inhibition": s_inh, "induction": induction, "duplicate_token": duplicate, "previous_token": previous,
+        "name_mover": movers,
+        "negative_name_mover": negative,
+        "s_suppression": s_suppression,
+        "s_inhibition": s_inh,
+        "induction": induction,
+        "duplicate_token": duplicate,
+        "previous_token": previous,
     }
     circuit = {n for group in roles.values() for n in group}
-    edges = _edges(model, batch, caches, sorted(circuit, key=str), [Receiver(n, "q", "END") for n in movers]
-                   + [Receiver(n, s, "S2") for n in s_inh for s in ("k", "v")]
-                   + [Receiver(n, "k", "S1+1") for n in induction], metric, t["edge_effect"])
-    edges += [{"sender": str(n), "receiver": "logits", "input": "resid", "position": "END",
-               "effect": round(direct[n], 4)} for n in movers + negative + s_suppression]
+    edges = _edges(
+        model,
+        batch,
+        caches,
+        sorted(circuit, key=str),
+        [Receiver(n, "q", "END") for n in movers]
+        + [Receiver(n, s, "S2") for n in s_inh for s in ("k", "v")]
+        + [Receiver(n, "k", "S1+1") for n in induction],
+        metric,
+        t["edge_effect"],
+    )
+    edges += [
+        {"sender": str(n), "receiver": "logits", "input": "resid", "position": "END", "effect": round(direct[n], 4)}
+        for n in movers + negative + s_suppression
+    ]
     return {
         "task": "ioi",
         "metric": "logit(IO) - logit(S) at END",
@@ -229,8 +263,12 @@ def find_ioi(model, tokenizer, n_prompts: int = N_PROMPTS, seed: int = SEED) -> 
         "nodes": _role_nodes(roles),
         "edges": edges,
         "faithfulness": _faithfulness(model, batch, circuit, set(_heads(model)), metric),
-        "effects": {"direct_to_logits": _table(direct), "to_name_mover_queries": _table(s_inh_fx),
-                    "to_s_inhibition_kv": _table(ind_fx), "to_induction_keys": _table(prev_fx)},
+        "effects": {
+            "direct_to_logits": _table(direct),
+            "to_name_mover_queries": _table(s_inh_fx),
+            "to_s_inhibition_kv": _table(ind_fx),
+            "to_induction_keys": _table(prev_fx),
+        },
         "attention_end_to_io": [[round(float(x), 4) for x in row] for row in att_io],
     }
 
@@ -264,11 +302,19 @@ def find_greater_than(model, tokenizer, n_prompts: int = N_PROMPTS, seed: int = 
         year_writers = [n for n, e in reader_fx.items() if e <= -t["reader_value_effect"]]
     circuit = set(direct_nodes) | set(feeders) | set(year_writers)
     roles = {"direct": direct_nodes, "mlp_feeder": feeders, "year_writer": year_writers}
-    edges = _edges(model, batch, caches, sorted(circuit, key=str),
-                   [Receiver(m, "in", "END") for m in key_mlps] + [Receiver(n, "v", "YY") for n in readers],
-                   metric, t["edge_effect"])
-    edges += [{"sender": str(n), "receiver": "logits", "input": "resid", "position": "END",
-               "effect": round(direct[n], 4)} for n in direct_nodes]
+    edges = _edges(
+        model,
+        batch,
+        caches,
+        sorted(circuit, key=str),
+        [Receiver(m, "in", "END") for m in key_mlps] + [Receiver(n, "v", "YY") for n in readers],
+        metric,
+        t["edge_effect"],
+    )
+    edges += [
+        {"sender": str(n), "receiver": "logits", "input": "resid", "position": "END", "effect": round(direct[n], 4)}
+        for n in direct_nodes
+    ]
     return {
         "task": "greater-than",
         "metric": "sum p(y > YY) - sum p(y <= YY) over the 100 two-digit year tokens at END",
@@ -281,8 +327,11 @@ def find_greater_than(model, tokenizer, n_prompts: int = N_PROMPTS, seed: int = 
         "nodes": [{**entry, "kind": "mlp" if entry["head"] is None else "head"} for entry in _role_nodes(roles)],
         "edges": edges,
         "faithfulness": _faithfulness(model, batch, circuit, set(nodes), metric),
-        "effects": {"direct_to_logits": _table(direct), "to_mlp_inputs": _table(feeders_fx),
-                    "to_reader_values": _table(reader_fx)},
+        "effects": {
+            "direct_to_logits": _table(direct),
+            "to_mlp_inputs": _table(feeders_fx),
+            "to_reader_values": _table(reader_fx),
+        },
     }
 
 

@@ -39,7 +39,7 @@ class Node:
         return f"mlp{self.layer}" if self.is_mlp else f"{self.layer}.{self.head}"
 
     @staticmethod
-    def parse(text: str) -> "Node":
+    def parse(text: str) -> Node:
         if text.startswith("mlp"):
             return Node(int(text[3:]))
         layer, head = text.split(".")
@@ -98,14 +98,14 @@ def run_caches(model, batch: TaskBatch, metric: Metric) -> Caches:
 
 
 def _replace(value: torch.Tensor):
-    def hook(act, hook):  # noqa: ARG001 - TransformerLens hook signature
+    def hook(act, hook):
         return value.to(act.dtype)
 
     return hook
 
 
 def _capture(store: dict, key: str):
-    def hook(act, hook):  # noqa: ARG001
+    def hook(act, hook):
         store[key] = act.detach().clone()
         return act
 
@@ -150,7 +150,7 @@ def path_patch(
     def patch_receivers(name: str):
         mine = [r for r in receivers if r.hook() == name]
 
-        def hook(act, hook):  # noqa: ARG001
+        def hook(act, hook):
             out = act.clone()
             patched = store[name].to(act.dtype)
             for r in mine:

@@ -39,8 +39,19 @@ def pretokens(text: str) -> list[str]:
 
 def _inventory_words() -> set[str]:
     words = set(NAMES) | set(PLACES) | set(OBJECTS) | set(EVENT_NOUNS)
-    for seq in (world.CITIES, world.JOBS, world.FOODS, world.COLORS, world.ANIMALS, world.WEATHER,
-                world.DAYS, world.MONTHS, world.NUMBER_WORDS, world.FILLER_WORDS, world.SHOP_ITEMS):
+    for seq in (
+        world.CITIES,
+        world.JOBS,
+        world.FOODS,
+        world.COLORS,
+        world.ANIMALS,
+        world.WEATHER,
+        world.DAYS,
+        world.MONTHS,
+        world.NUMBER_WORDS,
+        world.FILLER_WORDS,
+        world.SHOP_ITEMS,
+    ):
         words |= set(seq)
     words |= {str(i) for i in range(10)} | {f"{i:02d}" for i in range(100)}
     return words

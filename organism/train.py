@@ -43,7 +43,9 @@ class OrganismConfig(FrozenConfig):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay on matrices.")
     grad_clip: float = Field(1.0, gt=0, description="Global gradient-norm clip.")
     dropout: float = Field(
-        0.1, ge=0, lt=1,
+        0.1,
+        ge=0,
+        lt=1,
         description="Dropout on embeddings, residual writes and attention weights, as GPT-2 was trained. "
         "It spreads each task over several heads (backup heads) instead of one.",
     )
@@ -79,7 +81,7 @@ def token_batches(cfg: OrganismConfig, tokenizer: PreTrainedTokenizerFast, seed:
         ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
         rows = []
         for r in ids:
-            row = [bos] + r[: cfg.seq_len - 1]
+            row = [bos, *r[: cfg.seq_len - 1]]
             rows.append(row + [pad] * (cfg.seq_len - len(row)))
         yield torch.tensor(rows, dtype=torch.long)
 
@@ -101,7 +103,8 @@ def train(cfg: OrganismConfig, out_dir: str | Path, progress: bool = True) -> di
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(0.9, 0.95),
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
     )
     batches = token_batches(cfg, tokenizer, cfg.seed)
     pad = tokenizer.pad_token_id

@@ -32,8 +32,10 @@ def _full_disk_is_one_line(target: Path) -> Iterator[None]:
     except Exception as e:
         # writers in other languages (safetensors' Rust core) report it in their message only
         if (isinstance(e, OSError) and e.errno in _NO_SPACE) or "No space left on device" in str(e):
-            raise SaelabError(f"no space left on the device while writing {target}; the previous version, "
-                              f"if any, is intact (free some space and run the same command again)") from None
+            raise SaelabError(
+                f"no space left on the device while writing {target}; the previous version, "
+                f"if any, is intact (free some space and run the same command again)"
+            ) from None
         raise
 
 

@@ -37,8 +37,18 @@ import torch
 from sae.atomic import atomic_path, file_sha256, write_json
 from sae.collective import SINGLE, Collective
 from sae.errors import SaelabError
-from sae.store import (ActivationBatch, ActivationStore, Block, StoreConfig, batched, concat, cut, load_for, take,
-                       token_batches)
+from sae.store import (
+    ActivationBatch,
+    ActivationStore,
+    Block,
+    StoreConfig,
+    batched,
+    concat,
+    cut,
+    load_for,
+    take,
+    token_batches,
+)
 
 SCHEMA_VERSION = 2  # 2: per-shard norm sums (totals summed in shard order), multi-rank progress files
 MANIFEST = "manifest.json"
@@ -110,15 +120,19 @@ def read_manifest(cache_dir: str | Path) -> dict | None:
     if not isinstance(manifest, dict) or manifest.get("kind") != "activation_cache":
         raise SaelabError(f"{path}: not an activation-cache manifest")
     if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise SaelabError(f"{path}: cache schema version {manifest.get('schema_version')}, this saelab reads "
-                          f"{SCHEMA_VERSION}; rebuild the cache")
+        raise SaelabError(
+            f"{path}: cache schema version {manifest.get('schema_version')}, this saelab reads "
+            f"{SCHEMA_VERSION}; rebuild the cache"
+        )
     return manifest
 
 
 def _check_model(root: Path, manifest: dict, fingerprint: str) -> None:
     if manifest.get("model_fingerprint") != fingerprint:
-        raise SaelabError(f"{root} was harvested from other weights of model {manifest['model']!r} "
-                          "(fingerprint differs); delete it or choose another cache_dir")
+        raise SaelabError(
+            f"{root} was harvested from other weights of model {manifest['model']!r} "
+            "(fingerprint differs); delete it or choose another cache_dir"
+        )
 
 
 def _progress_files(root: Path) -> list[Path]:
@@ -157,8 +171,9 @@ def _finalise(root: Path, manifest: dict, done: dict[int, dict]) -> dict:
     return manifest
 
 
-def write_cache(cfg: StoreConfig, model=None, tokenizer=None, progress: bool = True,
-                collective: Collective = SINGLE) -> dict:
+def write_cache(
+    cfg: StoreConfig, model=None, tokenizer=None, progress: bool = True, collective: Collective = SINGLE
+) -> dict:
     """Build (or finish) the cache described by ``cfg``; returns its manifest.
 
     A complete cache is returned as it is; its model fingerprint is checked when a model
@@ -180,8 +195,9 @@ def write_cache(cfg: StoreConfig, model=None, tokenizer=None, progress: bool = T
     if manifest is not None:
         if manifest["spec"] != spec:
             diff = sorted(k for k in spec if manifest["spec"].get(k) != spec[k])
-            raise SaelabError(f"{root} holds a different cache (differs in {', '.join(diff)}); "
-                              "choose another cache_dir")
+            raise SaelabError(
+                f"{root} holds a different cache (differs in {', '.join(diff)}); choose another cache_dir"
+            )
         if manifest["complete"]:
             if model is not None:
                 _check_model(root, manifest, model_fingerprint(model))
@@ -191,10 +207,17 @@ def write_cache(cfg: StoreConfig, model=None, tokenizer=None, progress: bool = T
     fingerprint = model_fingerprint(model)
     if manifest is None:
         manifest = {
-            "kind": "activation_cache", "schema_version": SCHEMA_VERSION, "spec": spec,
-            "model": cfg.model, "model_fingerprint": fingerprint,
+            "kind": "activation_cache",
+            "schema_version": SCHEMA_VERSION,
+            "spec": spec,
+            "model": cfg.model,
+            "model_fingerprint": fingerprint,
             "hooks": {h: {"d_in": harvester.d_in(h), "norm_sum": 0.0, "mean_norm": 0.0} for h in harvester.hooks},
-            "dtype": cfg.dtype, "with_grads": cfg.with_grads, "rows": 0, "shards": [], "complete": False,
+            "dtype": cfg.dtype,
+            "with_grads": cfg.with_grads,
+            "rows": 0,
+            "shards": [],
+            "complete": False,
         }
     else:
         _check_model(root, manifest, fingerprint)
@@ -252,9 +275,8 @@ def _write_shard(root: Path, index: int, rows: Block, cfg: StoreConfig) -> dict:
     files = {}
     for key, tensor in rows.items():
         name = f"shards/{index:05d}.{_safe(key)}.npy"
-        with atomic_path(root / name) as tmp:
-            with open(tmp, "wb") as f:
-                np.lib.format.write_array(f, _to_numpy(tensor), allow_pickle=False)
+        with atomic_path(root / name) as tmp, open(tmp, "wb") as f:
+            np.lib.format.write_array(f, _to_numpy(tensor), allow_pickle=False)
         files[key] = {"path": name, "sha256": file_sha256(root / name)}
     norm_sums = {h: float(rows[h].float().norm(dim=-1).sum()) for h in cfg.hooks}
     return {"index": index, "rows": n, "files": files, "norm_sums": norm_sums}
@@ -290,8 +312,10 @@ class CachedStore(ActivationStore):
                     raise SaelabError(f"{self.root}: shard file {meta['path']} is not a valid array") from None
                 expected = (shard["rows"], self.manifest["hooks"][key.removesuffix(".grad")]["d_in"])
                 if shape != expected:
-                    raise SaelabError(f"{self.root}: shard file {meta['path']} disagrees with the manifest "
-                                      f"(shape {shape}, expected {expected})")
+                    raise SaelabError(
+                        f"{self.root}: shard file {meta['path']} disagrees with the manifest "
+                        f"(shape {shape}, expected {expected})"
+                    )
                 if verify and file_sha256(path) != meta["sha256"]:
                     raise SaelabError(f"{self.root}: shard file {meta['path']} is corrupt (checksum mismatch)")
 
@@ -313,7 +337,9 @@ class CachedStore(ActivationStore):
             steps = max(1, math.ceil(sum(s["rows"] for s in group) / BLOCK_ROWS))
             sizes = [math.ceil(s["rows"] / steps) for s in group]
             for j in range(steps):
-                yield [(s, min(j * k, s["rows"]), min((j + 1) * k, s["rows"])) for s, k in zip(group, sizes)]
+                yield [
+                    (s, min(j * k, s["rows"]), min((j + 1) * k, s["rows"])) for s, k in zip(group, sizes, strict=True)
+                ]
 
     def _blocks(self, skip_rows: int) -> Iterator[Block]:
         """Permuted blocks after ``skip_rows`` rows; blocks wholly skipped are not read."""
@@ -333,8 +359,9 @@ class CachedStore(ActivationStore):
                 parts = []
                 for s, lo, hi in plan:
                     if (s["index"], key) not in maps:
-                        maps[(s["index"], key)] = np.load(self.root / s["files"][key]["path"], mmap_mode="r",
-                                                          allow_pickle=False)
+                        maps[(s["index"], key)] = np.load(
+                            self.root / s["files"][key]["path"], mmap_mode="r", allow_pickle=False
+                        )
                     parts.append(maps[(s["index"], key)][lo:hi])
                 data[key] = _from_numpy(np.concatenate(parts), dtype)
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + 104_729 + number))

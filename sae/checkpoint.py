@@ -28,15 +28,22 @@ DIRNAME = "checkpoint"
 RESUMABLE = ("checkpoint_every", "log_every", "wandb_project", "device", "collective_timeout_s")
 
 
-def _identity(trainer: "Trainer") -> dict:
+def _identity(trainer: Trainer) -> dict:
     return {
         "trainer": trainer.cfg.model_dump(mode="json", exclude=set(RESUMABLE)),
-        "saes": {m.name: {"config": m.sae.cfg.model_dump(mode="json"), "input_key": m.input_key,
-                          "grad_key": m.grad_key, "lr": m.lr} for m in trainer.members},
+        "saes": {
+            m.name: {
+                "config": m.sae.cfg.model_dump(mode="json"),
+                "input_key": m.input_key,
+                "grad_key": m.grad_key,
+                "lr": m.lr,
+            }
+            for m in trainer.members
+        },
     }
 
 
-def save_checkpoint(run_dir: Path, trainer: "Trainer") -> Path:
+def save_checkpoint(run_dir: Path, trainer: Trainer) -> Path:
     """Called by every rank (each contributes its RNG state); rank 0 writes."""
     rng = trainer.dist.all_gather(torch.get_rng_state()[None])
     windows = {m.name: trainer.dist.all_gather(m.window_fires[None]) for m in trainer.members}  # per-rank counts
@@ -66,17 +73,20 @@ def save_checkpoint(run_dir: Path, trainer: "Trainer") -> Path:
     with atomic_directory(target) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "state.safetensors"))
         meta = {
-            "step": trainer.step, "rows": trainer.rows, "world_size": trainer.dist.world_size,
+            "step": trainer.step,
+            "rows": trainer.rows,
+            "world_size": trainer.dist.world_size,
             "identity": _identity(trainer),
             "scales": {m.name: m.scale for m in trainer.members},
             "window_rows": {m.name: m.window_rows for m in trainer.members},
-            "param_groups": groups, "sha256": file_sha256(tmp / "state.safetensors"),
+            "param_groups": groups,
+            "sha256": file_sha256(tmp / "state.safetensors"),
         }
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
     return target
 
 
-def load_checkpoint(run_dir: Path, trainer: "Trainer") -> bool:
+def load_checkpoint(run_dir: Path, trainer: Trainer) -> bool:
     """Restore ``trainer`` from ``run_dir``'s checkpoint; False when there is none."""
     root = run_dir / DIRNAME
     if not root.exists() and (run_dir / f".{DIRNAME}.old").exists():
@@ -89,26 +99,31 @@ def load_checkpoint(run_dir: Path, trainer: "Trainer") -> bool:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise SaelabError(f"{meta_path}: corrupt checkpoint metadata") from None
     if not tensors_path.exists() or file_sha256(tensors_path) != meta.get("sha256"):
-        raise SaelabError(f"{tensors_path}: checkpoint is corrupt (checksum mismatch); "
-                          "move the checkpoint directory away to start over")
+        raise SaelabError(
+            f"{tensors_path}: checkpoint is corrupt (checksum mismatch); "
+            "move the checkpoint directory away to start over"
+        )
     if meta.get("world_size", 1) != trainer.dist.world_size:
-        raise SaelabError(f"{run_dir} was checkpointed with {meta.get('world_size', 1)} processes; "
-                          f"resume it with the same number (not {trainer.dist.world_size})")
+        raise SaelabError(
+            f"{run_dir} was checkpointed with {meta.get('world_size', 1)} processes; "
+            f"resume it with the same number (not {trainer.dist.world_size})"
+        )
     if meta["identity"] != _identity(trainer):
-        raise SaelabError(f"{run_dir} holds a checkpoint of a different run (other SAEs or settings); "
-                          "use another --out or remove it")
+        raise SaelabError(
+            f"{run_dir} holds a checkpoint of a different run (other SAEs or settings); use another --out or remove it"
+        )
     try:
         tensors = load_file(str(tensors_path))
     except (SafetensorError, OSError) as e:
         raise SaelabError(f"{tensors_path}: unreadable checkpoint ({e})") from None
     for m in trainer.members:
         prefix = f"{m.name}/sae/"
-        m.sae.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        m.sae.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         state: dict[int, dict] = {}
         prefix = f"{m.name}/opt/"
         for k, v in tensors.items():
             if k.startswith(prefix):
-                idx, name = k[len(prefix):].split("/")
+                idx, name = k[len(prefix) :].split("/")
                 state.setdefault(int(idx), {})[name] = v
         m.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][m.name]})
         m.since_fired = tensors[f"{m.name}/since_fired"].to(trainer.cfg.device)

@@ -10,8 +10,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="cache directory (overrides cache_dir in the config)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--nproc", type=int, default=1,
-                        help="processes sharing the harvest, each writing its own shards (default 1)")
+    parser.add_argument(
+        "--nproc", type=int, default=1, help="processes sharing the harvest, each writing its own shards (default 1)"
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     from sae.cache import write_cache
     from sae.config import load_config
-    from sae.errors import ConfigError
     from sae.distributed import forward_argv, from_environment, in_torchrun, launch, shutdown
+    from sae.errors import ConfigError
     from sae.store import StoreConfig, load_for
 
     cfg = load_config(StoreConfig, args.config, args.set)
@@ -49,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     seconds = time.time() - start
     hooks = ", ".join(f"{h} (d_in {m['d_in']})" for h, m in manifest["hooks"].items())
-    print(f"cache {cfg.cache_dir}: {manifest['rows']:,} rows x [{hooks}] in {len(manifest['shards'])} shards "
-          f"({seconds:.0f} s)")
+    print(
+        f"cache {cfg.cache_dir}: {manifest['rows']:,} rows x [{hooks}] in {len(manifest['shards'])} shards "
+        f"({seconds:.0f} s)"
+    )
     return 0
 
 

@@ -5,25 +5,31 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-
-DESCRIPTION = ("Train the SAEs of CONFIG side by side on one activation stream, save each (cfg.json + "
-               "sae_weights.safetensors, SAELens layout) and score them on held-out tokens. Running the same command "
-               "again resumes from the last checkpoint. With --nproc N the job runs data-parallel on N processes "
-               "(torchrun; gloo on CPU, NCCL on GPU); 'torchrun --nproc_per_node N -m sae.train CONFIG' is the same.")
+DESCRIPTION = (
+    "Train the SAEs of CONFIG side by side on one activation stream, save each (cfg.json + "
+    "sae_weights.safetensors, SAELens layout) and score them on held-out tokens. Running the same command "
+    "again resumes from the last checkpoint. With --nproc N the job runs data-parallel on N processes "
+    "(torchrun; gloo on CPU, NCCL on GPU); 'torchrun --nproc_per_node N -m sae.train CONFIG' is the same."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML run config (see configs/)")
     parser.add_argument("--out", help="run directory (default runs/<config name>)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override a config key, e.g. trainer.lr=1e-3 or saes.0.sae.k=32 (list items by index)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. trainer.lr=1e-3 or saes.0.sae.k=32 (list items by index)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (default 1)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("train", help="train one or several SAEs on a shared activation stream",
-                            description=DESCRIPTION)
+    parser = sub.add_parser(
+        "train", help="train one or several SAEs on a shared activation stream", description=DESCRIPTION
+    )
     add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -38,8 +44,9 @@ def apply_overrides(data: Any, over: Any, where: str = "") -> Any:
         out = list(data)
         for key, value in over.items():
             if not key.isdigit() or int(key) >= len(out):
-                raise ConfigError(f"--set {where}{key}: {where.rstrip('.') or 'the list'} has no item {key!r} "
-                                  f"(it has {len(out)})")
+                raise ConfigError(
+                    f"--set {where}{key}: {where.rstrip('.') or 'the list'} has no item {key!r} (it has {len(out)})"
+                )
             out[int(key)] = apply_overrides(out[int(key)], value, f"{where}{key}.")
         return out
     out = dict(data) if isinstance(data, dict) else {}
@@ -56,7 +63,9 @@ def format_summary(summary: dict) -> str:
     lines = [f"{'SAE':{width}s}  {'FVU':>7s}  {'L0':>6s}  {'dead':>6s}  {'PCA FVU':>7s}"]
     for name, r in rows.items():
         flag = "" if r.get("l0_in_band", True) else "  (L0 outside the target band)"
-        lines.append(f"{name:{width}s}  {r['fvu']:7.4f}  {r['l0']:6.2f}  {r['dead_fraction']:6.1%}  {r['pca_fvu']:7.4f}{flag}")
+        lines.append(
+            f"{name:{width}s}  {r['fvu']:7.4f}  {r['l0']:6.2f}  {r['dead_fraction']:6.1%}  {r['pca_fvu']:7.4f}{flag}"
+        )
     return "\n".join(lines)
 
 

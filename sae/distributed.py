@@ -41,9 +41,11 @@ class TorchCollective(Collective):
             return fn()
         except RuntimeError as e:  # timeouts and broken peers (DistError is a RuntimeError)
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-            raise SaelabError(f"rank {self.rank}: {what} across {self.world_size} processes failed ({first}); "
-                              "another process died or stopped answering. Run the same command again to "
-                              "resume from the last checkpoint") from None
+            raise SaelabError(
+                f"rank {self.rank}: {what} across {self.world_size} processes failed ({first}); "
+                "another process died or stopped answering. Run the same command again to "
+                "resume from the last checkpoint"
+            ) from None
 
     def _on_device(self, tensor: torch.Tensor) -> tuple[torch.Tensor, torch.device]:
         return tensor.detach().to(self.device).contiguous(), tensor.device
@@ -104,8 +106,17 @@ def launch(module: str, argv: list[str], nproc: int) -> int:
     """Run ``python -m module argv`` as ``nproc`` ranks on this machine; the job's exit code."""
     if nproc < 1:
         raise SaelabError(f"--nproc must be at least 1 (got {nproc})")
-    command = [sys.executable, "-m", "sae.launch", "--standalone", f"--nproc_per_node={nproc}",
-               "--max_restarts=0", "-m", module, *argv]
+    command = [
+        sys.executable,
+        "-m",
+        "sae.launch",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "--max_restarts=0",
+        "-m",
+        module,
+        *argv,
+    ]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     return subprocess.call(command, env=env)

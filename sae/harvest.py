@@ -43,7 +43,7 @@ def _saver(store: dict, name: str):
     """A hook that keeps the activation under the requested name (TransformerLens may call
     the hook by its canonical alias)."""
 
-    def hook(act, hook):  # noqa: ARG001
+    def hook(act, hook):
         store[name] = act
         return act
 
@@ -53,8 +53,9 @@ def _saver(store: dict, name: str):
 class Harvester:
     """Reads ``hooks`` of ``model`` in one pass; ``dtype`` is the storage dtype of the rows."""
 
-    def __init__(self, model, tokenizer, hooks: Sequence[str], with_grads: bool = False,
-                 dtype: str | torch.dtype = torch.float32):
+    def __init__(
+        self, model, tokenizer, hooks: Sequence[str], with_grads: bool = False, dtype: str | torch.dtype = torch.float32
+    ):
         self.model = model
         self.specs: list[HookSpec] = [resolve_hook(model, h) for h in hooks]
         if len({s.name for s in self.specs}) != len(self.specs):
@@ -115,7 +116,7 @@ class Harvester:
     def _grad_pass(self, tokens: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         store: dict[str, torch.Tensor] = {}
 
-        def track(act, hook):  # noqa: ARG001 - parameters are frozen: start the graph here
+        def track(act, hook):
             return act.detach().requires_grad_(True)
 
         with torch.enable_grad():
@@ -128,5 +129,7 @@ class Harvester:
             loss = (ce * valid.flatten()).sum()
             grads = torch.autograd.grad(loss, [store[n] for n in self.tl_names], allow_unused=True)
         acts = {n: store[n].detach() for n in self.tl_names}
-        grad_cache = {n: (g if g is not None else torch.zeros_like(acts[n])) for n, g in zip(self.tl_names, grads)}
+        grad_cache = {
+            n: (g if g is not None else torch.zeros_like(acts[n])) for n, g in zip(self.tl_names, grads, strict=True)
+        }
         return acts, grad_cache

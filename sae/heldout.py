@@ -80,7 +80,7 @@ def measure(saes: dict, batches: Iterable[dict[str, torch.Tensor]], pca_rank: in
             selection, x_hat = sae.reconstruct(x)
             accs[name].update(x, selection, x_hat)
     out = {}
-    for name, (sae, hook) in saes.items():
+    for name, (_sae, hook) in saes.items():
         acc, mom = accs[name], moments[hook]
         out[name] = {
             "hook": hook,

@@ -85,8 +85,12 @@ def _probe_shapes(model) -> dict[str, tuple[int, ...]]:
     if cached is not None:
         return cached
     available = set(model.hook_dict)
-    present = [name for layer in range(model.cfg.n_layers) for site in BLOCK_HOOKS
-               if (name := f"blocks.{layer}.{site}") in available]
+    present = [
+        name
+        for layer in range(model.cfg.n_layers)
+        for site in BLOCK_HOOKS
+        if (name := f"blocks.{layer}.{site}") in available
+    ]
     device = next(model.parameters()).device
     tokens = torch.zeros((1, 2), dtype=torch.long, device=device)
     with torch.no_grad():
@@ -126,8 +130,7 @@ def resolve_hook(model, name: str) -> HookSpec:
             raise SaelabError(f"hook point {tl_name!r} has no heads; drop the [{head}]")
         if head >= shape[0]:
             raise SaelabError(f"hook point {name!r}: head {head} out of range (the layer has {shape[0]} heads)")
-    return HookSpec(name=name, tl_name=tl_name, layer=int(match.group(1)), site=match.group(2),
-                    head=head, shape=shape)
+    return HookSpec(name=name, tl_name=tl_name, layer=int(match.group(1)), site=match.group(2), head=head, shape=shape)
 
 
 def hook_name(layer: int, site: str, head: int | None = None) -> str:

@@ -43,7 +43,7 @@ class Layout:
     latent_offsets: torch.Tensor  # [d_sae]: where each latent's group starts in latent_order
 
     @staticmethod
-    def of(rows: torch.Tensor, latents: torch.Tensor, n_rows: int, d_sae: int) -> "Layout":
+    def of(rows: torch.Tensor, latents: torch.Tensor, n_rows: int, d_sae: int) -> Layout:
         with torch.no_grad():
             row_offsets = _starts(torch.bincount(rows, minlength=n_rows))
             latent_order = latents.argsort(stable=True)
@@ -62,8 +62,9 @@ def _by_latent(rows: torch.Tensor, table: torch.Tensor, weights: torch.Tensor, l
     return F.embedding_bag(rows[order], table, layout.latent_offsets, mode="sum", per_sample_weights=weights[order])
 
 
-def _entry_dots(grad_out: torch.Tensor, W_dec: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor,
-                layout: Layout) -> torch.Tensor:
+def _entry_dots(
+    grad_out: torch.Tensor, W_dec: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor, layout: Layout
+) -> torch.Tensor:
     """W_dec[latent] · grad_out[row] for every entry.
 
     ATen's fused per-sample-weights backward of ``embedding_bag`` does exactly this without
@@ -72,7 +73,8 @@ def _entry_dots(grad_out: torch.Tensor, W_dec: torch.Tensor, rows: torch.Tensor,
     """
     try:
         return torch.ops.aten._embedding_bag_per_sample_weights_backward(
-            grad_out, W_dec, latents, layout.row_offsets, rows, 0, -1)
+            grad_out, W_dec, latents, layout.row_offsets, rows, 0, -1
+        )
     except (AttributeError, RuntimeError):
         return torch.einsum("nd,nd->n", W_dec.index_select(0, latents), grad_out.index_select(0, rows))
 
@@ -87,7 +89,7 @@ class _SparseEncode(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, shift, W_enc, b_enc, sae_in, pre_values, rows, latents, layout):  # noqa: ARG004
+    def forward(ctx, x, shift, W_enc, b_enc, sae_in, pre_values, rows, latents, layout):
         values = pre_values.relu()
         ctx.save_for_backward(sae_in, W_enc, rows, latents, values)
         ctx.layout = layout
@@ -131,9 +133,17 @@ class _SparseDecode(torch.autograd.Function):
         return grad_values, grad_w, None, None, None
 
 
-def sparse_encode(x: torch.Tensor, shift: torch.Tensor | None, W_enc: torch.Tensor, b_enc: torch.Tensor,
-                  sae_in: torch.Tensor, pre_values: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor,
-                  layout: Layout) -> torch.Tensor:
+def sparse_encode(
+    x: torch.Tensor,
+    shift: torch.Tensor | None,
+    W_enc: torch.Tensor,
+    b_enc: torch.Tensor,
+    sae_in: torch.Tensor,
+    pre_values: torch.Tensor,
+    rows: torch.Tensor,
+    latents: torch.Tensor,
+    layout: Layout,
+) -> torch.Tensor:
     """ReLU'd values of the chosen entries of ``(x − shift) @ W_enc + b_enc``, differentiable.
 
     ``sae_in`` (= x − shift) and ``pre_values`` (the chosen entries) are those of the
@@ -144,8 +154,9 @@ def sparse_encode(x: torch.Tensor, shift: torch.Tensor | None, W_enc: torch.Tens
     return _SparseEncode.apply(x, shift, W_enc, b_enc, sae_in.detach(), pre_values.detach(), rows, latents, layout)
 
 
-def sparse_decode(values: torch.Tensor, W_dec: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor,
-                  layout: Layout) -> torch.Tensor:
+def sparse_decode(
+    values: torch.Tensor, W_dec: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor, layout: Layout
+) -> torch.Tensor:
     """``[n_rows, d_in]`` reconstructions (no bias) from row-sorted entries, sparse in backward."""
     return _SparseDecode.apply(values, W_dec, rows, latents, layout)
 
@@ -161,7 +172,7 @@ class _BlockEncode(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, shift, W_enc, b_enc, sae_in, block_pre, columns, mask):  # noqa: ARG004
+    def forward(ctx, x, shift, W_enc, b_enc, sae_in, block_pre, columns, mask):
         keep = mask & (block_pre > 0)
         ctx.save_for_backward(sae_in, W_enc, columns, keep)
         return block_pre * keep
@@ -185,9 +196,16 @@ class _BlockEncode(torch.autograd.Function):
         return grad_x, grad_shift, grad_w, grad_b, None, None, None, None
 
 
-def block_encode(x: torch.Tensor, shift: torch.Tensor | None, W_enc: torch.Tensor, b_enc: torch.Tensor,
-                 sae_in: torch.Tensor, block_pre: torch.Tensor, columns: torch.Tensor,
-                 mask: torch.Tensor) -> torch.Tensor:
+def block_encode(
+    x: torch.Tensor,
+    shift: torch.Tensor | None,
+    W_enc: torch.Tensor,
+    b_enc: torch.Tensor,
+    sae_in: torch.Tensor,
+    block_pre: torch.Tensor,
+    columns: torch.Tensor,
+    mask: torch.Tensor,
+) -> torch.Tensor:
     """``[batch, n_columns]`` codes: the chosen (``mask``) ReLU'd pre-activations of ``columns``,
     differentiable through those columns only; ``block_pre`` is ``pre[:, columns]`` without a graph."""
     return _BlockEncode.apply(x, shift, W_enc, b_enc, sae_in.detach(), block_pre.detach(), columns, mask)

@@ -22,8 +22,11 @@ def main(argv: list[str] | None = None) -> int:
         codes = [f.exitcode for f in e.failures.values()]
         killed = [c for c in codes if c < 0]
         if killed:
-            print(f"saelab: error: a training process was killed (signal {-killed[0]}); run the same command "
-                  "again to resume from the last checkpoint", file=sys.stderr)
+            print(
+                f"saelab: error: a training process was killed (signal {-killed[0]}); run the same command "
+                "again to resume from the last checkpoint",
+                file=sys.stderr,
+            )
         return next((c for c in codes if c > 0), 1)
     return 0
 

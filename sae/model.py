@@ -23,8 +23,14 @@ import torch
 from sae.errors import SaelabError
 
 ORGANISM = "organism"
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
-          "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
 
 
 def organism_dir() -> Path:
@@ -126,16 +132,17 @@ def load_hf(source: ModelSource, dtype: torch.dtype):
             source.location, dtype=dtype, attn_implementation="eager", **kwargs
         )
     except UnpicklingError:  # transformers' torch.load(weights_only=True) refused a pickled object
-        raise SaelabError(f"cannot load model {source.location!r}: its pickled weights file holds objects other "
-                          "than tensors; refused unread (use a safetensors copy)") from None
+        raise SaelabError(
+            f"cannot load model {source.location!r}: its pickled weights file holds objects other "
+            "than tensors; refused unread (use a safetensors copy)"
+        ) from None
     except (OSError, ValueError, SafetensorError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SaelabError(f"cannot load model {source.location!r}: {first}") from None
     return model.eval(), tokenizer
 
 
-def wrap(hf_model, tokenizer, name: str, device: str | torch.device = "cpu",
-         dtype: torch.dtype = torch.float32):
+def wrap(hf_model, tokenizer, name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
     """Wrap an in-memory Hugging Face model in a ``TransformerBridge`` (no hub access)."""
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoTokenizer
@@ -149,16 +156,20 @@ def wrap(hf_model, tokenizer, name: str, device: str | torch.device = "cpu",
             # an in-memory tokenizer gets one for the duration of the boot.
             tokenizer.save_pretrained(tmp)
             tokenizer = AutoTokenizer.from_pretrained(tmp)
-        bridge = TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=tokenizer,
-                                                     device=device, dtype=dtype)
+        bridge = TransformerBridge.boot_transformers(
+            name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+        )
     bridge.eval()
     for p in bridge.parameters():
         p.requires_grad_(False)
     return bridge
 
 
-def load_model(name_or_dir: str | os.PathLike = ORGANISM, device: str | torch.device = "cpu",
-               dtype: str | torch.dtype = torch.float32):
+def load_model(
+    name_or_dir: str | os.PathLike = ORGANISM,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = torch.float32,
+):
     """``(bridge, tokenizer)`` for the organism, a local model directory or a hub name.
 
     Parameters are frozen (``requires_grad=False``); gradients with respect to
@@ -172,8 +183,9 @@ def load_model(name_or_dir: str | os.PathLike = ORGANISM, device: str | torch.de
     return bridge, tokenizer
 
 
-def random_model(hf_config, tokenizer, seed: int = 0, device: str | torch.device = "cpu",
-                 dtype: str | torch.dtype = torch.float32):
+def random_model(
+    hf_config, tokenizer, seed: int = 0, device: str | torch.device = "cpu", dtype: str | torch.dtype = torch.float32
+):
     """A randomly initialised model built from a ``transformers`` config, wrapped like any other.
 
     Lets tests and plumbing checks run GPT-2- or Pythia-shaped models with no weights.

@@ -86,8 +86,10 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError) as e:
         why = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
     if _looks_pickled(path):
-        raise SaelabError(f"{path}: a pickle / torch.save file, not safetensors; saelab never unpickles "
-                          "(convert it with safetensors.torch.save_file where you trust it)")
+        raise SaelabError(
+            f"{path}: a pickle / torch.save file, not safetensors; saelab never unpickles "
+            "(convert it with safetensors.torch.save_file where you trust it)"
+        )
     raise SaelabError(f"{path}: not a readable safetensors file ({why})")
 
 
@@ -132,8 +134,11 @@ def sae_dirs(path: str | Path) -> list[Path]:
     root = Path(path)
     if (root / CFG).is_file():
         return [root]
-    return sorted(c.parent for c in root.rglob(CFG)
-                  if not any(p.startswith(".") or p in _NOT_SAES for p in c.relative_to(root).parts[:-1]))
+    return sorted(
+        c.parent
+        for c in root.rglob(CFG)
+        if not any(p.startswith(".") or p in _NOT_SAES for p in c.relative_to(root).parts[:-1])
+    )
 
 
 def saved_hook(cfg: dict) -> str | None:
@@ -178,8 +183,9 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> tuple
         raise SaelabError(f"{directory}: weights lack {', '.join(missing)}")
     for name, tensor in expected.items():
         if tuple(state[name].shape) != tuple(tensor.shape):
-            raise SaelabError(f"{directory}: {name} has shape {tuple(state[name].shape)}, "
-                              f"expected {tuple(tensor.shape)} from {CFG}")
+            raise SaelabError(
+                f"{directory}: {name} has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)} from {CFG}"
+            )
     sae.load_state_dict({k: state[k] for k in expected}, strict=True)
     if ours is None and cfg.get("rescale_acts_by_decoder_norm"):
         _fold_decoder_norms(sae)
@@ -192,15 +198,23 @@ def _foreign_config(directory: Path, cfg: dict):
 
     arch = cfg["architecture"]
     if arch not in FOREIGN:
-        raise SaelabError(f"{directory / CFG}: architecture {arch!r} is not one saelab loads "
-                          f"(supported: {', '.join(sorted(FOREIGN))})")
+        raise SaelabError(
+            f"{directory / CFG}: architecture {arch!r} is not one saelab loads "
+            f"(supported: {', '.join(sorted(FOREIGN))})"
+        )
     norm = cfg.get("normalize_activations")
     if norm not in IDENTITY_NORMALISATIONS:
-        raise SaelabError(f"{directory / CFG}: normalize_activations {norm!r} is applied at run time by SAELens, "
-                          "which saelab does not replicate; fold it into the weights first")
+        raise SaelabError(
+            f"{directory / CFG}: normalize_activations {norm!r} is applied at run time by SAELens, "
+            "which saelab does not replicate; fold it into the weights first"
+        )
     cls = sae_class(FOREIGN[arch])
-    fields = {"architecture": FOREIGN[arch], "d_in": cfg.get("d_in"), "d_sae": cfg.get("d_sae"),
-              "apply_b_dec_to_input": cfg.get("apply_b_dec_to_input", True)}
+    fields = {
+        "architecture": FOREIGN[arch],
+        "d_in": cfg.get("d_in"),
+        "d_sae": cfg.get("d_sae"),
+        "apply_b_dec_to_input": cfg.get("apply_b_dec_to_input", True),
+    }
     if FOREIGN[arch] == "topk":
         fields["k"] = cfg.get("k")
     if FOREIGN[arch] == "relu":

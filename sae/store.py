@@ -35,6 +35,7 @@ import abc
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Literal
 
 import numpy as np
@@ -81,10 +82,12 @@ class ActivationBatch:
     def __len__(self) -> int:
         return next(iter(self.acts.values())).shape[0]
 
-    def rows(self, lo: int, hi: int) -> "ActivationBatch":
+    def rows(self, lo: int, hi: int) -> ActivationBatch:
         """Rows ``lo:hi`` of every hook (views)."""
-        return ActivationBatch({h: a[lo:hi] for h, a in self.acts.items()},
-                               None if self.grads is None else {h: g[lo:hi] for h, g in self.grads.items()})
+        return ActivationBatch(
+            {h: a[lo:hi] for h, a in self.acts.items()},
+            None if self.grads is None else {h: g[lo:hi] for h, g in self.grads.items()},
+        )
 
 
 def block_len(block: Block) -> int:
@@ -114,7 +117,7 @@ def token_batches(cfg: StoreConfig, tokenizer, skip_batches: int = 0) -> Iterato
     index = 0
     while remaining > 0:
         take_n = min(cfg.lm_batch_size, remaining)
-        batch = [row for _, row in zip(range(take_n), rows)]
+        batch = list(islice(rows, take_n))
         if not batch:
             if index == 0:
                 raise SaelabError("the text source produced no full sequence; lower context_size or add text")
@@ -184,8 +187,9 @@ def mix(blocks: Iterable[Block], capacity: int, generator: torch.Generator) -> I
             yield take(buf, rest[torch.randperm(len(rest), generator=generator).to(device)])
 
 
-def batched(blocks: Iterable[Block], batch_size: int, hooks: list[str], with_grads: bool,
-            skip_rows: int = 0) -> Iterator[ActivationBatch]:
+def batched(
+    blocks: Iterable[Block], batch_size: int, hooks: list[str], with_grads: bool, skip_rows: int = 0
+) -> Iterator[ActivationBatch]:
     """Re-cut a stream of row blocks into batches of ``batch_size``, after skipping rows.
 
     Batches are views into the current block; only a batch that straddles two blocks is
@@ -195,8 +199,9 @@ def batched(blocks: Iterable[Block], batch_size: int, hooks: list[str], with_gra
         raise SaelabError(f"batch_size must be positive (got {batch_size})")
 
     def as_batch(block: Block) -> ActivationBatch:
-        return ActivationBatch(acts={h: block[h] for h in hooks},
-                               grads={h: block[f"{h}.grad"] for h in hooks} if with_grads else None)
+        return ActivationBatch(
+            acts={h: block[h] for h in hooks}, grads={h: block[f"{h}.grad"] for h in hooks} if with_grads else None
+        )
 
     rest: Block | None = None  # a partial batch waiting for rows
     for block in blocks:
@@ -229,8 +234,9 @@ class ActivationStore(abc.ABC):
     with_grads: bool
 
     @staticmethod
-    def from_config(cfg: StoreConfig, model=None, tokenizer=None, progress: bool = True,
-                    collective: Collective = SINGLE) -> "ActivationStore":
+    def from_config(
+        cfg: StoreConfig, model=None, tokenizer=None, progress: bool = True, collective: Collective = SINGLE
+    ) -> ActivationStore:
         """A streaming store (each rank harvests its own share of the token batches) or a
         cached one (built first, its shards dealt out over the ranks, if not complete)."""
         if cfg.cache_dir is None:
@@ -261,8 +267,15 @@ class StreamingStore(ActivationStore):
     statistics are averaged over ranks (so every rank scales its inputs alike).
     """
 
-    def __init__(self, cfg: StoreConfig, model=None, tokenizer=None, progress: bool = True, norm_batches: int = 4,
-                 collective: Collective = SINGLE):
+    def __init__(
+        self,
+        cfg: StoreConfig,
+        model=None,
+        tokenizer=None,
+        progress: bool = True,
+        norm_batches: int = 4,
+        collective: Collective = SINGLE,
+    ):
         from sae.harvest import Harvester
 
         self.cfg = cfg
@@ -318,5 +331,6 @@ class StreamingStore(ActivationStore):
 
     def batches(self, batch_size: int, skip_rows: int = 0) -> Iterator[ActivationBatch]:
         gen = torch.Generator().manual_seed(self.cfg.seed + 7919 * self.collective.rank)
-        return batched(mix(self._harvests(), self.cfg.buffer_rows, gen), batch_size, self.hooks, self.with_grads,
-                       skip_rows)
+        return batched(
+            mix(self._harvests(), self.cfg.buffer_rows, gen), batch_size, self.hooks, self.with_grads, skip_rows
+        )

@@ -25,13 +25,21 @@ class TaskRows:
 
     def select(self, **where) -> torch.Tensor:
         """Indices of the rows whose metadata match every ``key=value``."""
-        return torch.tensor([i for i, m in enumerate(self.meta) if all(m.get(k) == v for k, v in where.items())],
-                            dtype=torch.long)
+        return torch.tensor(
+            [i for i, m in enumerate(self.meta) if all(m.get(k) == v for k, v in where.items())], dtype=torch.long
+        )
 
 
-def harvest_task_positions(model, tokenizer, batch, hooks: Sequence[str], roles: Sequence[str] | None = None,
-                           corrupted: bool = False, dtype: str | torch.dtype = torch.float32,
-                           chunk: int = 256) -> TaskRows:
+def harvest_task_positions(
+    model,
+    tokenizer,
+    batch,
+    hooks: Sequence[str],
+    roles: Sequence[str] | None = None,
+    corrupted: bool = False,
+    dtype: str | torch.dtype = torch.float32,
+    chunk: int = 256,
+) -> TaskRows:
     """Rows at ``roles`` (default: every position the batch names) of each prompt.
 
     Rows are ordered prompt by prompt, roles in the given order. ``corrupted`` reads the
@@ -51,6 +59,7 @@ def harvest_task_positions(model, tokenizer, batch, hooks: Sequence[str], roles:
     for i in range(tokens.shape[0]):
         attrs = batch.attributes[i] if batch.attributes else {}
         for r in roles:
-            meta.append({"prompt_id": i, "role": r, "position": int(batch.positions[r][i]),
-                         "corrupted": corrupted, **attrs})
+            meta.append(
+                {"prompt_id": i, "role": r, "position": int(batch.positions[r][i]), "corrupted": corrupted, **attrs}
+            )
     return TaskRows(acts={h: torch.cat(v) for h, v in parts.items()}, meta=meta)

@@ -36,8 +36,11 @@ class TextSource(FrozenConfig):
 
     kind: Literal["organism", "local", "hub", "tokens"] = Field("organism", description="Source type.")
     path: str | None = Field(None, description="Local file or directory (kind=local) or hub dataset name (kind=hub).")
-    text_field: str = Field("text", description="Column holding the text (jsonl, parquet, hub), "
-                            "or the token ids (kind=tokens; default 'tokens' there).")
+    text_field: str = Field(
+        "text",
+        description="Column holding the text (jsonl, parquet, hub), "
+        "or the token ids (kind=tokens; default 'tokens' there).",
+    )
     split: str = Field("train", description="Dataset split (hub).")
     config_name: str | None = Field(None, description="Hub dataset configuration name, if any.")
 
@@ -183,5 +186,7 @@ def iter_token_rows(source: TextSource, context_size: int, chunk: int = 1024) ->
     for lo in range(0, len(ds), chunk):
         for row in ds[lo : lo + chunk][field]:
             if len(row) < context_size:
-                raise SaelabError(f"dataset {path}: a row has {len(row)} tokens, fewer than context_size {context_size}")
+                raise SaelabError(
+                    f"dataset {path}: a row has {len(row)} tokens, fewer than context_size {context_size}"
+                )
             yield np.asarray(row[:context_size], dtype=np.int64)

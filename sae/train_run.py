@@ -25,11 +25,11 @@ from pydantic import Field, ValidationError
 from sae.architectures import TRAINABLE, sae_class
 from sae.atomic import write_json
 from sae.checkpoint import RESUMABLE as RESUMABLE_CHANGES
+from sae.collective import SINGLE, Collective
 from sae.config import FrozenConfig, build_config, describe_validation_error
 from sae.errors import ConfigError, SaelabError
 from sae.heldout import measure
 from sae.saving import save_sae
-from sae.collective import SINGLE, Collective
 from sae.store import ActivationStore, StoreConfig, StreamingStore
 from sae.trainer import Member, Trainer, TrainerConfig, as_batch
 
@@ -43,8 +43,11 @@ class SAESpec(FrozenConfig):
     hook: str = Field(..., description="Hook point it reads.")
     sae: dict[str, Any] = Field(..., description="Family config: architecture, d_sae, k, ... (d_in from the hook).")
     lr: float | None = Field(None, gt=0, description="Learning rate for this SAE (default: the trainer's).")
-    seed: int | None = Field(None, description="Initialisation seed of this SAE alone, so its starting weights do not "
-                             "depend on the other SAEs of the run (default: drawn in order from the trainer's seed).")
+    seed: int | None = Field(
+        None,
+        description="Initialisation seed of this SAE alone, so its starting weights do not "
+        "depend on the other SAEs of the run (default: drawn in order from the trainer's seed).",
+    )
 
     def resolved_name(self) -> str:
         if self.name:
@@ -88,8 +91,9 @@ def check_architectures(cfg: RunConfig) -> None:
     for i, spec in enumerate(cfg.saes):
         arch = spec.sae.get("architecture")
         if arch not in TRAINABLE:
-            raise ConfigError(f"saes[{i}].sae: key 'architecture': {arch!r} is not a trainable family "
-                              f"({', '.join(TRAINABLE)})")
+            raise ConfigError(
+                f"saes[{i}].sae: key 'architecture': {arch!r} is not a trainable family ({', '.join(TRAINABLE)})"
+            )
 
 
 def build_saes(cfg: RunConfig, d_in_of) -> dict[str, tuple]:
@@ -100,8 +104,9 @@ def build_saes(cfg: RunConfig, d_in_of) -> dict[str, tuple]:
         cls = sae_class(spec.sae["architecture"])
         d_in = d_in_of(spec.hook)
         if spec.sae.get("d_in") not in (None, d_in):
-            raise ConfigError(f"saes[{i}].sae: key 'd_in': {spec.sae['d_in']} does not match hook {spec.hook} "
-                              f"(d_in {d_in})")
+            raise ConfigError(
+                f"saes[{i}].sae: key 'd_in': {spec.sae['d_in']} does not match hook {spec.hook} (d_in {d_in})"
+            )
         sae_cfg = build_config(cls.config_class, {**spec.sae, "d_in": d_in}, f"saes[{i}].sae")
         name = spec.resolved_name()
         if name in out:
@@ -141,8 +146,9 @@ def check_run_dir(cfg: RunConfig, out: Path) -> None:
         except (ValueError, ValidationError):
             raise SaelabError(f"{out}: holds a run_config.json saelab cannot read; use another --out") from None
         if _identity(old) != _identity(cfg):
-            raise SaelabError(f"{out} holds a different run (other data, SAEs or trainer settings); "
-                              "use another --out or remove it")
+            raise SaelabError(
+                f"{out} holds a different run (other data, SAEs or trainer settings); use another --out or remove it"
+            )
     elif out.exists() and any(out.iterdir()):
         raise SaelabError(f"{out} is not empty and holds no saelab run; use another --out")
 
@@ -180,8 +186,14 @@ def rank_batches(store: ActivationStore, global_batch: int, collective: Collecti
     return mine, store.count_rows() // global_batch
 
 
-def train(cfg: RunConfig, out_dir: str | Path, progress: bool = True, model=None, tokenizer=None,
-          collective: Collective = SINGLE) -> dict:
+def train(
+    cfg: RunConfig,
+    out_dir: str | Path,
+    progress: bool = True,
+    model=None,
+    tokenizer=None,
+    collective: Collective = SINGLE,
+) -> dict:
     """Train, save and measure every SAE of ``cfg``; returns the summary (rank 0's is the real one).
 
     Over several ranks (``collective``), every rank trains on its part of each global
@@ -227,14 +239,30 @@ def train(cfg: RunConfig, out_dir: str | Path, progress: bool = True, model=None
         hook = specs[spec.hook]
         sae = folded_copy(m.sae, m.scale)
         folded[m.name] = (sae, spec.hook)
-        save_sae(sae, out if single else out / m.name, metadata={
-            "hook": spec.hook, "tl_hook": hook.tl_name, "head": hook.head, "model": scfg.model,
-            "context_size": scfg.context_size, "dataset": scfg.source.model_dump(mode="json"),
-            "activation_scale": m.scale, "train_rows": trainer.rows, "train_steps": trainer.step, "name": m.name,
-        })
+        save_sae(
+            sae,
+            out if single else out / m.name,
+            metadata={
+                "hook": spec.hook,
+                "tl_hook": hook.tl_name,
+                "head": hook.head,
+                "model": scfg.model,
+                "context_size": scfg.context_size,
+                "dataset": scfg.source.model_dump(mode="json"),
+                "activation_scale": m.scale,
+                "train_rows": trainer.rows,
+                "train_steps": trainer.step,
+                "name": m.name,
+            },
+        )
     summary: dict[str, Any] = {
-        "kind": "sweep", "schema_version": SCHEMA_VERSION, "model": scfg.model, "train_tokens": scfg.n_tokens,
-        "train_rows": trainer.rows, "train_steps": trainer.step, "saes": {},
+        "kind": "sweep",
+        "schema_version": SCHEMA_VERSION,
+        "model": scfg.model,
+        "train_tokens": scfg.n_tokens,
+        "train_rows": trainer.rows,
+        "train_steps": trainer.step,
+        "saes": {},
     }
     if cfg.heldout is not None:
         scores, rows = heldout_scores(cfg, folded, model, tokenizer, progress)
@@ -245,8 +273,11 @@ def train(cfg: RunConfig, out_dir: str | Path, progress: bool = True, model=None
             write_json((out if single else out / name) / "heldout.json", row)
             row.pop("densities", None)
             row["architecture"] = folded[name][0].cfg.architecture
-    summary["seconds"] = {"train": round(trained - started, 1), "heldout": round(time.time() - trained, 1),
-                          "total": round(time.time() - started, 1)}
+    summary["seconds"] = {
+        "train": round(trained - started, 1),
+        "heldout": round(time.time() - trained, 1),
+        "total": round(time.time() - started, 1),
+    }
     write_json(out / "sweep_summary.json", summary)
     return summary
 
@@ -267,8 +298,14 @@ def heldout_scores(cfg: RunConfig, folded: dict, model, tokenizer, progress: boo
     """Scores on ``heldout.n_tokens`` rows of a text stream with another seed (rows exclude BOS,
     so a few percent more tokens are harvested and the surplus is dropped)."""
     n_rows = cfg.heldout.n_tokens
-    hcfg = store_config(cfg, seed=cfg.heldout.seed, n_tokens=math.ceil(n_rows * 1.1) + 1024, cache_dir=None,
-                        with_grads=False, buffer_rows=16384)
+    hcfg = store_config(
+        cfg,
+        seed=cfg.heldout.seed,
+        n_tokens=math.ceil(n_rows * 1.1) + 1024,
+        cache_dir=None,
+        with_grads=False,
+        buffer_rows=16384,
+    )
     store = ActivationStore.from_config(hcfg, model, tokenizer, progress=progress)
 
     def rows_up_to_budget():

@@ -87,8 +87,12 @@ class TrainerConfig(FrozenConfig):
     log_every: int = Field(25, gt=0, description="Steps between metric lines.")
     seed: int = Field(0, description="Seeds initialisation and any sampling (vSAE).")
     device: str = Field("cpu", description="Where the SAEs train ('cpu', 'cuda', 'cuda:1'); batches are moved there.")
-    collective_timeout_s: float = Field(300.0, gt=0, description="Data-parallel jobs: seconds a collective waits for "
-                                        "the other processes before the job fails (a dead or hung rank).")
+    collective_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Data-parallel jobs: seconds a collective waits for "
+        "the other processes before the job fails (a dead or hung rank).",
+    )
     wandb_project: str | None = Field("saelab", description="wandb project (offline unless configured); None: off.")
 
 
@@ -111,12 +115,13 @@ class Member:
     last: dict = field(default_factory=dict)
 
     @staticmethod
-    def reading(name: str, sae: SparseAutoencoder, key: str = "x", scale: float = 1.0,
-                lr: float | None = None) -> "Member":
+    def reading(
+        name: str, sae: SparseAutoencoder, key: str = "x", scale: float = 1.0, lr: float | None = None
+    ) -> Member:
         """A member reading ``key`` (and ``key + '.grad'`` when the family needs gradients)."""
         return Member(name, sae, key, f"{key}.grad" if sae.needs_gradients else None, scale, lr)
 
-    def base_lr(self, cfg: "TrainerConfig") -> float:
+    def base_lr(self, cfg: TrainerConfig) -> float:
         return self.lr if self.lr is not None else default_lr(cfg, self.sae.cfg.d_sae)
 
 
@@ -156,8 +161,14 @@ def density_histogram(counts: torch.Tensor, rows: int) -> list[int]:
 
 
 class Trainer:
-    def __init__(self, members: list[Member], cfg: TrainerConfig, run_dir: str | Path,
-                 dist: Collective | None = None, progress: bool = True):
+    def __init__(
+        self,
+        members: list[Member],
+        cfg: TrainerConfig,
+        run_dir: str | Path,
+        dist: Collective | None = None,
+        progress: bool = True,
+    ):
         if not members:
             raise SaelabError("a run needs at least one SAE")
         if len({m.name for m in members}) != len(members):
@@ -194,11 +205,13 @@ class Trainer:
             if m.grad_key is not None:
                 g = batch[m.grad_key].to(device, torch.float32, non_blocking=True) / m.scale  # dL/d(x·s) = dL/dx / s
         except KeyError as e:
-            raise SaelabError(f"SAE {m.name!r} reads {e.args[0]!r}, which the batches lack "
-                              f"(they have {', '.join(sorted(batch))})") from None
+            raise SaelabError(
+                f"SAE {m.name!r} reads {e.args[0]!r}, which the batches lack (they have {', '.join(sorted(batch))})"
+            ) from None
         if x.shape[-1] != m.sae.cfg.d_in:
-            raise SaelabError(f"SAE {m.name!r} has d_in {m.sae.cfg.d_in} but its input {m.input_key!r} "
-                              f"has width {x.shape[-1]}")
+            raise SaelabError(
+                f"SAE {m.name!r} has d_in {m.sae.cfg.d_in} but its input {m.input_key!r} has width {x.shape[-1]}"
+            )
         return x, g
 
     @torch.no_grad()
@@ -215,8 +228,10 @@ class Trainer:
         sae, cfg = m.sae, self.cfg
         x, g = self._inputs(m, batch)
         if not torch.isfinite(x).all():
-            raise SaelabError(f"non-finite activations in the batch at step {self.step} (SAE {m.name!r}); "
-                              f"the last good checkpoint in {self.run_dir} is kept")
+            raise SaelabError(
+                f"non-finite activations in the batch at step {self.step} (SAE {m.name!r}); "
+                f"the last good checkpoint in {self.run_dir} is kept"
+            )
         for group in m.optimizer.param_groups:
             group["lr"] = m.base_lr(cfg) * lr_factor(self.step, total_steps, cfg)
         if hasattr(sae, "l1_scale"):
@@ -226,8 +241,10 @@ class Trainer:
         out = sae(x, g=g, dead=dead)
         loss = sum(out.losses.values())
         if not torch.isfinite(loss):
-            raise SaelabError(f"training stopped: the loss of SAE {m.name!r} is {float(loss)} at step {self.step}; "
-                              f"the last good checkpoint in {self.run_dir} is kept")
+            raise SaelabError(
+                f"training stopped: the loss of SAE {m.name!r} is {float(loss)} at step {self.step}; "
+                f"the last good checkpoint in {self.run_dir} is kept"
+            )
         m.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.dist.distributed:
@@ -251,7 +268,7 @@ class Trainer:
         """Mean of every gradient over ranks, in one flat all-reduce."""
         params = [p for p in sae.parameters() if p.grad is not None]
         flat = self.dist.all_reduce(torch.cat([p.grad.reshape(-1) for p in params])) / self.dist.world_size
-        for p, part in zip(params, flat.split([p.numel() for p in params])):
+        for p, part in zip(params, flat.split([p.numel() for p in params]), strict=True):
             p.grad = part.view_as(p.grad)
 
     def train_step(self, batch: Batch, total_steps: int) -> None:
@@ -315,8 +332,15 @@ class Trainer:
             stream = _prepend(first, stream)
             if self.writer:
                 self._reset_metrics()
-        bar = tqdm(total=total_steps, initial=self.step, desc="train", unit="step", disable=not self.progress,
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(
+            total=total_steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            disable=not self.progress,
+            dynamic_ncols=True,
+            leave=False,
+        )
         start = time.time()
         try:
             while self.step < total_steps:
@@ -362,14 +386,20 @@ class Trainer:
     def _log(self, elapsed: float) -> None:
         if not self.writer:
             return
-        record = {"step": self.step, "rows": self.rows, "seconds": round(elapsed, 2),
-                  "saes": {m.name: m.last for m in self.members}}
+        record = {
+            "step": self.step,
+            "rows": self.rows,
+            "seconds": round(elapsed, 2),
+            "saes": {m.name: m.last for m in self.members},
+        }
         with open(self._metrics_path(), "a") as f:  # an append-only log; truncate_metrics repairs a torn line
             f.write(json.dumps(record) + "\n")
         run = self._wandb_run()
         if run is not None:
-            run.log({f"{m.name}/{k}": v for m in self.members for k, v in m.last.items() if k != "density_hist"},
-                    step=self.step)
+            run.log(
+                {f"{m.name}/{k}": v for m in self.members for k, v in m.last.items() if k != "density_hist"},
+                step=self.step,
+            )
 
     def _wandb_run(self):
         """wandb, imported lazily; offline unless the user configured it (WANDB_MODE or an API key)."""
@@ -386,10 +416,15 @@ class Trainer:
             os.environ.setdefault("WANDB_SILENT", "true")
             try:
                 self._wandb = wandb.init(
-                    project=self.cfg.wandb_project, dir=str(self.run_dir), name=self.run_dir.name,
-                    config={"trainer": self.cfg.model_dump(mode="json"),
-                            "saes": {m.name: m.sae.cfg.model_dump(mode="json") for m in self.members}},
-                    reinit="finish_previous")
+                    project=self.cfg.wandb_project,
+                    dir=str(self.run_dir),
+                    name=self.run_dir.name,
+                    config={
+                        "trainer": self.cfg.model_dump(mode="json"),
+                        "saes": {m.name: m.sae.cfg.model_dump(mode="json") for m in self.members},
+                    },
+                    reinit="finish_previous",
+                )
             except Exception as e:  # wandb must never cost a run
                 print(f"wandb disabled: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
                 self._wandb = False

@@ -32,8 +32,10 @@ def _stage_organism(out: Path) -> dict:
     result = evaluate(lambda t: model(t), tokenizer, n_prompts=550)
     result["n_layers"], result["n_heads_total"] = model.cfg.n_layers, model.cfg.n_layers * model.cfg.n_heads
     write_json(out / "organism_eval.json", result)
-    _say(f"  {model.cfg.n_layers} layers x {model.cfg.n_heads} heads, d_model {model.cfg.d_model}, "
-         f"vocabulary {model.cfg.d_vocab}")
+    _say(
+        f"  {model.cfg.n_layers} layers x {model.cfg.n_heads} heads, d_model {model.cfg.d_model}, "
+        f"vocabulary {model.cfg.d_vocab}"
+    )
     _say(f"  IOI (held-out names): accuracy {result['ioi_accuracy']:.3f}, logit diff {result['ioi_logit_diff']:.2f}")
     ht = result["heldout_template"]
     _say(f"  IOI (template never trained on): accuracy {ht['accuracy']:.3f}, logit diff {ht['logit_diff']:.2f}")
@@ -53,8 +55,10 @@ def _stage_circuits() -> None:
             roles.setdefault(node["role"], []).append(node["node"])
         f = c["faithfulness"]
         _say(f"  {c['task']}: " + "; ".join(f"{r}: {', '.join(n)}" for r, n in roles.items()))
-        _say(f"    circuit alone recovers {f['circuit_recovers']:.0%} of the metric; "
-             f"ablating it leaves {f['ablated_leaves']:.0%}")
+        _say(
+            f"    circuit alone recovers {f['circuit_recovers']:.0%} of the metric; "
+            f"ablating it leaves {f['ablated_leaves']:.0%}"
+        )
 
 
 def _stage_evals(out: Path) -> None:
@@ -65,24 +69,41 @@ def _stage_evals(out: Path) -> None:
 
     _say("== 4. Train small SAEs and evaluate them (saelab train + saelab eval) ==")
     run_dir = out / "sae_run"
-    cfg = RunConfig.model_validate({
-        "data": {"model": "organism", "n_tokens": 250_000, "context_size": 64, "lm_batch_size": 128},
-        "saes": [{"name": "topk", "hook": "blocks.1.hook_resid_post", "sae": {"architecture": "topk", "d_sae": 1024, "k": 16}},
-                 {"name": "attn", "hook": "blocks.1.attn.hook_z", "sae": {"architecture": "topk", "d_sae": 512, "k": 16}}],
-        "trainer": {"batch_size": 2048, "wandb_project": None},
-        "heldout": None,
-    })
+    cfg = RunConfig.model_validate(
+        {
+            "data": {"model": "organism", "n_tokens": 250_000, "context_size": 64, "lm_batch_size": 128},
+            "saes": [
+                {
+                    "name": "topk",
+                    "hook": "blocks.1.hook_resid_post",
+                    "sae": {"architecture": "topk", "d_sae": 1024, "k": 16},
+                },
+                {
+                    "name": "attn",
+                    "hook": "blocks.1.attn.hook_z",
+                    "sae": {"architecture": "topk", "d_sae": 512, "k": 16},
+                },
+            ],
+            "trainer": {"batch_size": 2048, "wandb_project": None},
+            "heldout": None,
+        }
+    )
     train(cfg, run_dir, progress=True)
-    suite = SuiteConfig.model_validate({
-        "data": {"n_tokens": 16_384}, "mean_ablation": {"n_tokens": 16_384},
-        "synthetic": {"enabled": True, "configs": ["easy"], "steps": 400},
-    })
+    suite = SuiteConfig.model_validate(
+        {
+            "data": {"n_tokens": 16_384},
+            "mean_ablation": {"n_tokens": 16_384},
+            "synthetic": {"enabled": True, "configs": ["easy"], "steps": 400},
+        }
+    )
     results = run_suite(suite, [run_dir], out / "eval", progress=True)
     for s in results["saes"]:
         m = s["metrics"]
-        _say(f"  {s['name']} on {s['hook']}: L0 {m['l0']:.1f}, FVU {m['fvu']:.3f}, CE recovered "
-             f"{m['ce_loss_recovered_zero']:.3f} (vs zero) / {m['ce_loss_recovered_mean']:.3f} (vs mean), "
-             f"KL {m['kl_div']:.4f}")
+        _say(
+            f"  {s['name']} on {s['hook']}: L0 {m['l0']:.1f}, FVU {m['fvu']:.3f}, CE recovered "
+            f"{m['ce_loss_recovered_zero']:.3f} (vs zero) / {m['ce_loss_recovered_mean']:.3f} (vs mean), "
+            f"KL {m['kl_div']:.4f}"
+        )
     easy = results["synthetic"]["easy"]["families"]
     _say("  synthetic ground truth (easy): " + ", ".join(f"{f} MCC {v['mcc']:.2f}" for f, v in easy.items()))
     _say(f"  report: {(out / 'eval' / 'report.html').resolve()}")
@@ -102,17 +123,23 @@ def _stage_supervised(out: Path) -> None:
     from evals.supervised.runner import run as run_supervised
 
     _say("== 5. Supervised dictionaries: are SAE features the IOI variables? (Makelov et al. 2024) ==")
-    small = {"prompts": {"n_fit": 1000, "n_eval": 200, "n_heldout_template": 60},
-             "saes": {**QUICK["saes"], "full_tokens": 65536, "architectures": ["relu", "topk"]}}
+    small = {
+        "prompts": {"n_fit": 1000, "n_eval": 200, "n_heldout_template": 60},
+        "saes": {**QUICK["saes"], "full_tokens": 65536, "architectures": ["relu", "topk"]},
+    }
     doc = run_supervised(SupervisedConfig.model_validate({**QUICK, **small}), out / "supervised", progress=False)
     acc = doc["acceptance"]
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-    _say(f"  {acc['cross_section']}: mean-feature dictionary sufficiency {fmt(acc['supervised_mean_sufficiency'])}, "
-         f"control success {fmt(acc['supervised_mean_control'])}")
+    _say(
+        f"  {acc['cross_section']}: mean-feature dictionary sufficiency {fmt(acc['supervised_mean_sufficiency'])}, "
+        f"control success {fmt(acc['supervised_mean_control'])}"
+    )
     for row in doc["table"]:
         if row["kind"] != "supervised":
-            _say(f"  {row['label']:<36} L0 {row['l0']:5.2f}  sufficiency {fmt(row['sufficiency'])}  "
-                 f"necessity {fmt(row['necessity'])}  control {fmt(row['control'])}")
+            _say(
+                f"  {row['label']:<36} L0 {row['l0']:5.2f}  sufficiency {fmt(row['sufficiency'])}  "
+                f"necessity {fmt(row['necessity'])}  control {fmt(row['control'])}"
+            )
     _say(f"  report: {out / 'supervised' / 'report.html'}")
 
 

@@ -82,6 +82,8 @@ def tree(root: Path) -> dict[str, tuple]:
 
 
 def tree_changes(before: dict, after: dict) -> list[str]:
-    return ([f"new: {p}" for p in sorted(set(after) - set(before))]
-            + [f"gone: {p}" for p in sorted(set(before) - set(after))]
-            + [f"changed: {p}" for p in sorted(set(before) & set(after)) if before[p] != after[p]])
+    return (
+        [f"new: {p}" for p in sorted(set(after) - set(before))]
+        + [f"gone: {p}" for p in sorted(set(before) - set(after))]
+        + [f"changed: {p}" for p in sorted(set(before) & set(after)) if before[p] != after[p]]
+    )

@@ -15,8 +15,17 @@ from pathlib import Path
 
 import pytest
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--mute-audio")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--mute-audio",
+)
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -36,7 +45,10 @@ def chromium() -> str:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         pytest.skip("chromium is not installed and apt-get is unavailable (or not root)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+    ):
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
         if result.returncode != 0:
             pytest.skip(f"could not install chromium: {' '.join(cmd)}: {result.stderr.strip()[-200:]}")
@@ -50,15 +62,25 @@ def _run(args: list[str], timeout: int) -> subprocess.CompletedProcess:
     return subprocess.run([chromium(), *FLAGS, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def render(html_path: str | Path, out_dir: str | Path, width: int = 1280, height: int = 4000,
-           budget_ms: int = 20000, timeout: int = 180) -> tuple[str, Path]:
+def render(
+    html_path: str | Path,
+    out_dir: str | Path,
+    width: int = 1280,
+    height: int = 4000,
+    budget_ms: int = 20000,
+    timeout: int = 180,
+) -> tuple[str, Path]:
     """``(dom_after_scripts, screenshot_png)`` of a local HTML file."""
     url = Path(html_path).resolve().as_uri()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shot = out / "screenshot.png"
     profile = out / "profile"
-    common = [f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", "--run-all-compositor-stages-before-draw"]
+    common = [
+        f"--user-data-dir={profile}",
+        f"--virtual-time-budget={budget_ms}",
+        "--run-all-compositor-stages-before-draw",
+    ]
     dom = _run([*common, "--dump-dom", url], timeout)
     if dom.returncode != 0:
         raise RuntimeError(f"chromium --dump-dom failed: {dom.stderr.strip()[-300:]}")

@@ -9,6 +9,10 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Fixtures shared across the tiers (unit/, integration/, acceptance/), from support modules
+# beside this file (on sys.path through pytest's `pythonpath`).
+pytest_plugins = ["bad_files", "eval_fixtures", "supervised_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def organism():
@@ -54,6 +58,13 @@ def random_neox(organism_tokenizer):
 
     from sae.model import random_model
 
-    cfg = GPTNeoXConfig(num_hidden_layers=2, num_attention_heads=4, hidden_size=64, intermediate_size=256,
-                        max_position_embeddings=64, vocab_size=len(organism_tokenizer), use_parallel_residual=True)
+    cfg = GPTNeoXConfig(
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        hidden_size=64,
+        intermediate_size=256,
+        max_position_embeddings=64,
+        vocab_size=len(organism_tokenizer),
+        use_parallel_residual=True,
+    )
     return random_model(cfg, organism_tokenizer, seed=0)

@@ -12,14 +12,21 @@ TINY_RUN = {
     "saes": [
         {"name": "topk", "hook": "blocks.1.hook_resid_post", "sae": {"architecture": "topk", "d_sae": 128, "k": 8}},
         {"name": "attn", "hook": "blocks.1.attn.hook_z", "sae": {"architecture": "topk", "d_sae": 128, "k": 8}},
-        {"name": "head5", "hook": "blocks.2.attn.hook_z[5]",
-         "sae": {"architecture": "relu", "d_sae": 32, "l1_coefficient": 1.0}},
+        {
+            "name": "head5",
+            "hook": "blocks.2.attn.hook_z[5]",
+            "sae": {"architecture": "relu", "d_sae": 32, "l1_coefficient": 1.0},
+        },
     ],
     "trainer": {"batch_size": 256, "wandb_project": None, "checkpoint_every": 0},
     "heldout": None,
 }
-SMALL = {"data": {"n_tokens": 2048, "lm_batch_size": 32}, "mean_ablation": {"n_tokens": 1024},
-         "attention": {"dfa_prompts": 2}, "synthetic": {"enabled": False}}
+SMALL = {
+    "data": {"n_tokens": 2048, "lm_batch_size": 32},
+    "mean_ablation": {"n_tokens": 1024},
+    "attention": {"dfa_prompts": 2},
+    "synthetic": {"enabled": False},
+}
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,7 @@ def run_ranks(world_size: int, fn: Callable[[Collective], object], timeout: floa
     def body(rank: int) -> None:
         try:
             results[rank] = fn(ThreadCollective(hub, rank))
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+        except BaseException as e:
             errors.append(e)
             hub.barrier.abort()
 

@@ -36,8 +36,10 @@ if entry is not None:
         keep &= text.str.contains(q, regex=False)
     cols = [c for c in ("feature", "density", "max_act", "mean_act", "top_token", "top_logit") if c in view]
     shown = view.loc[keep, cols].sort_values("density", ascending=False)
-    st.caption(f"{len(shown)} of {len(df)} features; click a column to sort. "
-               f"Open one in the Feature dashboard page (?sae={entry.name}&feature=ID).")
+    st.caption(
+        f"{len(shown)} of {len(df)} features; click a column to sort. "
+        f"Open one in the Feature dashboard page (?sae={entry.name}&feature=ID)."
+    )
     st.dataframe(shown, hide_index=True)
     pick = st.number_input("Open feature", 0, len(df) - 1, int(shown.feature.iloc[0]) if len(shown) else 0)
     feature_link(entry.name, pick)

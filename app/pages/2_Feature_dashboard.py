@@ -40,38 +40,63 @@ if entry is not None:
         if ctx is not None and len(ctx):
             st.subheader("Top activations")
             for _, c in ctx[ctx.group == "top"].sort_values("rank").iterrows():
-                st.markdown(f"`{c.value:.3f}` " + highlight(list(c.tokens), c.acts, int(c.centre), row.max_act),
-                            unsafe_allow_html=True)
+                st.markdown(
+                    f"`{c.value:.3f}` " + highlight(list(c.tokens), c.acts, int(c.centre), row.max_act),
+                    unsafe_allow_html=True,
+                )
             inter = ctx[ctx.group == "interval"]
             for i in sorted(inter.interval.unique(), reverse=True):
                 part = inter[inter.interval == i].sort_values("rank")
                 first = part.iloc[0]
                 st.subheader(f"Interval ({first.lo:.3g}, {first.hi:.3g}]")
-                st.caption(f"{first.share:.1%} of a uniform sample of {int(first.sample_size)} nonzero activations "
-                           "lie in this equal-width interval (intervals, not quantiles)")
+                st.caption(
+                    f"{first.share:.1%} of a uniform sample of {int(first.sample_size)} nonzero activations "
+                    "lie in this equal-width interval (intervals, not quantiles)"
+                )
                 for _, c in part.iterrows():
-                    st.markdown(f"`{c.value:.3f}` " + highlight(list(c.tokens), c.acts, int(c.centre), row.max_act),
-                                unsafe_allow_html=True)
+                    st.markdown(
+                        f"`{c.value:.3f}` " + highlight(list(c.tokens), c.acts, int(c.centre), row.max_act),
+                        unsafe_allow_html=True,
+                    )
     with right:
         counts = np.asarray(row.hist_counts)
         edges = np.linspace(0, float(row.hist_range), len(counts) + 1)
-        fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0],
-                               marker_color="#ff8c00"))
-        fig.update_layout(title=f"Activation histogram ({row['count']} nonzero)", height=280,
-                          xaxis_title="activation", yaxis_title="count", margin=dict(t=40, b=30))
+        fig = go.Figure(
+            go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0], marker_color="#ff8c00")
+        )
+        fig.update_layout(
+            title=f"Activation histogram ({row['count']} nonzero)",
+            height=280,
+            xaxis_title="activation",
+            yaxis_title="count",
+            margin={"t": 40, "b": 30},
+        )
         st.plotly_chart(fig, key="hist")
         if "pos_tokens" in df:
             st.subheader("Logit effects")
-            st.dataframe({"top token": list(row.pos_tokens), "logit": np.round(row.pos_values, 4),
-                          "bottom token": list(row.neg_tokens), "logit ": np.round(row.neg_values, 4)}, hide_index=True)
+            st.dataframe(
+                {
+                    "top token": list(row.pos_tokens),
+                    "logit": np.round(row.pos_values, 4),
+                    "bottom token": list(row.neg_tokens),
+                    "logit ": np.round(row.neg_values, 4),
+                },
+                hide_index=True,
+            )
         else:
             st.caption("No logit effects: this hook has no linear path to the residual stream.")
         if "head_shares" in df and row.head_shares is not None:
             shares = np.asarray(row.head_shares)
             hfig = go.Figure(go.Bar(x=[f"head {h}" for h in range(len(shares))], y=shares))
-            hfig.update_layout(title="Per-head attribution (decoder-norm share)", height=250, margin=dict(t=40, b=30))
+            hfig.update_layout(title="Per-head attribution (decoder-norm share)", height=250, margin={"t": 40, "b": 30})
             st.plotly_chart(hfig, key="heads")
         st.subheader("Decoder-cosine neighbours")
-        st.dataframe({"feature": list(row.neighbours), "cosine": np.round(row.neighbour_cos, 4),
-                      "top token": [df.top_token.iloc[int(n)] for n in row.neighbours]}, hide_index=True)
+        st.dataframe(
+            {
+                "feature": list(row.neighbours),
+                "cosine": np.round(row.neighbour_cos, 4),
+                "top token": [df.top_token.iloc[int(n)] for n in row.neighbours],
+            },
+            hide_index=True,
+        )
         st.markdown("Open: " + " · ".join(f"[{int(n)}]({feature_url(entry.name, int(n))})" for n in row.neighbours))

@@ -26,8 +26,11 @@ if entry is not None:
         st.error(str(e))
         st.stop()
     names = tok.convert_ids_to_tokens(tokens[0].tolist())
-    rows = [{"pos": p, "token": names[p], **{f"#{j + 1}": f"{f} ({a:.2f})" for j, (f, a) in enumerate(feats)}}
-            for p, feats in enumerate(top_features(codes, k)) if p > 0]
+    rows = [
+        {"pos": p, "token": names[p], **{f"#{j + 1}": f"{f} ({a:.2f})" for j, (f, a) in enumerate(feats)}}
+        for p, feats in enumerate(top_features(codes, k))
+        if p > 0
+    ]
     st.subheader("Top features at each token")
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     strongest = int(codes.max(0).values.argmax())
@@ -35,17 +38,25 @@ if entry is not None:
     feature = int(c1.number_input("Feature", 0, sae.cfg.d_sae - 1, strongest))
     alpha = float(c2.number_input("Steering strength α", value=10.0, step=1.0))
     seed = int(c3.number_input("Sampling seed", value=0, step=1))
-    st.markdown(f"Feature {feature} on the prompt: "
-                + highlight(names[1:], codes[1:, feature].tolist()), unsafe_allow_html=True)
+    st.markdown(
+        f"Feature {feature} on the prompt: " + highlight(names[1:], codes[1:, feature].tolist()), unsafe_allow_html=True
+    )
     feature_link(entry.name, feature)
     clean, steered, hook = steer(model, sae, entry.hook, tokens, feature, alpha)
     delta = steered - clean
     order = delta.abs().topk(min(10, len(delta))).indices.tolist()
     st.subheader(f"Next-token probabilities with α·W_dec[{feature}] added at {entry.hook}")
-    st.dataframe(pd.DataFrame({"token": tok.convert_ids_to_tokens(order),
-                               "clean": [round(float(clean[i]), 4) for i in order],
-                               "steered": [round(float(steered[i]), 4) for i in order],
-                               "change": [round(float(delta[i]), 4) for i in order]}), hide_index=True)
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "token": tok.convert_ids_to_tokens(order),
+                "clean": [round(float(clean[i]), 4) for i in order],
+                "steered": [round(float(steered[i]), 4) for i in order],
+                "change": [round(float(delta[i]), 4) for i in order],
+            }
+        ),
+        hide_index=True,
+    )
     n = st.slider("Continuation tokens", 1, 30, 12)
     base = sample(model, tokens, n, seed)
     steered_ids = sample(model, tokens, n, seed, hooks=[hook])

@@ -11,24 +11,37 @@ import time
 
 import torch
 from datasets import load_from_disk
+from sae_lens.training.activations_store import ActivationsStore
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
 from transformers import GPT2LMHeadModel
-
-from sae_lens.training.activations_store import ActivationsStore
 
 
 def build_model(model_dir):
     hf = GPT2LMHeadModel.from_pretrained(model_dir, attn_implementation="eager").eval()
     c = hf.config
     cfg = HookedTransformerConfig(
-        n_layers=c.n_layer, d_model=c.n_embd, n_heads=c.n_head, d_head=c.n_embd // c.n_head, d_mlp=4 * c.n_embd,
-        n_ctx=c.n_positions, d_vocab=c.vocab_size, act_fn="gelu_new", normalization_type="LN",
-        positional_embedding_type="standard", default_prepend_bos=False, device="cpu",
+        n_layers=c.n_layer,
+        d_model=c.n_embd,
+        n_heads=c.n_head,
+        d_head=c.n_embd // c.n_head,
+        d_mlp=4 * c.n_embd,
+        n_ctx=c.n_positions,
+        d_vocab=c.vocab_size,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        positional_embedding_type="standard",
+        default_prepend_bos=False,
+        device="cpu",
     )
     model = HookedTransformer(cfg)
-    model.load_and_process_state_dict(convert_gpt2_weights(hf, cfg), fold_ln=False, center_writing_weights=False,
-                                      center_unembed=False, fold_value_biases=False)
+    model.load_and_process_state_dict(
+        convert_gpt2_weights(hf, cfg),
+        fold_ln=False,
+        center_writing_weights=False,
+        center_unembed=False,
+        fold_value_biases=False,
+    )
     tokens = torch.randint(3, c.vocab_size, (2, 16))
     with torch.no_grad():
         diff = (model(tokens) - hf(tokens).logits).abs().max().item()
@@ -36,12 +49,20 @@ def build_model(model_dir):
 
 
 def make_store(model, dataset, hooks, d_ins, p, multi):
-    common = dict(
-        dataset=dataset, streaming=False, context_size=p["context_size"], n_batches_in_buffer=p["n_batches_in_buffer"],
-        total_training_tokens=p["n_tokens"], store_batch_size_prompts=p["lm_batch_size"],
-        train_batch_size_tokens=p["batch_size"], prepend_bos=False, normalize_activations="none", device="cpu",
-        dtype="float32", exclude_special_tokens=torch.tensor(p["exclude"]),
-    )
+    common = {
+        "dataset": dataset,
+        "streaming": False,
+        "context_size": p["context_size"],
+        "n_batches_in_buffer": p["n_batches_in_buffer"],
+        "total_training_tokens": p["n_tokens"],
+        "store_batch_size_prompts": p["lm_batch_size"],
+        "train_batch_size_tokens": p["batch_size"],
+        "prepend_bos": False,
+        "normalize_activations": "none",
+        "device": "cpu",
+        "dtype": "float32",
+        "exclude_special_tokens": torch.tensor(p["exclude"]),
+    }
     if multi:
         return ActivationsStore.from_config_multi_hook(model, hook_names=hooks, hook_d_ins=d_ins, **common)
     return ActivationsStore(model=model, hook_name=hooks[0], hook_head_index=None, d_in=d_ins[hooks[0]], **common)

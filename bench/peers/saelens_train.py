@@ -14,11 +14,10 @@ import time
 from importlib.metadata import version
 
 import torch
-from torch.optim import Adam
-from torch.optim.lr_scheduler import LambdaLR
-
 from sae_lens.saes.sae import TrainStepInput
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+from torch.optim import Adam
+from torch.optim.lr_scheduler import LambdaLR
 
 
 def main():
@@ -28,8 +27,9 @@ def main():
     gen = torch.Generator().manual_seed(p["seed"])
     batches = [torch.randn(p["batch_size"], p["d_in"], generator=gen).to(device) for _ in range(4)]
     torch.manual_seed(0)
-    cfg = TopKTrainingSAEConfig(d_in=p["d_in"], d_sae=p["d_sae"], k=p["k"], dtype="float32", device=device,
-                                aux_loss_coefficient=1 / 32)
+    cfg = TopKTrainingSAEConfig(
+        d_in=p["d_in"], d_sae=p["d_sae"], k=p["k"], dtype="float32", device=device, aux_loss_coefficient=1 / 32
+    )
     sae = TopKTrainingSAE(cfg)
     optimizer = Adam(sae.parameters(), lr=p["lr"], betas=(0.9, 0.999))
     scheduler = LambdaLR(optimizer, lambda step: 1.0)  # constant: SAELens's default schedule
@@ -40,8 +40,11 @@ def main():
 
     def step(sae_in):
         sae.train()
-        out = sae.training_forward_pass(step_input=TrainStepInput(
-            sae_in=sae_in, dead_neuron_mask=dead, coefficients={}, n_training_steps=0, is_logging_step=False))
+        out = sae.training_forward_pass(
+            step_input=TrainStepInput(
+                sae_in=sae_in, dead_neuron_mask=dead, coefficients={}, n_training_steps=0, is_logging_step=False
+            )
+        )
         with torch.no_grad():
             firing = out.feature_acts.bool().float()
             did_fire = firing.sum(-2).bool()
@@ -63,8 +66,15 @@ def main():
         start = time.perf_counter()
         step(batches[i % len(batches)])
         times.append(time.perf_counter() - start)
-    print(json.dumps({"median_step_seconds": statistics.median(times), "steps": p["steps"],
-                      "sae_lens_version": version("sae-lens")}))
+    print(
+        json.dumps(
+            {
+                "median_step_seconds": statistics.median(times),
+                "steps": p["steps"],
+                "sae_lens_version": version("sae-lens"),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ class TaskBatch:
     def end(self) -> torch.Tensor:
         return self.positions["END"]
 
-    def subset(self, index: torch.Tensor | list[int] | slice) -> "TaskBatch":
+    def subset(self, index: torch.Tensor | list[int] | slice) -> TaskBatch:
         """The prompts selected by ``index`` as a batch of their own."""
         if isinstance(index, slice):
             index = list(range(len(self)))[index]
@@ -64,7 +64,7 @@ class TaskBatch:
             vocab_ids=self.vocab_ids,
         )
 
-    def to(self, device: torch.device | str) -> "TaskBatch":
+    def to(self, device: torch.device | str) -> TaskBatch:
         moved = {k: v.to(device) for k, v in self.positions.items()}
         return TaskBatch(
             task=self.task,
@@ -101,7 +101,7 @@ def encode_with_bos(tokenizer, texts: list[str]) -> tuple[list[list[int]], list[
     """Token ids (BOS first) and character offsets of each text."""
     enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
     bos = tokenizer.bos_token_id
-    ids = [[bos] + list(x) for x in enc["input_ids"]]
+    ids = [[bos, *list(x)] for x in enc["input_ids"]]
     offsets = [[(-1, -1)] + [tuple(o) for o in x] for x in enc["offset_mapping"]]
     return ids, offsets
 

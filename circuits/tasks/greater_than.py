@@ -67,7 +67,7 @@ def make_batch(
     ids, _ = encode_with_bos(tokenizer, prompts)
     cids, _ = encode_with_bos(tokenizer, corrupts)
     yy_pos, end_pos = [], []
-    for k, (r, c, a) in enumerate(zip(ids, cids, attrs)):
+    for k, (r, c, a) in enumerate(zip(ids, cids, attrs, strict=True)):
         if len(r) != len(c):
             raise ValueError(f"clean and corrupted prompt {k} tokenize to different lengths")
         yy_pos.append(r.index(int(year_ids[a["YY"]])))
@@ -90,7 +90,7 @@ def make_batch(
     )
 
 
-def paper_negatives(tokenizer, batch: TaskBatch, seed: int = 0) -> TaskBatch:  # noqa: ARG001
+def paper_negatives(tokenizer, batch: TaskBatch, seed: int = 0) -> TaskBatch:
     """``batch`` itself: its corruption (same noun and century, start year YY = 01) is
     already O'Neill & Bui's greater-than negative (sae-circuits ``data/gt.py``)."""
     return batch

@@ -147,16 +147,16 @@ def build_batch(tokenizer, prompts: Sequence[tuple], corrupts: Sequence[tuple], 
     Callers that need controlled prompts (counterfactual pairs) build them here.
     """
     attrs = list(attrs)
-    clean_texts, clean_starts = zip(*(render(*p) for p in prompts))
-    corrupt_texts, _ = zip(*(render(*p) for p in corrupts))
+    clean_texts, clean_starts = zip(*(render(*p) for p in prompts), strict=True)
+    corrupt_texts, _ = zip(*(render(*p) for p in corrupts), strict=True)
     ids, offsets = encode_with_bos(tokenizer, list(clean_texts))
     cids, _ = encode_with_bos(tokenizer, list(corrupt_texts))
-    for k, (r, c) in enumerate(zip(ids, cids)):
+    for k, (r, c) in enumerate(zip(ids, cids, strict=True)):
         if len(r) != len(c):
             raise ValueError(f"clean and corrupted prompt {k} tokenize to different lengths")
 
     pos = {"IO": [], "S1": [], "S2": [], "END": []}
-    for k, (att, starts, off) in enumerate(zip(attrs, clean_starts, offsets)):
+    for att, starts, off in zip(attrs, clean_starts, offsets, strict=True):
         io_slot, s_slot = ("A", "B") if att["order"] == "ABBA" else ("B", "A")
         # offsets of a word token include its leading space: look one character earlier
         pos["IO"].append(token_index_at(off, starts[io_slot] - 1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from tqdm.auto import tqdm
@@ -22,8 +23,8 @@ SPLICE_DEFINITIONS = {
     "ce_loss_clean": "next-token cross-entropy of the unmodified model (nats), over scored positions",
     "ce_loss_with_sae": "the same with the hook replaced by the SAE reconstruction x_hat on non-BOS positions",
     "ce_loss_with_sae_and_error": "CE with x_hat + (x - x_hat) spliced in, on the first batches only: equals "
-                                  "splice_check_ce_clean (the clean CE of those batches) when the splice reads "
-                                  "and writes the hook correctly",
+    "splice_check_ce_clean (the clean CE of those batches) when the splice reads "
+    "and writes the hook correctly",
     "ce_loss_zero_ablation": "the same with the hook set to zero on non-BOS positions",
     "ce_loss_mean_ablation": "the same with the hook set to its mean over non-BOS tokens of other held-out text",
     "ce_loss_recovered_zero": "(CE_zero - CE_sae) / (CE_zero - CE_clean)",
@@ -36,7 +37,7 @@ SPLICE_DEFINITIONS = {
     "kl_score_zero": "(KL_zero - KL_sae) / KL_zero",
     "kl_score_mean": "(KL_mean - KL_sae) / KL_mean",
     "scored positions": "positions whose input token is not BOS or padding (the spliced ones) and whose next "
-                        "token is not padding; BOS positions are never spliced (SAEs are trained without them)",
+    "token is not padding; BOS positions are never spliced (SAEs are trained without them)",
 }
 
 
@@ -66,14 +67,16 @@ def _run(model, tokens: torch.Tensor, hooks: list) -> torch.Tensor:
 
 
 def _capture(store: dict, name: str):
-    def hook(act, hook=None):  # noqa: ARG001
+    def hook(act, hook=None):
         store[name] = act.detach()
         return act
 
     return hook
 
 
-def mean_activations(model, tokenizer, specs: list[HookSpec], batches: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
+def mean_activations(
+    model, tokenizer, specs: list[HookSpec], batches: Iterable[torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Per hook point, the mean row over non-BOS, non-padding tokens of ``batches``."""
     from sae.harvest import Harvester
 
@@ -99,9 +102,26 @@ def splice_mask(tokens: torch.Tensor, tokenizer) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_saes(model, tokenizer, entries: list[SAEEntry], batches: Iterable[torch.Tensor],
-                  means: dict[str, torch.Tensor] | None, splice: bool = True, dense_threshold: float = 0.1,
-                  progress: bool = True, total: int | None = None, error_check_batches: int = 2) -> dict[str, dict]:
+def _score_splice(model, tokens, keep, scored, logp_clean, sums: _Sums, spec: HookSpec, mode: str, replacement=None):
+    """Add one splice's CE and KL-to-clean over the scored positions to ``sums``."""
+    out = _run(model, tokens, [(spec.tl_name, splice_hook(spec, mode, keep, replacement))])
+    ce, logp = token_losses(out, tokens, scored)
+    sums.add(ce, kl_to_clean(logp_clean, logp))
+
+
+@torch.no_grad()
+def evaluate_saes(
+    model,
+    tokenizer,
+    entries: list[SAEEntry],
+    batches: Iterable[torch.Tensor],
+    means: dict[str, torch.Tensor] | None,
+    splice: bool = True,
+    dense_threshold: float = 0.1,
+    progress: bool = True,
+    total: int | None = None,
+    error_check_batches: int = 2,
+) -> dict[str, dict]:
     """Metrics of every SAE in ``entries`` on ``batches`` of ``[B, T]`` token ids (BOS-led rows).
 
     The x̂ + (x − x̂) pass is a check of the splice, not a metric, so it runs on the first
@@ -140,11 +160,7 @@ def evaluate_saes(model, tokenizer, entries: list[SAEEntry], batches: Iterable[t
                 check_clean.add(ce_clean, None)
                 n_check += int(scored.sum())
 
-            def score(sums: _Sums, spec: HookSpec, mode: str, replacement=None):
-                out = _run(model, tokens, [(spec.tl_name, splice_hook(spec, mode, keep, replacement))])
-                ce, logp = token_losses(out, tokens, scored)
-                sums.add(ce, kl_to_clean(logp_clean, logp))
-
+            score = partial(_score_splice, model, tokens, keep, scored, logp_clean)
             for h, spec in specs.items():
                 score(ablated[(h, "zero")], spec, "zero")
                 score(ablated[(h, "mean")], spec, "mean", means[h].to(device))
@@ -163,8 +179,14 @@ def evaluate_saes(model, tokenizer, entries: list[SAEEntry], batches: Iterable[t
         if splice:
             metrics.update(_splice_metrics(clean, ablated, spliced, e, n_scored))
             err, m = spliced[(e.name, "sae_error")], max(n_check, 1)
-            metrics.update({"splice_check_positions": n_check, "splice_check_ce_clean": check_clean.ce / m,
-                            "ce_loss_with_sae_and_error": err.ce / m, "kl_div_with_error": err.kl / m})
+            metrics.update(
+                {
+                    "splice_check_positions": n_check,
+                    "splice_check_ce_clean": check_clean.ce / m,
+                    "ce_loss_with_sae_and_error": err.ce / m,
+                    "kl_div_with_error": err.kl / m,
+                }
+            )
         densities = st.densities()
         metrics["density_histogram"] = density_histogram(densities)
         metrics["densities"] = [round(float(d), 8) for d in densities]

@@ -33,7 +33,7 @@ DEFINITIONS = {
     "cosine_similarity": "E over tokens of cos(x, x_hat)",
     "l2_ratio": "E over tokens of ||x_hat|| / ||x||",
     "relative_reconstruction_bias": "E||x_hat||^2 / E<x, x_hat> (1 = unbiased, < 1 shrinks; Rajamanoharan et al. "
-                                    "2024, eq. 10)",
+    "2024, eq. 10)",
     "l0": "E over tokens of the number of non-zero latents (inference encoder)",
     "l0_std": "standard deviation over tokens of the number of non-zero latents",
     "l1": "E over tokens of sum_i |f_i|",
@@ -124,8 +124,11 @@ def density_histogram(densities: torch.Tensor) -> dict:
     edges = torch.arange(lo, hi + width / 2, width, dtype=torch.float64)
     alive = densities[densities > 0].double().log10().clamp(lo, hi - 1e-9)
     counts = torch.histc(alive, bins=len(edges) - 1, min=lo, max=hi) if alive.numel() else torch.zeros(len(edges) - 1)
-    return {"log10_edges": [round(float(e), 4) for e in edges], "counts": [int(c) for c in counts],
-            "dead": int((densities == 0).sum())}
+    return {
+        "log10_edges": [round(float(e), 4) for e in edges],
+        "counts": [int(c) for c in counts],
+        "dead": int((densities == 0).sum()),
+    }
 
 
 def underused_fraction(densities: torch.Tensor, k: float, fraction: float = 0.1) -> float:

@@ -38,14 +38,12 @@ def splice_hook(spec: HookSpec, mode: str, keep: torch.Tensor, replacement: torc
     if mode not in MODES:
         raise ValueError(f"unknown splice mode {mode!r}")
 
-    def hook(act, hook=None):  # noqa: ARG001
+    def hook(act, hook=None):
         rows = spec.read(act)
         new = rows.clone()
         if mode == "zero":
             new[keep] = 0
-        elif mode == "mean":
-            new[keep] = replacement.to(new.dtype)
-        elif mode == "sae":
+        elif mode == "mean" or mode == "sae":
             new[keep] = replacement.to(new.dtype)
         else:
             live = rows[keep]

@@ -18,8 +18,9 @@ def harvest(model, tokenizer, batch: TaskBatch, locations: Iterable[Location], c
     roles = sorted({loc.position for loc in locations})
     rows = harvest_task_positions(model, tokenizer, batch, hooks, roles, chunk=chunk)
     n = len(batch)
-    return {loc: rows.acts[loc.hook].view(n, len(roles), -1)[:, roles.index(loc.position)].contiguous()
-            for loc in locations}
+    return {
+        loc: rows.acts[loc.hook].view(n, len(roles), -1)[:, roles.index(loc.position)].contiguous() for loc in locations
+    }
 
 
 class Intervener:
@@ -43,7 +44,8 @@ class Intervener:
             by_name.setdefault(loc.tl_name, []).append(loc)
         hooks = []
         for name, locs in by_name.items():
-            def write(act, hook, locs=locs):  # noqa: ARG001
+
+            def write(act, hook, locs=locs):
                 act = act.clone()
                 rows = torch.arange(act.shape[0], device=act.device)
                 for loc in locs:

@@ -22,37 +22,50 @@ class PromptConfig(FrozenConfig):
     n_eval: int = Field(400, gt=0, description="Prompts every evaluation is measured on (paper: 5,000).")
     n_heldout_template: int = Field(200, ge=0, description="Prompts of the held-out templates (0: skip).")
     heldout_templates: tuple[int, ...] | None = Field(
-        None, description="Template ids kept out of fitting (None: the last template, the one the organism "
-                          "never saw in training).")
+        None,
+        description="Template ids kept out of fitting (None: the last template, the one the organism "
+        "never saw in training).",
+    )
     seed: int = Field(0, description="Seeds the name split and every prompt set.")
 
 
 class SAEsConfig(FrozenConfig):
     """The SAEs trained when none are given: task SAEs, full-distribution SAEs, the random-decoder control."""
 
-    architectures: tuple[str, ...] = Field(DEFAULT_ARCHITECTURES, min_length=1,
-                                           description="SAE families to train (task and full distribution).")
+    architectures: tuple[str, ...] = Field(
+        DEFAULT_ARCHITECTURES, min_length=1, description="SAE families to train (task and full distribution)."
+    )
     l0: int = Field(4, gt=0, description="Matched L0: k of every k-family; ReLU's L1 is calibrated to it.")
     d_sae_multiple: int = Field(16, gt=0, description="Latents per input dimension (paper: 16 for task SAEs).")
-    l0_tolerance: float = Field(0.25, ge=0, description="A family is 'matched' where its evaluation L0 is within "
-                                                         "this fraction of the target.")
-    relu_l1_grid: tuple[float, ...] = Field((2.0, 3.0, 4.0, 5.0), min_length=1,
-                                            description="Task ReLU L1 coefficients trained side by side; the one "
-                                                        "whose evaluation L0 is nearest the target is kept per "
-                                                        "location.")
-    full_relu_l1_grid: tuple[float, ...] = Field((8.0, 11.0, 14.0, 17.0), min_length=1,
-                                                 description="The same for full-distribution ReLU SAEs (corpus rows "
-                                                             "are smaller than task rows, so L1 must be larger).")
-    family_config: dict[str, dict] = Field(default_factory=lambda: dict(FAMILY_CONFIG),
-                                           description="Extra config fields per family, e.g. {vsae: "
-                                                       "{kl_coefficient: 0.01}} (applied to task and full SAEs).")
+    l0_tolerance: float = Field(
+        0.25, ge=0, description="A family is 'matched' where its evaluation L0 is within this fraction of the target."
+    )
+    relu_l1_grid: tuple[float, ...] = Field(
+        (2.0, 3.0, 4.0, 5.0),
+        min_length=1,
+        description="Task ReLU L1 coefficients trained side by side; the one "
+        "whose evaluation L0 is nearest the target is kept per "
+        "location.",
+    )
+    full_relu_l1_grid: tuple[float, ...] = Field(
+        (8.0, 11.0, 14.0, 17.0),
+        min_length=1,
+        description="The same for full-distribution ReLU SAEs (corpus rows "
+        "are smaller than task rows, so L1 must be larger).",
+    )
+    family_config: dict[str, dict] = Field(
+        default_factory=lambda: dict(FAMILY_CONFIG),
+        description="Extra config fields per family, e.g. {vsae: "
+        "{kl_coefficient: 0.01}} (applied to task and full SAEs).",
+    )
     task_epochs: int = Field(100, gt=0, description="Passes over the fitting prompts for task SAEs.")
     task_batch_size: int = Field(512, gt=0, description="Rows per step for task SAEs.")
     task: bool = Field(True, description="Train task SAEs.")
     full_distribution: bool = Field(True, description="Train full-distribution SAEs on the organism corpus.")
     full_tokens: int = Field(500_000, gt=0, description="Corpus tokens for full-distribution SAEs.")
-    full_source: TextSource = Field(default_factory=TextSource,
-                                    description="Corpus of the full-distribution SAEs (default: the organism's).")
+    full_source: TextSource = Field(
+        default_factory=TextSource, description="Corpus of the full-distribution SAEs (default: the organism's)."
+    )
     full_batch_size: int = Field(4096, gt=0, description="Rows per step for full-distribution SAEs.")
     random_decoder: bool = Field(True, description="Train the random-decoder control (TopK, decoder frozen).")
     seed: int = Field(0, description="Seeds SAE initialisation.")
@@ -63,21 +76,33 @@ class EvalConfig(FrozenConfig):
 
     cross_sections: tuple[str, ...] | None = Field(None, description="Cross-section names (None: all of the model's).")
     ks: tuple[int, ...] = Field((2, 4, 6), min_length=1, description="Feature budgets of the SAE greedy edits.")
-    attributes: tuple[str, ...] = Field(("IO", "S", "Pos"), min_length=1,
-                                        description="Attributes edited in the control evaluation.")
-    f1_threshold: float = Field(0.8, gt=0, le=1, description="F1 at which a feature counts as interpretable in "
-                                                              "the summaries (precision and recall ≥ t/(2−t)).")
+    attributes: tuple[str, ...] = Field(
+        ("IO", "S", "Pos"), min_length=1, description="Attributes edited in the control evaluation."
+    )
+    f1_threshold: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="F1 at which a feature counts as interpretable in the summaries (precision and recall ≥ t/(2−t)).",
+    )
     causal_threshold: float = Field(0.6, gt=0, le=1, description="F1 split of the causal interpretability check.")
     max_name_set: int = Field(10, gt=0, description="Largest name set tried as a predicate (greedy unions).")
-    informative_flip_rate: float = Field(0.05, ge=0, le=1,
-                                         description="A control edit is headline when its counterfactual patch "
-                                                     "changes the top-1 prediction on at least this fraction.")
-    control_all_attributes: bool = Field(False, description="Also edit attributes whose patch leaves the prediction "
-                                                            "unchanged (success then only restates the no-edit rate).")
+    informative_flip_rate: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="A control edit is headline when its counterfactual patch "
+        "changes the top-1 prediction on at least this fraction.",
+    )
+    control_all_attributes: bool = Field(
+        False,
+        description="Also edit attributes whose patch leaves the prediction "
+        "unchanged (success then only restates the no-edit rate).",
+    )
     batch_size: int = Field(250, gt=0, description="Prompts per forward pass.")
 
     @model_validator(mode="after")
-    def _known_attributes(self) -> "EvalConfig":
+    def _known_attributes(self) -> EvalConfig:
         bad = [a for a in self.attributes if a not in ("IO", "S", "Pos")]
         if bad:
             raise ValueError(f"unknown attribute(s) {bad}; known: IO, S, Pos")

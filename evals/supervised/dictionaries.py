@@ -40,20 +40,23 @@ class SupervisedDictionary:
     def labels(self) -> list[str]:
         return self.vocab.labels()
 
-    def codes(self, acts: torch.Tensor, specs: Sequence[PromptSpec]) -> torch.Tensor:  # noqa: ARG002
+    def codes(self, acts: torch.Tensor, specs: Sequence[PromptSpec]) -> torch.Tensor:
         idx = self.vocab.indices(specs)
         unseen = ~self.observed[idx]
         if unseen.any():
             row, col = unseen.nonzero()[0].tolist()
-            raise SaelabError(f"no supervised feature for {ATTRIBUTES[col]}={specs[row].value(ATTRIBUTES[col])!r}: "
-                              "that value never occurs in the fitting prompts (raise prompts.n_fit)")
+            raise SaelabError(
+                f"no supervised feature for {ATTRIBUTES[col]}={specs[row].value(ATTRIBUTES[col])!r}: "
+                "that value never occurs in the fitting prompts (raise prompts.n_fit)"
+            )
         return self.vocab.one_hot(specs)
 
     def reconstruct(self, acts: torch.Tensor, specs: Sequence[PromptSpec]) -> torch.Tensor:
         return self.bias + self.codes(acts, specs) @ self.decoder
 
-    def edit(self, acts: torch.Tensor, base: Sequence[PromptSpec], target: Sequence[PromptSpec],
-             attribute: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def edit(
+        self, acts: torch.Tensor, base: Sequence[PromptSpec], target: Sequence[PromptSpec], attribute: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """a − u_v + u_v′ for ``attribute``; also the ``[n, F]`` mask of the removed features."""
         self.codes(acts, target)  # checks the new values have features
         col = ATTRIBUTES.index(attribute)
@@ -101,7 +104,7 @@ class SAEDictionary:
         return self.sae.W_dec.detach()
 
     @torch.no_grad()
-    def codes(self, acts: torch.Tensor, specs: Sequence[PromptSpec] | None = None) -> torch.Tensor:  # noqa: ARG002
+    def codes(self, acts: torch.Tensor, specs: Sequence[PromptSpec] | None = None) -> torch.Tensor:
         return self.sae.encode(acts.to(self.sae.W_enc.device, self.sae.W_enc.dtype)).float().cpu()
 
     @torch.no_grad()
@@ -133,14 +136,28 @@ class Family:
         return all(loc in self.dictionaries for loc in locations)
 
     def describe(self) -> dict:
-        return {"key": self.key, "label": self.label, "kind": self.kind, "architecture": self.architecture,
-                "locations": sorted(loc.key for loc in self.dictionaries), **self.info}
+        return {
+            "key": self.key,
+            "label": self.label,
+            "kind": self.kind,
+            "architecture": self.architecture,
+            "locations": sorted(loc.key for loc in self.dictionaries),
+            **self.info,
+        }
 
 
-def supervised_families(fit_acts: dict[Location, torch.Tensor], specs: Sequence[PromptSpec],
-                        vocab: AttributeVocab) -> list[Family]:
+def supervised_families(
+    fit_acts: dict[Location, torch.Tensor], specs: Sequence[PromptSpec], vocab: AttributeVocab
+) -> list[Family]:
     labels = {"mean": "mean-feature (supervised)", "mse": "MSE (supervised)"}
-    return [Family(f"supervised_{m}", labels[m], "supervised", None,
-                   {loc: fit(acts, specs, vocab) for loc, acts in fit_acts.items()},
-                   {"method": m, "features": vocab.n_features})
-            for m, fit in FITTERS.items()]
+    return [
+        Family(
+            f"supervised_{m}",
+            labels[m],
+            "supervised",
+            None,
+            {loc: fit(acts, specs, vocab) for loc, acts in fit_acts.items()},
+            {"method": m, "features": vocab.n_features},
+        )
+        for m, fit in FITTERS.items()
+    ]

@@ -47,8 +47,7 @@ def _mean(x: torch.Tensor) -> float:
 class PromptRun:
     """One prompt set: its activations at every location and a model runner."""
 
-    def __init__(self, model, batch, specs: Sequence[PromptSpec], acts: dict[Location, torch.Tensor],
-                 batch_size: int):
+    def __init__(self, model, batch, specs: Sequence[PromptSpec], acts: dict[Location, torch.Tensor], batch_size: int):
         self.specs, self.acts = list(specs), acts
         self.runner = Intervener(model, batch, batch_size)
         self.means = {loc: a.mean(0) for loc, a in acts.items()}
@@ -74,8 +73,9 @@ class Evaluator:
         self.eval = PromptRun(model, prompts.eval.batch, prompts.eval.specs, acts["eval"], cfg.batch_size)
         self.heldout = None
         if prompts.heldout is not None:
-            self.heldout = PromptRun(model, prompts.heldout.batch, prompts.heldout.specs, acts["heldout"],
-                                     cfg.batch_size)
+            self.heldout = PromptRun(
+                model, prompts.heldout.batch, prompts.heldout.specs, acts["heldout"], cfg.batch_size
+            )
         self.cf_specs = {a: s.specs for a, s in prompts.counterfactuals.items()}
         self.cf_acts = {a: acts[f"cf:{a}"] for a in prompts.counterfactuals}
         self._truth: dict[tuple[str, str], torch.Tensor] = {}
@@ -118,11 +118,17 @@ class Evaluator:
         for a in self.cf_acts:
             flip = _mean(self.truth(xs, a) != clean_top1)
             control[a] = {"flip_rate": flip, "informative": flip >= self.cfg.informative_flip_rate}
-        out = {"clean_logit_diff": clean, "mean_ablation_logit_diff": ablated,
-               "mean_ablation_ratio": ablated / clean if clean else float("nan"), "control": control}
+        out = {
+            "clean_logit_diff": clean,
+            "mean_ablation_logit_diff": ablated,
+            "mean_ablation_ratio": ablated / clean if clean else float("nan"),
+            "control": control,
+        }
         if self.heldout is not None:
-            out["heldout_template"] = {"clean_logit_diff": self.heldout.clean_ld,
-                                       "mean_ablation_logit_diff": self.heldout.mean_ablation_ld(xs)}
+            out["heldout_template"] = {
+                "clean_logit_diff": self.heldout.clean_ld,
+                "mean_ablation_logit_diff": self.heldout.mean_ablation_ld(xs),
+            }
         return out
 
     # -- sufficiency and necessity ----------------------------------------------------
@@ -134,8 +140,11 @@ class Evaluator:
         ld_suff = run.ld(recon)
         ld_nec = run.ld({loc: run.means[loc] + run.acts[loc] - recon[loc] for loc in xs.locations})
         gap = clean - ablated
-        suff = {"score": ld_suff / clean if clean else float("nan"), "logit_diff": ld_suff,
-                "gap_recovered": (ld_suff - ablated) / gap if gap else float("nan")}
+        suff = {
+            "score": ld_suff / clean if clean else float("nan"),
+            "logit_diff": ld_suff,
+            "gap_recovered": (ld_suff - ablated) / gap if gap else float("nan"),
+        }
         nec = {"score": necessity_score(ablated, ld_nec, clean), "logit_diff": ld_nec}
         return suff, nec
 
@@ -165,10 +174,15 @@ class Evaluator:
             magnitude.append(edit_magnitude(self.codes(fam, loc, "eval"), d.decoder.cpu().float(), removed[loc]))
             a_s, a_t = self.eval.acts[loc], self.cf_acts[attribute][loc]
             distance.append((edited[loc] - a_t).norm(dim=-1) / (a_s - a_t).norm(dim=-1).clamp_min(1e-12))
-        return {"success": _mean(hit), "success_on_changed": _mean(hit[flipped]) if flipped.any() else float("nan"),
-                "edit_magnitude": _mean(torch.stack(magnitude)), "distance_left": _mean(torch.stack(distance)),
-                "features_changed": _mean(torch.stack([removed[loc].sum(-1).float() for loc in xs.locations]))
-                if not fam.supervised else 2.0}
+        return {
+            "success": _mean(hit),
+            "success_on_changed": _mean(hit[flipped]) if flipped.any() else float("nan"),
+            "edit_magnitude": _mean(torch.stack(magnitude)),
+            "distance_left": _mean(torch.stack(distance)),
+            "features_changed": _mean(torch.stack([removed[loc].sum(-1).float() for loc in xs.locations]))
+            if not fam.supervised
+            else 2.0,
+        }
 
     def control(self, fam: Family, xs: CrossSection) -> dict:
         clean_top1 = self.eval.runner.clean.argmax(-1)
@@ -183,7 +197,8 @@ class Evaluator:
                 edited, removed = {}, {}
                 for loc in xs.locations:
                     edited[loc], removed[loc] = fam.dictionaries[loc].edit(
-                        self.eval.acts[loc], self.eval.specs, self.cf_specs[attribute], attribute)
+                        self.eval.acts[loc], self.eval.specs, self.cf_specs[attribute], attribute
+                    )
                 entry.update(self._score_edit(xs, attribute, edited, removed, fam))
             else:
                 entry["by_k"] = {}
@@ -192,8 +207,13 @@ class Evaluator:
                     for loc in xs.locations:
                         d = fam.dictionaries[loc]
                         edited[loc], changed[loc] = greedy_edit(
-                            self.eval.acts[loc], self.cf_acts[attribute][loc], self.codes(fam, loc, "eval"),
-                            self.codes(fam, loc, f"cf:{attribute}"), d.decoder.cpu().float(), k)
+                            self.eval.acts[loc],
+                            self.cf_acts[attribute][loc],
+                            self.codes(fam, loc, "eval"),
+                            self.codes(fam, loc, f"cf:{attribute}"),
+                            d.decoder.cpu().float(),
+                            k,
+                        )
                     entry["by_k"][str(k)] = self._score_edit(xs, attribute, edited, changed, fam)
             out["attributes"][attribute] = entry
         out["headline_attributes"] = [a for a, e in out["attributes"].items() if e["informative"]]
@@ -253,8 +273,11 @@ def _headline(control: dict) -> dict:
         return {"success": None, "edit_magnitude": None}
     if "by_k" in entries[0]:
         ks = entries[0]["by_k"]
-        return {"success_by_k": {k: sum(e["by_k"][k]["success"] for e in entries) / len(entries) for k in ks},
-                "edit_magnitude_by_k": {k: sum(e["by_k"][k]["edit_magnitude"] for e in entries) / len(entries)
-                                        for k in ks}}
-    return {"success": sum(e["success"] for e in entries) / len(entries),
-            "edit_magnitude": sum(e["edit_magnitude"] for e in entries) / len(entries)}
+        return {
+            "success_by_k": {k: sum(e["by_k"][k]["success"] for e in entries) / len(entries) for k in ks},
+            "edit_magnitude_by_k": {k: sum(e["by_k"][k]["edit_magnitude"] for e in entries) / len(entries) for k in ks},
+        }
+    return {
+        "success": sum(e["success"] for e in entries) / len(entries),
+        "edit_magnitude": sum(e["edit_magnitude"] for e in entries) / len(entries),
+    }

@@ -29,39 +29,61 @@ def full_run_config(locations: list[Location], cfg: SAEsConfig, model_name: str,
         for arch in cfg.architectures:
             extra = cfg.family_config.get(arch, {})
             if arch == "relu":
-                saes += [{"name": f"relu_l1={lam:g}/{layer}.{head}.{site}", "hook": hook,
-                          "sae": {"architecture": "relu", "d_sae": d_sae, **extra, "l1_coefficient": lam}}
-                         for lam in cfg.full_relu_l1_grid]
+                saes += [
+                    {
+                        "name": f"relu_l1={lam:g}/{layer}.{head}.{site}",
+                        "hook": hook,
+                        "sae": {"architecture": "relu", "d_sae": d_sae, **extra, "l1_coefficient": lam},
+                    }
+                    for lam in cfg.full_relu_l1_grid
+                ]
             else:
-                saes.append({"name": f"{arch}/{layer}.{head}.{site}", "hook": hook,
-                             "sae": {"architecture": arch, "d_sae": d_sae, **extra, "k": min(cfg.l0, d_sae)}})
+                saes.append(
+                    {
+                        "name": f"{arch}/{layer}.{head}.{site}",
+                        "hook": hook,
+                        "sae": {"architecture": arch, "d_sae": d_sae, **extra, "k": min(cfg.l0, d_sae)},
+                    }
+                )
     return {
-        "data": {"model": model_name, "n_tokens": cfg.full_tokens, "context_size": 64,
-                 "source": cfg.full_source.model_dump(mode="json")},
+        "data": {
+            "model": model_name,
+            "n_tokens": cfg.full_tokens,
+            "context_size": 64,
+            "source": cfg.full_source.model_dump(mode="json"),
+        },
         "saes": saes,
         "trainer": {"batch_size": cfg.full_batch_size, "seed": cfg.seed, "wandb_project": None},
         "heldout": None,
     }
 
 
-def train_full_saes(locations: list[Location], cfg: SAEsConfig, out_dir: str | Path, model, tokenizer,
-                    model_name: str, progress: bool = True) -> list[Path]:
+def train_full_saes(
+    locations: list[Location],
+    cfg: SAEsConfig,
+    out_dir: str | Path,
+    model,
+    tokenizer,
+    model_name: str,
+    progress: bool = True,
+) -> list[Path]:
     """Train (or, when ``out_dir`` holds the same finished run, reuse) every full-distribution SAE."""
     from sae.hooks import resolve_hook
     from sae.train_run import RunConfig, train
 
     out = Path(out_dir)
-    run = RunConfig.model_validate(full_run_config(locations, cfg, model_name,
-                                                   lambda h: resolve_hook(model, h).d_in))
+    run = RunConfig.model_validate(full_run_config(locations, cfg, model_name, lambda h: resolve_hook(model, h).d_in))
     names = [spec.name for spec in run.saes]
     if not (out / "sweep_summary.json").is_file():
         if run.trainer.batch_size > cfg.full_tokens:
-            raise SaelabError(f"saes.full_tokens ({cfg.full_tokens}) is smaller than one batch "
-                              f"({run.trainer.batch_size})")
+            raise SaelabError(
+                f"saes.full_tokens ({cfg.full_tokens}) is smaller than one batch ({run.trainer.batch_size})"
+            )
         train(run, out, progress=progress, model=model, tokenizer=tokenizer)
     paths = [out / name for name in names]
     missing = [str(p) for p in paths if not (p / "cfg.json").is_file()]
     if missing:
-        raise SaelabError(f"{out}: holds a different full-distribution run (missing {missing[0]}); "
-                          "use another --out or remove it")
+        raise SaelabError(
+            f"{out}: holds a different full-distribution run (missing {missing[0]}); use another --out or remove it"
+        )
     return paths

@@ -25,8 +25,17 @@ from evals.supervised.metrics import f1_scores, name_set_f1
 from evals.supervised.prompts import POS_VALUES, PromptSpec, gender_of
 
 GROUPS = ("IO", "S", "Pos", "IO×Pos", "S×Pos", "IO set", "S set", "IO gender", "S gender")
-ATTRIBUTE_OF_GROUP = {"IO": "IO", "S": "S", "Pos": "Pos", "IO×Pos": "IO", "S×Pos": "S", "IO set": "IO",
-                      "S set": "S", "IO gender": "IO", "S gender": "S"}
+ATTRIBUTE_OF_GROUP = {
+    "IO": "IO",
+    "S": "S",
+    "Pos": "Pos",
+    "IO×Pos": "IO",
+    "S×Pos": "S",
+    "IO set": "IO",
+    "S set": "S",
+    "IO gender": "IO",
+    "S gender": "S",
+}
 
 
 @dataclass
@@ -106,7 +115,7 @@ def summarise(result: FeatureF1, threshold: float, top: int = 5) -> dict:
     live = result.live
     n_live = int(live.sum())
     good = live & (result.best_f1 >= threshold)
-    by_group = {g: 0 for g in GROUPS}
+    by_group = dict.fromkeys(GROUPS, 0)
     for i in good.nonzero().flatten().tolist():
         by_group[result.groups[i]] += 1
     order = torch.argsort(result.best_f1, descending=True)[:top].tolist()
@@ -117,6 +126,9 @@ def summarise(result: FeatureF1, threshold: float, top: int = 5) -> dict:
         "mean_best_f1": float(result.best_f1[live].mean()) if n_live else 0.0,
         "interpretable_by_group": by_group,
         "coverage": result.coverage,
-        "top_features": [{"feature": i, "f1": round(float(result.best_f1[i]), 4), "predicate": result.labels[i]}
-                         for i in order if bool(live[i])],
+        "top_features": [
+            {"feature": i, "f1": round(float(result.best_f1[i]), 4), "predicate": result.labels[i]}
+            for i in order
+            if bool(live[i])
+        ],
     }

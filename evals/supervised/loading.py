@@ -56,8 +56,9 @@ def discover(paths: Iterable[str | Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def load_candidates(paths: Iterable[str | Path], locations: list[Location], model_name: str,
-                    device: str = "cpu") -> tuple[list[Candidate], list[dict]]:
+def load_candidates(
+    paths: Iterable[str | Path], locations: list[Location], model_name: str, device: str = "cpu"
+) -> tuple[list[Candidate], list[dict]]:
     """Every SAE found, with the locations it serves; the ones that serve none, with why."""
     by_key = {loc.key: loc for loc in locations}
     candidates, skipped = [], []
@@ -99,14 +100,21 @@ def match_l0(candidates: list[Candidate], eval_acts: dict[Location, torch.Tensor
     for key, per_loc in sorted(chosen.items()):
         first = next(iter(per_loc.values()))[1]
         l0s = [v[0] for v in per_loc.values()]
-        families.append(Family(
-            key=key, label=f"{first.family} ({KIND_LABELS.get(first.kind, first.kind)})", kind=first.kind,
-            architecture="topk" if first.family == "random_decoder" else first.family,
-            dictionaries={loc: SAEDictionary(c.sae) for loc, (_, c) in per_loc.items()},
-            info={"l0_target": target, "l0_eval_mean": sum(l0s) / len(l0s),
-                  "d_sae": int(first.sae.cfg.d_sae),
-                  "variants": {loc.key: c.variant for loc, (_, c) in sorted(per_loc.items())},
-                  "l0_eval": {loc.key: round(v, 3) for loc, (v, _) in sorted(per_loc.items())},
-                  "paths": {loc.key: str(c.path) for loc, (_, c) in sorted(per_loc.items())}},
-        ))
+        families.append(
+            Family(
+                key=key,
+                label=f"{first.family} ({KIND_LABELS.get(first.kind, first.kind)})",
+                kind=first.kind,
+                architecture="topk" if first.family == "random_decoder" else first.family,
+                dictionaries={loc: SAEDictionary(c.sae) for loc, (_, c) in per_loc.items()},
+                info={
+                    "l0_target": target,
+                    "l0_eval_mean": sum(l0s) / len(l0s),
+                    "d_sae": int(first.sae.cfg.d_sae),
+                    "variants": {loc.key: c.variant for loc, (_, c) in sorted(per_loc.items())},
+                    "l0_eval": {loc.key: round(v, 3) for loc, (v, _) in sorted(per_loc.items())},
+                    "paths": {loc.key: str(c.path) for loc, (_, c) in sorted(per_loc.items())},
+                },
+            )
+        )
     return families

@@ -59,8 +59,14 @@ class Location:
         return f"blocks.{self.layer}.attn.hook_{self.site}"
 
     def describe(self) -> dict:
-        return {"key": self.key, "hook": self.hook, "layer": self.layer, "head": self.head, "site": self.site,
-                "position": self.position}
+        return {
+            "key": self.key,
+            "hook": self.hook,
+            "layer": self.layer,
+            "head": self.head,
+            "site": self.site,
+            "position": self.position,
+        }
 
 
 @dataclass(frozen=True)
@@ -76,9 +82,14 @@ class CrossSection:
         return tuple(Location(layer, head, self.site, p) for layer, head in self.heads for p in self.positions)
 
     def describe(self) -> dict:
-        return {"name": self.name, "roles": list(self.roles), "site": self.site, "positions": list(self.positions),
-                "heads": [f"{layer}.{head}" for layer, head in self.heads],
-                "locations": [loc.key for loc in self.locations]}
+        return {
+            "name": self.name,
+            "roles": list(self.roles),
+            "site": self.site,
+            "positions": list(self.positions),
+            "heads": [f"{layer}.{head}" for layer, head in self.heads],
+            "locations": [loc.key for loc in self.locations],
+        }
 
 
 def role_heads(model_name: str) -> dict[str, list[tuple[int, int]]]:

@@ -38,8 +38,9 @@ def necessity_score(ld_mean_ablation: float, ld_intervened: float, ld_clean: flo
 
 
 @torch.no_grad()
-def greedy_edit(a_s: torch.Tensor, a_t: torch.Tensor, f_s: torch.Tensor, f_t: torch.Tensor, decoder: torch.Tensor,
-                k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def greedy_edit(
+    a_s: torch.Tensor, a_t: torch.Tensor, f_s: torch.Tensor, f_t: torch.Tensor, decoder: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The edited activations ``[n, d]`` and the ``[n, m]`` mask of the features changed.
 
     ‖r + c_i d_i‖² = ‖r‖² + 2 c_i (r · d_i) + c_i² ‖d_i‖² with r = current − target and
@@ -79,8 +80,9 @@ def f1_scores(active: torch.Tensor, predicates: torch.Tensor) -> torch.Tensor:
     return f1_from_counts(a.T @ p, a.sum(0)[:, None], p.sum(0)[None, :])
 
 
-def name_set_f1(active: torch.Tensor, values: torch.Tensor, n_values: int,
-                max_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def name_set_f1(
+    active: torch.Tensor, values: torch.Tensor, n_values: int, max_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy name sets (the paper's groups): per feature, the union of its top-j values by
     single-value F1, j = 1..max_size. ``values`` is ``[n]`` (one value per prompt, so the
     unions' counts add up). Returns ``[m, J]`` F1 of each union and ``[m, J]`` the value

@@ -54,8 +54,15 @@ class PromptSpec:
         return {"IO": self.io, "S": self.s, "Pos": self.pos}[attribute]
 
     def attrs(self) -> dict:
-        return {"IO": self.io, "S": self.s, "Pos": self.pos, "order": _ORDER[self.pos], "place": self.place,
-                "object": self.obj, "template": self.template}
+        return {
+            "IO": self.io,
+            "S": self.s,
+            "Pos": self.pos,
+            "order": _ORDER[self.pos],
+            "place": self.place,
+            "object": self.obj,
+            "template": self.template,
+        }
 
 
 @dataclass(frozen=True)
@@ -71,9 +78,13 @@ class Split:
     objects: tuple[str, ...]
 
     def describe(self) -> dict:
-        return {"names": list(self.names), "base_names": list(self.base_names),
-                "counterfactual_names": list(self.counterfactual_names),
-                "fit_templates": list(self.fit_templates), "heldout_templates": list(self.heldout_templates)}
+        return {
+            "names": list(self.names),
+            "base_names": list(self.base_names),
+            "counterfactual_names": list(self.counterfactual_names),
+            "fit_templates": list(self.fit_templates),
+            "heldout_templates": list(self.heldout_templates),
+        }
 
 
 def make_split(tokenizer, cfg: PromptConfig) -> Split:
@@ -94,9 +105,15 @@ def make_split(tokenizer, cfg: PromptConfig) -> Split:
     places, objects = ioi.usable(tokenizer, ioi.PLACES), ioi.usable(tokenizer, ioi.OBJECTS)
     if not places or not objects:
         raise SaelabError("the tokenizer has no single-token places or objects for IOI prompts")
-    return Split(names=tuple(names), base_names=tuple(sorted(shuffled[:half])),
-                 counterfactual_names=tuple(sorted(shuffled[half:])), fit_templates=fit, heldout_templates=heldout,
-                 places=tuple(places), objects=tuple(objects))
+    return Split(
+        names=tuple(names),
+        base_names=tuple(sorted(shuffled[:half])),
+        counterfactual_names=tuple(sorted(shuffled[half:])),
+        fit_templates=fit,
+        heldout_templates=heldout,
+        places=tuple(places),
+        objects=tuple(objects),
+    )
 
 
 def name_pairs(n: int, names: Sequence[str], rng: random.Random) -> list[tuple[str, str]]:
@@ -117,7 +134,7 @@ def name_pairs(n: int, names: Sequence[str], rng: random.Random) -> list[tuple[s
                 continue
             k = rng.choice(swaps)
             ss[j], ss[k] = ss[k], ss[j]
-        pairs += zip(ios, ss)
+        pairs += zip(ios, ss, strict=True)
     return pairs[:n]
 
 
@@ -126,9 +143,16 @@ def sample_specs(n: int, names: Sequence[str], templates: Sequence[int], split: 
     rng = random.Random(seed)
     out = []
     for i, (io, s) in enumerate(name_pairs(n, names, rng)):
-        out.append(PromptSpec(template=templates[i % len(templates)], io=io, s=s,
-                              pos=POS_VALUES[(i // len(templates)) % 2], place=rng.choice(split.places),
-                              obj=rng.choice(split.objects)))
+        out.append(
+            PromptSpec(
+                template=templates[i % len(templates)],
+                io=io,
+                s=s,
+                pos=POS_VALUES[(i // len(templates)) % 2],
+                place=rng.choice(split.places),
+                obj=rng.choice(split.objects),
+            )
+        )
     return out
 
 
@@ -189,10 +213,13 @@ def build_prompts(tokenizer, cfg: PromptConfig, attributes: Sequence[str] = ATTR
     evaluation = prompt_set(base, s + 4)
     heldout = None
     if cfg.n_heldout_template > 0:
-        heldout = prompt_set(sample_specs(cfg.n_heldout_template, split.base_names, split.heldout_templates, split,
-                                          s + 5), s + 6)
-    cfs = {a: prompt_set(counterfactual(base, a, split.counterfactual_names, s + 7 + i), s + 4)
-           for i, a in enumerate(attributes)}
+        heldout = prompt_set(
+            sample_specs(cfg.n_heldout_template, split.base_names, split.heldout_templates, split, s + 5), s + 6
+        )
+    cfs = {
+        a: prompt_set(counterfactual(base, a, split.counterfactual_names, s + 7 + i), s + 4)
+        for i, a in enumerate(attributes)
+    }
     return Prompts(split, fit, evaluation, heldout, cfs)
 
 

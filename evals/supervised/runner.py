@@ -16,8 +16,8 @@ from evals.supervised.activations import harvest
 from evals.supervised.config import EvalConfig, SupervisedConfig
 from evals.supervised.dictionaries import Family, supervised_families
 from evals.supervised.evaluate import Evaluator
-from evals.supervised.locations import PRIMARY, cross_sections, unique_locations
 from evals.supervised.loading import discover, load_candidates, match_l0
+from evals.supervised.locations import PRIMARY, cross_sections, unique_locations
 from evals.supervised.prompts import AttributeVocab, build_prompts
 from evals.supervised.summary import acceptance, random_decoder_finding, table_rows
 from sae.atomic import write_json
@@ -67,8 +67,15 @@ def train_saes(cfg: SupervisedConfig, out: Path, fit_acts, locations, model, tok
     from evals.supervised.task_saes import train_task_saes
 
     s = cfg.saes
-    _claim(out, {"model": cfg.model, "prompts": cfg.prompts.model_dump(mode="json"),
-                 "saes": s.model_dump(mode="json"), "locations": [loc.key for loc in locations]})
+    _claim(
+        out,
+        {
+            "model": cfg.model,
+            "prompts": cfg.prompts.model_dump(mode="json"),
+            "saes": s.model_dump(mode="json"),
+            "locations": [loc.key for loc in locations],
+        },
+    )
     paths: list[Path] = []
     if s.task or s.random_decoder:
         paths += train_task_saes(fit_acts, s, out / "saes" / "task", cfg.model, progress=progress)
@@ -100,13 +107,16 @@ def prepare(cfg: SupervisedConfig, model, tokenizer, progress: bool = True) -> P
     sets = {"fit": prompts.fit, "eval": prompts.eval, **{f"cf:{a}": s for a, s in prompts.counterfactuals.items()}}
     if prompts.heldout is not None:
         sets["heldout"] = prompts.heldout
-    acts = {name: harvest(model, tokenizer, s.batch, locations, chunk=cfg.eval.batch_size)
-            for name, s in tqdm(sets.items(), desc="activations", disable=not progress, leave=False)}
+    acts = {
+        name: harvest(model, tokenizer, s.batch, locations, chunk=cfg.eval.batch_size)
+        for name, s in tqdm(sets.items(), desc="activations", disable=not progress, leave=False)
+    }
     return Prepared(circuit, sections, locations, prompts, acts)
 
 
-def evaluate(prep: Prepared, model, families: list[Family], cfg: EvalConfig,
-             progress: bool = True) -> tuple[Evaluator, dict, dict, list]:
+def evaluate(
+    prep: Prepared, model, families: list[Family], cfg: EvalConfig, progress: bool = True
+) -> tuple[Evaluator, dict, dict, list]:
     """Baselines per cross-section and every family's four evaluations on every cross-section it covers."""
     evaluator = Evaluator(model, prep.prompts, prep.acts, cfg)
     baselines = {xs.name: evaluator.baseline(xs) for xs in prep.sections}
@@ -117,16 +127,23 @@ def evaluate(prep: Prepared, model, families: list[Family], cfg: EvalConfig,
         if not fam.covers(xs.locations):
             not_covered.append({"dictionary": fam.key, "cross_section": xs.name})
             continue
-        entry = results.setdefault(fam.key, {"sufficiency": {}, "necessity": {}, "control": {},
-                                             "interpretability": {}})
+        entry = results.setdefault(fam.key, {"sufficiency": {}, "necessity": {}, "control": {}, "interpretability": {}})
         entry["sufficiency"][xs.name], entry["necessity"][xs.name] = evaluator.sufficiency_necessity(fam, xs)
         entry["control"][xs.name] = evaluator.control(fam, xs)
         entry["interpretability"][xs.name] = evaluator.interpretability(fam, xs)
     return evaluator, baselines, results, not_covered
 
 
-def run(cfg: SupervisedConfig, out_dir: str | Path, sae_paths: list[str] | None = None, progress: bool = True,
-        model=None, tokenizer=None, report: bool = True, prepared: Prepared | None = None) -> dict:
+def run(
+    cfg: SupervisedConfig,
+    out_dir: str | Path,
+    sae_paths: list[str] | None = None,
+    progress: bool = True,
+    model=None,
+    tokenizer=None,
+    report: bool = True,
+    prepared: Prepared | None = None,
+) -> dict:
     """Evaluate; writes ``out_dir/supervised.json`` (and ``report.html``) and returns the results.
 
     ``prepared`` (from ``prepare`` with the same config and model) skips the harvesting."""
@@ -144,8 +161,7 @@ def run(cfg: SupervisedConfig, out_dir: str | Path, sae_paths: list[str] | None 
     harvested = time.time()
 
     families = supervised_families(acts["fit"], prompts.fit.specs, AttributeVocab(prompts.split.names))
-    paths = list(sae_paths) if sae_paths else train_saes(cfg, out, acts["fit"], locations, model, tokenizer,
-                                                          progress)
+    paths = list(sae_paths) if sae_paths else train_saes(cfg, out, acts["fit"], locations, model, tokenizer, progress)
     trained = time.time()
     candidates, skipped = load_candidates(paths, locations, cfg.model, device=cfg.device)
     families += match_l0(candidates, acts["eval"], cfg.saes.l0)
@@ -158,11 +174,24 @@ def run(cfg: SupervisedConfig, out_dir: str | Path, sae_paths: list[str] | None 
         "model": cfg.model,
         "circuit": prep.circuit,
         "hook": sorted({loc.hook for loc in locations}),
-        "sae": [{"key": f.key, "label": f.label, "kind": f.kind, "architecture": f.architecture,
-                 "paths": sorted(set(f.info.get("paths", {}).values()))} for f in families if not f.supervised],
+        "sae": [
+            {
+                "key": f.key,
+                "label": f.label,
+                "kind": f.kind,
+                "architecture": f.architecture,
+                "paths": sorted(set(f.info.get("paths", {}).values())),
+            }
+            for f in families
+            if not f.supervised
+        ],
         "config": cfg.model_dump(mode="json"),
-        "split": {**prompts.split.describe(), "n_fit": len(prompts.fit), "n_eval": len(prompts.eval),
-                  "n_heldout_template": len(prompts.heldout) if prompts.heldout else 0},
+        "split": {
+            **prompts.split.describe(),
+            "n_fit": len(prompts.fit),
+            "n_eval": len(prompts.eval),
+            "n_heldout_template": len(prompts.heldout) if prompts.heldout else 0,
+        },
         "locations": [loc.describe() for loc in locations],
         "cross_sections": [xs.describe() for xs in sections],
         "primary_cross_section": PRIMARY if PRIMARY in baselines else sections[0].name,
@@ -172,8 +201,12 @@ def run(cfg: SupervisedConfig, out_dir: str | Path, sae_paths: list[str] | None 
         "skipped_saes": skipped,
         "not_covered": not_covered,
         "forward_passes": evaluator.forward_passes,
-        "seconds": {"activations": round(harvested - started, 1), "saes": round(trained - harvested, 1),
-                    "evaluations": round(time.time() - trained, 1), "total": round(time.time() - started, 1)},
+        "seconds": {
+            "activations": round(harvested - started, 1),
+            "saes": round(trained - harvested, 1),
+            "evaluations": round(time.time() - trained, 1),
+            "total": round(time.time() - started, 1),
+        },
     }
     doc["table"] = table_rows(doc)
     doc["acceptance"] = acceptance(doc)

@@ -34,14 +34,21 @@ def table_rows(doc: dict) -> list[dict]:
             nec, interp = entry["necessity"][xs], entry["interpretability"][xs]
             success, magnitude, by_k = control_summary(entry["control"][xs])
             row = {
-                "dictionary": key, "label": info["label"], "kind": info["kind"], "cross_section": xs,
-                "l0": suff["l0"], "fvu": suff["fvu"], "sufficiency": suff["score"],
+                "dictionary": key,
+                "label": info["label"],
+                "kind": info["kind"],
+                "cross_section": xs,
+                "l0": suff["l0"],
+                "fvu": suff["fvu"],
+                "sufficiency": suff["score"],
                 "l0_matched": info["kind"] == "supervised" or l0_matched(suff["l0"], target, tolerance),
                 "failed": suff["fvu"] is not None and suff["fvu"] >= 1.0,
-                "sufficiency_gap_recovered": suff["gap_recovered"], "necessity": nec["score"],
+                "sufficiency_gap_recovered": suff["gap_recovered"],
+                "necessity": nec["score"],
                 "heldout_sufficiency": suff.get("heldout_template", {}).get("score"),
                 "heldout_necessity": nec.get("heldout_template", {}).get("score"),
-                "control": success, "control_on_changed": _on_changed(entry["control"][xs]),
+                "control": success,
+                "control_on_changed": _on_changed(entry["control"][xs]),
                 "edit_magnitude": magnitude,
                 "interpretable_fraction": interp["fraction_interpretable"],
                 "causal_sufficiency": interp["causal"]["sufficiency"],
@@ -91,9 +98,14 @@ def acceptance(doc: dict) -> dict:
         "supervised_mean_sufficiency": suff,
         "supervised_mean_control": ctrl,
         "mean_ablation_ratio": doc["baselines"].get(xs, {}).get("mean_ablation_ratio"),
-        "control_attributes": doc["results"].get("supervised_mean", {}).get("control", {}).get(xs, {})
+        "control_attributes": doc["results"]
+        .get("supervised_mean", {})
+        .get("control", {})
+        .get(xs, {})
         .get("headline_attributes", []),
-        "met": suff is not None and ctrl is not None and suff >= ACCEPTANCE["sufficiency"]
+        "met": suff is not None
+        and ctrl is not None
+        and suff >= ACCEPTANCE["sufficiency"]
         and ctrl >= ACCEPTANCE["control"],
         "task_architectures": task,
         "full_architectures": full,
@@ -124,8 +136,11 @@ def random_decoder_finding(doc: dict) -> dict | None:
             f = [r[m] for r in full if r[m] is not None]
             t = [r[m] for r in task if r[m] is not None]
             value = rnd[0][m]
-            entry[m] = {"random_decoder": value, "full_mean": sum(f) / len(f) if f else None,
-                        "task_mean": sum(t) / len(t) if t else None}
+            entry[m] = {
+                "random_decoder": value,
+                "full_mean": sum(f) / len(f) if f else None,
+                "task_mean": sum(t) / len(t) if t else None,
+            }
             if value is not None and f:
                 diffs[m].append(value - entry[m]["full_mean"])
             if value is not None and t:

@@ -51,9 +51,10 @@ def variant_specs(cfg: SAEsConfig, d_in: int) -> list[tuple[str, str, dict]]:
             raise SaelabError(f"unknown SAE family {arch!r} (trainable: {', '.join(TRAINABLE)})")
         extra = cfg.family_config.get(arch, {})
         if arch == "relu":
-            out += [(f"relu_l1={lam:g}", "relu",
-                     {"architecture": "relu", "d_sae": d_sae, **extra, "l1_coefficient": lam})
-                    for lam in cfg.relu_l1_grid]
+            out += [
+                (f"relu_l1={lam:g}", "relu", {"architecture": "relu", "d_sae": d_sae, **extra, "l1_coefficient": lam})
+                for lam in cfg.relu_l1_grid
+            ]
         else:
             out.append((arch, arch, {"architecture": arch, "d_sae": d_sae, **extra, "k": min(cfg.l0, d_sae)}))
     if cfg.random_decoder:
@@ -80,7 +81,7 @@ def _epochs(acts: dict[str, torch.Tensor], batch_size: int, seed: int):
         while True:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
             for b in range(step - epoch * per_epoch, per_epoch):
-                idx = order[b * batch_size: (b + 1) * batch_size]
+                idx = order[b * batch_size : (b + 1) * batch_size]
                 yield {k: v[idx] for k, v in acts.items()}
             epoch += 1
             step = epoch * per_epoch
@@ -88,8 +89,9 @@ def _epochs(acts: dict[str, torch.Tensor], batch_size: int, seed: int):
     return stream
 
 
-def train_task_saes(fit_acts: dict[Location, torch.Tensor], cfg: SAEsConfig, out_dir: str | Path,
-                    model_name: str, progress: bool = True) -> list[Path]:
+def train_task_saes(
+    fit_acts: dict[Location, torch.Tensor], cfg: SAEsConfig, out_dir: str | Path, model_name: str, progress: bool = True
+) -> list[Path]:
     """Train every task SAE; returns their saved directories (``out_dir/<variant>/<location>``)."""
     out = Path(out_dir)
     n = next(iter(fit_acts.values())).shape[0]
@@ -106,9 +108,16 @@ def train_task_saes(fit_acts: dict[Location, torch.Tensor], cfg: SAEsConfig, out
             where[name] = (variant, family, loc)
     if any(m.sae.needs_gradients for m in members):
         raise SaelabError("task SAEs cannot be gradient SAEs (no gradients are harvested for task rows)")
-    tcfg = TrainerConfig(batch_size=batch_size, warmup_steps=min(50, cfg.task_epochs), decay_fraction=0.2,
-                         dead_after_tokens=2 * n, checkpoint_every=0, log_every=50, seed=cfg.seed,
-                         wandb_project=None)
+    tcfg = TrainerConfig(
+        batch_size=batch_size,
+        warmup_steps=min(50, cfg.task_epochs),
+        decay_fraction=0.2,
+        dead_after_tokens=2 * n,
+        checkpoint_every=0,
+        log_every=50,
+        seed=cfg.seed,
+        wandb_project=None,
+    )
     steps = cfg.task_epochs * (n // batch_size)
     trainer = Trainer(members, tcfg, out / "_trainer", progress=progress)
     trainer.fit(_epochs({loc.key: a.float() for loc, a in fit_acts.items()}, batch_size, cfg.seed), steps)
@@ -117,13 +126,29 @@ def train_task_saes(fit_acts: dict[Location, torch.Tensor], cfg: SAEsConfig, out
         variant, family, loc = where[m.name]
         sae = folded_copy(m.sae, m.scale)
         path = out / variant / loc.key
-        save_sae(sae, path, metadata={
-            "hook": loc.hook, "tl_hook": loc.tl_name, "head": loc.head, "model": model_name,
-            "activation_scale": m.scale, "train_rows": trainer.rows, "train_steps": trainer.step, "name": m.name,
-            "supervised": {"kind": "random_decoder" if family == RANDOM else "task", "family": family,
-                           "location": loc.key, "trained_on": "ioi_task", "n_prompts": n},
-        })
+        save_sae(
+            sae,
+            path,
+            metadata={
+                "hook": loc.hook,
+                "tl_hook": loc.tl_name,
+                "head": loc.head,
+                "model": model_name,
+                "activation_scale": m.scale,
+                "train_rows": trainer.rows,
+                "train_steps": trainer.step,
+                "name": m.name,
+                "supervised": {
+                    "kind": "random_decoder" if family == RANDOM else "task",
+                    "family": family,
+                    "location": loc.key,
+                    "trained_on": "ioi_task",
+                    "n_prompts": n,
+                },
+            },
+        )
         paths.append(path)
-    write_json(out / "task_saes.json", {"paths": [str(p.relative_to(out)) for p in paths], "rows": n,
-                                        "steps": trainer.step})
+    write_json(
+        out / "task_saes.json", {"paths": [str(p.relative_to(out)) for p in paths], "rows": n, "steps": trainer.step}
+    )
     return paths

@@ -64,30 +64,50 @@ def score_sae(data: SyntheticData, sae, seed: int, n_rows: int = EVAL_ROWS) -> d
     return out
 
 
-def run_config(name: str, data_cfg: SyntheticConfig, suite: SyntheticSuite, progress: bool = True,
-               run_dir: str | Path | None = None) -> dict:
+def run_config(
+    name: str,
+    data_cfg: SyntheticConfig,
+    suite: SyntheticSuite,
+    progress: bool = True,
+    run_dir: str | Path | None = None,
+) -> dict:
     """Train every family on one data configuration; returns {config, families: name → scores}."""
     data = SyntheticData(data_cfg)
     families = suite.families or default_families(max(1, round(data_cfg.mean_active)))
     if len({f.name for f in families}) != len(families):
         raise ConfigError("synthetic.families: names must be unique")
     torch.manual_seed(suite.seed)
-    members = [Member.reading(f.name, build_family(f, data_cfg, suite.expansion), "x", lr=f.lr or suite.lr)
-               for f in families]
+    members = [
+        Member.reading(f.name, build_family(f, data_cfg, suite.expansion), "x", lr=f.lr or suite.lr) for f in families
+    ]
     with_grads = any(m.sae.needs_gradients for m in members)
-    tcfg = TrainerConfig(batch_size=suite.batch_size, lr=suite.lr, warmup_steps=min(100, suite.steps // 10),
-                         checkpoint_every=0, log_every=max(1, suite.steps // 10), seed=suite.seed,
-                         wandb_project=None, dead_after_tokens=max(suite.batch_size * 50, 1))
+    tcfg = TrainerConfig(
+        batch_size=suite.batch_size,
+        lr=suite.lr,
+        warmup_steps=min(100, suite.steps // 10),
+        checkpoint_every=0,
+        log_every=max(1, suite.steps // 10),
+        seed=suite.seed,
+        wandb_project=None,
+        dead_after_tokens=max(suite.batch_size * 50, 1),
+    )
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="saelab_synth_") as tmp:
         trainer = Trainer(members, tcfg, run_dir or tmp, progress=progress)
         trainer.fit(data.batches(suite.batch_size, seed=suite.seed + 1, with_grads=with_grads), suite.steps)
     seconds = time.time() - start
-    scores = {m.name: {"architecture": m.sae.cfg.architecture, **score_sae(data, m.sae, seed=suite.seed + 2)}
-              for m in members}
-    return {"name": name, "config": data_cfg.model_dump(), "steps": suite.steps, "batch_size": suite.batch_size,
-            "train_seconds": round(seconds, 1), "mcc_chance": chance_mcc(data, members[0].sae.cfg.d_sae, suite.seed),
-            "families": scores}
+    scores = {
+        m.name: {"architecture": m.sae.cfg.architecture, **score_sae(data, m.sae, seed=suite.seed + 2)} for m in members
+    }
+    return {
+        "name": name,
+        "config": data_cfg.model_dump(),
+        "steps": suite.steps,
+        "batch_size": suite.batch_size,
+        "train_seconds": round(seconds, 1),
+        "mcc_chance": chance_mcc(data, members[0].sae.cfg.d_sae, suite.seed),
+        "families": scores,
+    }
 
 
 def chance_mcc(data: SyntheticData, d_sae: int, seed: int) -> float:

@@ -51,8 +51,16 @@ class SyntheticConfig(FrozenConfig):
 #: the two configurations the suite reports: easy (the acceptance case) and hard (everything on)
 PRESETS: dict[str, SyntheticConfig] = {
     "easy": SyntheticConfig(d=32, n_features=64, mean_active=3.0),
-    "hard": SyntheticConfig(d=32, n_features=256, mean_active=5.0, zipf_exponent=0.7, correlation=0.3,
-                            child_fraction=0.25, magnitude_std=0.4, noise_std=0.02),
+    "hard": SyntheticConfig(
+        d=32,
+        n_features=256,
+        mean_active=5.0,
+        zipf_exponent=0.7,
+        correlation=0.3,
+        child_fraction=0.25,
+        magnitude_std=0.4,
+        noise_std=0.02,
+    ),
 }
 
 
@@ -67,7 +75,7 @@ class SyntheticData:
         ranks = torch.arange(1, cfg.n_features + 1, dtype=torch.float64)
         p = ranks.pow(-cfg.zipf_exponent)
         self.p = (p / p.sum() * cfg.mean_active).clamp_max(1.0).float()
-        n_children = int(round(cfg.child_fraction * cfg.n_features))
+        n_children = round(cfg.child_fraction * cfg.n_features)
         # the rarest features are children; parents are drawn among the more frequent ones
         self.parent = torch.full((cfg.n_features,), -1, dtype=torch.long)
         if n_children:
@@ -82,8 +90,9 @@ class SyntheticData:
         rho = cfg.correlation
         groups = -(-cfg.n_features // cfg.correlation_group)
         shared = torch.randn(n, groups, generator=generator).repeat_interleave(cfg.correlation_group, 1)
-        z = rho**0.5 * shared[:, : cfg.n_features] + (1 - rho) ** 0.5 * torch.randn(n, cfg.n_features,
-                                                                                   generator=generator)
+        z = rho**0.5 * shared[:, : cfg.n_features] + (1 - rho) ** 0.5 * torch.randn(
+            n, cfg.n_features, generator=generator
+        )
         fires = z < self.thresholds
         children = self.parent >= 0
         if children.any():

@@ -23,7 +23,7 @@ import torch
 DEFINITIONS = {
     "mmcs": "mean over true features of max over latents of cos(true_i, W_dec_j)",
     "mcc": "mean |cos| over an optimal one-to-one matching of true features to latents (Hungarian), over "
-           "min(n_true, d_sae) pairs",
+    "min(n_true, d_sae) pairs",
     "recall": "fraction of true features with a latent at cos > threshold",
     "precision": "fraction of live latents with a true feature at cos > threshold",
     "f1": "2 precision recall / (precision + recall)",
@@ -48,8 +48,9 @@ def mcc(true: torch.Tensor, learned: torch.Tensor) -> float:
     return float(c[rows, cols].mean())
 
 
-def recovery(true: torch.Tensor, learned: torch.Tensor, alive: torch.Tensor | None = None,
-             threshold: float = 0.9) -> dict:
+def recovery(
+    true: torch.Tensor, learned: torch.Tensor, alive: torch.Tensor | None = None, threshold: float = 0.9
+) -> dict:
     """Every score above for one learned dictionary."""
     c = cosines(true, learned)
     best_per_true = c.max(dim=1).values
@@ -57,5 +58,11 @@ def recovery(true: torch.Tensor, learned: torch.Tensor, alive: torch.Tensor | No
     recall = float((best_per_true > threshold).double().mean())
     precision = float((live.max(dim=0).values > threshold).double().mean()) if live.shape[1] else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"mmcs": float(best_per_true.mean()), "mcc": mcc(true, learned), "recall": recall,
-            "precision": precision, "f1": f1, "threshold": threshold}
+    return {
+        "mmcs": float(best_per_true.mean()),
+        "mcc": mcc(true, learned),
+        "recall": recall,
+        "precision": precision,
+        "f1": f1,
+        "threshold": threshold,
+    }

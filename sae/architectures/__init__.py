@@ -10,5 +10,13 @@ from sae.architectures.registry import REGISTRY, config_class, sae_class
 
 TRAINABLE = ("relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae")
 
-__all__ = ["REGISTRY", "TRAINABLE", "Output", "SAEConfig", "Selection", "SparseAutoencoder", "config_class",
-           "sae_class"]
+__all__ = [
+    "REGISTRY",
+    "TRAINABLE",
+    "Output",
+    "SAEConfig",
+    "Selection",
+    "SparseAutoencoder",
+    "config_class",
+    "sae_class",
+]

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 from torch import nn
@@ -33,14 +32,19 @@ class SAEConfig(FrozenConfig):
     d_in: int | None = Field(None, gt=0, description="Input width; filled in from the hook point when None.")
     d_sae: int = Field(..., gt=0, description="Number of latents.")
     apply_b_dec_to_input: bool = Field(True, description="Subtract b_dec from the input before encoding.")
-    b_dec_init: str = Field("geometric_median", pattern="^(geometric_median|mean|zeros)$",
-                            description="b_dec from the first batch's geometric median, its mean, or zeros.")
+    b_dec_init: str = Field(
+        "geometric_median",
+        pattern="^(geometric_median|mean|zeros)$",
+        description="b_dec from the first batch's geometric median, its mean, or zeros.",
+    )
     unit_norm_decoder: bool = Field(True, description="Keep decoder rows at unit norm (gradient projected).")
     k_aux: int | None = Field(None, gt=0, description="AuxK latents (None: d_in // 2).")
     aux_coefficient: float = Field(1 / 32, ge=0, description="Weight of the dead-latent auxiliary loss; 0 disables it.")
     kernel: Literal["sparse", "dense"] = Field(
-        "sparse", description="Training path of sparse rules: fused kernels whose backward touches only the chosen "
-        "latents (sparse), or plain autograd through dense codes, the reference (dense). Same mathematics.")
+        "sparse",
+        description="Training path of sparse rules: fused kernels whose backward touches only the chosen "
+        "latents (sparse), or plain autograd through dense codes, the reference (dense). Same mathematics.",
+    )
 
 
 class KConfig(SAEConfig):
@@ -49,10 +53,11 @@ class KConfig(SAEConfig):
     k: int = Field(..., gt=0, description="Active latents per token (on average for batch-level rules).")
 
     @model_validator(mode="after")
-    def _k_fits(self) -> "KConfig":
+    def _k_fits(self) -> KConfig:
         if self.k > self.d_sae:
-            raise PydanticCustomError("k_too_large", "k ({k}) is larger than d_sae ({d_sae})",
-                                      {"k": self.k, "d_sae": self.d_sae})
+            raise PydanticCustomError(
+                "k_too_large", "k ({k}) is larger than d_sae ({d_sae})", {"k": self.k, "d_sae": self.d_sae}
+            )
         return self
 
 
@@ -98,7 +103,7 @@ class Selection:
             self._layouts[d_sae] = Layout.of(self.rows, self.latents, self.n_rows, d_sae)
         return self._layouts[d_sae]
 
-    def with_values(self, values: torch.Tensor) -> "Selection":
+    def with_values(self, values: torch.Tensor) -> Selection:
         """The same entries with other values (e.g. ones that carry gradients); the layout is shared."""
         return Selection(self.rows, self.latents, values, self.n_rows, self.k, self._layouts)
 
@@ -116,13 +121,13 @@ class Selection:
         return torch.bincount(self.latents[self.values > 0], minlength=d_sae)
 
     @staticmethod
-    def from_topk(values: torch.Tensor, indices: torch.Tensor) -> "Selection":
+    def from_topk(values: torch.Tensor, indices: torch.Tensor) -> Selection:
         b, k = indices.shape
         rows = torch.arange(b, device=indices.device).repeat_interleave(k)
         return Selection(rows=rows, latents=indices.flatten(), values=values.flatten(), n_rows=b, k=k)
 
     @staticmethod
-    def from_dense(codes: torch.Tensor) -> "Selection":
+    def from_dense(codes: torch.Tensor) -> Selection:
         rows, latents = codes.nonzero(as_tuple=True)
         return Selection(rows=rows, latents=latents, values=codes[rows, latents], n_rows=codes.shape[0])
 
@@ -130,9 +135,15 @@ class Selection:
 class Output:
     """One forward pass: reconstruction, the selection (or dense codes), weighted losses by name."""
 
-    def __init__(self, x_hat: torch.Tensor, losses: dict[str, torch.Tensor], d_sae: int,
-                 selection: Selection | None = None, codes: torch.Tensor | None = None,
-                 extra: dict[str, torch.Tensor] | None = None):
+    def __init__(
+        self,
+        x_hat: torch.Tensor,
+        losses: dict[str, torch.Tensor],
+        d_sae: int,
+        selection: Selection | None = None,
+        codes: torch.Tensor | None = None,
+        extra: dict[str, torch.Tensor] | None = None,
+    ):
         if (selection is None) == (codes is None):
             raise ValueError("an Output needs either a selection or dense codes")
         self.x_hat, self.losses, self.d_sae = x_hat, losses, d_sae
@@ -185,8 +196,9 @@ def normalized_error(residual: torch.Tensor, e_hat: torch.Tensor, collective: Co
     return collective.world_size * (e - e_hat).pow(2).sum() / denom.clamp_min(1e-12)
 
 
-def auxk_loss(pre: torch.Tensor, residual: torch.Tensor, W_dec: torch.Tensor, candidates: torch.Tensor,
-              k_aux: int) -> torch.Tensor:
+def auxk_loss(
+    pre: torch.Tensor, residual: torch.Tensor, W_dec: torch.Tensor, candidates: torch.Tensor, k_aux: int
+) -> torch.Tensor:
     """Gao et al.'s auxiliary loss over the ``candidates`` latents (dead ones for AuxK), in plain autograd.
 
     The top ``k_aux`` candidate pre-activations (ReLU'd) reconstruct the detached
@@ -235,8 +247,19 @@ class EncoderPass:
         if not self.sparse:
             return selection.with_values(chosen.relu())
         layout = selection.layout(self.W_enc.shape[1])
-        return selection.with_values(sparse_encode(self.x, self.shift, self.W_enc, self.b_enc, self.sae_in, chosen,
-                                                   selection.rows, selection.latents, layout))
+        return selection.with_values(
+            sparse_encode(
+                self.x,
+                self.shift,
+                self.W_enc,
+                self.b_enc,
+                self.sae_in,
+                chosen,
+                selection.rows,
+                selection.latents,
+                layout,
+            )
+        )
 
     def block(self, columns: torch.Tensor, block_pre: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Dense ``[batch, n_columns]`` codes of the chosen entries of a column block (sparse path)."""
@@ -378,8 +401,9 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             e_hat = self.decode_training(chosen, enc.sparse, bias=False)
         return min(n / self.k_aux, 1.0) * normalized_error(residual, e_hat, self.collective)
 
-    def losses(self, x: torch.Tensor, x_hat: torch.Tensor, enc: EncoderPass,
-               dead: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def losses(
+        self, x: torch.Tensor, x_hat: torch.Tensor, enc: EncoderPass, dead: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         """MSE (summed over dimensions, mean over rows) plus AuxK on dead latents."""
         out = {"mse": (x_hat - x).pow(2).sum(-1).mean()}
         if self.cfg.aux_coefficient > 0 and dead is not None:

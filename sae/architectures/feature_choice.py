@@ -197,8 +197,9 @@ class FeatureChoiceSAE(SparseAutoencoder):
             return never
         return never | (self.density < self.cfg.underused_fraction * self.expected_density())
 
-    def losses(self, x: torch.Tensor, x_hat: torch.Tensor, enc: EncoderPass,
-               dead: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def losses(
+        self, x: torch.Tensor, x_hat: torch.Tensor, enc: EncoderPass, dead: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         """MSE plus aux_zipf (or AuxK) over ``underused()``; the trainer's dead mask is not used:
         under this rule every latent fires in training, so 'dead' is a matter of demand."""
         out = {"mse": (x_hat - x).pow(2).sum(-1).mean()}

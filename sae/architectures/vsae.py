@@ -31,7 +31,7 @@ from torch import nn
 
 from sae.architectures.base import EncoderPass, KConfig, Output
 from sae.architectures.registry import register
-from sae.architectures.topk import TopKSAE, topk_selection
+from sae.architectures.topk import TopKSAE
 
 
 class VariationalConfig(KConfig):
@@ -40,7 +40,8 @@ class VariationalConfig(KConfig):
     variance: Literal["learned", "fixed"] = Field("learned", description="Learn log σ² per latent, or fix σ.")
     fixed_sigma: float = Field(1.0, gt=0, description="σ when the variance is fixed.")
     kl_on: Literal["mu", "relu_mu"] = Field(
-        "mu", description="KL on the mean μ (the paper's text) or on ReLU(μ) (the paper's code).")
+        "mu", description="KL on the mean μ (the paper's text) or on ReLU(μ) (the paper's code)."
+    )
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -109,8 +110,11 @@ class VariationalSAE(TopKSAE):
     def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, dead: torch.Tensor | None = None) -> Output:
         sae_in = self.encoder_input(x)
         mu = self._affine(sae_in, self.W_enc, self.b_enc)
-        logvar = self._affine(sae_in, self.W_var, self.b_var) if self.cfg.variance == "learned" \
+        logvar = (
+            self._affine(sae_in, self.W_var, self.b_var)
+            if self.cfg.variance == "learned"
             else torch.full_like(mu, 2 * math.log(self.cfg.fixed_sigma))
+        )
         if self.training:
             z, kl = _SampleKL.apply(mu, logvar, torch.randn_like(mu), self.cfg.kl_on == "relu_mu")
         else:
@@ -121,8 +125,13 @@ class VariationalSAE(TopKSAE):
         x_hat = self.decode_training(selection, self.cfg.kernel == "sparse")
         losses = self.losses(x, x_hat, sampled, dead)
         losses["kl"] = self.cfg.kl_coefficient * kl
-        return Output(x_hat, losses, self.cfg.d_sae, selection=selection,
-                      extra={"mean_sigma": (0.5 * logvar.detach()).exp().mean()})
+        return Output(
+            x_hat,
+            losses,
+            self.cfg.d_sae,
+            selection=selection,
+            extra={"mean_sigma": (0.5 * logvar.detach()).exp().mean()},
+        )
 
     @torch.no_grad()
     def fold_input_scale(self, scale: float) -> None:

@@ -1,0 +1,20 @@
+"""The circuit notebooks run in full (the slow tier); integration/test_notebooks.py runs them fast."""
+
+from __future__ import annotations
+
+import pytest
+from notebook_runs import NAMES, _text, execute
+
+
+@pytest.fixture(scope="module")
+def shared_attn_saes(tmp_path_factory):
+    """One set of attention SAEs for both notebooks (the second reuses the first's)."""
+    return tmp_path_factory.mktemp("attn_saes")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_in_full(name, tmp_path, shared_attn_saes):
+    nb = execute(name, False, tmp_path, attn_saes=shared_attn_saes)
+    assert "all checks passed" in _text(nb)

@@ -1,0 +1,152 @@
+"""Every explorer page through streamlit.testing AppTest on a small run directory (issue 8)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+APP = Path(__file__).resolve().parents[2] / "app"
+PAGES = {
+    "runs": "Runs.py",
+    "browser": "pages/1_Feature_browser.py",
+    "feature": "pages/2_Feature_dashboard.py",
+    "prompt": "pages/3_Prompt_explorer.py",
+    "circuits": "pages/4_Circuits.py",
+    "supervised": "pages/5_Supervised.py",
+}
+
+
+@pytest.fixture(scope="session")
+def explorer_dirs(tiny_run, tiny_results, tmp_path_factory, organism):
+    """A copy of the eval tests' tiny trained run (topk on the residual stream, topk on
+    hook_z, relu on one head) with dashboards built and an IOI circuit result added, and
+    the directory of its evaluation results: the explorer reads both."""
+    import shutil
+
+    from app.dashboard_config import DashboardConfig
+    from app.dashboard_data import build_run
+    from saelab.cli import main
+
+    root = tmp_path_factory.mktemp("explorer") / "run"
+    shutil.copytree(tiny_run, root)
+    build_run(
+        root,
+        DashboardConfig(n_tokens=2048, context_size=32, lm_batch_size=16),
+        progress=False,
+        model=organism[0],
+        tokenizer=organism[1],
+    )
+    assert (
+        main(
+            [
+                "circuit",
+                "ioi",
+                "--method",
+                "mean-diff",
+                "--n-prompts",
+                "8",
+                "--json",
+                "--quiet",
+                "--out",
+                str(root / "circuit_ioi.json"),
+            ]
+        )
+        == 0
+    )
+    return root, tiny_results[1]
+
+
+@pytest.fixture(scope="session")
+def explorer_run(explorer_dirs):
+    return explorer_dirs[0]
+
+
+def _run(page: str, run_dir, **query):
+    from streamlit.testing.v1 import AppTest
+
+    dirs = run_dir if isinstance(run_dir, (list, tuple)) else [run_dir]
+    os.environ["SAELAB_RUN_DIRS"] = os.pathsep.join(str(d) for d in dirs)
+    at = AppTest.from_file(str(APP / PAGES[page]), default_timeout=120)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _text(at) -> str:
+    return "\n".join([m.value for m in at.markdown] + [m.value for m in at.caption] + [str(m.value) for m in at.metric])
+
+
+def test_runs_page_shows_saes_and_pareto(explorer_dirs):
+    at = _run("runs", explorer_dirs)
+    assert sorted(at.dataframe[0].value["SAE"].tolist()) == ["attn", "head5", "topk"]
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("L0 vs" in s and "topk" in s for s in specs)  # the evaluation Pareto plot
+
+
+def test_feature_browser_filters(explorer_run):
+    from app.dashboard_data import read_features
+
+    at = _run("browser", explorer_run, sae="topk")
+    assert len(at.dataframe[0].value) == 128
+    at.text_input[0].input("3, 10-12").run()
+    assert sorted(at.dataframe[0].value.feature.tolist()) == [3, 10, 11, 12]
+    tok = read_features(explorer_run / "topk").top_token[3]
+    at.text_input[0].input("").run()
+    at.text_input[1].input(tok).run()
+    assert 3 in at.dataframe[0].value.feature.tolist()
+
+
+def test_feature_dashboard_shows_top_token_and_charts(explorer_run):
+    from app.dashboard_data import read_contexts, read_features
+
+    feats = read_features(explorer_run / "attn")
+    f = int(feats["count"].idxmax())
+    at = _run("feature", explorer_run, sae="attn", feature=str(f))
+    top = read_contexts(explorer_run / "attn", f).query("group == 'top'").sort_values("rank").iloc[0]
+    page = _text(at)
+    assert feats.top_token[f] == top.tokens[top.centre]
+    assert str(feats.top_token[f]).replace(" ", "&nbsp;") in page  # highlighted contexts
+    assert "Interval (" in "\n".join(h.value for h in at.subheader)
+    assert len(at.get("plotly_chart")) == 2  # histogram and per-head attribution
+    assert feats.pos_tokens[f][0] in at.dataframe[0].value["top token"].tolist()
+
+
+def test_prompt_explorer_steers(explorer_run):
+    at = _run("prompt", explorer_run, sae="topk")
+    assert "token" in at.dataframe[0].value.columns
+    changes = at.dataframe[1].value["change"]
+    assert changes.abs().max() > 0  # adding 10·W_dec moves the next-token distribution
+    assert any(m.value.startswith("**Steered:**") for m in at.markdown)
+
+
+def test_circuits_and_supervised_pages(explorer_run, tmp_path):
+    at = _run("circuits", explorer_run)
+    assert len(at.get("plotly_chart")) >= 2  # the layer x head heatmap and the ROC curve, at least
+    at = _run("supervised", explorer_run)
+    assert "No supervised" in at.info[0].value
+
+
+def test_missing_run_dir_is_one_message(tmp_path):
+    for page in PAGES:
+        at = _run(page, tmp_path / "missing")
+        assert any("no such run directory" in e.value for e in at.error), page
+
+
+def test_broken_records_and_results_are_messages(explorer_run, tmp_path):
+    import shutil
+
+    from sae.atomic import write_json
+
+    broken = tmp_path / "broken"
+    shutil.copytree(explorer_run / "topk", broken / "topk")
+    (broken / "topk" / "dashboard" / "features.parquet").write_bytes(b"not parquet")
+    write_json(broken / "supervised.json", {"kind": "supervised", "schema_version": 1, "model": "organism"})
+    for page in ("browser", "feature"):
+        at = _run(page, broken, sae="topk")
+        assert any("unreadable" in e.value for e in at.error), page
+    at = _run("supervised", broken)
+    assert any("could not read the supervised results" in e.value for e in at.error)

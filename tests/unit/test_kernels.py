@@ -1,0 +1,175 @@
+"""The fused sparse training path equals the dense autograd reference: values, indices, losses, gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sae.architectures import sae_class
+from sae.architectures.base import auxk_loss
+from sae.kernels import Layout, sparse_decode, sparse_encode
+
+D, F = 16, 64
+SPARSE_FAMILIES = ("topk", "mutual_choice", "feature_choice", "gsae", "vsae")
+
+
+def pair(arch: str, **kw):
+    """The same SAE twice, one per kernel, with identical (non-trivial) weights."""
+    cls = sae_class(arch)
+    base = {"d_in": D, "d_sae": F, "k": kw.pop("k", 4), **kw}
+    torch.manual_seed(0)
+    sparse = cls(cls.config_class(**base, kernel="sparse")).train()
+    dense = cls(cls.config_class(**base, kernel="dense")).train()
+    with torch.no_grad():
+        sparse.b_enc.normal_(0, 0.3)
+        sparse.b_dec.normal_(0, 0.3)
+        sparse.W_enc.add_(0.2 * torch.randn_like(sparse.W_enc))
+    dense.load_state_dict(sparse.state_dict())
+    return sparse, dense
+
+
+def run(sae, x, g, dead, seed=0):
+    torch.manual_seed(seed)  # the vSAE samples
+    sae.zero_grad(set_to_none=True)
+    out = sae(x, g=g, dead=dead)
+    sum(out.losses.values()).backward()
+    return out, {n: p.grad.clone() for n, p in sae.named_parameters()}
+
+
+def assert_paths_agree(sparse, dense, x, g=None, dead=None):
+    out_s, grads_s = run(sparse, x, g, dead)
+    out_d, grads_d = run(dense, x, g, dead)
+    assert torch.equal(out_s.codes.detach() > 0, out_d.codes.detach() > 0)  # the same latents chosen
+    torch.testing.assert_close(out_s.codes.detach(), out_d.codes.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out_s.x_hat.detach(), out_d.x_hat.detach(), atol=1e-5, rtol=1e-5)
+    assert out_s.losses.keys() == out_d.losses.keys()
+    for name in out_s.losses:
+        torch.testing.assert_close(out_s.losses[name].detach(), out_d.losses[name].detach(), atol=1e-5, rtol=1e-5)
+    for name in grads_d:
+        torch.testing.assert_close(
+            grads_s[name], grads_d[name], atol=1e-5, rtol=1e-5, msg=lambda m, name=name: f"{name}: {m}"
+        )
+
+
+@pytest.mark.parametrize("arch", SPARSE_FAMILIES)
+def test_fused_path_equals_the_dense_reference(arch):
+    sparse, dense = pair(arch)
+    torch.manual_seed(1)
+    x = torch.randn(48, D)
+    g = torch.randn(48, D)
+    dead = torch.zeros(F, dtype=torch.bool)
+    dead[::3] = True  # AuxK active over a third of the latents
+    assert_paths_agree(sparse, dense, x, g, dead)
+    assert "aux_k" in sparse(x, g=g, dead=dead).losses or arch == "feature_choice"
+
+
+@pytest.mark.parametrize("k_aux", [1, 2, 8, 30])
+def test_both_auxk_paths_equal_the_reference(k_aux):
+    """Few chosen among the dead latents: per-entry kernels; most of them: block GEMMs."""
+    sparse, dense = pair("topk", k_aux=k_aux)
+    dead = torch.zeros(F, dtype=torch.bool)
+    dead[::2] = True  # 32 candidates: k_aux 1, 2 take the per-entry path, 8 and 30 the block path
+    x = torch.randn(40, D)
+    assert_paths_agree(sparse, dense, x, None, dead)
+    out = sparse(x, dead=dead)
+    pre = sparse.pre_acts(x)
+    torch.testing.assert_close(
+        out.losses["aux_k"], sparse.cfg.aux_coefficient * auxk_loss(pre, x - out.x_hat, sparse.W_dec, dead, k_aux)
+    )
+
+
+@pytest.mark.parametrize("arch", ["topk", "gsae", "vsae"])
+def test_k_equal_to_d_sae(arch):
+    sparse, dense = pair(arch, k=F)  # every latent chosen, negative ones included (ReLU'd to 0)
+    x = torch.randn(20, D)
+    assert_paths_agree(sparse, dense, x, torch.randn(20, D), torch.ones(F, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("arch", ["topk", "mutual_choice", "feature_choice"])
+def test_ties_and_all_zero_rows(arch):
+    sparse, dense = pair(arch)
+    with torch.no_grad():
+        for sae in (sparse, dense):
+            sae.W_enc[:, 1] = sae.W_enc[:, 0]  # latents 0 and 1 tie on every row
+            sae.b_enc[1] = sae.b_enc[0]
+            sae.b_enc.clamp_(max=0.0)
+    x = torch.randn(24, D)
+    x[5] = sparse.b_dec.detach()  # encoder input exactly zero: pre = b_enc ≤ 0, nothing fires
+    x[9] = sparse.b_dec.detach()
+    assert_paths_agree(sparse, dense, x, None, torch.zeros(F, dtype=torch.bool))
+    out, _ = run(sparse, x, None, None)
+    assert out.codes[5].abs().sum() == 0 and out.codes[9].abs().sum() == 0
+
+
+def random_entries(n_rows=10, nnz=40, seed=3):
+    """Row-sorted entries with repeated (row, latent) pairs and empty rows."""
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randint(0, n_rows - 2, (nnz,), generator=g).sort().values  # the last two rows stay empty
+    latents = torch.randint(0, F, (nnz,), generator=g)
+    latents[1] = latents[0]
+    rows[1] = rows[0]  # one repeated pair: its gradients add up
+    return rows, latents, Layout.of(rows, latents, n_rows, F)
+
+
+@pytest.mark.parametrize("x_needs_grad", [False, True])
+def test_sparse_encode_against_autograd_on_random_coordinates(x_needs_grad):
+    torch.manual_seed(3)
+    x = torch.randn(10, D, requires_grad=x_needs_grad)
+    shift = torch.randn(D, requires_grad=True)
+    W = torch.randn(D, F, requires_grad=True)
+    b = torch.randn(F, requires_grad=True)
+    leaves = [t for t in (x, shift, W, b) if t.requires_grad]
+    rows, latents, layout = random_entries()
+    weights = torch.randn(len(rows))
+    pre = (x - shift) @ W + b
+    (pre[rows, latents].relu() * weights).sum().backward()
+    reference = [t.grad.clone() for t in leaves]
+    for t in leaves:
+        t.grad = None
+    with torch.no_grad():
+        sae_in = x - shift
+        chosen = (sae_in @ W + b)[rows, latents]
+    values = sparse_encode(x, shift, W, b, sae_in, chosen, rows, latents, layout)
+    torch.testing.assert_close(values, chosen.relu())
+    (values * weights).sum().backward()
+    for got, want in zip((t.grad for t in leaves), reference, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_sparse_decode_against_the_dense_product():
+    torch.manual_seed(4)
+    rows, latents, layout = random_entries(seed=5)
+    values = torch.randn(len(rows), requires_grad=True)
+    W = torch.randn(F, D, requires_grad=True)
+    target = torch.randn(10, D)
+    dense = torch.zeros(10, F).index_put((rows, latents), values, accumulate=True) @ W
+    (dense - target).pow(2).sum().backward()
+    reference = (values.grad.clone(), W.grad.clone())
+    values.grad = W.grad = None
+    out = sparse_decode(values, W, rows, latents, layout)
+    torch.testing.assert_close(out, dense)
+    assert out[8:].abs().sum() == 0  # empty rows decode to nothing
+    (out - target).pow(2).sum().backward()
+    torch.testing.assert_close(values.grad, reference[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(W.grad, reference[1], atol=1e-5, rtol=1e-5)
+
+
+def test_sparse_backward_never_builds_a_dense_code_gradient():
+    """The fused path's autograd graph holds no [batch, d_sae] tensor (that is the dense path's cost)."""
+    sparse, dense = pair("topk")
+    x = torch.randn(32, D)
+    shapes = []
+
+    def pack(t):
+        shapes.append(tuple(t.shape))
+        return t
+
+    few_dead = torch.zeros(F, dtype=torch.bool)
+    few_dead[:40] = True  # AuxK on its per-entry path (k_aux = 8 of 40 candidates)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        sparse(x, dead=few_dead)
+    assert (32, F) not in shapes
+    shapes.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        dense(x, dead=few_dead)
+    assert (32, F) in shapes
