@@ -44,7 +44,7 @@ def test_registry_knows_every_family_and_refuses_others():
 
 def test_k_larger_than_d_sae_is_refused():
     cls = sae_class("topk")
-    with pytest.raises(ValueError, match=r"k \\(64\\) is larger than d_sae \\(32\\)"):
+    with pytest.raises(ValueError, match=r"k \(64\) is larger than d_sae \(32\)"):
         cls.config_class(d_in=D, d_sae=F, k=64)
     with pytest.raises(ValueError):
         cls.config_class(d_in=D, d_sae=F, k=0)
