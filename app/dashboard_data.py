@@ -61,10 +61,9 @@ def _source(cfg: DashboardConfig, entries: list[SAEEntry]):
 def build(
     entries: list[SAEEntry], cfg: DashboardConfig, progress: bool = True, model=None, tokenizer=None
 ) -> list[Path]:
-    from tqdm.auto import tqdm
-
     from sae.harvest import Harvester
     from sae.hooks import resolve_hook
+    from sae.progress import progress_bar
     from sae.saving import load_sae
     from sae.store import StoreConfig, load_for, token_batches
 
@@ -91,7 +90,7 @@ def build(
     token_rows: list[torch.Tensor] = []
     n_positions = 0
     total = math.ceil(scfg.n_sequences / cfg.lm_batch_size)
-    for tokens in tqdm(
+    for tokens in progress_bar(
         token_batches(scfg, tokenizer), total=total, desc="dashboard", unit="batch", disable=not progress
     ):
         keep = harvester.mask(tokens).flatten()

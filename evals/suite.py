@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from evals.core.evaluate import SPLICE_DEFINITIONS, SAEEntry, evaluate_saes, mean_activations
 from evals.core.metrics import DEFINITIONS, underused_fraction
 from evals.suite_config import SuiteConfig, check_heldout, split_seed
 from sae.atomic import write_json
 from sae.errors import SaelabError
+from sae.progress import progress_bar
 
 SCHEMA_VERSION = 1
 RESULTS = "results.json"
@@ -259,7 +259,7 @@ def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, pro
     for entry, info in pairs:
         groups.setdefault(info["model"], []).append(entry)
     data = []
-    for model_name, entries in tqdm(groups.items(), desc="models", disable=not progress or len(groups) < 2):
+    for model_name, entries in progress_bar(groups.items(), desc="models", disable=not progress or len(groups) < 2):
         evaluate_model_group(cfg, model_name, entries, progress)
         data.append(entries[0].info["_data"])
     saes = []

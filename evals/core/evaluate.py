@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import torch
-from tqdm.auto import tqdm
 
 from evals.core.metrics import ReconstructionStats, density_histogram
 from evals.core.splice import ce_loss_recovered, kl_to_clean, scored_positions, splice_hook, token_losses
 from sae.hooks import HookSpec
+from sae.progress import progress_bar
 
 SPLICE_DEFINITIONS = {
     "ce_loss_clean": "next-token cross-entropy of the unmodified model (nats), over scored positions",
@@ -137,7 +137,7 @@ def evaluate_saes(
     check_clean, n_check = _Sums(), 0
     ablated = {(h, m): _Sums() for h in specs for m in ("zero", "mean")} if splice else {}
     spliced = {(e.name, m): _Sums() for e in entries for m in ("sae", "sae_error")} if splice else {}
-    bar = tqdm(total=total, desc="eval", unit="seq", disable=not progress, dynamic_ncols=True, leave=False)
+    bar = progress_bar(total=total, desc="eval", unit="seq", disable=not progress, dynamic_ncols=True, leave=False)
     for index, tokens in enumerate(batches):
         tokens = tokens.to(device)
         keep = splice_mask(tokens, tokenizer)
