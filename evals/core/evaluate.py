@@ -42,8 +42,9 @@ SPLICE_DEFINITIONS = {
 
 
 @dataclass
-class SAEEntry:
-    """An SAE to evaluate and where it reads the model."""
+class EvalTarget:
+    """A loaded SAE under evaluation and the hook it reads (a saved one is found as a
+    ``sae.run_dir.SAEEntry`` first)."""
 
     name: str
     sae: torch.nn.Module
@@ -113,7 +114,7 @@ def _score_splice(model, tokens, keep, scored, logp_clean, sums: _Sums, spec: Ho
 def evaluate_saes(
     model,
     tokenizer,
-    entries: list[SAEEntry],
+    entries: list[EvalTarget],
     batches: Iterable[torch.Tensor],
     means: dict[str, torch.Tensor] | None,
     splice: bool = True,
@@ -194,7 +195,7 @@ def evaluate_saes(
     return out
 
 
-def _splice_metrics(clean: _Sums, ablated: dict, spliced: dict, e: SAEEntry, n: int) -> dict:
+def _splice_metrics(clean: _Sums, ablated: dict, spliced: dict, e: EvalTarget, n: int) -> dict:
     n = max(n, 1)
     ce_clean = clean.ce / n
     zero, mean = ablated[(e.spec.name, "zero")], ablated[(e.spec.name, "mean")]
