@@ -30,7 +30,6 @@ BLOCK_HOOKS = (
     "attn.hook_v",
     "attn.hook_z",
 )
-HEAD_HOOKS = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z")
 _NAME = re.compile(r"^blocks\.(\d+)\.(.+?)(?:\[(\d+)\])?$")
 _SHAPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
