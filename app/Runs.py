@@ -6,6 +6,7 @@ import streamlit as st
 
 from app.common import all_saes, render_sections, results, run_dirs
 from app.dashboard_data import has_dashboard
+from app.run_dir import model_name
 
 st.set_page_config(page_title="saelab explorer", layout="wide")
 st.title("Runs")
@@ -17,7 +18,7 @@ if saes:
                 "SAE": s.name,
                 "architecture": s.architecture,
                 "hook": s.hook,
-                "model": s.model,
+                "model": model_name(s),
                 "latents": s.d_sae,
                 "dashboard": "built" if has_dashboard(s.path) else "not built",
                 "directory": str(s.path),

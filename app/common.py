@@ -14,8 +14,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.run_dir import SAEEntry, find_results, find_saes
+from app.run_dir import find_results
 from sae.errors import SaelabError
+from sae.run_dir import SAEEntry, find_saes
 
 
 def run_dirs() -> list[Path]:
@@ -35,7 +36,7 @@ def all_saes() -> list[SAEEntry]:
     out, empty = [], []
     for d in dirs:
         try:
-            out.extend(find_saes(d))
+            out.extend(find_saes(d, strict=False))
         except SaelabError as e:
             if d.is_dir():
                 empty.append(str(e))

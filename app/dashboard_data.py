@@ -27,10 +27,11 @@ import torch
 
 from app.dashboard_config import DashboardConfig
 from app.feature_stats import FeatureStats
-from app.run_dir import SAEEntry, find_saes
+from app.run_dir import model_name
 from app.weights import decoder_neighbours, head_shares, logit_effects, residual_directions
 from sae.atomic import atomic_directory, write_json
 from sae.errors import SaelabError
+from sae.run_dir import SAEEntry, find_saes
 
 SCHEMA_VERSION = 1
 ROW_GROUP = 64  # features per row group of contexts.parquet
@@ -41,8 +42,8 @@ def build_run(
 ) -> list[Path]:
     """Build the records of every SAE in ``run_dir``; returns their dashboard directories."""
     cfg = cfg or DashboardConfig()
-    entries = find_saes(run_dir)
-    models = {e.model for e in entries}
+    entries = find_saes(run_dir, strict=False)
+    models = {model_name(e) for e in entries}
     if len(models) > 1:
         raise SaelabError(f"{run_dir}: SAEs of several models ({', '.join(sorted(models))}); build them one by one")
     return build(entries, cfg, progress, model, tokenizer)
@@ -61,10 +62,9 @@ def _source(cfg: DashboardConfig, entries: list[SAEEntry]):
 def build(
     entries: list[SAEEntry], cfg: DashboardConfig, progress: bool = True, model=None, tokenizer=None
 ) -> list[Path]:
-    from tqdm.auto import tqdm
-
     from sae.harvest import Harvester
     from sae.hooks import resolve_hook
+    from sae.progress import progress_bar
     from sae.saving import load_sae
     from sae.store import StoreConfig, load_for, token_batches
 
@@ -72,7 +72,7 @@ def build(
     if any(e.hook is None for e in entries):
         raise SaelabError(f"{next(e.path for e in entries if e.hook is None)}: cfg.json names no hook")
     scfg = StoreConfig(
-        model=entries[0].model,
+        model=model_name(entries[0]),
         hooks=sorted({e.hook for e in entries}),
         source=_source(cfg, entries),
         context_size=cfg.context_size,
@@ -91,7 +91,7 @@ def build(
     token_rows: list[torch.Tensor] = []
     n_positions = 0
     total = math.ceil(scfg.n_sequences / cfg.lm_batch_size)
-    for tokens in tqdm(
+    for tokens in progress_bar(
         token_batches(scfg, tokenizer), total=total, desc="dashboard", unit="batch", disable=not progress
     ):
         keep = harvester.mask(tokens).flatten()
@@ -123,7 +123,7 @@ def build(
                 {
                     "kind": "dashboard",
                     "schema_version": SCHEMA_VERSION,
-                    "model": entry.model,
+                    "model": model_name(entry),
                     "hook": entry.hook,
                     "sae": str(entry.path),
                     "name": entry.name,

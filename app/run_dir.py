@@ -1,91 +1,28 @@
-"""Finding the SAEs and results files of a run directory, with one-line errors."""
+"""What the explorer reads of a run directory besides its SAEs (``sae.run_dir``): results files.
+
+Every reader here stays inside the run directory (symlinks out are skipped), since the
+explorer serves what it reads to a browser. The explorer finds SAEs with ``strict=False``:
+an SAE that links out or has a broken ``cfg.json`` is left out, so one bad folder hides
+nothing else.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from sae.errors import SaelabError
-from sae.saving import CFG, EXTRA, WEIGHTS, read_cfg, sae_dirs, saved_hook, saved_model
+from sae.run_dir import SAEEntry, find_saes, inside
+from sae.saving import CFG
+
+#: the model of an SAE whose cfg.json names none (SAEs saved by hand): the embedded organism
+FALLBACK_MODEL = "organism"
 
 
-@dataclass(frozen=True)
-class SAEEntry:
-    """One saved SAE: its directory, display name, hook and model."""
-
-    path: Path
-    name: str
-    hook: str | None
-    model: str
-    architecture: str
-    d_sae: int
-
-    @property
-    def dashboard(self) -> Path:
-        return self.path / "dashboard"
-
-
-#: what the explorer reads of a saved SAE; none of it may lead outside the run directory
-_READS = (
-    CFG,
-    WEIGHTS,
-    EXTRA,
-    "dashboard",
-    "dashboard/features.parquet",
-    "dashboard/contexts.parquet",
-    "dashboard/meta.json",
-)
-
-
-def inside(path: Path, root: Path) -> bool:
-    """Whether ``path`` (symlinks followed) lies in the resolved directory ``root``; a path that
-    does not exist reads nothing and counts as inside."""
-    if not path.exists() and not path.is_symlink():
-        return True
-    return path.resolve().is_relative_to(root)
-
-
-def find_saes(run_dir: str | Path) -> list[SAEEntry]:
-    """Every SAE saved in ``run_dir`` (the directory itself or any folder below it); an SAE
-    whose files are symlinks out of ``run_dir`` is skipped, so the explorer reads only inside."""
-    root = Path(run_dir)
-    if not root.exists():
-        raise SaelabError(f"{root}: no such run directory")
-    if not root.is_dir():
-        raise SaelabError(f"{root}: not a directory")
-    found, problems = [], []
-    real = root.resolve()
-    for path in sae_dirs(root):
-        if not all(inside(path / f, real) for f in (".", *_READS)):
-            problems.append(f"{path}: links outside the run directory; skipped")
-            continue
-        try:
-            cfg = read_cfg(path)
-        except SaelabError as e:
-            problems.append(str(e))
-            continue
-        ours = cfg.get("saelab") or {}
-        rel = path.relative_to(root)
-        name = ours.get("name") or (str(rel) if str(rel) != "." else root.name)
-        found.append(
-            SAEEntry(
-                path=path,
-                name=name,
-                hook=saved_hook(cfg),
-                model=saved_model(cfg) or "organism",
-                architecture=ours.get("architecture") or cfg["architecture"],
-                d_sae=int(cfg.get("d_sae", 0)),
-            )
-        )
-    if not found:
-        raise SaelabError(
-            problems[0]
-            if problems
-            else f"{root}: no saved SAE in this run directory (no {CFG} with an 'architecture' key)"
-        )
-    return found
+def model_name(entry: SAEEntry) -> str:
+    """The model to load for ``entry``."""
+    return entry.model or FALLBACK_MODEL
 
 
 def find_results(run_dir: str | Path, kind: str) -> list[tuple[Path, dict]]:
@@ -116,7 +53,7 @@ RESULT_KINDS = ("sweep", "eval", "circuit", "supervised")
 def check_run_dir(run_dir: str | Path) -> None:
     """Refuse a directory with nothing for the explorer: no saved SAE and no results file."""
     try:
-        find_saes(run_dir)
+        find_saes(run_dir, strict=False)
         return
     except SaelabError as e:
         if not Path(run_dir).is_dir():

@@ -12,6 +12,7 @@ Hooks with no linear path to the residual (``q/k/v``, ``mlp.hook_pre``) have no 
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 
 from sae.hooks import HookSpec
 
@@ -27,7 +28,7 @@ def residual_directions(W_dec: torch.Tensor, spec: HookSpec, model) -> torch.Ten
         W_O = model.W_O[spec.layer].detach().float().cpu()  # [n_heads, d_head, d_model]
         if spec.head is not None:
             return W_dec @ W_O[spec.head]
-        return W_dec @ W_O.flatten(0, 1)
+        return W_dec @ rearrange(W_O, "head d_head d_model -> (head d_head) d_model")
     if spec.site == "mlp.hook_post":
         return W_dec @ model.W_out[spec.layer].detach().float().cpu()
     return None

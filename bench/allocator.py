@@ -44,22 +44,16 @@ def measure(spec: dict) -> dict:
     import resource
     from types import SimpleNamespace
 
-    from bench.harvest import _forward, _ours, _token_dataset
+    from bench.harvest import _forward, _ours, _token_dataset, token_store_config
     from sae.harvest import Harvester
     from sae.model import load_model
-    from sae.store import StoreConfig, token_batches
+    from sae.store import token_batches
 
     torch.set_num_threads(spec["threads"])
     model, tokenizer = load_model("organism")
     sizes = SimpleNamespace(n_tokens=spec["n_tokens"], context_size=64, lm_batch_size=128, batch_size=4096)
     dataset = _token_dataset(tokenizer, -(-sizes.n_tokens // sizes.context_size), sizes.context_size)
-    cfg = StoreConfig(
-        hooks=HOOKS,
-        source={"kind": "tokens", "path": str(dataset)},
-        context_size=sizes.context_size,
-        n_tokens=sizes.n_tokens,
-        lm_batch_size=sizes.lm_batch_size,
-    )
+    cfg = token_store_config(HOOKS, dataset, sizes)
     batches = list(token_batches(cfg, tokenizer))
     stop = Harvester(model, tokenizer, HOOKS).stop_at_layer
     sides = {

@@ -1,4 +1,4 @@
-"""``saelab bench NAME [--json]`` and ``saelab bench all``."""
+"""``saelab bench NAME [--json]``, ``saelab bench all`` and ``saelab bench report`` (docs/results.md)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     everything = names.add_parser("all", help="run every benchmark, print one table, write bench/results/")
     everything.add_argument("--device", default="cpu", help="cpu or cuda")
     everything.set_defaults(func=_run_all)
+    report = names.add_parser("report", help="print docs/results.md, the result tables, from bench/results/*.json")
+    report.set_defaults(func=_report)
     for name, module in BENCHMARKS.items():
         p = names.add_parser(name, help=(importlib.import_module(module).__doc__ or "").strip().splitlines()[0])
         p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -69,6 +71,12 @@ def _run_one(args: argparse.Namespace) -> int:
     _save(args.bench_name, result, args)
     print(json.dumps(result, indent=2) if args.json else _table({args.bench_name: result}))
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bench.results_doc import main
+
+    return main()
 
 
 def _run_all(args: argparse.Namespace) -> int:

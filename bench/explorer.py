@@ -49,13 +49,14 @@ def run(args: argparse.Namespace) -> dict:
 
     from app.dashboard_config import DashboardConfig
     from app.dashboard_data import build_run
-    from app.run_dir import find_saes
+    from app.run_dir import model_name
     from sae.model import load_model
+    from sae.run_dir import find_saes
 
     with tempfile.TemporaryDirectory(prefix="saelab_bench_explorer_") as tmp:
         root = Path(args.run_dir) if args.run_dir else _random_run(Path(tmp))
-        entry = find_saes(root)[0]
-        model, tok = load_model(entry.model)
+        entry = find_saes(root, strict=False)[0]
+        model, tok = load_model(model_name(entry))
         cfg = DashboardConfig(n_tokens=args.n_tokens, lm_batch_size=128)
         start = time.perf_counter()
         build_run(root, cfg, progress=not getattr(args, "quiet", False), model=model, tokenizer=tok)

@@ -50,16 +50,34 @@ def _token_dataset(tokenizer, n_rows: int, context_size: int) -> Path:
     return path
 
 
-def _ours(model, tokenizer, hooks, dataset: Path, a) -> tuple[float, int]:
-    from sae.store import ActivationStore, StoreConfig
+def token_store_config(hooks: list[str], dataset: Path, a):
+    """The store every side of the harvest benchmarks reads: ``dataset``'s pre-tokenized rows,
+    with ``a``'s ``n_tokens``, ``context_size`` and ``lm_batch_size``."""
+    from sae.store import StoreConfig
 
-    cfg = StoreConfig(
+    return StoreConfig(
         hooks=hooks,
         source={"kind": "tokens", "path": str(dataset)},
         context_size=a.context_size,
         n_tokens=a.n_tokens,
         lm_batch_size=a.lm_batch_size,
     )
+
+
+def write_cache_fresh(cfg: dict) -> None:
+    """``sae.cache.write_cache`` of the ``StoreConfig`` fields ``cfg`` in a fresh process, so the
+    memory it used is not counted in a later measurement of this one."""
+    build = (
+        "import json,sys\nfrom sae.cache import write_cache\nfrom sae.store import StoreConfig\n"
+        "write_cache(StoreConfig(**json.loads(sys.argv[1])), progress=False)\n"
+    )
+    subprocess.run([sys.executable, "-c", build, json.dumps(cfg)], capture_output=True, text=True, check=True)
+
+
+def _ours(model, tokenizer, hooks, dataset: Path, a) -> tuple[float, int]:
+    from sae.store import ActivationStore
+
+    cfg = token_store_config(hooks, dataset, a)
     store = ActivationStore.from_config(cfg, model, tokenizer, progress=False)
     start = time.perf_counter()
     rows = sum(len(b) for b in store.batches(a.batch_size))
@@ -85,11 +103,7 @@ def _memory(tokens: int, a) -> dict:
         "cache_dir": str(cache_dir),
         "shard_batches": 32,
     }
-    build = (
-        "import json,sys\nfrom sae.cache import write_cache\nfrom sae.store import StoreConfig\n"
-        "write_cache(StoreConfig(**json.loads(sys.argv[1])), progress=False)\n"
-    )
-    subprocess.run([sys.executable, "-c", build, json.dumps(cfg)], capture_output=True, text=True, check=True)
+    write_cache_fresh(cfg)
     code = (  # a fresh process, so nothing from building the cache counts
         "import json,os,sys\n"
         "from sae.cache import CachedStore\n"
@@ -118,13 +132,7 @@ def run(args: argparse.Namespace) -> dict:
     model, tokenizer = load_model("organism")
     n_rows = -(-args.n_tokens // args.context_size)
     dataset = _token_dataset(tokenizer, n_rows, args.context_size)
-    cfg = StoreConfig(
-        hooks=HOOKS,
-        source={"kind": "tokens", "path": str(dataset)},
-        context_size=args.context_size,
-        n_tokens=args.n_tokens,
-        lm_batch_size=args.lm_batch_size,
-    )
+    cfg = token_store_config(HOOKS, dataset, args)
     batches = list(token_batches(cfg, tokenizer))
     stop = Harvester(model, tokenizer, HOOKS).stop_at_layer
     d_ins = {h: Harvester(model, tokenizer, [h]).d_in(h) for h in HOOKS}

@@ -80,6 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cache(tokens: int) -> tuple[Path, float]:
+    from bench.harvest import write_cache_fresh
+
     cache_dir = CACHE / f"train_memory_cache_{tokens}"
     cfg = {
         "hooks": [HOOK],
@@ -89,11 +91,7 @@ def _cache(tokens: int) -> tuple[Path, float]:
         "cache_dir": str(cache_dir),
         "shard_batches": 16,
     }
-    build = (
-        "import json,sys\nfrom sae.cache import write_cache\nfrom sae.store import StoreConfig\n"
-        "write_cache(StoreConfig(**json.loads(sys.argv[1])), progress=False)\n"
-    )
-    subprocess.run([sys.executable, "-c", build, json.dumps(cfg)], check=True, capture_output=True, text=True)
+    write_cache_fresh(cfg)
     size = sum(f.stat().st_size for f in cache_dir.rglob("*") if f.is_file())
     return cache_dir, size / 2**20
 

@@ -24,10 +24,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tqdm.auto import tqdm
-
 from circuits.graph import Edge, Graph, Node
 from circuits.patching import EdgePatcher
+from sae.progress import progress_bar
 
 #: The fixed τ grid (fractions of the clean-vs-corrupted metric difference).
 TAUS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
@@ -139,7 +138,7 @@ def acdc_grid(
     ``batch`` at every τ for the ranking."""
     taus = sorted(set(taus))
     per_run = len(Graph.of(model).receiver_inputs)
-    bar = tqdm(total=2 * len(taus) * per_run, desc="ACDC τ grid", disable=not progress, leave=False)
+    bar = progress_bar(total=2 * len(taus) * per_run, desc="ACDC τ grid", disable=not progress, leave=False)
     val_patcher = EdgePatcher(model, validation, task_metric, metric=metric)
     recovered = {}
     for tau in taus:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from einops import rearrange
 
 from circuits.graph import Graph, Node
 
@@ -29,7 +30,7 @@ K = 16
 
 def head_attribution(W_dec: torch.Tensor, n_heads: int) -> torch.Tensor:
     """``[d_sae, n_heads]`` decoder-norm share of each head in each feature."""
-    norms = W_dec.reshape(W_dec.shape[0], n_heads, -1).norm(dim=-1)
+    norms = rearrange(W_dec, "f (head d_head) -> f head d_head", head=n_heads).norm(dim=-1)
     return norms / norms.sum(-1, keepdim=True).clamp_min(1e-12)
 
 

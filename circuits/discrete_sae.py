@@ -183,21 +183,14 @@ def codes_used(codes: torch.Tensor) -> torch.Tensor:
     return torch.tensor([float(codes[:, h].unique().numel()) for h in range(codes.shape[1])])
 
 
-def _average_ranks(x: torch.Tensor) -> torch.Tensor:
-    order = x.argsort()
-    ranks = torch.empty_like(x, dtype=torch.float64)
-    ranks[order] = torch.arange(len(x), dtype=torch.float64)
-    for value in x.unique():  # tied values share their mean rank
-        tied = x == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Rank correlation, ties at their average rank; 0 when either side is constant."""
-    ra, rb = _average_ranks(a) - (len(a) - 1) / 2, _average_ranks(b) - (len(b) - 1) / 2
-    denom = float(ra.norm() * rb.norm())
-    return float((ra * rb).sum()) / denom if denom else 0.0
+    """Rank correlation (scipy's, ties at their average rank); 0 when either side is constant."""
+    from scipy.stats import spearmanr
+
+    x, y = a.double().cpu().numpy(), b.double().cpu().numpy()
+    if len(x) < 2 or (x == x[0]).all() or (y == y[0]).all():
+        return 0.0
+    return float(spearmanr(x, y).statistic)
 
 
 def pair_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> dict[tuple[int, int], int]:

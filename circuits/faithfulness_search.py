@@ -19,10 +19,9 @@ import argparse
 import json
 import sys
 
-from tqdm.auto import tqdm
-
 from circuits.ablation import MeanAblator
 from circuits.tasks import TASKS
+from sae.progress import progress_bar
 
 N_PROMPTS = 120
 SEED = 7
@@ -41,7 +40,7 @@ def greedy_heads(model, batch, metric, target: float = TARGET, progress: bool = 
 
     keep = list(heads)
     trace = []
-    bar = tqdm(total=len(heads), desc="faithfulness search", disable=not progress, leave=False)
+    bar = progress_bar(total=len(heads), desc="faithfulness search", disable=not progress, leave=False)
     while len(keep) > 1:
         removed = set(heads) - set(keep)
         costs = {h: ablator.run(removed | {h}) for h in keep}

@@ -116,10 +116,6 @@ def with_repeats(first: dict, others: list[dict]) -> dict:
     return out
 
 
-def is_sweep(doc: dict) -> bool:
-    return "sweep" in doc
-
-
 def check(doc: dict) -> dict:
     """``doc`` if it is a circuit results document this code reads, else ValueError."""
     if doc.get("kind") != "circuit":

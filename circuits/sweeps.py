@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import statistics
 
-from tqdm.auto import tqdm
+from sae.progress import progress_bar
 
 SWEEPS: dict[str, tuple] = {
     "n-train": (5, 10, 25, 100, 250),
@@ -69,7 +69,7 @@ def run_sweep(
 
     values = tuple(values or SWEEPS[parameter])
     rows = []
-    bar = tqdm(total=len(values) * n_seeds, desc=f"sweep {parameter}", disable=not progress, leave=False)
+    bar = progress_bar(total=len(values) * n_seeds, desc=f"sweep {parameter}", disable=not progress, leave=False)
     for value in values:
         cfg = point_config(base, parameter, value)
         per_truth: dict[str, list[float]] = {t.name: [] for t in truths}

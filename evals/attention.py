@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 
 from circuits.attn_sae import head_attribution
 from sae.hooks import HookSpec
@@ -58,7 +59,7 @@ def dfa(parts: dict[str, torch.Tensor], sae, spec: HookSpec, feature: int, dst: 
     v = parts["v"][batch]  # [src, H, d_head]
     n_heads, d_head = v.shape[1], v.shape[2]
     heads = [spec.head] if spec.head is not None else list(range(n_heads))
-    w = sae.W_enc[:, feature].reshape(len(heads), d_head)  # [heads read, d_head]
+    w = rearrange(sae.W_enc[:, feature], "(head d_head) -> head d_head", d_head=d_head)  # heads read
     per_source = torch.einsum("shd,hd->hs", v[:, heads, :].float(), w.float())  # v_h[src] · W_enc block
     return pattern[heads].float() * per_source
 

@@ -121,10 +121,6 @@ def _in_band(sae: dict, band: tuple[float, float] | None) -> bool:
     return band is None or band[0] <= sae["metrics"]["l0"] <= band[1]
 
 
-def _aux(sae: dict) -> float | None:
-    return sae.get("aux_coefficient")
-
-
 def evaluate_claim(claim: Claim, groups: dict[str, dict[int, dict]], band: tuple[float, float] | None) -> dict:
     row = {
         "key": claim.key,

@@ -29,17 +29,17 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from evals.core.evaluate import SPLICE_DEFINITIONS, SAEEntry, evaluate_saes, mean_activations
+from evals.core.evaluate import SPLICE_DEFINITIONS, EvalTarget, evaluate_saes, mean_activations
 from evals.core.metrics import DEFINITIONS, underused_fraction
 from evals.suite_config import SuiteConfig, check_heldout, split_seed
 from sae.atomic import write_json
 from sae.errors import SaelabError
+from sae.progress import progress_bar
+from sae.run_dir import SAEEntry, find_saes
 
 SCHEMA_VERSION = 1
 RESULTS = "results.json"
@@ -52,33 +52,6 @@ UNDERUSED_DEFINITION = (
     "fraction of latents with density below 0.1 * k / d_sae (a tenth of a uniform share of the "
     "L0 budget; k = the SAE's k, or its measured L0 for families without one), dead ones included"
 )
-
-
-@dataclass
-class Located:
-    """A saved SAE found under a run directory."""
-
-    sae_dir: Path
-    run_dir: Path
-    name: str
-
-
-def find_saes(run_dir: str | Path) -> list[Located]:
-    """SAE directories of a run: the run itself (one SAE) or its subdirectories (several)."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise SaelabError(f"{run}: no such run directory")
-    if (run / "cfg.json").is_file():
-        root = (
-            run.parent
-            if (run.parent / "run_config.json").is_file() and not (run / "run_config.json").is_file()
-            else run
-        )
-        return [Located(run, root, run.name)]
-    found = [Located(p, run, p.name) for p in sorted(run.iterdir()) if (p / "cfg.json").is_file()]
-    if not found:
-        raise SaelabError(f"{run}: holds no saved SAE (no cfg.json in it or in its subdirectories)")
-    return found
 
 
 def train_seed(run_dir: Path) -> tuple[int | None, int | None, int | None]:
@@ -94,37 +67,35 @@ def train_seed(run_dir: Path) -> tuple[int | None, int | None, int | None]:
         return None, None, None
 
 
-def load_entries(located: list[Located], device: str) -> list[tuple[SAEEntry, dict]]:
-    from sae.saving import load_sae, saved_hook, saved_model
+def load_entries(found: list[SAEEntry], device: str) -> list[tuple[EvalTarget, dict]]:
+    from sae.saving import load_sae
 
     out = []
     ids = set()
-    for loc in located:
-        sae, cfg = load_sae(loc.sae_dir, device=device)
+    for entry in found:
+        sae, cfg = load_sae(entry.path, device=device)
         ours = cfg.get("saelab") or {}
         meta = cfg.get("metadata") or {}
-        hook = saved_hook(cfg)
-        model = saved_model(cfg)
-        if not hook or not model:
-            raise SaelabError(f"{loc.sae_dir}: cfg.json names no hook or model; cannot splice it in")
+        if not entry.hook or not entry.model:
+            raise SaelabError(f"{entry.path}: cfg.json names no hook or model; cannot splice it in")
         head = ours.get("head", meta.get("hook_head_index"))
-        ident = f"{loc.run_dir.name}/{loc.name}" if loc.sae_dir != loc.run_dir else loc.run_dir.name
+        ident = entry.id
         while ident in ids:
             ident += "'"
         ids.add(ident)
-        data_seed, seed, tokens = train_seed(loc.run_dir)
-        name, replica = split_seed(ours.get("name", loc.name))
+        data_seed, seed, tokens = train_seed(entry.run_dir)
+        name, replica = split_seed(entry.name)
         info = {
             "name": name,
             "id": ident,
-            "architecture": ours.get("architecture", cfg.get("architecture")),
+            "architecture": entry.architecture,
             "inference_architecture": cfg.get("architecture"),
-            "model": model,
-            "hook": hook,
+            "model": entry.model,
+            "hook": entry.hook,
             "tl_hook": ours.get("tl_hook", meta.get("hook_name")),
             "head": head,
-            "run_dir": str(loc.run_dir),
-            "sae_dir": str(loc.sae_dir),
+            "run_dir": str(entry.run_dir),
+            "sae_dir": str(entry.path),
             "d_in": sae.cfg.d_in,
             "d_sae": sae.cfg.d_sae,
             "k": getattr(sae.cfg, "k", None),
@@ -132,7 +103,7 @@ def load_entries(located: list[Located], device: str) -> list[tuple[SAEEntry, di
             "train_data_seed": data_seed,
             "train_tokens": tokens if tokens is not None else ours.get("train_rows"),
         }
-        out.append((SAEEntry(ident, sae, None, info), info))  # spec resolved once the model is loaded
+        out.append((EvalTarget(ident, sae, None, info), info))  # spec resolved once the model is loaded
     return out
 
 
@@ -153,7 +124,7 @@ def _token_batches(
     return token_batches(scfg, tokenizer), scfg.n_sequences
 
 
-def _context_size(cfg: SuiteConfig, entries: list[SAEEntry]) -> int:
+def _context_size(cfg: SuiteConfig, entries: list[EvalTarget]) -> int:
     if cfg.data.context_size:
         return cfg.data.context_size
     sizes = set()
@@ -165,7 +136,7 @@ def _context_size(cfg: SuiteConfig, entries: list[SAEEntry]) -> int:
     return min(sizes) if sizes else 64
 
 
-def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[SAEEntry], progress: bool) -> None:
+def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[EvalTarget], progress: bool) -> None:
     """Evaluate the SAEs of one language model; fills each entry's ``info``."""
     from evals.attention import dfa_examples, head_summary, is_attention_sae
     from sae.hooks import resolve_hook
@@ -252,14 +223,14 @@ def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, pro
         raise SaelabError(
             "nothing to evaluate: give run directories, or a suite that trains or runs the synthetic benchmark"
         )
-    located = [loc for r in run_dirs for loc in find_saes(r)]
-    check_heldout(cfg, {str(loc.run_dir): train_seed(loc.run_dir)[0] for loc in located})
-    pairs = load_entries(located, cfg.data.device)
-    groups: dict[str, list[SAEEntry]] = {}
+    found = [entry for r in run_dirs for entry in find_saes(r)]
+    check_heldout(cfg, {str(e.run_dir): train_seed(e.run_dir)[0] for e in found})
+    pairs = load_entries(found, cfg.data.device)
+    groups: dict[str, list[EvalTarget]] = {}
     for entry, info in pairs:
         groups.setdefault(info["model"], []).append(entry)
     data = []
-    for model_name, entries in tqdm(groups.items(), desc="models", disable=not progress or len(groups) < 2):
+    for model_name, entries in progress_bar(groups.items(), desc="models", disable=not progress or len(groups) < 2):
         evaluate_model_group(cfg, model_name, entries, progress)
         data.append(entries[0].info["_data"])
     saes = []

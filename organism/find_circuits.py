@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from circuits.ablation import MeanAblator
 from circuits.tasks import greater_than, ioi
@@ -39,6 +38,7 @@ from organism.path_patching import (
     path_patch,
     run_caches,
 )
+from sae.progress import progress_bar
 
 # One threshold for every criterion: a path carries at least 1% of the clean metric.
 IOI_THRESHOLDS = {
@@ -75,7 +75,7 @@ def _effects(
 ) -> dict[Node, float]:
     base = _mean(caches.clean_metric)
     out = {}
-    for node in tqdm(senders, desc=desc, leave=False):
+    for node in progress_bar(senders, desc=desc, leave=False):
         patched = _mean(path_patch(model, batch, caches, [node], receivers, metric))
         out[node] = (patched - base) / abs(base)
     return out

@@ -10,7 +10,6 @@ token. Decoding concatenates tokens, so ``decode(encode(text)) == text``.
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -92,8 +91,3 @@ def build_tokenizer(vocab: list[str] | None = None) -> PreTrainedTokenizerFast:
         clean_up_tokenization_spaces=False,
         model_max_length=10**6,
     )
-
-
-def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: str | Path) -> None:
-    """Writes ``tokenizer.json`` and the transformers side files into ``directory``."""
-    tokenizer.save_pretrained(str(directory))

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from pydantic import Field
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from organism import corpus
@@ -25,6 +24,7 @@ from organism.corpus import CorpusConfig
 from organism.tokenizer import build_tokenizer
 from sae.atomic import atomic_directory, write_json
 from sae.config import FrozenConfig
+from sae.progress import progress_bar
 
 
 class OrganismConfig(FrozenConfig):
@@ -110,7 +110,7 @@ def train(cfg: OrganismConfig, out_dir: str | Path, progress: bool = True) -> di
     pad = tokenizer.pad_token_id
     losses: list[float] = []
     start = time.time()
-    bar = tqdm(range(cfg.steps), desc="organism", disable=not progress, unit="step")
+    bar = progress_bar(range(cfg.steps), desc="organism", disable=not progress, unit="step")
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg)

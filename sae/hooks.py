@@ -13,6 +13,7 @@ import weakref
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 
 from sae.errors import SaelabError
 
@@ -29,7 +30,6 @@ BLOCK_HOOKS = (
     "attn.hook_v",
     "attn.hook_z",
 )
-HEAD_HOOKS = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z")
 _NAME = re.compile(r"^blocks\.(\d+)\.(.+?)(?:\[(\d+)\])?$")
 _SHAPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -66,7 +66,7 @@ class HookSpec:
             return act
         if self.head is not None:
             return act[..., self.head, :]
-        return act.flatten(-2)
+        return rearrange(act, "... head d_head -> ... (head d_head)")
 
     def write(self, act: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The inverse of ``read``: put ``[..., d_in]`` rows back into a hook activation."""
@@ -76,7 +76,7 @@ class HookSpec:
             out = act.clone()
             out[..., self.head, :] = rows
             return out
-        return rows.unflatten(-1, self.shape)
+        return rearrange(rows, "... (head d_head) -> ... head d_head", head=self.shape[0])
 
 
 def _probe_shapes(model) -> dict[str, tuple[int, ...]]:

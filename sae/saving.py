@@ -124,23 +124,6 @@ def read_cfg(directory: str | Path) -> dict:
     return cfg
 
 
-#: folders below a run directory that never hold a saved SAE of the run
-_NOT_SAES = ("checkpoint", "dashboard")
-
-
-def sae_dirs(path: str | Path) -> list[Path]:
-    """The saved SAEs at ``path``: the directory itself when it holds a ``cfg.json``, else every
-    directory below it that does (trainer checkpoints, dashboards and hidden folders skipped)."""
-    root = Path(path)
-    if (root / CFG).is_file():
-        return [root]
-    return sorted(
-        c.parent
-        for c in root.rglob(CFG)
-        if not any(p.startswith(".") or p in _NOT_SAES for p in c.relative_to(root).parts[:-1])
-    )
-
-
 def saved_hook(cfg: dict) -> str | None:
     """The hook an SAE reads, from its ``cfg.json`` (ours, or SAELens's ``hook_name`` and
     ``hook_head_index``); one head of ``attn.hook_z`` is written ``...hook_z[h]``."""

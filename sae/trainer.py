@@ -41,7 +41,6 @@ from pathlib import Path
 
 import torch
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from sae.architectures import SparseAutoencoder
 from sae.atomic import write_text
@@ -49,6 +48,7 @@ from sae.checkpoint import load_checkpoint, save_checkpoint
 from sae.collective import SINGLE, Collective
 from sae.config import FrozenConfig
 from sae.errors import SaelabError
+from sae.progress import progress_bar
 
 Batch = dict[str, torch.Tensor]
 #: log10-density bin edges of the firing histogram (latents that never fired get their own bin)
@@ -332,7 +332,7 @@ class Trainer:
             stream = _prepend(first, stream)
             if self.writer:
                 self._reset_metrics()
-        bar = tqdm(
+        bar = progress_bar(
             total=total_steps,
             initial=self.step,
             desc="train",

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app.common import all_saes, feature_link, highlight, load_sae_cached, model_and_tokenizer, pick_sae
 from app.prompt import prompt_tokens, sample, steer, token_codes, top_features
+from app.run_dir import model_name
 from sae.errors import SaelabError
 
 st.set_page_config(page_title="Prompt explorer", layout="wide")
@@ -16,7 +17,7 @@ if entry is not None:
     text = st.text_input("Prompt", "When Mary and John went to the store, John gave a drink to")
     k = st.slider("Features per token", 1, 10, 5)
     try:
-        model, tok = model_and_tokenizer(entry.model)
+        model, tok = model_and_tokenizer(model_name(entry))
         sae, _ = load_sae_cached(str(entry.path))
         tokens = prompt_tokens(tok, text)
         if tokens.shape[1] < 2:

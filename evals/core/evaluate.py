@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import torch
-from tqdm.auto import tqdm
 
 from evals.core.metrics import ReconstructionStats, density_histogram
 from evals.core.splice import ce_loss_recovered, kl_to_clean, scored_positions, splice_hook, token_losses
 from sae.hooks import HookSpec
+from sae.progress import progress_bar
 
 SPLICE_DEFINITIONS = {
     "ce_loss_clean": "next-token cross-entropy of the unmodified model (nats), over scored positions",
@@ -42,8 +42,9 @@ SPLICE_DEFINITIONS = {
 
 
 @dataclass
-class SAEEntry:
-    """An SAE to evaluate and where it reads the model."""
+class EvalTarget:
+    """A loaded SAE under evaluation and the hook it reads (a saved one is found as a
+    ``sae.run_dir.SAEEntry`` first)."""
 
     name: str
     sae: torch.nn.Module
@@ -113,7 +114,7 @@ def _score_splice(model, tokens, keep, scored, logp_clean, sums: _Sums, spec: Ho
 def evaluate_saes(
     model,
     tokenizer,
-    entries: list[SAEEntry],
+    entries: list[EvalTarget],
     batches: Iterable[torch.Tensor],
     means: dict[str, torch.Tensor] | None,
     splice: bool = True,
@@ -137,7 +138,7 @@ def evaluate_saes(
     check_clean, n_check = _Sums(), 0
     ablated = {(h, m): _Sums() for h in specs for m in ("zero", "mean")} if splice else {}
     spliced = {(e.name, m): _Sums() for e in entries for m in ("sae", "sae_error")} if splice else {}
-    bar = tqdm(total=total, desc="eval", unit="seq", disable=not progress, dynamic_ncols=True, leave=False)
+    bar = progress_bar(total=total, desc="eval", unit="seq", disable=not progress, dynamic_ncols=True, leave=False)
     for index, tokens in enumerate(batches):
         tokens = tokens.to(device)
         keep = splice_mask(tokens, tokenizer)
@@ -194,7 +195,7 @@ def evaluate_saes(
     return out
 
 
-def _splice_metrics(clean: _Sums, ablated: dict, spliced: dict, e: SAEEntry, n: int) -> dict:
+def _splice_metrics(clean: _Sums, ablated: dict, spliced: dict, e: EvalTarget, n: int) -> dict:
     n = max(n, 1)
     ce_clean = clean.ce / n
     zero, mean = ablated[(e.spec.name, "zero")], ablated[(e.spec.name, "mean")]

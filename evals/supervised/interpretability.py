@@ -25,17 +25,6 @@ from evals.supervised.metrics import f1_scores, name_set_f1
 from evals.supervised.prompts import POS_VALUES, PromptSpec, gender_of
 
 GROUPS = ("IO", "S", "Pos", "IO×Pos", "S×Pos", "IO set", "S set", "IO gender", "S gender")
-ATTRIBUTE_OF_GROUP = {
-    "IO": "IO",
-    "S": "S",
-    "Pos": "Pos",
-    "IO×Pos": "IO",
-    "S×Pos": "S",
-    "IO set": "IO",
-    "S set": "S",
-    "IO gender": "IO",
-    "S gender": "S",
-}
 
 
 @dataclass

@@ -23,7 +23,8 @@ import torch
 from evals.supervised.dictionaries import Family, SAEDictionary
 from evals.supervised.locations import Location
 from sae.errors import SaelabError
-from sae.saving import CFG, load_sae, sae_dirs, saved_hook, saved_model
+from sae.run_dir import find_saes
+from sae.saving import load_sae, saved_hook, saved_model
 
 KIND_LABELS = {"task": "task", "full": "full distribution", "random_decoder": "random decoder, task"}
 
@@ -43,16 +44,13 @@ class Candidate:
 
 
 def discover(paths: Iterable[str | Path]) -> list[Path]:
-    """SAE directories at or under each path."""
+    """SAE directories at or under each path (``sae.run_dir.find_saes``)."""
     found = []
     for p in paths:
         p = Path(p)
         if not p.exists():
             raise SaelabError(f"{p}: no such SAE directory")
-        below = sae_dirs(p)
-        if not below:
-            raise SaelabError(f"{p}: holds no SAE (no {CFG} at or below it)")
-        found += below
+        found += [entry.path for entry in find_saes(p)]
     return list(dict.fromkeys(found))
 
 

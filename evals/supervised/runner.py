@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from evals.supervised.activations import harvest
 from evals.supervised.config import EvalConfig, SupervisedConfig
@@ -22,6 +21,7 @@ from evals.supervised.prompts import AttributeVocab, build_prompts
 from evals.supervised.summary import acceptance, random_decoder_finding, table_rows
 from sae.atomic import write_json
 from sae.errors import SaelabError
+from sae.progress import progress_bar
 
 SCHEMA_VERSION = 1
 RESULTS = "supervised.json"
@@ -109,7 +109,7 @@ def prepare(cfg: SupervisedConfig, model, tokenizer, progress: bool = True) -> P
         sets["heldout"] = prompts.heldout
     acts = {
         name: harvest(model, tokenizer, s.batch, locations, chunk=cfg.eval.batch_size)
-        for name, s in tqdm(sets.items(), desc="activations", disable=not progress, leave=False)
+        for name, s in progress_bar(sets.items(), desc="activations", disable=not progress, leave=False)
     }
     return Prepared(circuit, sections, locations, prompts, acts)
 
@@ -123,7 +123,7 @@ def evaluate(
     results: dict[str, dict] = {}
     not_covered = []
     jobs = [(fam, xs) for fam in families for xs in prep.sections]
-    for fam, xs in tqdm(jobs, desc="evaluations", disable=not progress, leave=False):
+    for fam, xs in progress_bar(jobs, desc="evaluations", disable=not progress, leave=False):
         if not fam.covers(xs.locations):
             not_covered.append({"dictionary": fam.key, "cross_section": xs.name})
             continue

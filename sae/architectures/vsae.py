@@ -91,11 +91,6 @@ class VariationalSAE(TopKSAE):
             self.W_var = nn.Parameter(torch.zeros(cfg.d_in, cfg.d_sae))
             self.b_var = nn.Parameter(torch.full((cfg.d_sae,), -4.0))  # start with little noise
 
-    def logvar(self, x: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-        if self.cfg.variance == "fixed":
-            return torch.full_like(mu, 2 * math.log(self.cfg.fixed_sigma))
-        return self.encoder_input(x) @ self.W_var + self.b_var
-
     def _affine(self, sae_in: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """(x − b_dec) @ W + b with b_dec's gradient as Σ_rows(∂pre) · Wᵀ (a GEMV, not a GEMM).
 

@@ -55,7 +55,7 @@ def test_results_schema_and_definitions(tiny_results):
 
 def test_identity_and_zero_saes_by_hand(organism, tmp_path):
     """Identity: FVU 0, CE recovered 1 (both baselines); zero SAE: CE recovered 0 vs zero ablation."""
-    from evals.core.evaluate import SAEEntry, evaluate_saes, mean_activations
+    from evals.core.evaluate import EvalTarget, evaluate_saes, mean_activations
     from sae.architectures import sae_class
     from sae.hooks import resolve_hook
     from sae.store import StoreConfig, token_batches
@@ -76,7 +76,7 @@ def test_identity_and_zero_saes_by_hand(organism, tmp_path):
             identity.b_dec.zero_()
             for p in zero.parameters():
                 p.zero_()
-        entries += [SAEEntry(f"id {hook}", identity.eval(), spec), SAEEntry(f"zero {hook}", zero.eval(), spec)]
+        entries += [EvalTarget(f"id {hook}", identity.eval(), spec), EvalTarget(f"zero {hook}", zero.eval(), spec)]
 
     def batches(seed):
         return token_batches(

@@ -202,11 +202,11 @@ def _supervised_identity(tmp: Path, marker: Path, **_):
 
 
 def _explorer_cfg(tmp: Path, marker: Path, **_):
-    from app.run_dir import find_saes
+    from sae.run_dir import find_saes
 
     saved_sae(tmp / "run" / "sae")
     (tmp / "run" / "sae" / "cfg.json").write_bytes(pickle_payload(marker))
-    find_saes(tmp / "run")
+    find_saes(tmp / "run", strict=False)
 
 
 LOADERS = {
@@ -447,10 +447,14 @@ def escaping_run(tmp_path):
 
 
 def test_run_dir_readers_stay_inside(escaping_run):
-    from app.run_dir import find_results, find_saes
+    from app.run_dir import find_results
+    from sae.run_dir import find_saes
 
-    assert [e.path.name for e in find_saes(escaping_run)] == ["inside"]
+    assert [e.path.name for e in find_saes(escaping_run, strict=False)] == ["inside"]
     assert find_results(escaping_run, "eval") == []
+    # a command (the evals, the CLI) refuses such a run instead of leaving SAEs out
+    with pytest.raises(SaelabError, match="links outside the run directory"):
+        find_saes(escaping_run)
 
 
 def test_query_params_cannot_leave_the_run_dir(escaping_run, monkeypatch):

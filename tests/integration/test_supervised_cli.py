@@ -26,7 +26,7 @@ def test_bad_input_is_one_line(argv, message, code, capsys, tmp_path):
 def test_an_empty_sae_directory_is_named(capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     assert main(["eval", "supervised", "--out", str(tmp_path / "o"), "--sae", str(tmp_path / "empty")]) == 1
-    assert "holds no SAE" in capsys.readouterr().err
+    assert "holds no saved SAE" in capsys.readouterr().err
 
 
 def test_help_and_list(capsys):

@@ -1,0 +1,50 @@
+"""docs/results.md is generated from bench/results/*.json and must not go stale."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from bench.results_doc import DOC, RESULTS_DIR, render
+
+
+def test_the_committed_page_is_what_the_results_give():
+    assert DOC.is_file(), "docs/results.md is missing: run `saelab bench report > docs/results.md`"
+    assert DOC.read_text(encoding="utf-8") == render(), (
+        "docs/results.md is stale: run `saelab bench report > docs/results.md` and commit it"
+    )
+
+
+def test_the_page_quotes_the_figures_the_readme_quoted():
+    page = render()
+    for name in ("train", "harvest", "parity", "allocator", "memory", "circuits", "explorer", "soak"):
+        assert f"\n## {name}\n" in page, name
+    # figures as the README's tables gave them, read off the same JSON by hand
+    assert "| 8,192 | 6,276 | 1,289 | 1,018 | 6.17 | 4.87 | 2.00 |" in page  # train, d_sae 8192
+    assert "| topk | 0.0321 | 0.0322 | 0.9964 | 0.9875 |" in page  # parity's widest pair
+    assert "| ioi | discrete-sae | 0.739 ± 0.066 | 0.645 ± 0.082 | 0.788 | 0.75 | 2.3 | 0.012 |" in page
+    assert "| minor page faults per 1M tokens, harvest | 16,730 | 662,445 |" in page
+    assert "| train | 20 | 20 |" in page and "| cache | 5 | 5 |" in page
+
+
+def test_a_changed_figure_changes_the_page(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS_DIR, results)
+    doc = json.loads((results / "parity.json").read_text())
+    row = next(r for r in doc["result"] if r["sae"] == "topk")
+    row["fvu_ratio"], row["within_1pct"] = 1.0312, False
+    (results / "parity.json").write_text(json.dumps(doc))
+    page = render(results)
+    assert page != render() and "| topk | 0.0321 | 0.0322 | 1.0312 | 0.9875 | 16.00 | 16.00 | no |" in page
+
+
+def test_a_new_benchmark_appears_without_an_edit(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(RESULTS_DIR / "soak.json", results)
+    doc = {"kind": "bench", "name": "roofline_cuda", "result": {"step_over_encoder_gemm": 1.25, "hooks": ["h"]}}
+    (results / "roofline_cuda.json").write_text(json.dumps(doc))
+    page = render(results)
+    assert page.index("## soak") < page.index("## roofline_cuda")  # known benchmarks first
+    assert "| `step_over_encoder_gemm` | 1.25 |" in page and "`saelab bench roofline`" in page
+    assert "hooks" not in page.split("## roofline_cuda")[1]  # lists are not figures
