@@ -153,7 +153,7 @@ def test_cache_refuses_another_spec_and_detects_corruption(organism, tmp_path):
     data = bytearray(shard.read_bytes())
     data[-1] ^= 0xFF
     shard.write_bytes(bytes(data))
-    with pytest.raises(SaelabError, match=r"corrupt \\(checksum mismatch\\)"):
+    with pytest.raises(SaelabError, match=r"corrupt \(checksum mismatch\)"):
         CachedStore(tmp_path / "c")
     shard.write_bytes(bytes(data[:-64]))
     with pytest.raises(SaelabError, match=r"disagrees with the manifest|not a valid array"):

@@ -163,8 +163,7 @@ def test_bad_train_configs_are_one_line(capsys, tmp_path):
 
 
 def test_set_overrides_reach_list_items():
-    from sae.cli_train import apply_overrides
-    from sae.config import parse_overrides
+    from sae.config import apply_overrides, parse_overrides
     from sae.errors import ConfigError
 
     data = {"saes": [{"sae": {"k": 4, "d_sae": 8}}, {"sae": {"k": 2}}], "trainer": {"lr": 1.0}}

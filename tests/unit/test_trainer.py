@@ -66,7 +66,7 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
 
 
 def test_nan_stops_training_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
-    with pytest.raises(SaelabError, match=r"non-finite activations in the batch at step 15 \\(SAE 'topk'\\)"):
+    with pytest.raises(SaelabError, match=r"non-finite activations in the batch at step 15 \(SAE 'topk'\)"):
         Trainer(members(["topk"]), cfg(), tmp_path, progress=False).fit(lambda skip: stream(skip, poison_at=15), 40)
     assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 10
 
