@@ -34,6 +34,8 @@ def describe_validation_error(err: ValidationError, source: str) -> str:
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
+    elif first["type"] in ("value_error", "assertion_error"):  # a validator's own message, without pydantic's prefix
+        msg = str(first.get("ctx", {}).get("error", msg))
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     where = f"key '{key}': " if key else ""
     return f"{source}: {where}{msg}{more}"

@@ -138,7 +138,7 @@ class SupervisedConfig(FrozenConfig):
     """``saelab eval supervised`` settings (``--set prompts.n_eval=200`` and so on)."""
 
     model: str = Field("organism", description="'organism', 'gpt2', or a local model directory.")
-    prompts: PromptConfig = Field(default_factory=PromptConfig)
-    saes: SAEsConfig = Field(default_factory=SAEsConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
+    prompts: PromptConfig = Field(default_factory=PromptConfig, description="The IOI prompt sets.")
+    saes: SAEsConfig = Field(default_factory=SAEsConfig, description="The SAEs trained when none are given.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="What is measured and how.")
     device: str = Field("cpu", description="Device of the model and the SAEs.")

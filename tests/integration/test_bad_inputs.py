@@ -21,7 +21,7 @@ import pytest
 import yaml
 from bad_files import BASES, pickle_payload, saved_sae, tree, tree_changes
 
-HERE = Path(__file__).resolve().parent / "bad_inputs"
+HERE = Path(__file__).resolve().parents[1] / "bad_inputs"
 CASES = sorted(p for p in HERE.glob("*.yaml") if not p.name.startswith("_"))
 KEYS = {"why", "argv", "files", "make", "config", "stderr", "exit", "env", "subprocess"}
 

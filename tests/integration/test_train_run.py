@@ -123,7 +123,7 @@ def test_bad_train_configs_are_one_line(capsys, tmp_path):
     cases = [
         (
             "saes: [{hook: blocks.1.hook_resid_post, sae: {architecture: topk, d_sae: 16, k: 99}}]\n",
-            "saes[0].sae: k (99) is larger than d_sae (16)",
+            "bad.yaml: key 'saes.0.sae': k (99) is larger than d_sae (16)",
             2,
         ),
         (
