@@ -27,10 +27,11 @@ class FrozenConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
 
-def describe_validation_error(err: ValidationError, source: str) -> str:
-    """The first problem in ``err`` as one line: ``source: key 'a.b': message``."""
+def describe_validation_error(err: ValidationError, source: str | None, at: tuple = ()) -> str:
+    """The first problem in ``err`` as one line: ``source: key 'a.b': message`` (``at``: the
+    path of the validated section in its file; no ``source``: no prefix)."""
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
+    key = ".".join(str(p) for p in (*at, *first["loc"]))
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -38,7 +39,7 @@ def describe_validation_error(err: ValidationError, source: str) -> str:
         msg = str(first.get("ctx", {}).get("error", msg))
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     where = f"key '{key}': " if key else ""
-    return f"{source}: {where}{msg}{more}"
+    return f"{source}: {where}{msg}{more}" if source else f"{where}{msg}{more}"
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:

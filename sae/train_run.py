@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import torch
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from sae.architectures import SAEConfig, family
 from sae.architectures.config_union import FamilyConfig
@@ -79,17 +79,26 @@ class RunConfig(FrozenConfig):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Optimisation and bookkeeping.")
     heldout: HeldOutConfig | None = Field(default_factory=HeldOutConfig, description="None: skip held-out scores.")
 
+    @model_validator(mode="after")
+    def _data_is_a_store_config(self) -> RunConfig:
+        """Check ``data`` as the store will read it, so a bad key fails when the file is read."""
+        try:
+            store_config(self)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return self
+
 
 def store_config(cfg: RunConfig, **override) -> StoreConfig:
     if "hooks" in cfg.data or "with_grads" in cfg.data:
-        raise ConfigError("data: keys 'hooks' and 'with_grads' come from the SAEs; remove them")
+        raise ConfigError("keys 'data.hooks' and 'data.with_grads' come from the SAEs; remove them")
     hooks = list(dict.fromkeys(s.hook for s in cfg.saes))
     grads = any(family(s.sae.architecture).needs_gradients for s in cfg.saes)
     data = {**cfg.data, "hooks": hooks, "with_grads": grads, **override}
     try:
         return StoreConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(describe_validation_error(e, "data")) from None
+        raise ConfigError(describe_validation_error(e, None, at=("data",))) from None
 
 
 def build_saes(cfg: RunConfig, d_in_of) -> dict[str, tuple]:

@@ -95,6 +95,21 @@ class SAEsConfig(FrozenConfig):
             raise ValueError(f"{bad[0]!r} is not a trainable family ({', '.join(trainable())})")
         return names
 
+    @field_validator("family_config")
+    @classmethod
+    def _family_fields(cls, extra: dict[str, dict]) -> dict[str, dict]:
+        """Registered families and only their own fields, checked when the config is read."""
+        from sae.architectures import REGISTRY, trainable
+
+        for name, fields in extra.items():
+            entry = REGISTRY.get(name)
+            if entry is None or not entry.trainable:
+                raise ValueError(f"{name!r} is not a trainable family ({', '.join(trainable())})")
+            unknown = sorted(set(fields) - set(entry.config_class.model_fields))
+            if unknown:
+                raise ValueError(f"unknown key {unknown[0]!r} for family {name!r}")
+        return extra
+
 
 class EvalConfig(FrozenConfig):
     """What is measured and how."""

@@ -150,7 +150,7 @@ def test_bad_train_configs_are_one_line(capsys, tmp_path):
         (
             "saes: [{hook: blocks.1.hook_resid_post, sae: {architecture: topk, d_sae: 16, k: 2}}]\n"
             "data: {n_tokens: -3}\n",
-            "key 'n_tokens'",
+            "bad.yaml: key 'data.n_tokens'",
             2,
         ),
     ]
