@@ -4,9 +4,9 @@ Per-step equality is what tests/test_kernels.py checks (values, indices, every g
 1e-5). This asks the question that matters after thousands of steps, where float rounding
 in different summation orders can compound: does a run trained with ``kernel: sparse``
 end where the same run with ``kernel: dense`` ends? Every SAE of the organism sweep config
-whose family has a sparse path is trained twice, side by side on one activation stream,
-from the same initial weights (one ``seed`` per twin pair); both are scored on the same
-held-out rows. Pass: |FVU_sparse / FVU_dense − 1| ≤ 1% for every SAE.
+whose family has a sparse path (``Family.sparse_kernel`` in the registry) is trained twice,
+side by side on one activation stream, from the same initial weights (one ``seed`` per twin
+pair); both are scored on the same held-out rows. Pass: |FVU_sparse / FVU_dense − 1| ≤ 1% for every SAE.
 
 Twins agree to the last bit for the first steps and then drift apart by float rounding;
 once a latent dies in one twin and not the other, their trajectories part for good, and a
@@ -23,8 +23,6 @@ import argparse
 import tempfile
 from pathlib import Path
 
-#: families whose training selection goes through ``sae.kernels`` (the others are dense by nature)
-SPARSE_FAMILIES = ("topk", "mutual_choice", "feature_choice", "gsae", "vsae")
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sweep_organism.yaml"
 TOLERANCE = 0.01
 
@@ -40,12 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def twin_config(data: dict, n_tokens: int | None, heldout_tokens: int | None, seeds: int = 1) -> dict:
     """The config with every sparse-family SAE (the i-th of the config) replaced by ``seeds``
     (sparse, dense) pairs of twins, named ``NAME@sS.KERNEL`` and seeded 1000 + i + 100 s."""
+    from sae.architectures import family
     from sae.train_run import SAESpec
 
     saes = []
     for i, raw in enumerate(data["saes"]):
         spec = SAESpec.model_validate(raw)
-        if spec.sae.get("architecture") not in SPARSE_FAMILIES:
+        if not family(spec.sae.architecture).sparse_kernel:
             continue
         for s in range(seeds):
             seed = 1000 + i + 100 * s
@@ -55,7 +54,7 @@ def twin_config(data: dict, n_tokens: int | None, heldout_tokens: int | None, se
                         **raw,
                         "name": f"{spec.resolved_name()}@s{seed}.{kernel}",
                         "seed": seed,
-                        "sae": {**spec.sae, "kernel": kernel},
+                        "sae": {**raw["sae"], "kernel": kernel},
                     }
                 )
     out = {**data, "saes": saes}
@@ -103,21 +102,18 @@ def compare(summary: dict) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    import yaml
-
-    from sae.config import build_config
+    from sae.architectures import families
+    from sae.config import build_config, read_yaml
     from sae.errors import ConfigError
     from sae.train_run import RunConfig, train
 
-    try:
-        data = yaml.safe_load(Path(args.config).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{args.config}: {e}") from None
+    data = read_yaml(args.config)
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1 (got {args.seeds})")
     twins = twin_config(data, args.n_tokens, args.heldout_tokens, args.seeds)
     if not twins["saes"]:
-        raise ConfigError(f"{args.config}: no SAE of a sparse family ({', '.join(SPARSE_FAMILIES)})")
+        sparse = ", ".join(f.name for f in families(trainable=True) if f.sparse_kernel)
+        raise ConfigError(f"{args.config}: no SAE of a sparse family ({sparse})")
     device = getattr(args, "device", "cpu")
     twins["trainer"] = {**twins.get("trainer", {}), "device": device, "wandb_project": None}
     cfg = build_config(RunConfig, twins, args.config)

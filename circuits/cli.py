@@ -101,11 +101,11 @@ def method_config(args: argparse.Namespace):
 
 
 def check_args(args: argparse.Namespace, cfg) -> None:
-    from sae.architectures import TRAINABLE
+    from sae.architectures import trainable_family
     from sae.errors import ConfigError
 
-    if args.sae_arch and args.sae_arch not in TRAINABLE:
-        raise ConfigError(f"--sae-arch {args.sae_arch!r}: not a trainable family ({', '.join(TRAINABLE)})")
+    if args.sae_arch:
+        trainable_family(args.sae_arch, "--sae-arch: ")
     if args.sae_arch and args.method != "discrete-sae":
         raise ConfigError("--sae-arch applies to --method discrete-sae only")
     if args.sweep and args.method != "discrete-sae":

@@ -33,18 +33,13 @@ def train_family(
     grads: torch.Tensor | None = None,
     epochs: int = EPOCHS,
 ) -> Encode:
-    from sae.architectures import TRAINABLE, sae_class
-    from sae.errors import ConfigError
+    from sae.architectures import trainable_family
 
-    if family not in TRAINABLE:
-        raise ConfigError(f"--sae-arch: {family!r} is not a trainable family ({', '.join(TRAINABLE)})")
-    cls = sae_class(family)
-    fields = cls.config_class.model_fields
-    kw = {"d_in": samples.shape[1], "d_sae": n_codes}
-    if "k" in fields:
-        kw["k"] = min(k or FAMILY_K, n_codes)
+    entry = trainable_family(family, "--sae-arch: ")
+    _, aim = entry.config_at_l0(k or FAMILY_K, n_codes)[0]  # k-families: k; others: their defaults
+    cls = entry.sae_class
     torch.manual_seed(seed)
-    sae = cls(cls.config_class(**kw))
+    sae = cls(cls.config_class(d_in=samples.shape[1], d_sae=n_codes, **aim))
     scale = input_scale(samples)
     x = samples * scale
     g = grads / scale if grads is not None else None

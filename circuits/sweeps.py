@@ -21,13 +21,26 @@ import statistics
 
 from sae.progress import progress_bar
 
+#: the sweeps' values; ``family`` is filled from the registry when asked (``sweep_values``)
 SWEEPS: dict[str, tuple] = {
     "n-train": (5, 10, 25, 100, 250),
     "n-prompts": (5, 10, 25, 100, 250),
     "n-codes": (5, 10, 25, 50, 100, 200, 250),
-    "family": ("paper", "paper-scaled", "relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae"),
+    "family": ("paper", "paper-scaled"),
     "position": ("mean", "last"),
 }
+
+
+def sweep_values(parameter: str) -> tuple:
+    """The values a sweep runs over; ``family``: the paper's SAE (raw and scaled inputs), then
+    every trainable family of the registry."""
+    if parameter not in SWEEPS:
+        raise ValueError(f"unknown sweep {parameter!r}; known: {', '.join(SWEEPS)}")
+    if parameter == "family":
+        from sae.architectures import trainable
+
+        return (*SWEEPS["family"], *trainable())
+    return SWEEPS[parameter]
 
 
 def point_config(base, parameter: str, value):
@@ -67,7 +80,7 @@ def run_sweep(
     from circuits.methods import evaluate, run_method
     from circuits.results import SCHEMA_VERSION
 
-    values = tuple(values or SWEEPS[parameter])
+    values = tuple(values or sweep_values(parameter))
     rows = []
     bar = progress_bar(total=len(values) * n_seeds, desc=f"sweep {parameter}", disable=not progress, leave=False)
     for value in values:

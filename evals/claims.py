@@ -191,7 +191,7 @@ def evaluate_claims(saes: list[dict], cfg) -> dict:
     band = None
     if cfg.l0_target is not None:
         band = (cfg.l0_target * (1 - cfg.l0_tolerance), cfg.l0_target * (1 + cfg.l0_tolerance))
-    specs = {s.get("name"): s.get("sae", {}) for s in (cfg.train.run.get("saes", []) if cfg.train else [])}
+    specs = {s["name"]: s["sae"] for s in (cfg.train.run.model_dump()["saes"] if cfg.train else [])}
     for s in saes:  # the trained config of each SAE, for the AuxK-matched check
         s_cfg = specs.get(s["name"], {})
         s["aux_coefficient"] = s_cfg.get("aux_coefficient")

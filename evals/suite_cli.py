@@ -64,12 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from evals.suite import run_suite
     from evals.suite_config import SuiteConfig
-    from sae.cli_train import apply_overrides
-    from sae.config import build_config, parse_overrides, read_yaml
+    from sae.config import load_config
 
     args = build_parser().parse_args(argv)
-    data = apply_overrides(read_yaml(args.suite), parse_overrides(args.set))
-    cfg = build_config(SuiteConfig, data, args.suite)
+    cfg = load_config(SuiteConfig, args.suite, args.set)
     results = run_suite(cfg, args.runs, args.out, progress=not args.quiet)
     for line in summary_lines(results):
         print(line)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sae.config import FrozenConfig
 from sae.errors import ConfigError
 from sae.text import TextSource
+from sae.train_run import RunConfig
 
 #: organism-corpus seeds the suite reads by default; training runs use other seeds (checked)
 EVAL_SEED = 20_002
@@ -43,8 +44,28 @@ class SyntheticFamily(FrozenConfig):
     """One SAE of the synthetic benchmark."""
 
     name: str = Field(..., description="Label in the results.")
-    sae: dict[str, Any] = Field(..., description="Family config (architecture, d_sae or expansion, k, ...).")
+    sae: dict[str, Any] = Field(
+        ...,
+        description="Family config (architecture and its fields; d_in comes from the data, d_sae "
+        "from the expansion unless given).",
+    )
     lr: float | None = Field(None, gt=0, description="Learning rate (default: the benchmark's).")
+
+    @field_validator("sae")
+    @classmethod
+    def _known_fields(cls, sae: dict[str, Any]) -> dict[str, Any]:
+        """A family the registry trains, and only its fields (values are checked once d_sae is known)."""
+        from sae.architectures import REGISTRY, trainable
+
+        entry = REGISTRY.get(sae.get("architecture"))
+        if entry is None or not entry.trainable:
+            raise ValueError(
+                f"architecture {sae.get('architecture')!r} is not a trainable family ({', '.join(trainable())})"
+            )
+        unknown = sorted(set(sae) - set(entry.config_class.model_fields))
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r} for family {entry.name!r}")
+        return sae
 
 
 class SyntheticSuite(FrozenConfig):
@@ -88,25 +109,31 @@ class TrainSection(FrozenConfig):
     """
 
     seeds: list[int] = Field(..., min_length=1, description="Initialisation seeds; each SAE is trained once per seed.")
-    run: dict[str, Any] = Field(
+    run: RunConfig = Field(
         ...,
         description="A 'saelab train' config (data, saes, trainer) whose SAEs are "
         "replicated per seed; held-out scoring is the suite's.",
     )
 
-    def run_config(self):
+    @field_validator("run")
+    @classmethod
+    def _named(cls, run: RunConfig) -> RunConfig:
+        for i, spec in enumerate(run.saes):
+            if not spec.name:
+                raise ValueError(f"saes.{i}: every SAE of a claims suite needs a 'name'")
+        return run
+
+    def run_config(self) -> RunConfig:
         """The ``RunConfig`` of the run (every SAE once per seed)."""
         from sae.config import build_config
-        from sae.train_run import RunConfig
 
-        run = dict(self.run)
-        saes = []
-        for i, spec in enumerate(run.get("saes") or []):
-            if not isinstance(spec, dict) or not spec.get("name"):
-                raise ConfigError(f"train.run.saes[{i}]: every SAE of a claims suite needs a 'name'")
-            saes += [{**spec, "name": f"{spec['name']}{SEED_SEPARATOR}{seed}", "seed": seed} for seed in self.seeds]
-        run["saes"] = saes
-        run["trainer"] = {**run.get("trainer", {}), "seed": self.seeds[0]}
+        run = self.run.model_dump()
+        run["saes"] = [
+            {**spec, "name": f"{spec['name']}{SEED_SEPARATOR}{seed}", "seed": seed}
+            for spec in run["saes"]
+            for seed in self.seeds
+        ]
+        run["trainer"] = {**run["trainer"], "seed": self.seeds[0]}
         run["heldout"] = None
         return build_config(RunConfig, run, "train.run")
 
@@ -122,14 +149,19 @@ def split_seed(name: str) -> tuple[str, int | None]:
 class SuiteConfig(FrozenConfig):
     """``saelab eval --suite CONFIG``."""
 
-    data: EvalData = Field(default_factory=EvalData)
-    mean_ablation: MeanAblation = Field(default_factory=MeanAblation)
+    data: EvalData = Field(default_factory=EvalData, description="The held-out text every SAE is evaluated on.")
+    mean_ablation: MeanAblation = Field(default_factory=MeanAblation, description="The mean-ablation baseline.")
     splice: bool = Field(True, description="Splice the SAEs into the model (CE, KL); off: reconstruction only.")
     dense_threshold: float = Field(
         0.1, gt=0, le=1, description="A latent firing on more than this fraction of tokens is dense."
     )
-    synthetic: SyntheticSuite = Field(default_factory=lambda: SyntheticSuite(enabled=False))
-    attention: AttentionSuite = Field(default_factory=AttentionSuite)
+    synthetic: SyntheticSuite = Field(
+        default_factory=lambda: SyntheticSuite(enabled=False),
+        description="The synthetic ground-truth benchmark (off unless the section is given).",
+    )
+    attention: AttentionSuite = Field(
+        default_factory=AttentionSuite, description="Attention-SAE analyses (head attribution, DFA)."
+    )
     train: TrainSection | None = Field(None, description="Train these SAEs first (claims).")
     claims: bool = Field(False, description="Test the seed papers' claims on the trained SAEs (needs train).")
     l0_target: float | None = Field(None, gt=0, description="Matched held-out L0 the compared SAEs should have.")

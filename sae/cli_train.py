@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 DESCRIPTION = (
     "Train the SAEs of CONFIG side by side on one activation stream, save each (cfg.json + "
@@ -34,27 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def apply_overrides(data: Any, over: Any, where: str = "") -> Any:
-    """Merge ``--set`` overrides into the YAML data; numeric keys index into lists."""
-    from sae.errors import ConfigError
-
-    if not isinstance(over, dict):
-        return over
-    if isinstance(data, list):
-        out = list(data)
-        for key, value in over.items():
-            if not key.isdigit() or int(key) >= len(out):
-                raise ConfigError(
-                    f"--set {where}{key}: {where.rstrip('.') or 'the list'} has no item {key!r} (it has {len(out)})"
-                )
-            out[int(key)] = apply_overrides(out[int(key)], value, f"{where}{key}.")
-        return out
-    out = dict(data) if isinstance(data, dict) else {}
-    for key, value in over.items():
-        out[key] = apply_overrides(out.get(key), value, f"{where}{key}.")
-    return out
-
-
 def format_summary(summary: dict) -> str:
     rows = summary.get("saes", {})
     if not rows:
@@ -72,12 +50,11 @@ def format_summary(summary: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sae.config import build_config, parse_overrides, read_yaml
+    from sae.config import load_config
     from sae.distributed import forward_argv, from_environment, in_torchrun, launch, shutdown
     from sae.train_run import RunConfig, train
 
-    data = apply_overrides(read_yaml(args.config), parse_overrides(args.set))
-    cfg = build_config(RunConfig, data, args.config)  # checked before any process starts
+    cfg = load_config(RunConfig, args.config, args.set)  # checked before any process starts or model loads
     if args.nproc > 1 and not in_torchrun():
         return launch("sae.train", forward_argv(args, ["config"], ["out", "set", "quiet"]), args.nproc)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem

@@ -1,7 +1,11 @@
 """Typed configs: frozen pydantic models read from YAML, with one-line errors.
 
-YAML is read with ``yaml.safe_load``, so a config can never construct Python objects.
-Unknown keys, wrong types and impossible values raise ``ConfigError`` naming the key.
+Every command that reads a config goes through ``load_config``: YAML (read with
+``yaml.safe_load``, so a config can never construct Python objects), then any defaults or
+flags the command adds, then ``--set key=value`` overrides (``apply_overrides``: dotted
+keys, numeric parts index lists), validated into the command's config class. Unknown
+keys, wrong types and impossible values raise ``ConfigError``: one line naming the file,
+the dotted key and the problem.
 """
 
 from __future__ import annotations
@@ -23,16 +27,19 @@ class FrozenConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
 
-def describe_validation_error(err: ValidationError, source: str) -> str:
-    """The first problem in ``err`` as one line: ``source: key 'a.b': message``."""
+def describe_validation_error(err: ValidationError, source: str | None, at: tuple = ()) -> str:
+    """The first problem in ``err`` as one line: ``source: key 'a.b': message`` (``at``: the
+    path of the validated section in its file; no ``source``: no prefix)."""
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
+    key = ".".join(str(p) for p in (*at, *first["loc"]))
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
+    elif first["type"] in ("value_error", "assertion_error"):  # a validator's own message, without pydantic's prefix
+        msg = str(first.get("ctx", {}).get("error", msg))
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     where = f"key '{key}': " if key else ""
-    return f"{source}: {where}{msg}{more}"
+    return f"{source}: {where}{msg}{more}" if source else f"{where}{msg}{more}"
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
@@ -54,11 +61,24 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict, over: dict) -> dict:
-    merged = dict(base)
-    for k, v in over.items():
-        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
-    return merged
+def apply_overrides(data: Any, over: Any, where: str = "") -> Any:
+    """``over`` merged into ``data``: mappings key by key, numeric keys into lists by index
+    (``saes.0.sae.k``); any other value replaces what was there."""
+    if not isinstance(over, dict):
+        return over
+    if isinstance(data, list):
+        out = list(data)
+        for key, value in over.items():
+            if not str(key).isdigit() or int(key) >= len(out):
+                raise ConfigError(
+                    f"--set {where}{key}: {where.rstrip('.') or 'the list'} has no item {key!r} (it has {len(out)})"
+                )
+            out[int(key)] = apply_overrides(out[int(key)], value, f"{where}{key}.")
+        return out
+    out = dict(data) if isinstance(data, dict) else {}
+    for key, value in over.items():
+        out[key] = apply_overrides(out.get(key), value, f"{where}{key}.")
+    return out
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -94,8 +114,30 @@ def build_config(cls: type[C], data: dict[str, Any], source: str = "config") -> 
         raise ConfigError(f"{source}: {e}") from None
 
 
-def load_config(cls: type[C], path: str | Path | None, overrides: list[str] | None = None) -> C:
-    """Read ``path`` (or start from defaults), apply ``key=value`` overrides, validate."""
+def load_data(
+    path: str | Path | None,
+    overrides: list[str] | None = None,
+    under: dict | None = None,
+    over: dict | None = None,
+) -> dict[str, Any]:
+    """The raw mapping ``load_config`` validates: ``under`` (defaults a command adds, e.g. a
+    preset), the YAML at ``path``, ``over`` (the command's flags), then ``--set`` overrides."""
     data = read_yaml(path) if path is not None else {}
-    data = _merge(data, parse_overrides(overrides))
+    if under:
+        data = apply_overrides(under, data)
+    if over:
+        data = apply_overrides(data, over)
+    return apply_overrides(data, parse_overrides(overrides))
+
+
+def load_config(
+    cls: type[C],
+    path: str | Path | None,
+    overrides: list[str] | None = None,
+    under: dict | None = None,
+    over: dict | None = None,
+) -> C:
+    """Read ``path`` (or start from defaults), layer ``under``/``over`` and ``key=value``
+    overrides as ``load_data`` does, validate into ``cls``."""
+    data = load_data(path, overrides, under, over)
     return build_config(cls, data, str(path) if path is not None else "config")

@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sae.architectures import SparseAutoencoder, sae_class
+from sae.architectures.registry import from_saelens, saelens_architectures
 from sae.atomic import atomic_path, write_json
 from sae.errors import SaelabError
 
@@ -44,7 +45,7 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, metadata: dict | Non
     meta = dict(metadata or {})
     hook = meta.get("hook")
     cfg = {
-        "architecture": sae.inference_architecture,
+        "architecture": sae.family.saelens_architecture,
         "d_in": sae.cfg.d_in,
         "d_sae": sae.cfg.d_sae,
         "dtype": str(sae.W_enc.dtype).removeprefix("torch."),
@@ -52,7 +53,6 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, metadata: dict | Non
         "apply_b_dec_to_input": sae.cfg.apply_b_dec_to_input,
         "normalize_activations": "none",
         "reshape_activations": "hook_z" if hook and hook.endswith("attn.hook_z") else "none",
-        **({"k": sae.cfg.k, "rescale_acts_by_decoder_norm": False} if sae.inference_architecture == "topk" else {}),
         **sae.inference_config(),
         "metadata": {
             "sae_lens_version": SAELENS_VERSION,
@@ -103,7 +103,6 @@ def _looks_pickled(path: Path) -> bool:
     return (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or head == b"PK\x03\x04"
 
 
-FOREIGN = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
 #: SAELens input normalisations that are the identity at inference (the factor is folded or kept outside)
 IDENTITY_NORMALISATIONS = (None, "none", "expected_average_only_in")
 
@@ -177,13 +176,15 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> tuple
 
 def _foreign_config(directory: Path, cfg: dict):
     """Our class and config for an SAE that SAELens saved."""
+    from sae.architectures import SAEConfig
     from sae.config import build_config
 
     arch = cfg["architecture"]
-    if arch not in FOREIGN:
+    entry = from_saelens(arch)
+    if entry is None:
         raise SaelabError(
             f"{directory / CFG}: architecture {arch!r} is not one saelab loads "
-            f"(supported: {', '.join(sorted(FOREIGN))})"
+            f"(supported: {', '.join(saelens_architectures())})"
         )
     norm = cfg.get("normalize_activations")
     if norm not in IDENTITY_NORMALISATIONS:
@@ -191,17 +192,16 @@ def _foreign_config(directory: Path, cfg: dict):
             f"{directory / CFG}: normalize_activations {norm!r} is applied at run time by SAELens, "
             "which saelab does not replicate; fold it into the weights first"
         )
-    cls = sae_class(FOREIGN[arch])
+    cls = entry.sae_class
+    # the family's own fields (TopK's k) as SAELens wrote them; the rest keep the family's defaults
+    own = set(cls.config_class.model_fields) - set(SAEConfig.model_fields)
     fields = {
-        "architecture": FOREIGN[arch],
+        **{key: cfg[key] for key in own if key in cfg},
+        "architecture": entry.name,
         "d_in": cfg.get("d_in"),
         "d_sae": cfg.get("d_sae"),
         "apply_b_dec_to_input": cfg.get("apply_b_dec_to_input", True),
     }
-    if FOREIGN[arch] == "topk":
-        fields["k"] = cfg.get("k")
-    if FOREIGN[arch] == "relu":
-        fields["unit_norm_decoder"] = False
     return cls, build_config(cls.config_class, fields, str(directory / CFG))
 
 

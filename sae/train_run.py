@@ -17,12 +17,13 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
-from sae.architectures import TRAINABLE, sae_class
+from sae.architectures import SAEConfig, family
+from sae.architectures.config_union import FamilyConfig
 from sae.atomic import write_json
 from sae.checkpoint import RESUMABLE as RESUMABLE_CHANGES
 from sae.collective import SINGLE, Collective
@@ -41,7 +42,11 @@ class SAESpec(FrozenConfig):
 
     name: str | None = Field(None, description="Name (default: architecture, plus '@hook' off the residual stream).")
     hook: str = Field(..., description="Hook point it reads.")
-    sae: dict[str, Any] = Field(..., description="Family config: architecture, d_sae, k, ... (d_in from the hook).")
+    sae: Annotated[SAEConfig, FamilyConfig] = Field(
+        ...,
+        description="The SAE's family config, chosen by 'architecture' (one section per family in "
+        "docs/configs.md); d_in comes from the hook when omitted.",
+    )
     lr: float | None = Field(None, gt=0, description="Learning rate for this SAE (default: the trainer's).")
     seed: int | None = Field(
         None,
@@ -52,7 +57,7 @@ class SAESpec(FrozenConfig):
     def resolved_name(self) -> str:
         if self.name:
             return self.name
-        arch = self.sae.get("architecture", "?")
+        arch = self.sae.architecture
         return arch if "hook_resid" in self.hook else f"{arch}@{self.hook}"
 
 
@@ -71,43 +76,42 @@ class RunConfig(FrozenConfig):
 
     data: dict[str, Any] = Field(default_factory=dict, description="Store settings (StoreConfig without hooks).")
     saes: list[SAESpec] = Field(..., min_length=1, description="The SAEs trained side by side.")
-    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Optimisation and bookkeeping.")
     heldout: HeldOutConfig | None = Field(default_factory=HeldOutConfig, description="None: skip held-out scores.")
+
+    @model_validator(mode="after")
+    def _data_is_a_store_config(self) -> RunConfig:
+        """Check ``data`` as the store will read it, so a bad key fails when the file is read."""
+        try:
+            store_config(self)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return self
 
 
 def store_config(cfg: RunConfig, **override) -> StoreConfig:
     if "hooks" in cfg.data or "with_grads" in cfg.data:
-        raise ConfigError("data: keys 'hooks' and 'with_grads' come from the SAEs; remove them")
+        raise ConfigError("keys 'data.hooks' and 'data.with_grads' come from the SAEs; remove them")
     hooks = list(dict.fromkeys(s.hook for s in cfg.saes))
-    grads = any(sae_class(s.sae["architecture"]).needs_gradients for s in cfg.saes)
+    grads = any(family(s.sae.architecture).needs_gradients for s in cfg.saes)
     data = {**cfg.data, "hooks": hooks, "with_grads": grads, **override}
     try:
         return StoreConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(describe_validation_error(e, "data")) from None
-
-
-def check_architectures(cfg: RunConfig) -> None:
-    for i, spec in enumerate(cfg.saes):
-        arch = spec.sae.get("architecture")
-        if arch not in TRAINABLE:
-            raise ConfigError(
-                f"saes[{i}].sae: key 'architecture': {arch!r} is not a trainable family ({', '.join(TRAINABLE)})"
-            )
+        raise ConfigError(describe_validation_error(e, None, at=("data",))) from None
 
 
 def build_saes(cfg: RunConfig, d_in_of) -> dict[str, tuple]:
     """name → (sae, spec), configs validated with d_in from the hook."""
-    check_architectures(cfg)
     out = {}
     for i, spec in enumerate(cfg.saes):
-        cls = sae_class(spec.sae["architecture"])
+        cls = family(spec.sae.architecture).sae_class
         d_in = d_in_of(spec.hook)
-        if spec.sae.get("d_in") not in (None, d_in):
+        if spec.sae.d_in not in (None, d_in):
             raise ConfigError(
-                f"saes[{i}].sae: key 'd_in': {spec.sae['d_in']} does not match hook {spec.hook} (d_in {d_in})"
+                f"saes[{i}].sae: key 'd_in': {spec.sae.d_in} does not match hook {spec.hook} (d_in {d_in})"
             )
-        sae_cfg = build_config(cls.config_class, {**spec.sae, "d_in": d_in}, f"saes[{i}].sae")
+        sae_cfg = build_config(cls.config_class, {**spec.sae.model_dump(), "d_in": d_in}, f"saes[{i}].sae")
         name = spec.resolved_name()
         if name in out:
             raise ConfigError(f"saes[{i}]: duplicate SAE name {name!r}; give it a 'name'")
@@ -204,7 +208,6 @@ def train(
 
     started = time.time()
     out = Path(out_dir)
-    check_architectures(cfg)
     scfg = store_config(cfg)
     model, tokenizer = load_for(scfg, model, tokenizer)
     specs = {spec.hook: resolve_hook(model, spec.hook) for spec in cfg.saes}

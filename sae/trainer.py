@@ -8,7 +8,8 @@ language models: tests drive it with random tensors.
 
 Per SAE: Adam with linear warm-up and a linear decay to zero over the last
 ``decay_fraction`` of training, lr = base_lr/√(d_sae/2¹⁴) unless set; gradient clipping;
-unit-norm decoder rows with the parallel gradient removed (except ReLU); W_enc = W_decᵀ
+unit-norm decoder rows with the parallel gradient removed (except ReLU); a family's
+sparsity coefficient warmed up as its registry entry says (``Family.coefficient``); W_enc = W_decᵀ
 and b_dec from the first batch; inputs scaled by a constant (set by the caller, e.g. so
 their mean norm is √d_in) that is folded back into the saved weights; dead-latent
 tracking in tokens since each latent last fired, which AuxK reads, and a firing-density
@@ -234,9 +235,9 @@ class Trainer:
             )
         for group in m.optimizer.param_groups:
             group["lr"] = m.base_lr(cfg) * lr_factor(self.step, total_steps, cfg)
-        if hasattr(sae, "l1_scale"):
-            warm = getattr(sae.cfg, "l1_warmup_fraction", 0.0) * total_steps
-            sae.l1_scale = min(1.0, (self.step + 1) / warm) if warm > 0 else 1.0
+        coefficient = sae.family.coefficient
+        if coefficient is not None:
+            sae.coefficient_scale = coefficient.scale(sae.cfg, self.step, total_steps)
         dead = m.since_fired >= cfg.dead_after_tokens
         out = sae(x, g=g, dead=dead)
         loss = sum(out.losses.values())

@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "app.cli",
     "bench.commands",
     "saelab.demo",
+    "saelab.config_cli",
 )
 
 

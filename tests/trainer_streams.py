@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sae.architectures import TRAINABLE, sae_class
+from sae.architectures import family, trainable
 from sae.trainer import Member, TrainerConfig
 
 D, F, B = 16, 64, 128
@@ -25,17 +25,16 @@ def stream(skip_rows: int, steps: int = 40, seed: int = 0, poison_at: int | None
             yield {"x": x, "x.grad": grad}
 
 
-def members(archs=TRAINABLE):
+def members(archs=None):
+    """One member per family (default: every trainable one): k = 4, or coefficient weight 0.05."""
     torch.manual_seed(0)
     out = []
-    for arch in archs:
-        cls = sae_class(arch)
-        kw = {"l1_coefficient": 0.05} if arch == "relu" else {"k": 4}
-        out.append(
-            Member(
-                arch, cls(cls.config_class(d_in=D, d_sae=F, **kw)), "x", "x.grad" if arch == "gsae" else None, scale=1.5
-            )
-        )
+    for arch in archs or trainable():
+        entry = family(arch)
+        cls = entry.sae_class
+        kw = {"k": 4} if entry.has_k else {entry.coefficient.field: 0.05}
+        grad_key = "x.grad" if entry.needs_gradients else None
+        out.append(Member(arch, cls(cls.config_class(d_in=D, d_sae=F, **kw)), "x", grad_key, scale=1.5))
     return out
 
 

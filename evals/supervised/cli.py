@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--architectures",
-        help="comma-separated SAE families to train (default relu,topk,mutual_choice,feature_choice,vsae)",
+        help="comma-separated SAE families to train (default: every trainable family of the registry)",
     )
     p.add_argument("--l0", type=int, help="matched L0 of the trained SAEs (default 4)")
     p.add_argument("--no-full", action="store_true", help="do not train full-distribution SAEs")
@@ -73,11 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace):
     from evals.supervised.config import SupervisedConfig
-    from sae.config import _merge, build_config, parse_overrides, read_yaml
+    from sae.config import load_config
 
-    data = read_yaml(args.config) if args.config else {}
-    if args.quick:
-        data = _merge(QUICK, data)
     flags: dict = {}
     if args.model:
         flags["model"] = args.model
@@ -91,8 +88,7 @@ def _config(args: argparse.Namespace):
         flags.setdefault("saes", {})["l0"] = args.l0
     if args.no_full:
         flags.setdefault("saes", {})["full_distribution"] = False
-    data = _merge(_merge(data, flags), parse_overrides(args.set))
-    return build_config(SupervisedConfig, data, args.config or "config")
+    return load_config(SupervisedConfig, args.config, args.set, under=QUICK if args.quick else None, over=flags)
 
 
 def _print_summary(doc: dict, out: str) -> None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sae.config import FrozenConfig
 from sae.text import TextSource
 
-#: SAE families trained by default (gsae needs gradients, which task rows do not carry: corpus only)
-DEFAULT_ARCHITECTURES = ("relu", "topk", "mutual_choice", "feature_choice", "vsae", "gsae")
+
+def default_architectures() -> tuple[str, ...]:
+    """SAE families trained by default: every trainable family of the registry, the ones
+    supervised by gradients last (task rows carry no gradients, so they train on the corpus
+    only; ``task_saes`` skips them)."""
+    from sae.architectures import families
+
+    return tuple(f.name for f in sorted(families(trainable=True), key=lambda f: f.needs_gradients))
+
+
 #: family settings that differ from the registry defaults here. vsae at kl_coefficient 1
 #: collapses on task rows (measured on the organism's name movers: training FVU 0.33 after 100
 #: steps, 1.98 after 700; evaluation FVU 1.95), at 0.01 it reaches FVU 0.05.
@@ -33,9 +41,17 @@ class SAEsConfig(FrozenConfig):
     """The SAEs trained when none are given: task SAEs, full-distribution SAEs, the random-decoder control."""
 
     architectures: tuple[str, ...] = Field(
-        DEFAULT_ARCHITECTURES, min_length=1, description="SAE families to train (task and full distribution)."
+        default_factory=default_architectures,
+        min_length=1,
+        description="SAE families to train (task and full distribution; default: every trainable family "
+        "of the registry, gradient-supervised ones trained on the corpus only).",
     )
-    l0: int = Field(4, gt=0, description="Matched L0: k of every k-family; ReLU's L1 is calibrated to it.")
+    l0: int = Field(
+        4,
+        gt=0,
+        description="Matched L0: k of every k-family; coefficient families (ReLU's L1) train a grid "
+        "and keep the weight whose L0 is nearest.",
+    )
     d_sae_multiple: int = Field(16, gt=0, description="Latents per input dimension (paper: 16 for task SAEs).")
     l0_tolerance: float = Field(
         0.25, ge=0, description="A family is 'matched' where its evaluation L0 is within this fraction of the target."
@@ -43,15 +59,14 @@ class SAEsConfig(FrozenConfig):
     relu_l1_grid: tuple[float, ...] = Field(
         (2.0, 3.0, 4.0, 5.0),
         min_length=1,
-        description="Task ReLU L1 coefficients trained side by side; the one "
-        "whose evaluation L0 is nearest the target is kept per "
-        "location.",
+        description="Sparsity-coefficient weights (ReLU's L1) of task SAEs of coefficient families, "
+        "trained side by side; the one whose evaluation L0 is nearest the target is kept per location.",
     )
     full_relu_l1_grid: tuple[float, ...] = Field(
         (8.0, 11.0, 14.0, 17.0),
         min_length=1,
-        description="The same for full-distribution ReLU SAEs (corpus rows "
-        "are smaller than task rows, so L1 must be larger).",
+        description="The same for full-distribution SAEs (corpus rows are smaller than task rows, so "
+        "the weights must be larger).",
     )
     family_config: dict[str, dict] = Field(
         default_factory=lambda: dict(FAMILY_CONFIG),
@@ -69,6 +84,31 @@ class SAEsConfig(FrozenConfig):
     full_batch_size: int = Field(4096, gt=0, description="Rows per step for full-distribution SAEs.")
     random_decoder: bool = Field(True, description="Train the random-decoder control (TopK, decoder frozen).")
     seed: int = Field(0, description="Seeds SAE initialisation.")
+
+    @field_validator("architectures")
+    @classmethod
+    def _registered(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from sae.architectures import trainable
+
+        bad = [n for n in names if n not in trainable()]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a trainable family ({', '.join(trainable())})")
+        return names
+
+    @field_validator("family_config")
+    @classmethod
+    def _family_fields(cls, extra: dict[str, dict]) -> dict[str, dict]:
+        """Registered families and only their own fields, checked when the config is read."""
+        from sae.architectures import REGISTRY, trainable
+
+        for name, fields in extra.items():
+            entry = REGISTRY.get(name)
+            if entry is None or not entry.trainable:
+                raise ValueError(f"{name!r} is not a trainable family ({', '.join(trainable())})")
+            unknown = sorted(set(fields) - set(entry.config_class.model_fields))
+            if unknown:
+                raise ValueError(f"unknown key {unknown[0]!r} for family {name!r}")
+        return extra
 
 
 class EvalConfig(FrozenConfig):
@@ -113,7 +153,7 @@ class SupervisedConfig(FrozenConfig):
     """``saelab eval supervised`` settings (``--set prompts.n_eval=200`` and so on)."""
 
     model: str = Field("organism", description="'organism', 'gpt2', or a local model directory.")
-    prompts: PromptConfig = Field(default_factory=PromptConfig)
-    saes: SAEsConfig = Field(default_factory=SAEsConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
+    prompts: PromptConfig = Field(default_factory=PromptConfig, description="The IOI prompt sets.")
+    saes: SAEsConfig = Field(default_factory=SAEsConfig, description="The SAEs trained when none are given.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="What is measured and how.")
     device: str = Field("cpu", description="Device of the model and the SAEs.")

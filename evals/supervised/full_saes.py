@@ -3,7 +3,8 @@
 These are SAEs as a lab would train them for general use (Makelov et al.'s OpenWebText
 SAEs), here through ``sae.train_run.train`` on the organism corpus (or the text source
 given), one per hook and family, all on one activation stream. Widths and L0 match the
-task SAEs (k = the target; ReLU's L1 grid, selected per location by evaluation L0).
+task SAEs (``Family.config_at_l0``: k = the target, or a grid of coefficient weights such as
+ReLU's L1, selected per location by evaluation L0).
 Gradient SAEs (gsae) train here only: the store harvests g = ∂L/∂x with the rows.
 
 Batch-level families (mutual and feature choice) infer with thresholds learned on corpus
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from evals.supervised.config import SAEsConfig
 from evals.supervised.locations import Location
+from sae.architectures import trainable_family
 from sae.errors import SaelabError
 
 
@@ -28,23 +30,14 @@ def full_run_config(locations: list[Location], cfg: SAEsConfig, model_name: str,
         d_sae = cfg.d_sae_multiple * d_in_of(hook)
         for arch in cfg.architectures:
             extra = cfg.family_config.get(arch, {})
-            if arch == "relu":
-                saes += [
-                    {
-                        "name": f"relu_l1={lam:g}/{layer}.{head}.{site}",
-                        "hook": hook,
-                        "sae": {"architecture": "relu", "d_sae": d_sae, **extra, "l1_coefficient": lam},
-                    }
-                    for lam in cfg.full_relu_l1_grid
-                ]
-            else:
-                saes.append(
-                    {
-                        "name": f"{arch}/{layer}.{head}.{site}",
-                        "hook": hook,
-                        "sae": {"architecture": arch, "d_sae": d_sae, **extra, "k": min(cfg.l0, d_sae)},
-                    }
-                )
+            saes += [
+                {
+                    "name": f"{variant}/{layer}.{head}.{site}",
+                    "hook": hook,
+                    "sae": {"architecture": arch, "d_sae": d_sae, **extra, **aim},
+                }
+                for variant, aim in trainable_family(arch).config_at_l0(cfg.l0, d_sae, cfg.full_relu_l1_grid)
+            ]
     return {
         "data": {
             "model": model_name,

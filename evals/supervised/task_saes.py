@@ -29,34 +29,30 @@ import torch
 
 from evals.supervised.config import SAEsConfig
 from evals.supervised.locations import Location
-from sae.architectures import TRAINABLE, config_class, sae_class
+from sae.architectures import config_class, sae_class, trainable_family
 from sae.atomic import write_json
 from sae.errors import SaelabError
 from sae.saving import save_sae
 from sae.train_run import folded_copy
 from sae.trainer import Member, Trainer, TrainerConfig
 
-TASK_ARCHITECTURES = ("relu", "topk", "mutual_choice", "feature_choice", "vsae")
 RANDOM = "random_decoder"
 
 
+def task_architectures(cfg: SAEsConfig) -> list[str]:
+    """The families of ``cfg`` trained on task rows: those not supervised by gradients."""
+    return [a for a in cfg.architectures if not trainable_family(a, "saes.architectures: ").needs_gradients]
+
+
 def variant_specs(cfg: SAEsConfig, d_in: int) -> list[tuple[str, str, dict]]:
-    """``(variant name, family, SAE config)`` of every SAE trained at one location."""
+    """``(variant name, family, SAE config)`` of every SAE trained at one location, each family
+    aimed at ``cfg.l0`` (``Family.config_at_l0``: k, or a grid of coefficient weights)."""
     d_sae = cfg.d_sae_multiple * d_in
     out = []
-    for arch in cfg.architectures if cfg.task else ():
-        if arch not in TASK_ARCHITECTURES:
-            if arch in TRAINABLE:
-                continue  # gsae: trained on the corpus only (task rows carry no gradients)
-            raise SaelabError(f"unknown SAE family {arch!r} (trainable: {', '.join(TRAINABLE)})")
+    for arch in task_architectures(cfg) if cfg.task else ():
         extra = cfg.family_config.get(arch, {})
-        if arch == "relu":
-            out += [
-                (f"relu_l1={lam:g}", "relu", {"architecture": "relu", "d_sae": d_sae, **extra, "l1_coefficient": lam})
-                for lam in cfg.relu_l1_grid
-            ]
-        else:
-            out.append((arch, arch, {"architecture": arch, "d_sae": d_sae, **extra, "k": min(cfg.l0, d_sae)}))
+        for variant, aim in trainable_family(arch).config_at_l0(cfg.l0, d_sae, cfg.relu_l1_grid):
+            out.append((variant, arch, {"architecture": arch, "d_sae": d_sae, **extra, **aim}))
     if cfg.random_decoder:
         out.append((RANDOM, RANDOM, {"architecture": "topk", "d_sae": d_sae, "k": min(cfg.l0, d_sae)}))
     return out

@@ -18,33 +18,34 @@ from evals.core.metrics import ReconstructionStats
 from evals.suite_config import SyntheticFamily, SyntheticSuite
 from evals.synthetic.generate import PRESETS, SyntheticConfig, SyntheticData
 from evals.synthetic.score import mcc, recovery
-from sae.architectures import TRAINABLE, sae_class
+from sae.architectures import families, family
 from sae.config import build_config
 from sae.errors import ConfigError
 from sae.trainer import Member, Trainer, TrainerConfig
 
 EVAL_ROWS = 16_384
-#: the ReLU baseline's L1 weight on these data (unit-norm features, magnitudes ~1)
-RELU_L1 = 0.1
+#: the sparsity-coefficient weight of coefficient families (ReLU's L1) on these data
+#: (unit-norm features, magnitudes ~1)
+COEFFICIENT = 0.1
 
 
 def default_families(k: int) -> list[SyntheticFamily]:
-    """Every trainable family with its defaults, k = the data's expected L0."""
+    """Every trainable family with its defaults, aimed at L0 k = the data's expected L0
+    (``Family.config_at_l0``; coefficient families at weight ``COEFFICIENT``)."""
     out = []
-    for arch in TRAINABLE:
-        sae = {"architecture": arch} if arch == "relu" else {"architecture": arch, "k": k}
-        if arch == "relu":
-            sae["l1_coefficient"] = RELU_L1
-        out.append(SyntheticFamily(name=arch, sae=sae))
+    for entry in families(trainable=True):
+        _, aim = entry.config_at_l0(k, coefficients=(COEFFICIENT,))[0]
+        out.append(SyntheticFamily(name=entry.name, sae={"architecture": entry.name, **aim}))
     return out
 
 
-def build_family(family: SyntheticFamily, data_cfg: SyntheticConfig, expansion: float):
-    cls = sae_class(family.sae.get("architecture", "?"))
-    fields = {"d_in": data_cfg.d, "d_sae": max(1, round(expansion * data_cfg.n_features)), **family.sae}
-    if "k" in cls.config_class.model_fields and "k" in fields:
+def build_family(spec: SyntheticFamily, data_cfg: SyntheticConfig, expansion: float):
+    entry = family(spec.sae.get("architecture", "?"))
+    cls = entry.sae_class
+    fields = {"d_in": data_cfg.d, "d_sae": max(1, round(expansion * data_cfg.n_features)), **spec.sae}
+    if entry.has_k and "k" in fields:
         fields["k"] = min(fields["k"], fields["d_sae"])
-    return cls(build_config(cls.config_class, fields, f"synthetic.families[{family.name}].sae"))
+    return cls(build_config(cls.config_class, fields, f"synthetic.families[{spec.name}].sae"))
 
 
 def score_sae(data: SyntheticData, sae, seed: int, n_rows: int = EVAL_ROWS) -> dict:

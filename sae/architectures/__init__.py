@@ -1,22 +1,42 @@
-"""The SAE family behind one interface; ``sae_class(cfg["architecture"])`` finds a class.
+"""The SAE families behind one interface; ``family(cfg["architecture"])`` finds one.
 
-Training families: relu, topk, mutual_choice, feature_choice, gsae, vsae. Inference
-form: jumprelu (what batch-level rules save as, and what SAELens JumpReLU SAEs load as).
+Each family is one file that defines its config and module and registers a ``Family``
+entry (``registry.py``). Importing this package imports the built-in family files in the
+order below, which is the registry's order: relu, topk, mutual_choice, feature_choice,
+gsae, vsae (trainable), then jumprelu (the inference form batch-level rules save as, and
+what SAELens JumpReLU SAEs load as). A new family file is added to this import line.
 """
 
-from sae.architectures import feature_choice, gsae, jumprelu, mutual_choice, relu, topk, vsae  # noqa: F401
+from sae.architectures import relu, topk, mutual_choice, feature_choice, gsae, vsae, jumprelu  # noqa: F401, I001
 from sae.architectures.base import Output, SAEConfig, Selection, SparseAutoencoder
-from sae.architectures.registry import REGISTRY, config_class, sae_class
-
-TRAINABLE = ("relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae")
+from sae.architectures.registry import (
+    REGISTRY,
+    Coefficient,
+    Family,
+    config_class,
+    families,
+    family,
+    register,
+    sae_class,
+    trainable,
+    trainable_family,
+    unregister,
+)
 
 __all__ = [
     "REGISTRY",
-    "TRAINABLE",
+    "Coefficient",
+    "Family",
     "Output",
     "SAEConfig",
     "Selection",
     "SparseAutoencoder",
     "config_class",
+    "families",
+    "family",
+    "register",
     "sae_class",
+    "trainable",
+    "trainable_family",
+    "unregister",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -23,6 +23,9 @@ from torch import nn
 from sae.collective import SINGLE, Collective
 from sae.config import FrozenConfig
 from sae.kernels import Layout, block_encode, sparse_decode, sparse_encode
+
+if TYPE_CHECKING:
+    from sae.architectures.registry import Family
 
 
 class SAEConfig(FrozenConfig):
@@ -276,10 +279,12 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     """
 
     config_class: type[SAEConfig] = SAEConfig
-    #: SAELens architecture name of the saved inference form ("standard", "topk", "jumprelu").
-    inference_architecture: str = "topk"
-    #: whether training reads g = dL/dx (gradient SAEs)
+    #: the registry entry (``sae.architectures.registry.Family``), set on registration
+    family: Family
+    #: mirrors ``family.needs_gradients`` (set on registration): training reads g = dL/dx
     needs_gradients: bool = False
+    #: warm-up factor of the family's sparsity coefficient, if it has one (set by the trainer)
+    coefficient_scale: float = 1.0
     #: the training job's processes (set by the trainer); batch-level rules and losses read the global batch
     collective: Collective = SINGLE
 

@@ -40,14 +40,18 @@ from pydantic import Field
 
 from sae.architectures.base import EncoderPass, KConfig, Selection, SparseAutoencoder
 from sae.architectures.mutual_choice import global_topk_indices
-from sae.architectures.registry import register
+from sae.architectures.registry import Family, register
 from sae.collective import SINGLE, Collective
 
 NEVER = 1e-6  # a running demand below this counts as none (dead)
 
 
 class FeatureChoiceConfig(KConfig):
-    architecture: str = Field("feature_choice", pattern="^feature_choice$")
+    """Feature choice: each latent takes its m_j best tokens of the batch (Zipf capacities)."""
+
+    architecture: Literal["feature_choice"] = Field(
+        "feature_choice", description="Family name, the registry key in cfg.json."
+    )
     capacity: Literal["uniform", "zipf"] = Field("zipf", description="How the budget M = k·B is split among latents.")
     zipf_alpha: float = Field(1.0, gt=0, description="Zipf exponent α of the capacities.")
     zipf_beta: float = Field(100.0, ge=0, description="Zipf offset β: flattens the head of the distribution.")
@@ -102,10 +106,8 @@ def demand(pre: torch.Tensor, k: int, n_rows: int | None = None, collective: Col
     return collective.all_reduce(chosen).to(pre.dtype) / n
 
 
-@register("feature_choice")
 class FeatureChoiceSAE(SparseAutoencoder):
     config_class = FeatureChoiceConfig
-    inference_architecture = "jumprelu"
 
     def __init__(self, cfg: FeatureChoiceConfig):
         super().__init__(cfg)
@@ -210,3 +212,6 @@ class FeatureChoiceSAE(SparseAutoencoder):
 
     def inference_state(self) -> dict[str, torch.Tensor]:
         return {**super().inference_state(), "threshold": self.threshold.clone()}
+
+
+register(Family("feature_choice", FeatureChoiceSAE, saelens_architecture="jumprelu", inference_form="jumprelu"))

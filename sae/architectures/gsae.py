@@ -10,24 +10,25 @@ is exactly TopK.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field
 
 from sae.architectures.base import KConfig, Selection
-from sae.architectures.registry import register
+from sae.architectures.registry import Family, register
 from sae.architectures.topk import TopKSAE, topk_selection
 
 
 class GradientSAEConfig(KConfig):
-    architecture: str = Field("gsae", pattern="^gsae$")
+    """Gradient SAE: TopK selecting by z + β·z⊙|W_dec g|."""
+
+    architecture: Literal["gsae"] = Field("gsae", description="Family name, the registry key in cfg.json.")
     beta: float = Field(1.0, ge=0, description="Weight of the gradient term in the selection score.")
 
 
-@register("gsae")
 class GradientSAE(TopKSAE):
     config_class = GradientSAEConfig
-    inference_architecture = "topk"
-    needs_gradients = True
 
     @torch.no_grad()
     def selection_scores(self, pre: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
@@ -39,3 +40,6 @@ class GradientSAE(TopKSAE):
 
     def select(self, pre: torch.Tensor, g: torch.Tensor | None = None) -> Selection:
         return topk_selection(self.selection_scores(pre, g), pre, self.cfg.k)
+
+
+register(Family("gsae", GradientSAE, saelens_architecture="topk", inference_form="topk", needs_gradients=True))

@@ -7,22 +7,23 @@ training one needs a straight-through estimator this lab does not ship.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field
 
 from sae.architectures.base import SAEConfig, Selection, SparseAutoencoder
-from sae.architectures.registry import register
+from sae.architectures.registry import Family, register
 
 
 class JumpReLUConfig(SAEConfig):
-    architecture: str = Field("jumprelu", pattern="^jumprelu$")
+    """JumpReLU inference form: ReLU(pre) where pre exceeds a per-latent threshold."""
+
+    architecture: Literal["jumprelu"] = Field("jumprelu", description="Family name, the registry key in cfg.json.")
 
 
-@register("jumprelu")
 class JumpReLUSAE(SparseAutoencoder):
     config_class = JumpReLUConfig
-    inference_architecture = "jumprelu"
-    trainable = False
 
     def __init__(self, cfg: JumpReLUConfig):
         super().__init__(cfg)
@@ -36,3 +37,6 @@ class JumpReLUSAE(SparseAutoencoder):
 
     def inference_state(self) -> dict[str, torch.Tensor]:
         return {**super().inference_state(), "threshold": self.threshold.clone()}
+
+
+register(Family("jumprelu", JumpReLUSAE, saelens_architecture="jumprelu", trainable=False))

@@ -12,23 +12,27 @@ held-out L0 came out at 9 instead of 16.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field
 
 from sae.architectures.base import KConfig, Selection, SparseAutoencoder
-from sae.architectures.registry import register
+from sae.architectures.registry import Family, register
 from sae.collective import SINGLE, Collective
 
 
 class MutualChoiceConfig(KConfig):
-    architecture: str = Field("mutual_choice", pattern="^mutual_choice$")
+    """Mutual choice (BatchTopK): the batch's k·B largest activations, a learned threshold at inference."""
+
+    architecture: Literal["mutual_choice"] = Field(
+        "mutual_choice", description="Family name, the registry key in cfg.json."
+    )
     threshold_decay: float = Field(0.9, ge=0, lt=1, description="EMA decay (per step) of the inference threshold.")
 
 
-@register("mutual_choice")
 class MutualChoiceSAE(SparseAutoencoder):
     config_class = MutualChoiceConfig
-    inference_architecture = "jumprelu"
 
     def __init__(self, cfg: MutualChoiceConfig):
         super().__init__(cfg)
@@ -67,6 +71,9 @@ class MutualChoiceSAE(SparseAutoencoder):
 
     def inference_state(self) -> dict[str, torch.Tensor]:
         return {**super().inference_state(), "threshold": self.threshold.clone()}
+
+
+register(Family("mutual_choice", MutualChoiceSAE, saelens_architecture="jumprelu", inference_form="jumprelu"))
 
 
 def global_topk_indices(pre: torch.Tensor, budget: int, candidates_per_row: int | None = None) -> torch.Tensor:

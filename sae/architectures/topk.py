@@ -7,15 +7,19 @@ trainer) reconstruct the residual, weight 1/32, normalised by the residual's var
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import Field
 
 from sae.architectures.base import KConfig, Selection, SparseAutoencoder
-from sae.architectures.registry import register
+from sae.architectures.registry import Family, register
 
 
 class TopKConfig(KConfig):
-    architecture: str = Field("topk", pattern="^topk$")
+    """TopK SAE: each token keeps its k largest pre-activations."""
+
+    architecture: Literal["topk"] = Field("topk", description="Family name, the registry key in cfg.json.")
 
 
 def topk_selection(scores: torch.Tensor, values_from: torch.Tensor, k: int) -> Selection:
@@ -25,13 +29,14 @@ def topk_selection(scores: torch.Tensor, values_from: torch.Tensor, k: int) -> S
     return Selection.from_topk(values_from.gather(-1, indices).relu(), indices)
 
 
-@register("topk")
 class TopKSAE(SparseAutoencoder):
     config_class = TopKConfig
-    inference_architecture = "topk"
 
     def select(self, pre: torch.Tensor, g: torch.Tensor | None = None) -> Selection:
         return topk_selection(pre, pre, self.cfg.k)
 
     def inference_config(self) -> dict:
-        return {"k": self.cfg.k}
+        return {"k": self.cfg.k, "rescale_acts_by_decoder_norm": False}
+
+
+register(Family("topk", TopKSAE, saelens_architecture="topk"))

@@ -30,12 +30,14 @@ from pydantic import Field
 from torch import nn
 
 from sae.architectures.base import EncoderPass, KConfig, Output
-from sae.architectures.registry import register
+from sae.architectures.registry import Family, register
 from sae.architectures.topk import TopKSAE
 
 
 class VariationalConfig(KConfig):
-    architecture: str = Field("vsae", pattern="^vsae$")
+    """Variational TopK SAE: Gaussian posterior per latent, β·KL to N(0, I)."""
+
+    architecture: Literal["vsae"] = Field("vsae", description="Family name, the registry key in cfg.json.")
     kl_coefficient: float = Field(1.0, ge=0, description="β, the weight of the KL term.")
     variance: Literal["learned", "fixed"] = Field("learned", description="Learn log σ² per latent, or fix σ.")
     fixed_sigma: float = Field(1.0, gt=0, description="σ when the variance is fixed.")
@@ -80,10 +82,8 @@ class _SampleKL(torch.autograd.Function):
         return grad_mu, grad_mu_lv, None, None
 
 
-@register("vsae")
 class VariationalSAE(TopKSAE):
     config_class = VariationalConfig
-    inference_architecture = "topk"
 
     def __init__(self, cfg: VariationalConfig):
         super().__init__(cfg)
@@ -133,3 +133,6 @@ class VariationalSAE(TopKSAE):
         super().fold_input_scale(scale)
         if self.cfg.variance == "learned":
             self.W_var.mul_(scale)
+
+
+register(Family("vsae", VariationalSAE, saelens_architecture="topk", inference_form="topk"))

@@ -10,6 +10,7 @@ from circuits.graph import Edge, Graph, Node
 from circuits.scoring import roc_auc, roc_curve, score_ranking
 from circuits.tasks import ioi
 from circuits.tasks.base import TaskBatch
+from sae.architectures import trainable
 
 # ------------------------------------------------------------------ the scorer
 
@@ -197,7 +198,7 @@ def test_the_finder_counts_codes_on_every_prompt_not_only_the_training_ones(orga
     }
 
 
-@pytest.mark.parametrize("family", ["relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae"])
+@pytest.mark.parametrize("family", trainable())
 def test_every_family_can_stand_in_for_the_codebook(family):
     from circuits.codebook import train_codebook
 

@@ -193,8 +193,8 @@ def test_claims_verdicts_from_hand_made_results():
                 "seeds": [0, 1, 2],
                 "run": {
                     "saes": [
-                        {"name": "topk", "sae": {"aux_coefficient": 0.03125}},
-                        {"name": "vsae", "sae": {"aux_coefficient": 0.03125}},
+                        {"name": n, "hook": "blocks.1.hook_resid_post", "sae": {"architecture": n, "d_sae": 64, "k": 4}}
+                        for n in ("topk", "vsae")
                     ]
                 },
             },

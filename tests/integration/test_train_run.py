@@ -123,7 +123,7 @@ def test_bad_train_configs_are_one_line(capsys, tmp_path):
     cases = [
         (
             "saes: [{hook: blocks.1.hook_resid_post, sae: {architecture: topk, d_sae: 16, k: 99}}]\n",
-            "saes[0].sae: k (99) is larger than d_sae (16)",
+            "bad.yaml: key 'saes.0.sae': k (99) is larger than d_sae (16)",
             2,
         ),
         (
@@ -150,7 +150,7 @@ def test_bad_train_configs_are_one_line(capsys, tmp_path):
         (
             "saes: [{hook: blocks.1.hook_resid_post, sae: {architecture: topk, d_sae: 16, k: 2}}]\n"
             "data: {n_tokens: -3}\n",
-            "key 'n_tokens'",
+            "bad.yaml: key 'data.n_tokens'",
             2,
         ),
     ]
@@ -163,8 +163,7 @@ def test_bad_train_configs_are_one_line(capsys, tmp_path):
 
 
 def test_set_overrides_reach_list_items():
-    from sae.cli_train import apply_overrides
-    from sae.config import parse_overrides
+    from sae.config import apply_overrides, parse_overrides
     from sae.errors import ConfigError
 
     data = {"saes": [{"sae": {"k": 4, "d_sae": 8}}, {"sae": {"k": 2}}], "trainer": {"lr": 1.0}}

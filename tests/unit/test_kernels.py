@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae.architectures import sae_class
+from sae.architectures import families, sae_class
 from sae.architectures.base import auxk_loss
 from sae.kernels import Layout, sparse_decode, sparse_encode
 
 D, F = 16, 64
-SPARSE_FAMILIES = ("topk", "mutual_choice", "feature_choice", "gsae", "vsae")
+SPARSE_FAMILIES = tuple(f.name for f in families(trainable=True) if f.sparse_kernel)
 
 
 def pair(arch: str, **kw):
