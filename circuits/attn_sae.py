@@ -40,10 +40,14 @@ def layer_sae_paths(root: Path, n_layers: int) -> list[Path]:
 def train_layer_saes(model, tokenizer, out_dir: Path, n_tokens: int, progress: bool = False) -> float:
     """TopK SAEs on every layer's hook_z, trained side by side on one activation stream
     with ``sae.train_run``; returns the training seconds."""
+    from sae import providers
     from sae.train_run import RunConfig, train
 
     source = getattr(model, "saelab_source", None)
-    name = "organism" if source is None or source.kind == "organism" else source.location
+    if source is None:
+        name = providers.default_name()
+    else:
+        name = source.provider if source.kind == "provider" else source.location
     cfg = RunConfig.model_validate(
         {
             "data": {"model": name, "n_tokens": n_tokens, "context_size": 64},

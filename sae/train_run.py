@@ -30,7 +30,7 @@ from sae.config import FrozenConfig, build_config, describe_validation_error
 from sae.errors import ConfigError, SaelabError
 from sae.heldout import measure
 from sae.saving import save_sae
-from sae.store import ActivationStore, StoreConfig, StreamingStore
+from sae.store import ActivationStore, StoreConfig, StreamingStore, open_store
 from sae.trainer import Member, Trainer, TrainerConfig, as_batch
 
 SCHEMA_VERSION = 1
@@ -214,7 +214,7 @@ def train(
         check_run_dir(cfg, out)  # before any work; the directory is written only once the data is known good
     progress = progress and collective.rank == 0
 
-    store = ActivationStore.from_config(scfg, model, tokenizer, progress=progress, collective=collective)
+    store = open_store(scfg, model, tokenizer, progress=progress, collective=collective)
     members = []
     for name, (sae, spec) in saes.items():
         norm = store.norm_stats(spec.hook) if cfg.trainer.normalize_activations else 0.0
@@ -306,7 +306,7 @@ def heldout_scores(cfg: RunConfig, folded: dict, model, tokenizer, progress: boo
         with_grads=False,
         buffer_rows=16384,
     )
-    store = ActivationStore.from_config(hcfg, model, tokenizer, progress=progress)
+    store = open_store(hcfg, model, tokenizer, progress=progress)
 
     def rows_up_to_budget():
         seen = 0

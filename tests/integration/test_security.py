@@ -120,10 +120,11 @@ def _tokens_dataset(name: str):
 
 def _model_dir(name: str):
     def offer(tmp: Path, marker: Path, **_):
-        from sae.model import load_model, organism_dir
+        from sae import providers
+        from sae.model import load_model
 
         model = tmp / "model"
-        shutil.copytree(organism_dir(), model)
+        shutil.copytree(providers.get("organism").model_dir, model)
         (model / "model.safetensors").unlink()
         if name == "pytorch_model.bin":
             torch_save_payload(marker, model / name)
