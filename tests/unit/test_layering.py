@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import tomllib
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: pytest itself depends on tomli there
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 
