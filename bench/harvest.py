@@ -75,10 +75,10 @@ def write_cache_fresh(cfg: dict) -> None:
 
 
 def _ours(model, tokenizer, hooks, dataset: Path, a) -> tuple[float, int]:
-    from sae.store import ActivationStore
+    from sae.store import open_store
 
     cfg = token_store_config(hooks, dataset, a)
-    store = ActivationStore.from_config(cfg, model, tokenizer, progress=False)
+    store = open_store(cfg, model, tokenizer, progress=False)
     start = time.perf_counter()
     rows = sum(len(b) for b in store.batches(a.batch_size))
     return time.perf_counter() - start, rows
@@ -124,8 +124,9 @@ def _memory(tokens: int, a) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     from bench.peers import run_peer
+    from organism.provider import WEIGHTS
     from sae.harvest import Harvester
-    from sae.model import load_model, organism_dir
+    from sae.model import load_model
     from sae.store import StoreConfig, token_batches
 
     torch.set_num_threads(args.threads)
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> dict:
     }
     rows = {}
     payload = {
-        "model_dir": str(organism_dir()),
+        "model_dir": str(WEIGHTS),
         "dataset_dir": str(dataset),
         "d_ins": d_ins,
         "context_size": args.context_size,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -41,10 +42,14 @@ def layer_sae_paths(root: Path, n_layers: int) -> list[Path]:
 def train_layer_saes(model, tokenizer, out_dir: Path, n_tokens: int, progress: bool = False) -> float:
     """TopK SAEs on every layer's hook_z, trained side by side on one activation stream
     with ``sae.train_run``; returns the training seconds."""
+    from sae import providers
     from sae.train_run import RunConfig, train
 
     source = getattr(model, "saelab_source", None)
-    name = "organism" if source is None or source.kind == "organism" else source.location
+    if source is None:
+        name = providers.default_name()
+    else:
+        name = source.provider if source.kind == "provider" else source.location
     cfg = RunConfig.model_validate(
         {
             "data": {"model": name, "n_tokens": n_tokens, "context_size": 64},
@@ -98,24 +103,34 @@ def attn_sae_scores(model, tokenizer, batch, saes: list) -> tuple[dict[Node, flo
     return scores, top
 
 
-def attn_sae_result(model, tokenizer, task: str, cfg):
-    """Score with the SAEs in ``cfg.attn_sae_dir`` (trained there first if missing); with
-    no directory, train into a temporary one that is removed afterwards."""
-    if cfg.attn_sae_dir is None:
+@dataclass
+class AttnSAECircuit:
+    """Head scores of the attention-SAE method, the seconds they took, and how they were made."""
+
+    node_scores: dict[Node, float]
+    seconds: float
+    details: dict
+
+
+def attn_sae_circuit(
+    model, tokenizer, batch, sae_dir: str | Path | None, n_tokens: int, progress: bool = False
+) -> AttnSAECircuit:
+    """Score ``batch``'s heads with the SAEs in ``sae_dir`` (trained there first if missing,
+    on ``n_tokens`` tokens); with no directory, train into a temporary one that is removed
+    afterwards."""
+    if sae_dir is None:
         with tempfile.TemporaryDirectory(prefix="saelab_attn_saes_") as tmp:
-            res = attn_sae_result(model, tokenizer, task, cfg.model_copy(update={"attn_sae_dir": tmp}))
+            res = attn_sae_circuit(model, tokenizer, batch, tmp, n_tokens, progress)
         res.details["saes"] = None
         return res
-    from circuits.methods import MethodResult, make_batches
     from sae.saving import load_sae
 
-    _, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
     start = time.time()
-    root = Path(cfg.attn_sae_dir)
+    root = Path(sae_dir)
     paths = layer_sae_paths(root, model.cfg.n_layers)
     trained_here = not all((p / "cfg.json").is_file() for p in paths)
     if trained_here:
-        train_seconds = train_layer_saes(model, tokenizer, root, cfg.attn_sae_tokens, progress=cfg.progress)
+        train_seconds = train_layer_saes(model, tokenizer, root, n_tokens, progress=progress)
     else:
         train_seconds = training_seconds(root)
     saes = [load_sae(p)[0].eval() for p in paths]
@@ -123,13 +138,9 @@ def attn_sae_result(model, tokenizer, task: str, cfg):
     elapsed = time.time() - start
     seconds = elapsed if trained_here or train_seconds is None else elapsed + train_seconds
     heads = Graph.of(model).heads
-    return MethodResult(
-        task,
-        "attn-sae",
+    return AttnSAECircuit(
         {h: scores.get(h, 0.0) for h in heads},
         seconds,
-        cfg.n_prompts,
-        forward_passes=2,
         details={
             "saes": str(root),
             "trained_in_this_run": trained_here,

@@ -1,5 +1,9 @@
 """The codebook behind the discrete-SAE finder: the paper's SAE or any registry family.
 
+The paper's SAE (``DiscreteSAE``, ``train_discrete_sae``) and its fixed hyperparameters
+(``N_CODES``, ``L1``, ``LR``, ``EPOCHS``) live here, beside the registry families that may
+replace it; ``circuits.discrete_sae`` runs the method on whichever codebook is trained.
+
 ``train_codebook`` returns an ``encode`` function, ``[..., d] → [..., n_codes]``
 activations, whose argmax is the code. Every family gets the paper's training budget:
 the same rows, ``n_codes`` latents, Adam at lr 1e-3, 500 full-batch epochs. Families
@@ -16,12 +20,76 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-
-from circuits.discrete_sae import EPOCHS, LR, N_CODES, train_discrete_sae
+from torch import nn
 
 FAMILY_K = 8
+N_CODES = 200
+L1 = 0.02
+LR = 1e-3
+EPOCHS = 500
 
 Encode = Callable[[torch.Tensor], torch.Tensor]
+
+
+class DiscreteSAE(nn.Module):
+    """The paper's SAE (sae-circuits ``src/sae.py``), reproduced exactly.
+
+    f = ReLU((x − b) Eᵀ + e), x̂ = f Dᵀ + b, with b a tied bias starting at zero, E
+    ``[n_codes, d_in]`` whose rows (one per code) are kept at unit norm, and D ``[d_in,
+    n_codes]`` whose rows are kept at unit norm *over the codes*: the paper's constrained
+    linear layer normalises the last weight dimension of both layers. Weights start as
+    unit-normalised Gaussians (encoder and decoder independent), the encoder bias as
+    U(−1/√d_in, 1/√d_in). Gradients lose their components along the weight rows, and the
+    rows are renormalised at every step.
+    """
+
+    def __init__(self, d_in: int, n_codes: int = N_CODES, l1: float = L1):
+        super().__init__()
+        self.l1 = l1
+        self.b = nn.Parameter(torch.zeros(d_in))
+        self.E = nn.Parameter(nn.functional.normalize(torch.randn(n_codes, d_in), dim=-1))
+        bound = 1 / d_in**0.5
+        self.e = nn.Parameter(torch.empty(n_codes).uniform_(-bound, bound))
+        self.D = nn.Parameter(nn.functional.normalize(torch.randn(d_in, n_codes), dim=-1))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu((x - self.b) @ self.E.T + self.e)
+
+    def decode(self, f: torch.Tensor) -> torch.Tensor:
+        return f @ self.D.T + self.b
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.encode(x)
+        return nn.functional.mse_loss(self.decode(f), x) + self.l1 * f.abs().sum(-1).mean()
+
+    @torch.no_grad()
+    def constrain(self) -> None:
+        for w in (self.E, self.D):
+            if w.grad is not None:
+                unit = w / w.norm(dim=-1, keepdim=True)
+                w.grad -= (w.grad * unit).sum(-1, keepdim=True) * unit
+
+    @torch.no_grad()
+    def renormalise(self) -> None:
+        for w in (self.E, self.D):
+            w /= w.norm(dim=-1, keepdim=True)
+
+
+def train_discrete_sae(
+    samples: torch.Tensor, n_codes: int = N_CODES, seed: int = 0, epochs: int = EPOCHS
+) -> DiscreteSAE:
+    """Full-batch Adam on ``[n, d]`` head vectors, as the paper's ``train``."""
+    torch.manual_seed(seed)
+    sae = DiscreteSAE(samples.shape[1], n_codes)
+    opt = torch.optim.Adam(sae.parameters(), lr=LR)
+    for _ in range(epochs):
+        loss = sae.loss(samples)
+        opt.zero_grad()
+        loss.backward()
+        sae.constrain()
+        opt.step()
+        sae.renormalise()
+    return sae.eval()
 
 
 def train_family(

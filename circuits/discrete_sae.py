@@ -22,7 +22,7 @@
    (``edge_node_scores``).
 
 Fixed hyperparameters (the paper's code, not tuned on the organism): 200 codes, a ReLU
-SAE exactly as in the paper's code (``DiscreteSAE``), L1 λ = 0.02 on the mean activation
+SAE exactly as in the paper's code (``codebook.DiscreteSAE``), L1 λ = 0.02 on the mean activation
 sum with the MSE averaged over elements, Adam lr 1e-3, 500 full-batch epochs, 10
 training prompts. (The paper's config file has 300 codes; its text and this issue fix
 200.) Any registry family can replace the ReLU SAE with the same code budget
@@ -37,76 +37,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from circuits.codebook import N_CODES, codebook_stats, train_codebook
 from circuits.graph import Graph, Node, per_head_hooks
 from circuits.tasks.base import TaskBatch
 
-N_CODES = 200
-L1 = 0.02
-LR = 1e-3
-EPOCHS = 500
 N_TRAIN_PROMPTS = 10
 POSITIONS = ("mean", "last")
-
-
-class DiscreteSAE(nn.Module):
-    """The paper's SAE (sae-circuits ``src/sae.py``), reproduced exactly.
-
-    f = ReLU((x − b) Eᵀ + e), x̂ = f Dᵀ + b, with b a tied bias starting at zero, E
-    ``[n_codes, d_in]`` whose rows (one per code) are kept at unit norm, and D ``[d_in,
-    n_codes]`` whose rows are kept at unit norm *over the codes*: the paper's constrained
-    linear layer normalises the last weight dimension of both layers. Weights start as
-    unit-normalised Gaussians (encoder and decoder independent), the encoder bias as
-    U(−1/√d_in, 1/√d_in). Gradients lose their components along the weight rows, and the
-    rows are renormalised at every step.
-    """
-
-    def __init__(self, d_in: int, n_codes: int = N_CODES, l1: float = L1):
-        super().__init__()
-        self.l1 = l1
-        self.b = nn.Parameter(torch.zeros(d_in))
-        self.E = nn.Parameter(nn.functional.normalize(torch.randn(n_codes, d_in), dim=-1))
-        bound = 1 / d_in**0.5
-        self.e = nn.Parameter(torch.empty(n_codes).uniform_(-bound, bound))
-        self.D = nn.Parameter(nn.functional.normalize(torch.randn(d_in, n_codes), dim=-1))
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu((x - self.b) @ self.E.T + self.e)
-
-    def decode(self, f: torch.Tensor) -> torch.Tensor:
-        return f @ self.D.T + self.b
-
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.encode(x)
-        return nn.functional.mse_loss(self.decode(f), x) + self.l1 * f.abs().sum(-1).mean()
-
-    @torch.no_grad()
-    def constrain(self) -> None:
-        for w in (self.E, self.D):
-            if w.grad is not None:
-                unit = w / w.norm(dim=-1, keepdim=True)
-                w.grad -= (w.grad * unit).sum(-1, keepdim=True) * unit
-
-    @torch.no_grad()
-    def renormalise(self) -> None:
-        for w in (self.E, self.D):
-            w /= w.norm(dim=-1, keepdim=True)
-
-
-def train_discrete_sae(
-    samples: torch.Tensor, n_codes: int = N_CODES, seed: int = 0, epochs: int = EPOCHS
-) -> DiscreteSAE:
-    """Full-batch Adam on ``[n, d]`` head vectors, as the paper's ``train``."""
-    torch.manual_seed(seed)
-    sae = DiscreteSAE(samples.shape[1], n_codes)
-    opt = torch.optim.Adam(sae.parameters(), lr=LR)
-    for _ in range(epochs):
-        loss = sae.loss(samples)
-        opt.zero_grad()
-        loss.backward()
-        sae.constrain()
-        opt.step()
-        sae.renormalise()
-    return sae.eval()
 
 
 def _pool(result: torch.Tensor, lengths: torch.Tensor, position: str) -> torch.Tensor:
@@ -247,8 +183,6 @@ def discrete_sae_circuit(
 ) -> DiscreteResult:
     """Run the method end to end on ``batch`` (clean = positives, corrupted = negatives;
     pass the task's ``paper_negatives`` batch for the paper's contrast)."""
-    from circuits.codebook import codebook_stats, train_codebook
-
     start = time.time()
     pos = head_outputs(model, batch.tokens, batch.lengths, position)
     neg = head_outputs(model, batch.corrupt_tokens, batch.lengths, position)

@@ -1,8 +1,9 @@
 """Ground-truth circuits, from data files, never from a method being scored.
 
-- The organism: the path-patching circuits frozen in ``organism/circuits.json`` (primary),
-  and a second, independent one from a faithfulness search (``faithfulness_search``),
-  frozen in ``circuits/ground_truth/organism_faithfulness.json``.
+- A model provider (``sae.providers``) that ships frozen circuits (its ``circuits`` file):
+  those path-patching circuits (primary), and, where this directory holds one, a second,
+  independent one from a faithfulness search (``faithfulness_search``), frozen in
+  ``circuits/ground_truth/<provider>_faithfulness.json``. The organism has both.
 - GPT-2 small: Wang et al.'s IOI heads and Hanna et al.'s greater-than heads and MLPs.
 - attn-only-4l: the docstring circuit.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from circuits.graph import Node
+from sae import providers
 
 HERE = Path(__file__).resolve().parent / "ground_truth"
 TASK_KEYS = {"ioi": "ioi", "greater-than": "greater_than", "docstring": "docstring"}
@@ -53,30 +55,39 @@ def _from_record(name: str, task: str, record: dict, source: str) -> GroundTruth
     return GroundTruth(name=name, task=task, nodes=nodes, edges=edges, source=source)
 
 
-def organism_circuits_file() -> Path:
-    from sae.model import organism_dir
+def circuits_file(model: str) -> Path | None:
+    """The frozen path-patching circuits that ``model``'s provider ships, if it is one that does."""
+    provider = providers.find(model)
+    return None if provider is None else provider.files.get("circuits")
 
-    return organism_dir().parent / "circuits.json"
+
+def faithfulness_file(model: str) -> Path:
+    return HERE / f"{model}_faithfulness.json"
+
+
+def organism_circuits_file() -> Path:
+    return providers.get("organism").files["circuits"]
 
 
 def organism_faithfulness_file() -> Path:
-    return HERE / "organism_faithfulness.json"
+    return faithfulness_file("organism")
 
 
 def load(model: str, task: str, which: str = "path_patching") -> GroundTruth:
-    """The ground truth for ``task`` on ``model`` ('organism', 'gpt2', 'attn-only-4l')."""
+    """The ground truth for ``task`` on ``model`` (a provider such as 'organism', 'gpt2', 'attn-only-4l')."""
     if task not in TASK_KEYS:
         raise ValueError(f"unknown task {task!r}")
-    if model == "organism":
+    frozen = circuits_file(model)
+    if frozen is not None:
         if which == "path_patching":
-            data = json.loads(organism_circuits_file().read_text())[TASK_KEYS[task]]
-            return _from_record("path_patching", task, data, "organism/circuits.json (path patching)")
-        if which == "faithfulness":
-            data = json.loads(organism_faithfulness_file().read_text())[TASK_KEYS[task]]
+            data = json.loads(frozen.read_text())[TASK_KEYS[task]]
+            return _from_record("path_patching", task, data, f"{model}/{frozen.name} (path patching)")
+        if which == "faithfulness" and faithfulness_file(model).is_file():
+            data = json.loads(faithfulness_file(model).read_text())[TASK_KEYS[task]]
             return _from_record(
                 "faithfulness", task, data, "greedy mean-ablation search (circuits.faithfulness_search)"
             )
-        raise ValueError(f"unknown organism ground truth {which!r} (path_patching or faithfulness)")
+        raise ValueError(f"unknown {model} ground truth {which!r} ({' or '.join(available(model))})")
     key = (model, task)
     if key not in FILES:
         raise ValueError(f"no ground truth for {task} on {model}")
@@ -85,7 +96,9 @@ def load(model: str, task: str, which: str = "path_patching") -> GroundTruth:
 
 
 def available(model: str) -> list[str]:
-    return ["path_patching", "faithfulness"] if model == "organism" else ["literature"]
+    if circuits_file(model) is None:
+        return ["literature"]
+    return ["path_patching", "faithfulness"] if faithfulness_file(model).is_file() else ["path_patching"]
 
 
 #: (n_layers, n_heads) of the models whose literature circuits ship here
@@ -93,11 +106,12 @@ SHAPES = {"gpt2": (12, 12), "attn-only-4l": (4, 8)}
 
 
 def truth_model_for(model_name: str, n_layers: int, n_heads: int) -> str | None:
-    """Whose ground-truth files apply to a model: the organism's for the organism, GPT-2
-    small's for any model of GPT-2 small's shape (hub weights, a local copy, or a random
-    model built to that shape for plumbing checks); None otherwise."""
-    if model_name == "organism":
-        return "organism"
+    """Whose ground-truth files apply to a model: a provider's own for a provider's model
+    (the organism's for the organism), GPT-2 small's for any model of GPT-2 small's shape
+    (hub weights, a local copy, or a random model built to that shape for plumbing checks);
+    None otherwise."""
+    if circuits_file(model_name) is not None:
+        return model_name
     if (n_layers, n_heads) == SHAPES["gpt2"]:
         return "gpt2"
     return None

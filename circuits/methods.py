@@ -249,9 +249,13 @@ def run_acdc(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
 
 
 def run_attn_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
-    from circuits.attn_sae import attn_sae_result
+    from circuits.attn_sae import attn_sae_circuit
 
-    return attn_sae_result(model, tokenizer, task, cfg)
+    _, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
+    res = attn_sae_circuit(model, tokenizer, batch, cfg.attn_sae_dir, cfg.attn_sae_tokens, progress=cfg.progress)
+    return MethodResult(
+        task, "attn-sae", res.node_scores, res.seconds, cfg.n_prompts, forward_passes=2, details=res.details
+    )
 
 
 RUNNERS = {

@@ -1,13 +1,14 @@
 """The report section for ``circuit`` results (``evals.report`` builds the page).
 
-``evals`` sits above ``circuits``, so ``evals.report`` is imported inside the builder,
-never at module level.
+The section is described with ``sae.report``'s ``Section`` and ``Table``; ``evals``, which
+renders it, sits above ``circuits`` and is not imported here.
 """
 
 from __future__ import annotations
 
 from circuits import figures
 from circuits.compare import runs, summary_rows, verdicts
+from sae.report import Section, Table
 
 COLUMNS = [
     "task",
@@ -29,9 +30,7 @@ COLUMNS = [
 ]
 
 
-def circuit_section(results: list[dict]):
-    from evals.report import Section, Table
-
+def circuit_section(results: list[dict]) -> Section:
     section = Section(
         title="Circuit discovery",
         intro="Each method ranks the model's heads (and MLPs and edges where it can) for a task; the ranking is "

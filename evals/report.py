@@ -2,7 +2,8 @@
 
 Every measuring command writes JSON results carrying a ``kind``. The report does not know
 what any command measured: it asks the builder registered for each ``kind`` for a
-``Section`` (figures, tables, notes) and lays the sections out in a fixed order. So a new
+``Section`` (figures, tables, notes; ``sae.report``, so that layers below ``evals`` can
+build one too) and lays the sections out in a fixed order. So a new
 evaluation adds one builder here and needs no other change, and running several
 commands into one ``--out`` directory gives one report with all of their sections.
 
@@ -15,12 +16,14 @@ import html
 import importlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sae.atomic import write_text
 from sae.errors import SaelabError
+from sae.report import Section, Table
+
+__all__ = ["REPORT", "SECTION_BUILDERS", "Section", "Table", "build_report", "find_results", "render"]
 
 REPORT = "report.html"
 
@@ -32,24 +35,6 @@ SECTION_BUILDERS: dict[str, str | Callable[[list[dict]], Section | list[Section]
     "circuit": "circuits.report:circuit_section",
     "supervised": "evals.supervised.report:supervised_section",
 }
-
-
-@dataclass
-class Table:
-    """Rows of a table; ``columns`` fixes the order (and the subset) of the keys shown."""
-
-    caption: str
-    columns: list[str]
-    rows: list[dict[str, Any]]
-
-
-@dataclass
-class Section:
-    title: str
-    intro: str = ""
-    figures: list = field(default_factory=list)  # plotly Figures
-    tables: list[Table] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
 
 def _cell(value: Any) -> str:

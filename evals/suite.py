@@ -279,6 +279,8 @@ def train_runs(cfg: SuiteConfig, out: Path, progress: bool) -> list[Path]:
 
 
 def _version() -> str:
-    from saelab import __version__
+    """The installed saelab's version, read from its metadata (``saelab``, the command line
+    above ``evals``, reads the same)."""
+    from importlib.metadata import version
 
-    return __version__
+    return version("saelab")

@@ -35,13 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from organism.provider import WEIGHTS
     from organism.train import OrganismConfig, train
     from sae.config import load_config
     from sae.errors import SaelabError
-    from sae.model import organism_dir
 
     cfg = load_config(OrganismConfig, args.config, args.set)
-    out = Path(args.out) if args.out else organism_dir()
+    out = Path(args.out) if args.out else WEIGHTS
     if (out / "model.safetensors").exists() and not args.force:
         raise SaelabError(f"{out} already holds trained weights; pass --force to replace them")
     meta = train(cfg, out)

@@ -37,7 +37,7 @@ import torch
 from sae.atomic import atomic_path, file_sha256, write_json
 from sae.collective import SINGLE, Collective
 from sae.errors import SaelabError
-from sae.store import (
+from sae.store_base import (
     ActivationBatch,
     ActivationStore,
     Block,

@@ -1,14 +1,13 @@
 """Load a language model as a TransformerLens ``TransformerBridge``, offline-safe.
 
-One path for every model: ``"organism"`` (the weights shipped in the ``organism``
-package), a local Hugging Face model directory, or a hub name (``gpt2``,
-``EleutherAI/pythia-70m``). A hub name that is neither cached nor reachable fails at
-once with one line instead of hanging in retries.
+One path for every model: a model provider's name (``"organism"``: the weights a
+registered provider ships, see ``sae.providers``), a local Hugging Face model directory,
+or a hub name (``gpt2``, ``EleutherAI/pythia-70m``). A hub name that is neither cached
+nor reachable fails at once with one line instead of hanging in retries.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import tempfile
@@ -20,9 +19,9 @@ from urllib.parse import urlparse
 
 import torch
 
+from sae import providers
 from sae.errors import SaelabError
 
-ORGANISM = "organism"
 DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -31,14 +30,6 @@ DTYPES = {
     "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
 }
-
-
-def organism_dir() -> Path:
-    """The shipped organism weights, located without importing the organism package."""
-    spec = importlib.util.find_spec("organism")
-    if spec is None or not spec.submodule_search_locations:
-        raise SaelabError("the 'organism' package is not installed; reinstall saelab")
-    return Path(next(iter(spec.submodule_search_locations))) / "weights"
 
 
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -52,19 +43,23 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a model comes from: ``kind`` is ``organism``, ``local`` or ``hub``."""
+    """Where a model comes from: ``kind`` is ``provider`` (then ``provider`` names it),
+    ``local``, ``hub`` or ``random``; ``location`` is its directory or hub name."""
 
     kind: str
     location: str
+    provider: str | None = None
 
 
 def resolve_source(name_or_dir: str | os.PathLike) -> ModelSource:
     name = str(name_or_dir)
-    if name == ORGANISM:
-        path = organism_dir()
+    provider = providers.find(name)
+    if provider is not None:
+        path = provider.model_dir
         if not (path / "config.json").is_file():
-            raise SaelabError(f"the organism weights are missing from {path}; run 'saelab organism train'")
-        return ModelSource("organism", str(path))
+            hint = f"; run '{provider.rebuild}'" if provider.rebuild else ""
+            raise SaelabError(f"the {provider.name} weights are missing from {path}{hint}")
+        return ModelSource("provider", str(path), provider.name)
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -166,17 +161,18 @@ def wrap(hf_model, tokenizer, name: str, device: str | torch.device = "cpu", dty
 
 
 def load_model(
-    name_or_dir: str | os.PathLike = ORGANISM,
+    name_or_dir: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = torch.float32,
 ):
-    """``(bridge, tokenizer)`` for the organism, a local model directory or a hub name.
+    """``(bridge, tokenizer)`` for a provider's model (the default provider's when None), a
+    local model directory or a hub name.
 
     Parameters are frozen (``requires_grad=False``); gradients with respect to
     activations still flow, which is what gradient SAEs and attribution need.
     """
     dtype = parse_dtype(dtype)
-    source = resolve_source(name_or_dir)
+    source = resolve_source(providers.default_name() if name_or_dir is None else name_or_dir)
     hf_model, tokenizer = load_hf(source, dtype)
     bridge = wrap(hf_model, tokenizer, source.location, device=device, dtype=dtype)
     bridge.saelab_source = source

@@ -1,8 +1,9 @@
 """Text sources, and their packing into fixed-length token rows that start with BOS.
 
-Three kinds of source, one stream interface:
+Several kinds of source, one stream interface:
 
-- ``organism``: the organism's generated corpus (the default), seeded;
+- a model provider's name (``sae.providers``; the default provider's when unset): the
+  text that provider generates, seeded (the organism's corpus for ``organism``);
 - ``local``: a file or directory of ``.txt``, ``.jsonl``/``.json`` (a text field) or
   ``.parquet`` files, read through Hugging Face ``datasets`` in streaming mode;
 - ``hub``: a hub dataset name, streamed (needs network or a local cache);
@@ -21,20 +22,28 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
+from sae import providers
 from sae.config import FrozenConfig
 from sae.errors import SaelabError
 
 LOCAL_FORMATS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+#: the kinds of source that read data; any other kind is a model provider's generated text
+DATA_KINDS = ("local", "hub", "tokens")
 
 
 class TextSource(FrozenConfig):
     """Where the text comes from."""
 
-    kind: Literal["organism", "local", "hub", "tokens"] = Field("organism", description="Source type.")
+    kind: str = Field(
+        default_factory=providers.default_name,
+        json_schema_extra=providers.schema_default,
+        description="Source type: 'local', 'hub', 'tokens', or a model provider's name "
+        "for the text it generates (default: the default provider).",
+    )
     path: str | None = Field(None, description="Local file or directory (kind=local) or hub dataset name (kind=hub).")
     text_field: str = Field(
         "text",
@@ -43,6 +52,14 @@ class TextSource(FrozenConfig):
     )
     split: str = Field("train", description="Dataset split (hub).")
     config_name: str | None = Field(None, description="Hub dataset configuration name, if any.")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind in DATA_KINDS or providers.find(kind) is not None:
+            return kind
+        choices = ", ".join(repr(k) for k in (*DATA_KINDS, *providers.names()))
+        raise PydanticCustomError("text_source_kind", "Input should be one of {choices}", {"choices": choices})
 
     def describe(self) -> dict:
         return self.model_dump()
@@ -121,16 +138,12 @@ def _hub_texts(source: TextSource) -> Iterator[str]:
 
 
 def iter_texts(source: TextSource, seed: int = 0) -> Iterator[str]:
-    """Documents from ``source``; the organism corpus is seeded, files are read in order."""
-    if source.kind == "organism":
-        # The corpus generator lives with the organism; it is imported only when the
-        # organism source is asked for, so ``sae`` keeps no import of ``organism``.
-        from organism.corpus import documents
-
-        return documents(seed)
+    """Documents from ``source``: a provider's text is seeded, files are read in order."""
     if source.kind == "local":
         return _local_texts(source)
-    return _hub_texts(source)
+    if source.kind in DATA_KINDS:
+        return _hub_texts(source)
+    return providers.get(source.kind).documents(seed)
 
 
 def pack_rows(texts: Iterator[str], tokenizer, context_size: int, chunk: int = 256) -> Iterator[list[int]]:

@@ -25,13 +25,13 @@ from pydantic import Field, ValidationError, model_validator
 from sae.architectures import SAEConfig, family
 from sae.architectures.config_union import FamilyConfig
 from sae.atomic import write_json
-from sae.checkpoint import RESUMABLE as RESUMABLE_CHANGES
 from sae.collective import SINGLE, Collective
 from sae.config import FrozenConfig, build_config, describe_validation_error
 from sae.errors import ConfigError, SaelabError
 from sae.heldout import measure
 from sae.saving import save_sae
-from sae.store import ActivationStore, StoreConfig, StreamingStore
+from sae.store import ActivationStore, StoreConfig, StreamingStore, open_store
+from sae.trainer import RESUMABLE as RESUMABLE_CHANGES
 from sae.trainer import Member, Trainer, TrainerConfig, as_batch
 
 SCHEMA_VERSION = 1
@@ -133,7 +133,10 @@ def folded_copy(sae, scale: float):
     return copy.eval()
 
 
-def _identity(cfg: RunConfig) -> dict:
+def _run_identity(cfg: RunConfig) -> dict:
+    """What a run directory's ``run_config.json`` must match for the run to continue there:
+    the data, the SAEs and the trainer settings, bar held-out scoring and ``RESUMABLE_CHANGES``
+    (``Trainer.identity`` is the checkpoint's side of the same rule)."""
     dump = cfg.model_dump(mode="json")
     dump.pop("heldout")
     for key in RESUMABLE_CHANGES:
@@ -149,7 +152,7 @@ def check_run_dir(cfg: RunConfig, out: Path) -> None:
             old = RunConfig.model_validate(json.loads(path.read_text()))
         except (ValueError, ValidationError):
             raise SaelabError(f"{out}: holds a run_config.json saelab cannot read; use another --out") from None
-        if _identity(old) != _identity(cfg):
+        if _run_identity(old) != _run_identity(cfg):
             raise SaelabError(
                 f"{out} holds a different run (other data, SAEs or trainer settings); use another --out or remove it"
             )
@@ -217,7 +220,7 @@ def train(
         check_run_dir(cfg, out)  # before any work; the directory is written only once the data is known good
     progress = progress and collective.rank == 0
 
-    store = ActivationStore.from_config(scfg, model, tokenizer, progress=progress, collective=collective)
+    store = open_store(scfg, model, tokenizer, progress=progress, collective=collective)
     members = []
     for name, (sae, spec) in saes.items():
         norm = store.norm_stats(spec.hook) if cfg.trainer.normalize_activations else 0.0
@@ -309,7 +312,7 @@ def heldout_scores(cfg: RunConfig, folded: dict, model, tokenizer, progress: boo
         with_grads=False,
         buffer_rows=16384,
     )
-    store = ActivationStore.from_config(hcfg, model, tokenizer, progress=progress)
+    store = open_store(hcfg, model, tokenizer, progress=progress)
 
     def rows_up_to_budget():
         seen = 0

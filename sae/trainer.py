@@ -54,6 +54,8 @@ from sae.progress import progress_bar
 Batch = dict[str, torch.Tensor]
 #: log10-density bin edges of the firing histogram (latents that never fired get their own bin)
 DENSITY_EDGES = (-6, -5, -4, -3, -2, -1)
+#: trainer settings a run may change when it resumes (they do not change what is computed)
+RESUMABLE = ("checkpoint_every", "log_every", "wandb_project", "device", "collective_timeout_s")
 
 
 def adam(params, **kwargs) -> torch.optim.Adam:
@@ -196,6 +198,114 @@ class Trainer:
         """This rank's position in its own stream (equal parts on every rank)."""
         return self.rows // self.dist.world_size
 
+    # -- state ------------------------------------------------------------------------
+
+    def identity(self) -> dict:
+        """What a stored state must match to resume this trainer: its settings (bar those a
+        resumed run may change, ``RESUMABLE``) and each SAE's config, inputs and learning rate."""
+        return {
+            "trainer": self.cfg.model_dump(mode="json", exclude=set(RESUMABLE)),
+            "saes": {
+                m.name: {
+                    "config": m.sae.cfg.model_dump(mode="json"),
+                    "input_key": m.input_key,
+                    "grad_key": m.grad_key,
+                    "lr": m.lr,
+                }
+                for m in self.members
+            },
+        }
+
+    def state_dict(self) -> dict:
+        """Everything the next step depends on: ``tensors`` (name → tensor: weights, Adam
+        moments, dead-latent counters, every rank's RNG state and firing window) and JSON
+        values (step, data position, identity, scales, optimiser settings).
+
+        Every rank must call it (it gathers the ranks' RNG states and firing windows); each
+        gets the whole state. The tensors are the live ones: store them before stepping on.
+        """
+        dist = self.dist
+        rng = dist.all_gather(torch.get_rng_state()[None])
+        windows = {m.name: dist.all_gather(m.window_fires[None]) for m in self.members}  # per-rank counts
+        cuda_rng = None
+        if str(self.cfg.device).startswith("cuda"):
+            cuda_rng = dist.all_gather(torch.cuda.get_rng_state(self.cfg.device)[None])
+        tensors: dict[str, torch.Tensor] = {}
+        for r in range(dist.world_size):
+            tensors[f"rng/torch/{r}"] = rng[r]
+            if cuda_rng is not None:
+                tensors[f"rng/cuda/{r}"] = cuda_rng[r]
+        groups = {}
+        for m in self.members:
+            for k, v in m.sae.state_dict().items():
+                tensors[f"{m.name}/sae/{k}"] = v
+            opt = m.optimizer.state_dict()
+            for idx, state in opt["state"].items():
+                for k, v in state.items():
+                    tensors[f"{m.name}/opt/{idx}/{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+            groups[m.name] = opt["param_groups"]
+            tensors[f"{m.name}/since_fired"] = m.since_fired
+            for r in range(dist.world_size):
+                tensors[f"{m.name}/window_fires/{r}"] = windows[m.name][r]
+        return {
+            "tensors": tensors,
+            "step": self.step,
+            "rows": self.rows,
+            "world_size": dist.world_size,
+            "identity": self.identity(),
+            "scales": {m.name: m.scale for m in self.members},
+            "window_rows": {m.name: m.window_rows for m in self.members},
+            "param_groups": groups,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state`` (as ``state_dict`` gave it); a state of another run, or of
+        another number of processes, is refused."""
+        if state.get("world_size", 1) != self.dist.world_size:
+            raise SaelabError(
+                f"{self.run_dir} was checkpointed with {state.get('world_size', 1)} processes; "
+                f"resume it with the same number (not {self.dist.world_size})"
+            )
+        if state.get("identity") != self.identity():
+            raise SaelabError(
+                f"{self.run_dir} holds a checkpoint of a different run (other SAEs or settings); "
+                "use another --out or remove it"
+            )
+        tensors, device = state["tensors"], self.cfg.device
+        for m in self.members:
+            prefix = f"{m.name}/sae/"
+            m.sae.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+            opt_state: dict[int, dict] = {}
+            prefix = f"{m.name}/opt/"
+            for k, v in tensors.items():
+                if k.startswith(prefix):
+                    idx, name = k[len(prefix) :].split("/")
+                    opt_state.setdefault(int(idx), {})[name] = v
+            m.optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"][m.name]})
+            m.since_fired = tensors[f"{m.name}/since_fired"].to(device)
+            m.window_fires = tensors[f"{m.name}/window_fires/{self.dist.rank}"].to(device)
+            m.window_rows = state["window_rows"][m.name]
+            m.scale = state["scales"][m.name]
+        rank = self.dist.rank
+        torch.set_rng_state(tensors[f"rng/torch/{rank}"])
+        if f"rng/cuda/{rank}" in tensors and str(device).startswith("cuda"):
+            torch.cuda.set_rng_state(tensors[f"rng/cuda/{rank}"], device)
+        self.step, self.rows = state["step"], state["rows"]
+
+    def _save_checkpoint(self) -> None:
+        state = self.state_dict()  # on every rank: it gathers their RNG states
+        if self.writer:
+            save_checkpoint(self.run_dir, state)
+
+    def _resume(self) -> bool:
+        """Continue from the run directory's checkpoint; False when there is none."""
+        state = load_checkpoint(self.run_dir)
+        if state is None:
+            return False
+        self.load_state_dict(state)
+        self.truncate_metrics(self.step)
+        return True
+
     # -- data -------------------------------------------------------------------------
 
     def _inputs(self, m: Member, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -323,7 +433,7 @@ class Trainer:
         had consumed.
         """
         torch.manual_seed(self.cfg.seed + self.dist.rank)  # ranks sample (vSAE noise) independently
-        resumed = load_checkpoint(self.run_dir, self)
+        resumed = self._resume()
         stream = _open(batches, self.rows, self.local_rows)
         if not resumed:
             first = next(stream, None)
@@ -355,8 +465,8 @@ class Trainer:
                     self._log(time.time() - start)
                     bar.set_postfix({m.name: f"fvu={m.last['fvu']:.3f}" for m in self.members[:3]})
                 if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
-                    save_checkpoint(self.run_dir, self)  # every rank: it gathers their RNG states; rank 0 writes
-            save_checkpoint(self.run_dir, self)
+                    self._save_checkpoint()
+            self._save_checkpoint()
         finally:
             bar.close()
             self._finish_wandb()

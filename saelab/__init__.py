@@ -1,8 +1,18 @@
 """saelab: a mechanistic-interpretability lab built around sparse autoencoders.
 
-This package is only the composition root: the ``saelab`` command line. The lab itself
-lives in ``sae`` (models, activations, SAEs, training), ``circuits``, ``evals``, ``app``
-and ``organism``.
+This package is only the composition root: the ``saelab`` command line and the demo. The
+lab itself lives in ``sae`` (models, activations, SAEs, training), ``circuits``,
+``evals``, ``app`` and ``organism``. Composing it includes registering the organism as a
+model provider (``sae.providers``): the ``saelab.providers`` entry point does the same for
+code that imports ``sae`` alone; registering here keeps the command line working in an
+install whose entry points predate a provider.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+from organism.provider import ORGANISM
+from sae.providers import register
+
+register(ORGANISM)
+
+__version__ = version("saelab")

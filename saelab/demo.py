@@ -44,10 +44,10 @@ def _stage_organism(out: Path) -> dict:
 
 
 def _stage_circuits() -> None:
-    from sae.model import organism_dir
+    from organism.provider import CIRCUITS
 
     _say("== 2. Its ground-truth circuits (path patching, frozen in organism/circuits.json) ==")
-    data = json.loads((organism_dir().parent / "circuits.json").read_text())
+    data = json.loads(CIRCUITS.read_text())
     for key in ("ioi", "greater_than"):
         c = data[key]
         roles: dict[str, list[str]] = {}

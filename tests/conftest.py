@@ -28,9 +28,9 @@ def hf_organism():
     the bridge wraps the modules of its own copy."""
     from transformers import GPT2LMHeadModel
 
-    from sae.model import organism_dir
+    from sae import providers
 
-    return GPT2LMHeadModel.from_pretrained(organism_dir(), attn_implementation="eager").eval()
+    return GPT2LMHeadModel.from_pretrained(providers.get("organism").model_dir, attn_implementation="eager").eval()
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from sae.model import organism_dir
+from sae import providers
 
-CIRCUITS = organism_dir().parent / "circuits.json"
+CIRCUITS = providers.get("organism").files["circuits"]
 
 
 @pytest.mark.slow

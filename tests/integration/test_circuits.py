@@ -103,7 +103,7 @@ def test_the_papers_edge_method_counts_endpoints_of_the_top_pairs():
 
 
 def test_the_papers_sae_keeps_unit_rows_and_learns():
-    from circuits.discrete_sae import DiscreteSAE, train_discrete_sae
+    from circuits.codebook import DiscreteSAE, train_discrete_sae
 
     torch.manual_seed(0)
     centres = torch.randn(4, 16) * 3

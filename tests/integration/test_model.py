@@ -32,7 +32,7 @@ def test_organism_loads_with_gpt2_hooks(organism):
     assert cfg.n_layers >= 4 and cfg.n_layers * cfg.n_heads >= 24 and cfg.d_model >= 128
     _check_gpt2_hooks(model, cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_head, 4 * cfg.d_model)
     assert tokenizer.bos_token_id is not None
-    assert model.saelab_source.kind == "organism"
+    assert model.saelab_source.kind == "provider" and model.saelab_source.provider == "organism"
 
 
 def test_organism_bridge_matches_hugging_face(organism, hf_organism):

@@ -10,9 +10,9 @@ import torch
 from circuits.tasks import ioi
 from organism.evaluate import evaluate
 from organism.path_patching import Node, Receiver, path_patch, run_caches
-from sae.model import organism_dir
+from sae import providers
 
-CIRCUITS = organism_dir().parent / "circuits.json"
+CIRCUITS = providers.get("organism").files["circuits"]
 
 
 @pytest.fixture(scope="module")

@@ -54,14 +54,13 @@ def _checkpoint(name: str):
     def offer(tmp: Path, marker: Path, **_):
         from sae.checkpoint import load_checkpoint, save_checkpoint
 
-        trainer = _trainer(tmp / "run")
-        ckpt = save_checkpoint(tmp / "run", trainer)
+        ckpt = save_checkpoint(tmp / "run", _trainer(tmp / "run").state_dict())
         (ckpt / name).write_bytes(pickle_payload(marker))
         if name == "state.safetensors":  # a consistent forgery: the checksum matches the payload
             meta = json.loads((ckpt / "state.json").read_text())
             meta["sha256"] = hashlib.sha256((ckpt / name).read_bytes()).hexdigest()
             (ckpt / "state.json").write_text(json.dumps(meta))
-        load_checkpoint(tmp / "run", _trainer(tmp / "run"))
+        _trainer(tmp / "run").load_state_dict(load_checkpoint(tmp / "run"))
 
     return offer
 
@@ -120,10 +119,11 @@ def _tokens_dataset(name: str):
 
 def _model_dir(name: str):
     def offer(tmp: Path, marker: Path, **_):
-        from sae.model import load_model, organism_dir
+        from sae import providers
+        from sae.model import load_model
 
         model = tmp / "model"
-        shutil.copytree(organism_dir(), model)
+        shutil.copytree(providers.get("organism").model_dir, model)
         (model / "model.safetensors").unlink()
         if name == "pytorch_model.bin":
             torch_save_payload(marker, model / name)

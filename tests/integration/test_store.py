@@ -10,7 +10,7 @@ import torch
 
 from sae.cache import CachedStore, write_cache
 from sae.errors import SaelabError
-from sae.store import ActivationStore, StoreConfig
+from sae.store import StoreConfig, open_store
 
 HOOKS = ["blocks.1.hook_resid_post", "blocks.1.hook_mlp_out", "blocks.1.attn.hook_z"]
 
@@ -35,10 +35,8 @@ def _sorted_rows(batches, hook):
 
 def test_streaming_and_cached_give_the_same_multiset(organism, tmp_path):
     model, tok = organism
-    streamed = list(ActivationStore.from_config(_cfg(), model, tok, progress=False).batches(500))
-    cached = list(
-        ActivationStore.from_config(_cfg(cache_dir=str(tmp_path / "c")), model, tok, progress=False).batches(500)
-    )
+    streamed = list(open_store(_cfg(), model, tok, progress=False).batches(500))
+    cached = list(open_store(_cfg(cache_dir=str(tmp_path / "c")), model, tok, progress=False).batches(500))
     for hook in HOOKS:
         torch.testing.assert_close(_sorted_rows(streamed, hook), _sorted_rows(cached, hook), atol=0, rtol=0)
     assert all(len(b) == 500 for b in streamed[:-1])
@@ -49,7 +47,7 @@ def test_rows_stay_aligned_across_hooks(organism, tmp_path):
     model, tok = organism
     hooks = ["blocks.1.hook_resid_mid", "blocks.1.hook_mlp_out", "blocks.1.hook_resid_post"]
     for cache_dir in (None, str(tmp_path / "c")):
-        store = ActivationStore.from_config(_cfg(hooks=hooks, cache_dir=cache_dir), model, tok, progress=False)
+        store = open_store(_cfg(hooks=hooks, cache_dir=cache_dir), model, tok, progress=False)
         batch = next(store.batches(256))
         torch.testing.assert_close(
             batch.acts[hooks[0]] + batch.acts[hooks[1]], batch.acts[hooks[2]], atol=1e-4, rtol=1e-4
@@ -82,7 +80,7 @@ def test_adjacent_rows_come_from_different_sequences(organism, tmp_path, cached)
     model, tok = organism
     hook = "blocks.1.hook_resid_post"  # depends on the whole prefix: identifies (sequence, position)
     cfg = _cfg(hooks=[hook], n_tokens=20_000, buffer_rows=16_384, cache_dir=str(tmp_path / "c") if cached else None)
-    store = ActivationStore.from_config(cfg, model, tok, progress=False)
+    store = open_store(cfg, model, tok, progress=False)
     # Label every row with its sequence through the unshuffled stream; rows whose values
     # occur in several sequences (identical prefixes) are left out of the count.
     harvester = Harvester(model, tok, cfg.hooks)
@@ -111,7 +109,7 @@ def test_adjacent_rows_come_from_different_sequences(organism, tmp_path, cached)
 def test_skip_rows_resumes_exactly(organism, tmp_path):
     model, tok = organism
     for cache_dir in (None, str(tmp_path / "c")):
-        store = ActivationStore.from_config(_cfg(cache_dir=cache_dir), model, tok, progress=False)
+        store = open_store(_cfg(cache_dir=cache_dir), model, tok, progress=False)
         full = torch.cat([b.acts[HOOKS[0]] for b in store.batches(300)])
         rest = torch.cat([b.acts[HOOKS[0]] for b in store.batches(300, skip_rows=1234)])
         torch.testing.assert_close(rest, full[1234:], atol=0, rtol=0)
@@ -162,17 +160,17 @@ def test_cache_refuses_another_spec_and_detects_corruption(organism, tmp_path):
 
 def test_norm_statistics(organism, tmp_path):
     model, tok = organism
-    store = ActivationStore.from_config(_cfg(cache_dir=str(tmp_path / "c")), model, tok, progress=False)
+    store = open_store(_cfg(cache_dir=str(tmp_path / "c")), model, tok, progress=False)
     rows = torch.cat([b.acts[HOOKS[0]] for b in store.batches(1000)])
     assert store.norm_stats(HOOKS[0]) == pytest.approx(float(rows.norm(dim=-1).mean()), rel=1e-4)
-    streaming = ActivationStore.from_config(_cfg(), model, tok, progress=False)
+    streaming = open_store(_cfg(), model, tok, progress=False)
     assert streaming.norm_stats(HOOKS[0]) == pytest.approx(store.norm_stats(HOOKS[0]), rel=0.1)
 
 
 def test_gradient_rows_travel_with_activations(organism, tmp_path):
     model, tok = organism
     cfg = _cfg(hooks=["blocks.1.hook_resid_post"], n_tokens=3000, with_grads=True, cache_dir=str(tmp_path / "g"))
-    batch = next(ActivationStore.from_config(cfg, model, tok, progress=False).batches(128))
+    batch = next(open_store(cfg, model, tok, progress=False).batches(128))
     assert batch.grads["blocks.1.hook_resid_post"].shape == (128, model.cfg.d_model)
     assert batch.grads["blocks.1.hook_resid_post"].abs().sum() > 0
 
@@ -180,4 +178,4 @@ def test_gradient_rows_travel_with_activations(organism, tmp_path):
 def test_store_refuses_a_context_longer_than_the_model(organism):
     model, tok = organism
     with pytest.raises(SaelabError, match="longer than the model's context"):
-        ActivationStore.from_config(_cfg(context_size=4096), model, tok)
+        open_store(_cfg(context_size=4096), model, tok)

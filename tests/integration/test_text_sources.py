@@ -54,14 +54,14 @@ def test_organism_source_is_seeded():
 
 
 def test_store_reads_local_files(organism, tmp_path):
-    from sae.store import ActivationStore, StoreConfig
+    from sae.store import StoreConfig, open_store
 
     model, tok = organism
     path = _write(tmp_path, "jsonl")
     cfg = StoreConfig(
         hooks=["blocks.0.hook_resid_post"], source={"kind": "local", "path": str(path)}, context_size=8, n_tokens=10_000
     )
-    rows = sum(len(b) for b in ActivationStore.from_config(cfg, model, tok, progress=False).batches(16))
+    rows = sum(len(b) for b in open_store(cfg, model, tok, progress=False).batches(16))
     n_tokens = sum(len(tok.encode(d, add_special_tokens=False)) + 1 for d in DOCS)
     assert 0 < rows < n_tokens  # budget larger than the data: the source runs out first
 
