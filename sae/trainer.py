@@ -32,9 +32,7 @@ computes on the whole batch.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,12 +42,12 @@ import torch
 from pydantic import Field
 
 from sae.architectures import SparseAutoencoder
-from sae.atomic import write_text
 from sae.checkpoint import load_checkpoint, save_checkpoint
 from sae.collective import SINGLE, Collective
 from sae.config import FrozenConfig
 from sae.errors import SaelabError
 from sae.progress import progress_bar
+from sae.run_log import RunLog
 
 Batch = dict[str, torch.Tensor]
 #: log10-density bin edges of the firing histogram (latents that never fired get their own bin)
@@ -181,7 +179,7 @@ class Trainer:
         self.progress = progress and self.dist.rank == 0
         self.step = 0
         self.rows = 0  # global data position: rows consumed by all ranks together
-        self._wandb = None
+        self.log = RunLog(self.run_dir, enabled=self.writer, wandb_project=cfg.wandb_project, config=self._config)
         for m in members:
             m.sae.to(cfg.device).train()
             m.sae.collective = self.dist
@@ -197,6 +195,13 @@ class Trainer:
     def local_rows(self) -> int:
         """This rank's position in its own stream (equal parts on every rank)."""
         return self.rows // self.dist.world_size
+
+    def _config(self) -> dict:
+        """The run's settings, as logged with the metrics (wandb's run config)."""
+        return {
+            "trainer": self.cfg.model_dump(mode="json"),
+            "saes": {m.name: m.sae.cfg.model_dump(mode="json") for m in self.members},
+        }
 
     # -- state ------------------------------------------------------------------------
 
@@ -303,7 +308,7 @@ class Trainer:
         if state is None:
             return False
         self.load_state_dict(state)
-        self.truncate_metrics(self.step)
+        self.log.truncate(self.step)
         return True
 
     # -- data -------------------------------------------------------------------------
@@ -441,8 +446,7 @@ class Trainer:
                 raise SaelabError("the activation stream is empty")
             self.initialise(first)
             stream = _prepend(first, stream)
-            if self.writer:
-                self._reset_metrics()
+            self.log.reset()
         bar = progress_bar(
             total=total_steps,
             initial=self.step,
@@ -462,89 +466,14 @@ class Trainer:
                 self.train_step(batch, total_steps)
                 bar.update(1)
                 if logged:
-                    self._log(time.time() - start)
+                    self.log.write(self.step, self.rows, time.time() - start, {m.name: m.last for m in self.members})
                     bar.set_postfix({m.name: f"fvu={m.last['fvu']:.3f}" for m in self.members[:3]})
                 if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                     self._save_checkpoint()
             self._save_checkpoint()
         finally:
             bar.close()
-            self._finish_wandb()
-
-    # -- metrics ----------------------------------------------------------------------
-
-    def _metrics_path(self) -> Path:
-        return self.run_dir / "metrics.jsonl"
-
-    def _reset_metrics(self) -> None:
-        write_text(self._metrics_path(), "")
-
-    def truncate_metrics(self, step: int) -> None:
-        """Keep the lines logged up to ``step`` (a resumed run logs the later ones again);
-        a line cut short by a crash is dropped."""
-        path = self._metrics_path()
-        if not self.writer or not path.exists():
-            return
-        keep = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= step:
-                    keep.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-        write_text(path, "".join(line + "\n" for line in keep))
-
-    def _log(self, elapsed: float) -> None:
-        if not self.writer:
-            return
-        record = {
-            "step": self.step,
-            "rows": self.rows,
-            "seconds": round(elapsed, 2),
-            "saes": {m.name: m.last for m in self.members},
-        }
-        with open(self._metrics_path(), "a") as f:  # an append-only log; truncate_metrics repairs a torn line
-            f.write(json.dumps(record) + "\n")
-        run = self._wandb_run()
-        if run is not None:
-            run.log(
-                {f"{m.name}/{k}": v for m in self.members for k, v in m.last.items() if k != "density_hist"},
-                step=self.step,
-            )
-
-    def _wandb_run(self):
-        """wandb, imported lazily; offline unless the user configured it (WANDB_MODE or an API key)."""
-        if self.cfg.wandb_project is None:
-            return None
-        if self._wandb is None:
-            try:
-                import wandb
-            except ImportError:
-                self._wandb = False
-                return None
-            if "WANDB_MODE" not in os.environ and "WANDB_API_KEY" not in os.environ:
-                os.environ["WANDB_MODE"] = "offline"
-            os.environ.setdefault("WANDB_SILENT", "true")
-            try:
-                self._wandb = wandb.init(
-                    project=self.cfg.wandb_project,
-                    dir=str(self.run_dir),
-                    name=self.run_dir.name,
-                    config={
-                        "trainer": self.cfg.model_dump(mode="json"),
-                        "saes": {m.name: m.sae.cfg.model_dump(mode="json") for m in self.members},
-                    },
-                    reinit="finish_previous",
-                )
-            except Exception as e:  # wandb must never cost a run
-                print(f"wandb disabled: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
-                self._wandb = False
-        return self._wandb or None
-
-    def _finish_wandb(self) -> None:
-        if self._wandb:
-            self._wandb.finish()
-        self._wandb = None
+            self.log.close()
 
 
 def _open(batches, global_rows: int, local_rows: int) -> Iterator[Batch]:
