@@ -27,15 +27,15 @@ from sae.text import TextSource, iter_texts, iter_token_rows, pack_rows
 Block = dict[str, torch.Tensor]
 
 
-class StoreConfig(FrozenConfig):
-    """Where activations come from and how they are mixed."""
+class DataConfig(FrozenConfig):
+    """Where activations come from and how they are mixed: a run config's ``data`` section
+    (the hooks, and whether gradients are harvested, follow from its SAEs)."""
 
     model: str = Field(
         default_factory=providers.default_name,
         json_schema_extra=providers.schema_default,
         description="A model provider's name, a local model directory or a hub name (default: the default provider).",
     )
-    hooks: list[str] = Field(..., min_length=1, description="Hook points read in one forward pass.")
     source: TextSource = Field(default_factory=TextSource, description="Text source.")
     context_size: int = Field(64, ge=2, description="Tokens per sequence, BOS included.")
     n_tokens: int = Field(1_000_000, gt=0, description="Token budget: token positions fed to the model.")
@@ -46,11 +46,17 @@ class StoreConfig(FrozenConfig):
     buffer_rows: int = Field(65_536, gt=0, description="Mixing buffer capacity in rows (streaming mode).")
     cache_dir: str | None = Field(None, description="On-disk cache directory; None streams with no disk.")
     shard_batches: int = Field(16, gt=0, description="Forward passes per cache shard.")
-    with_grads: bool = Field(False, description="Also harvest g = dL/dx (summed next-token CE) for gradient SAEs.")
 
     @property
     def n_sequences(self) -> int:
         return math.ceil(self.n_tokens / self.context_size)
+
+
+class StoreConfig(DataConfig):
+    """A store's full settings: the data, plus the hook points it reads."""
+
+    hooks: list[str] = Field(..., min_length=1, description="Hook points read in one forward pass.")
+    with_grads: bool = Field(False, description="Also harvest g = dL/dx (summed next-token CE) for gradient SAEs.")
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import torch
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator
 
 from sae.architectures import SAEConfig, family
 from sae.architectures.config_union import FamilyConfig
@@ -30,7 +30,7 @@ from sae.config import FrozenConfig, build_config, describe_validation_error
 from sae.errors import ConfigError, SaelabError
 from sae.heldout import measure
 from sae.saving import save_sae
-from sae.store import ActivationStore, StoreConfig, StreamingStore, open_store
+from sae.store import ActivationStore, DataConfig, StoreConfig, StreamingStore, open_store
 from sae.trainer import RESUMABLE as RESUMABLE_CHANGES
 from sae.trainer import Member, Trainer, TrainerConfig, as_batch
 
@@ -74,27 +74,26 @@ class HeldOutConfig(FrozenConfig):
 class RunConfig(FrozenConfig):
     """``saelab train`` configs."""
 
-    data: dict[str, Any] = Field(default_factory=dict, description="Store settings (StoreConfig without hooks).")
+    data: DataConfig = Field(default_factory=DataConfig, description="Where the activations come from.")
     saes: list[SAESpec] = Field(..., min_length=1, description="The SAEs trained side by side.")
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Optimisation and bookkeeping.")
     heldout: HeldOutConfig | None = Field(default_factory=HeldOutConfig, description="None: skip held-out scores.")
 
-    @model_validator(mode="after")
-    def _data_is_a_store_config(self) -> RunConfig:
-        """Check ``data`` as the store will read it, so a bad key fails when the file is read."""
-        try:
-            store_config(self)
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
-        return self
+    @field_validator("data", mode="before")
+    @classmethod
+    def _no_hooks_in_data(cls, data):
+        """The hooks (and whether gradients are read) follow from the SAEs; a second list would disagree."""
+        if isinstance(data, dict) and ({"hooks", "with_grads"} & data.keys()):
+            raise ValueError("keys 'data.hooks' and 'data.with_grads' come from the SAEs; remove them")
+        return data
 
 
 def store_config(cfg: RunConfig, **override) -> StoreConfig:
-    if "hooks" in cfg.data or "with_grads" in cfg.data:
-        raise ConfigError("keys 'data.hooks' and 'data.with_grads' come from the SAEs; remove them")
+    """The store for ``cfg``: its data section, reading every SAE's hook once, with gradients
+    when a family needs them."""
     hooks = list(dict.fromkeys(s.hook for s in cfg.saes))
     grads = any(family(s.sae.architecture).needs_gradients for s in cfg.saes)
-    data = {**cfg.data, "hooks": hooks, "with_grads": grads, **override}
+    data = {**cfg.data.model_dump(), "hooks": hooks, "with_grads": grads, **override}
     try:
         return StoreConfig.model_validate(data)
     except ValidationError as e:
