@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -23,9 +23,6 @@ from torch import nn
 from sae.collective import SINGLE, Collective
 from sae.config import FrozenConfig
 from sae.kernels import Layout, block_encode, sparse_decode, sparse_encode
-
-if TYPE_CHECKING:
-    from sae.architectures.registry import Family
 
 
 class SAEConfig(FrozenConfig):
@@ -279,8 +276,9 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     """
 
     config_class: type[SAEConfig] = SAEConfig
-    #: the registry entry (``sae.architectures.registry.Family``), set on registration
-    family: Family
+    #: the registry entry (``sae.architectures.registry.Family``), set on registration; typed
+    #: loosely because the registry imports this module (the layering test forbids the loop)
+    family: ClassVar[Any]
     #: mirrors ``family.needs_gradients`` (set on registration): training reads g = dL/dx
     needs_gradients: bool = False
     #: warm-up factor of the family's sparsity coefficient, if it has one (set by the trainer)

@@ -190,7 +190,10 @@ def _run_config(tmp: Path, marker: Path, **_):
     (tmp / "run").mkdir()
     (tmp / "run" / "run_config.json").write_bytes(pickle_payload(marker))
     assert train_seed(tmp / "run") == (None, None, None)
-    check_run_dir(RunConfig.model_validate({"saes": [{"hook": "h", "sae": {"architecture": "topk"}}]}), tmp / "run")
+    check_run_dir(
+        RunConfig.model_validate({"saes": [{"hook": "h", "sae": {"architecture": "topk", "d_sae": 8, "k": 2}}]}),
+        tmp / "run",
+    )
 
 
 def _supervised_identity(tmp: Path, marker: Path, **_):
