@@ -243,10 +243,11 @@ def test_auxk_on_a_hand_computed_case():
     # ‖e − ê‖² = (1 + 4) + (0.25 + 4) = 9.25; ē = (0.5, 1.5), ‖e − ē‖² = 0.25+0.25+0.25+0.25 = 1
     assert float(auxk_loss(pre, residual, W_dec, dead, k_aux=1)) == pytest.approx(9.25)
     assert auxk_loss(pre, residual, W_dec, torch.zeros(3, dtype=torch.bool), 1) == 0
-    # scale min(n_dead / k_aux, 1): one dead latent with k_aux = 2 halves the loss
-    # only latent 0: ê = (1, 0) and (0.5, 0): ‖e − ê‖² = 1 + 4.25 = 5.25, halved
+    # one normalisation (OpenAI's): fewer dead latents than k_aux are all used, with no
+    # SAELens min(n_dead / k_aux, 1) factor (the old code halved this to 2.625)
+    # only latent 0: ê = (1, 0) and (0.5, 0): ‖e − ê‖² = 1 + 4.25 = 5.25, over ‖e − ē‖² = 1
     one = torch.tensor([True, False, False])
-    assert float(auxk_loss(pre, residual, W_dec, one, k_aux=2)) == pytest.approx(2.625)
+    assert float(auxk_loss(pre, residual, W_dec, one, k_aux=2)) == pytest.approx(5.25)
 
 
 def test_topk_forward_adds_aux_k_weighted_by_its_coefficient():
@@ -297,7 +298,7 @@ def test_aux_zipf_on_a_hand_computed_case():
     pre = torch.tensor([[2.0, 9.0, 9.0, 1.0], [0.5, 9.0, 9.0, 3.0]])
     residual = torch.tensor([[2.0, 0.0], [2.0, 4.0]])
     # row 0 picks latent 0 (2.0) → ê = (2, 0), error 0; row 1 picks latent 3 (3.0) → ê = (1.8, 2.4),
-    # error 0.04 + 2.56 = 2.6. ē = (2, 2): ‖e − ē‖² = 4 + 4 = 8. Scale min(2/1, 1) = 1.
+    # error 0.04 + 2.56 = 2.6. ē = (2, 2): ‖e − ē‖² = 4 + 4 = 8 (no extra factor).
     x_hat = torch.zeros(2, 2)
     enc = EncoderPass(x=residual, shift=None, sae_in=residual, pre=pre, W_enc=sae.W_enc, b_enc=sae.b_enc, sparse=False)
     losses = sae.losses(residual, x_hat, enc, dead=None)
