@@ -19,7 +19,9 @@
         density_histogram  {log10_edges, counts, dead}
         densities    per-latent firing density on the evaluated tokens
         attention    (attn.hook_z SAEs) {head_attribution: {...}, dfa_examples: [...]}
-    synthetic        (when run) configuration name → {config, steps, families: name → scores}
+    synthetic        (when run) configuration name → {config, steps, families: name → scores,
+                     chance: d_sae → the same scores for a random dictionary of that shape,
+                     mcc_chance: chance MCC at the first family's width}
     claims           (claims suite) {l0_band, table: [...], claims: [...]}
 
 Splice-metric keys are absent when ``splice: false``.
