@@ -180,7 +180,13 @@ def claims_section(results: list[dict]) -> Section | None:
         "underused_fraction_zipf",
     ]
     table_rows = [
-        {"name": r["name"], "seeds": r["seeds"], "l0 in band": r["l0_in_band"], **{m: _pm(r.get(m)) for m in metrics}}
+        {
+            "name": r["name"],
+            "setting": r.get("setting", ""),
+            "seeds": r["seeds"],
+            "l0 in band": r["l0_in_band"],
+            **{m: _pm(r.get(m)) for m in metrics},
+        }
         for r in claims["table"]
     ]
     claim_rows = [
@@ -199,7 +205,11 @@ def claims_section(results: list[dict]) -> Section | None:
         figs,
         [
             Table("Claims", CLAIM_COLUMNS, claim_rows),
-            Table("Per-SAE metrics (mean ± sd over seeds)", ["name", "seeds", "l0 in band", *metrics], table_rows),
+            Table(
+                "Per-SAE metrics (mean ± sd over seeds)",
+                ["name", "setting", "seeds", "l0 in band", *metrics],
+                table_rows,
+            ),
         ],
         notes,
     )

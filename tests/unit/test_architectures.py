@@ -342,6 +342,47 @@ def test_vsae_samples_in_training_and_uses_mu_at_inference():
     assert "aux_k" in make("vsae")(x, dead=torch.ones(F, dtype=torch.bool)).losses
 
 
+def test_gsae_inference_rule_has_no_gradient_and_the_variant_uses_it():
+    """The lab's g-SAE inference rule is TopK on z; ``reconstruct_with_gradient`` applies the
+    training rule z + β·z⊙|W_dec g| at inference."""
+    sae = make("gsae", beta=1.0, k=1)
+    x = torch.randn(6, D)
+    g = torch.randn(6, D) * 10
+    pre = sae.pre_acts(x)
+    plain, _ = sae.reconstruct(x)
+    assert torch.equal(plain.dense(F), make("topk", k=1).inference_encode(pre))
+    with_g, x_hat = sae.reconstruct_with_gradient(x, g)
+    expected = sae.select(pre, g)
+    torch.testing.assert_close(with_g.dense(F), expected.dense(F))
+    torch.testing.assert_close(x_hat, expected.dense(F) @ sae.W_dec + sae.b_dec)
+    assert not torch.equal(with_g.dense(F), plain.dense(F))  # the gradient term changes some choices
+
+
+def test_vsae_paper_setting_var_flag_0():
+    """The paper's code with var_flag=0: no sampling in training (z = μ), σ = 1, KL = ½Σ ReLU(μ)²
+    times the mean decoder row norm, AuxK off."""
+    sae = make(
+        "vsae", sample=False, variance="fixed", kl_on="relu_mu", kl_scale="decoder_norm", aux_coefficient=0.0
+    ).train()
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.linspace(0.5, 2.0, F)[:, None])  # rows of varied norm
+    x = torch.randn(8, D)
+    torch.manual_seed(1)
+    a = sae(x, dead=torch.ones(F, dtype=torch.bool))
+    torch.manual_seed(2)
+    torch.testing.assert_close(sae(x).codes, a.codes)  # deterministic: nothing sampled
+    topk = make("topk")
+    topk.load_state_dict(sae.state_dict())
+    torch.testing.assert_close(a.codes, topk(x).codes)  # training codes are TopK of μ
+    mu = sae.pre_acts(x)
+    norm = sae.W_dec.norm(dim=1).mean()
+    torch.testing.assert_close(a.losses["kl"], (0.5 * mu.relu().pow(2)).sum(-1).mean() * norm)
+    assert "aux_k" not in a.losses
+    # the defaults are unchanged: sampling, no decoder-norm factor
+    default = make("vsae")
+    assert default.cfg.sample and default.cfg.kl_scale == "none"
+
+
 def test_relu_penalty_weights_by_decoder_norm():
     sae = make("relu", l1_coefficient=0.5)
     with torch.no_grad():
