@@ -95,6 +95,27 @@ CLAIMS = (
 )
 
 
+#: what each named SAE of the claims suite is, shown as the table's ``setting`` column
+SETTINGS = {
+    "vsae": "vSAE, the lab's fair-comparison setting (sampling, learned σ, KL on μ, AuxK matched to TopK)",
+    "vsae_paper": "vSAE, the paper's setting (var_flag=0: no sampling, σ = 1, KL on ReLU(μ) × mean decoder "
+    "norm, AuxK off, lr 8e-4, KL coefficient 1)",
+}
+#: gradient SAEs by their inference rule (``evals.suite.gradient_variants``)
+INFERENCE_RULES = {
+    "no_gradient": "no gradient at inference (the lab's rule: TopK on z)",
+    "gradient": "gradient at inference (the training rule, z + β·z⊙|W_dec g|)",
+}
+
+
+def setting(name: str, sae: dict) -> str:
+    """The named setting of an SAE in the claims table ("" when it has none)."""
+    rule = sae.get("inference_rule")
+    if rule in INFERENCE_RULES:
+        return f"{sae.get('architecture', name)}: {INFERENCE_RULES[rule]}"
+    return SETTINGS.get(name, "")
+
+
 def mean_sd(values: list[float]) -> dict:
     vals = [v for v in values if v is not None and not math.isnan(v)]
     if not vals:
@@ -176,6 +197,7 @@ def claims_table(groups: dict[str, dict[int, dict]], band: tuple[float, float] |
         saes = list(by_seed.values())
         row = {
             "name": name,
+            "setting": setting(name, saes[0]),
             "architecture": saes[0]["architecture"],
             "seeds": len(saes),
             "l0_in_band": all(_in_band(s, band) for s in saes),

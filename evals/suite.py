@@ -9,6 +9,8 @@
     saes             one entry per SAE:
         name, id (run/name, unique), architecture (training family), inference_architecture,
         model, hook, tl_hook, head, run_dir, sae_dir, d_in, d_sae, k, train_seed, train_tokens,
+        inference_rule (gradient SAEs when gradient_inference is on: no_gradient, the lab's TopK
+        on z, or gradient, the training rule, for the '<name>_grad_inference' copy),
         metrics      {mse, mse_per_token, explained_variance, fvu, cosine_similarity, l2_ratio,
                       relative_reconstruction_bias, l0, l0_std, l1, dead_fraction, dense_fraction,
                       underused_fraction, underused_fraction_zipf (feature choice), total_variance, rows,
@@ -19,7 +21,9 @@
         density_histogram  {log10_edges, counts, dead}
         densities    per-latent firing density on the evaluated tokens
         attention    (attn.hook_z SAEs) {head_attribution: {...}, dfa_examples: [...]}
-    synthetic        (when run) configuration name → {config, steps, families: name → scores}
+    synthetic        (when run) configuration name → {config, steps, families: name → scores,
+                     chance: d_sae → the same scores for a random dictionary of that shape,
+                     mcc_chance: chance MCC at the first family's width}
     claims           (claims suite) {l0_band, table: [...], claims: [...]}
 
 Splice-metric keys are absent when ``splice: false``.
@@ -42,6 +46,8 @@ from sae.progress import progress_bar
 from sae.run_dir import SAEEntry, find_saes
 
 SCHEMA_VERSION = 1
+#: the name suffix of a gradient SAE evaluated with the gradient term at inference
+GRAD_SUFFIX = "_grad_inference"
 RESULTS = "results.json"
 UNDERUSED_ZIPF_DEFINITION = (
     "feature-choice SAEs only: fraction of latents whose held-out density is below "
@@ -104,6 +110,22 @@ def load_entries(found: list[SAEEntry], device: str) -> list[tuple[EvalTarget, d
             "train_tokens": tokens if tokens is not None else ours.get("train_rows"),
         }
         out.append((EvalTarget(ident, sae, None, info), info))  # spec resolved once the model is loaded
+    return out
+
+
+def gradient_variants(pairs: list[tuple[EvalTarget, dict]]) -> list[tuple[EvalTarget, dict]]:
+    """For every gradient SAE (g-SAE), a second entry on the same weights evaluated with its
+    training rule at inference (``inference_rule: gradient``: select by z + β·z⊙|W_dec g|,
+    g = ∂CE/∂x from a backward pass of the model), named ``<name>_grad_inference``. The
+    original entry keeps the lab's inference rule (``inference_rule: no_gradient``: TopK on z)."""
+    out = []
+    for entry, info in pairs:
+        if not getattr(entry.sae, "needs_gradients", False):
+            continue
+        info["inference_rule"] = "no_gradient"
+        variant = {**info, "name": f"{info['name']}{GRAD_SUFFIX}", "id": f"{info['id']}{GRAD_SUFFIX}"}
+        variant["inference_rule"] = "gradient"
+        out.append((EvalTarget(variant["id"], entry.sae, None, variant), variant))
     return out
 
 
@@ -226,6 +248,8 @@ def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, pro
     found = [entry for r in run_dirs for entry in find_saes(r)]
     check_heldout(cfg, {str(e.run_dir): train_seed(e.run_dir)[0] for e in found})
     pairs = load_entries(found, cfg.data.device)
+    if cfg.gradient_inference:
+        pairs += gradient_variants(pairs)
     groups: dict[str, list[EvalTarget]] = {}
     for entry, info in pairs:
         groups.setdefault(info["model"], []).append(entry)

@@ -166,6 +166,11 @@ class SuiteConfig(FrozenConfig):
     claims: bool = Field(False, description="Test the seed papers' claims on the trained SAEs (needs train).")
     l0_target: float | None = Field(None, gt=0, description="Matched held-out L0 the compared SAEs should have.")
     l0_tolerance: float = Field(0.1, ge=0, description="Band half-width as a fraction of l0_target.")
+    gradient_inference: bool = Field(
+        False,
+        description="Also evaluate every gradient SAE (g-SAE) with its training rule at inference (gradient "
+        "term from a backward pass of the model), as '<name>_grad_inference'; the lab's rule has no gradient.",
+    )
 
     @model_validator(mode="after")
     def _claims_need_training(self) -> SuiteConfig:

@@ -222,6 +222,11 @@ def train(
     store = open_store(scfg, model, tokenizer, progress=progress, collective=collective)
     members = []
     for name, (sae, spec) in saes.items():
+        # The lab's one activation-scale convention, SAELens' ``normalize_activations:
+        # expected_average_only_in``: inputs are multiplied by √d_in / E‖x‖ (E over the store's
+        # first batches, ``norm_stats``), so that E‖x‖ = √d_in after scaling (not E‖x‖² = d_in,
+        # which would need the root-mean-square norm). The scale is folded into the saved
+        # weights (``folded_copy``), so a saved SAE reads raw activations.
         norm = store.norm_stats(spec.hook) if cfg.trainer.normalize_activations else 0.0
         scale = math.sqrt(sae.cfg.d_in) / norm if norm > 0 else 1.0
         members.append(Member.reading(name, sae, spec.hook, scale, spec.lr))

@@ -83,7 +83,9 @@ class TrainerConfig(FrozenConfig):
     decay_fraction: float = Field(0.2, ge=0, le=1, description="Final fraction of steps decaying the lr to 0.")
     grad_clip: float = Field(1.0, gt=0, description="Gradient-norm clip per SAE.")
     dead_after_tokens: int = Field(200_000, gt=0, description="A latent silent this many tokens is dead (AuxK).")
-    normalize_activations: bool = Field(True, description="Scale inputs to mean norm sqrt(d_in); folded at save.")
+    normalize_activations: bool = Field(
+        True, description="Scale inputs by sqrt(d_in) / E||x|| (SAELens' convention); folded at save."
+    )
     checkpoint_every: int = Field(200, ge=0, description="Steps between checkpoints (0: only at the end).")
     log_every: int = Field(25, gt=0, description="Steps between metric lines.")
     seed: int = Field(0, description="Seeds initialisation and any sampling (vSAE).")

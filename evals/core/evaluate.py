@@ -3,7 +3,9 @@
 Per batch of token sequences: one clean forward pass caches every SAE's hook; per hook
 point, one zero-ablated and one mean-ablated pass (shared by the SAEs reading it); per
 SAE, one pass with x̂ spliced in and one with x̂ + (x − x̂). Reconstruction statistics
-are taken on the same rows the splice replaces (non-BOS, non-padding tokens).
+are taken on the same rows the splice replaces (non-BOS, non-padding tokens). A gradient
+SAE evaluated with its training rule at inference (``info["inference_rule"] == "gradient"``)
+also costs one forward and backward pass per batch, for g = ∂CE/∂x at its hook.
 """
 
 from __future__ import annotations
@@ -133,6 +135,12 @@ def evaluate_saes(
     """
     device = next(model.parameters()).device
     specs = {e.spec.name: e.spec for e in entries}
+    gradient = [e for e in entries if e.info.get("inference_rule") == "gradient"]
+    harvester = None
+    if gradient:  # gradient SAEs selecting with g = ∂CE/∂x at inference: one backward pass per batch
+        from sae.harvest import Harvester
+
+        harvester = Harvester(model, tokenizer, sorted({e.spec.name for e in gradient}), with_grads=True)
     stats = {e.name: ReconstructionStats(e.sae.cfg.d_sae) for e in entries}
     clean, n_scored = _Sums(), 0
     check_clean, n_check = _Sums(), 0
@@ -146,10 +154,15 @@ def evaluate_saes(
         tl = sorted({s.tl_name for s in specs.values()})
         logits = _run(model, tokens, [(n, _capture(cache, n)) for n in tl])
         rows = {h: s.read(cache[s.tl_name])[keep].float() for h, s in specs.items()}
+        grads = harvester(tokens).grads if harvester is not None else {}
         x_hats = {}
         for e in entries:
-            selection, x_hat = e.sae.reconstruct(rows[e.spec.name])
-            stats[e.name].update(rows[e.spec.name], selection, x_hat)
+            x = rows[e.spec.name]
+            if e.info.get("inference_rule") == "gradient":
+                selection, x_hat = e.sae.reconstruct_with_gradient(x, grads[e.spec.name].to(x.device, x.dtype))
+            else:
+                selection, x_hat = e.sae.reconstruct(x)
+            stats[e.name].update(x, selection, x_hat)
             x_hats[e.name] = x_hat
         if splice:
             scored = scored_positions(tokens, keep, tokenizer.pad_token_id)

@@ -108,7 +108,14 @@ def _print_summary(doc: dict, out: str) -> None:
             c
             for c in COLUMNS
             if c
-            not in ("heldout_necessity", "sufficiency_gap_recovered", "fvu", "control_on_changed", "causal_sufficiency")
+            not in (
+                "heldout_necessity",
+                "sufficiency_gap_recovered",
+                "fvu",
+                "control_on_changed",
+                "causal_sufficiency",
+                "causal_sufficiency_reconstruction",
+            )
         ]
         print("  " + " ".join(f"{c[:12]:>12}" if c != "label" else f"{c:<40}" for c in cols))
         for row in (r for r in doc["table"] if r["cross_section"] == xs["name"]):

@@ -15,12 +15,18 @@ cross-section at once and reading the logit difference (and top-1 prediction) at
   the no-edit baseline (how often the patch leaves the prediction unchanged anyway) and
   success on the prompts the patch does change;
 - **interpretability**: features' F1 against attribute predicates; the causal check keeps
-  only (sufficiency) or removes (necessity) the features with F1 ≥ t. With â_I = Σ_{i∈I}
-  f_i d_i over the interpretable features I, keeping sets a → E[a] + (â_I − E[â_I]) and
-  removing sets a → a − (â_I − E[â_I]): with I = every feature these reduce to the
-  sufficiency and necessity interventions (up to E of the SAE error), so the scores are
-  comparable. The paper says "ablate"; centring by E[â_I] (a mean ablation) is our
-  choice, so an empty I is the mean ablation rather than a zero ablation.
+  only (sufficiency) or removes (necessity) the features with F1 ≥ t. Following the
+  paper (§4.4: "ablate the features with F1 < t" for sufficiency, "≥ t" for necessity),
+  both act on the *real* activation, so the SAE's error term is kept. With
+  â_S = Σ_{i∈S} f_i d_i, I the interpretable features and Ī the rest (F1 < t, or never
+  active), keeping sets a → a − (â_Ī − E[â_Ī]) (``causal.sufficiency``) and removing sets
+  a → a − (â_I − E[â_I]) (``causal.necessity``). The paper says "ablate"; centring by
+  E[â_S] (a mean ablation of those features) is our choice, so ablating a set whose
+  contribution is constant changes nothing. Keeping every feature leaves a unchanged
+  (score 1), so ``causal.sufficiency`` measures what the uninterpretable features carry,
+  not how good the reconstruction is. The lab's former keep intervention, which replaces
+  a by the interpretable part of the reconstruction, a → E[a] + (â_I − E[â_I]) (it drops
+  the SAE error too), is reported beside it as ``causal.sufficiency_reconstruction``.
 
 The held-out-template prompts repeat sufficiency and necessity.
 """
@@ -174,15 +180,15 @@ class Evaluator:
             magnitude.append(edit_magnitude(self.codes(fam, loc, "eval"), d.decoder.cpu().float(), removed[loc]))
             a_s, a_t = self.eval.acts[loc], self.cf_acts[attribute][loc]
             distance.append((edited[loc] - a_t).norm(dim=-1) / (a_s - a_t).norm(dim=-1).clamp_min(1e-12))
-        return {
+        out = {
             "success": _mean(hit),
             "success_on_changed": _mean(hit[flipped]) if flipped.any() else float("nan"),
             "edit_magnitude": _mean(torch.stack(magnitude)),
             "distance_left": _mean(torch.stack(distance)),
-            "features_changed": _mean(torch.stack([removed[loc].sum(-1).float() for loc in xs.locations]))
-            if not fam.supervised
-            else 2.0,
         }
+        if not fam.supervised:  # a supervised edit changes 2 features by construction: not reported
+            out["features_changed"] = _mean(torch.stack([removed[loc].sum(-1).float() for loc in xs.locations]))
+        return out
 
     def control(self, fam: Family, xs: CrossSection) -> dict:
         clean_top1 = self.eval.runner.clean.argmax(-1)
@@ -224,8 +230,7 @@ class Evaluator:
 
     def interpretability(self, fam: Family, xs: CrossSection) -> dict:
         t, causal_t = self.cfg.f1_threshold, self.cfg.causal_threshold
-        per_location, keep, remove = {}, {}, {}
-        n = len(self.eval.specs)
+        per_location, keep, keep_recon, remove = {}, {}, {}, {}
         weights_kept = []
         for loc in xs.locations:
             codes = self.codes(fam, loc, "eval")
@@ -233,15 +238,15 @@ class Evaluator:
             per_location[loc.key] = summarise(result, t)
             chosen = result.live & (result.best_f1 >= causal_t)
             d = fam.dictionaries[loc]
+            keep[loc], remove[loc], keep_recon[loc] = causal_edits(
+                self.eval.acts[loc], codes, d.decoder.cpu().float(), chosen
+            )
             part = codes[:, chosen] @ d.decoder.cpu().float()[chosen]  # â_I
-            centred = part - part.mean(0)
-            keep[loc] = self.eval.means[loc].expand(n, -1) + centred
-            remove[loc] = self.eval.acts[loc] - centred
             full = codes @ d.decoder.cpu().float()
             denom = full.pow(2).sum(-1).clamp_min(1e-12)
             weights_kept.append(((part * full).sum(-1) / denom).mean())
         clean, ablated = self.eval.clean_ld, self.eval.mean_ablation_ld(xs)
-        ld_keep, ld_remove = self.eval.ld(keep), self.eval.ld(remove)
+        ld_keep, ld_remove, ld_keep_recon = self.eval.ld(keep), self.eval.ld(remove), self.eval.ld(keep_recon)
         locs = list(per_location.values())
         live = sum(s["n_live"] for s in locs)
         weighted = lambda field: sum(s[field] * s["n_live"] for s in locs) / live if live else 0.0  # noqa: E731
@@ -259,10 +264,38 @@ class Evaluator:
                 "weight_of_interpretable": _mean(torch.stack(weights_kept)),
                 "sufficiency": ld_keep / clean if clean else float("nan"),
                 "sufficiency_gap_recovered": (ld_keep - ablated) / gap if gap else float("nan"),
+                "sufficiency_reconstruction": ld_keep_recon / clean if clean else float("nan"),
+                "sufficiency_reconstruction_gap_recovered": (ld_keep_recon - ablated) / gap if gap else float("nan"),
                 "necessity": necessity_score(ablated, ld_remove, clean),
             },
             "locations": per_location,
         }
+
+
+def causal_edits(
+    acts: torch.Tensor, codes: torch.Tensor, decoder: torch.Tensor, chosen: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The interpretability causal check's three interventions at one location.
+
+    ``chosen`` marks the interpretable features I (F1 ≥ t'); with â_S = Σ_{i∈S} f_i d_i and
+    Ī the other features, returns (keep, remove, keep by reconstruction):
+
+    - keep (the paper's): a − (â_Ī − E[â_Ī]), the uninterpretable features mean-ablated from
+      the real activation, the SAE error kept;
+    - remove: a − (â_I − E[â_I]);
+    - keep by reconstruction (the lab's former keep): E[a] + (â_I − E[â_I]), which also
+      drops the SAE error.
+
+    E is over the rows of ``acts`` (the evaluation prompts).
+    """
+    chosen = chosen.to(torch.bool)
+
+    def centred(mask: torch.Tensor) -> torch.Tensor:
+        part = codes[:, mask] @ decoder[mask]
+        return part - part.mean(0)
+
+    kept, dropped = centred(chosen), centred(~chosen)
+    return acts - dropped, acts - kept, acts.mean(0).expand_as(acts) + kept
 
 
 def _headline(control: dict) -> dict:

@@ -186,7 +186,7 @@ def interpretability_figure(doc: dict) -> go.Figure:
     fig = make_subplots(
         rows=1,
         cols=3,
-        subplot_titles=("features with F1 ≥ t", "keep only F1 ≥ t' (sufficiency)", "remove F1 ≥ t' (necessity)"),
+        subplot_titles=("features with F1 ≥ t", "ablate F1 < t' (sufficiency)", "ablate F1 ≥ t' (necessity)"),
     )
     colour = colours(doc)
     sections = _sections(doc)

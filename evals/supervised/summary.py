@@ -52,6 +52,7 @@ def table_rows(doc: dict) -> list[dict]:
                 "edit_magnitude": magnitude,
                 "interpretable_fraction": interp["fraction_interpretable"],
                 "causal_sufficiency": interp["causal"]["sufficiency"],
+                "causal_sufficiency_reconstruction": interp["causal"].get("sufficiency_reconstruction"),
                 "causal_necessity": interp["causal"]["necessity"],
             }
             row.update({f"control@{k}": v for k, v in by_k.items()})

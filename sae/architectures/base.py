@@ -203,9 +203,14 @@ def auxk_loss(
 
     The top ``k_aux`` candidate pre-activations (ReLU'd) reconstruct the detached
     residual e = x − x̂ through the decoder, with no bias: ‖e − ê‖² / ‖e − ē‖², ē the
-    batch mean of e. Scaled by min(n/k_aux, 1) as in SAELens, so a handful of dead
-    latents do not get the full weight. Zero when no latent is a candidate. This is the
-    reference; SAEs compute the same loss through ``EncoderPass`` (sparse in backward).
+    batch mean of e. This is the OpenAI normalisation (Gao et al.'s ``normalized_mse`` of
+    the auxiliary reconstruction against the residual error; also ``dictionary_learning``'s
+    TopK trainer), and the lab's only one: no SAELens-style ``min(n/k_aux, 1)`` factor
+    (SAELens uses an unnormalised MSE scaled that way; mixing the two was a bug). With
+    fewer than ``k_aux`` candidates all n of them are used. Zero when no latent is a
+    candidate. This is the reference; SAEs compute the same loss through ``EncoderPass``
+    (sparse in backward), and every AuxK-like loss (AuxK, feature choice's aux_zipf)
+    goes through it.
     """
     n = int(candidates.sum())
     if n == 0:
@@ -214,7 +219,7 @@ def auxk_loss(
     masked = pre.relu().masked_fill(~candidates, -math.inf)
     values, indices = masked.topk(k, dim=-1, sorted=False)
     e_hat = Selection.from_topk(values.clamp_min(0), indices).decode(W_dec)
-    return min(n / k_aux, 1.0) * normalized_error(residual, e_hat)
+    return normalized_error(residual, e_hat)
 
 
 #: on the sparse path, AuxK uses block GEMMs once it chooses at least 1/BLOCK_SHARE of its candidates
@@ -402,7 +407,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             latents = columns[local]
             chosen = enc.attach(Selection.from_topk(block.gather(1, local).relu(), latents))
             e_hat = self.decode_training(chosen, enc.sparse, bias=False)
-        return min(n / self.k_aux, 1.0) * normalized_error(residual, e_hat, self.collective)
+        return normalized_error(residual, e_hat, self.collective)
 
     def losses(
         self, x: torch.Tensor, x_hat: torch.Tensor, enc: EncoderPass, dead: torch.Tensor | None

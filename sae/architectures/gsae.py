@@ -4,8 +4,15 @@ The k latents are chosen by the score z + β·z⊙|W_dec g| (g = ∂L/∂x for t
 model's loss, W_dec g the loss's directional derivative along each decoder row), so a
 latent with a small activation but a large effect on the output can win a slot. The
 reconstruction uses the selected latents' z values, not the scores, and the training
-loss is TopK's (MSE + AuxK). With β = 0, or with no gradient (at inference), the rule
-is exactly TopK.
+loss is TopK's (MSE + AuxK). With β = 0, or with no gradient, the rule is exactly TopK.
+
+Inference rule. The paper selects with the gradient at training time; the lab's
+inference rule (``inference_select``, and the saved SAELens form, a plain TopK SAE) is
+TopK on z, *without* the gradient term, since a deployed SAE sees no downstream loss.
+``reconstruct_with_gradient`` applies the training rule at inference instead, given
+g = ∂L/∂x from a backward pass of the model (the same loss as in training, the
+next-token CE summed over the batch's tokens); the eval suite reports both
+(``gradient_inference: true``: the variant is named ``<name>_grad_inference``).
 """
 
 from __future__ import annotations
@@ -40,6 +47,17 @@ class GradientSAE(TopKSAE):
 
     def select(self, pre: torch.Tensor, g: torch.Tensor | None = None) -> Selection:
         return topk_selection(self.selection_scores(pre, g), pre, self.cfg.k)
+
+    def inference_select(self, pre: torch.Tensor) -> Selection:
+        """The lab's inference rule: TopK on z, no gradient term (see the module docstring)."""
+        return topk_selection(pre, pre, self.cfg.k)
+
+    @torch.no_grad()
+    def reconstruct_with_gradient(self, x: torch.Tensor, g: torch.Tensor) -> tuple[Selection, torch.Tensor]:
+        """Codes and reconstruction of ``[B, d_in]`` rows selected by the training rule, with
+        the downstream gradient ``g`` (``[B, d_in]``, ∂L/∂x at those rows) at inference."""
+        selection = self.select(self.pre_acts(x), g)
+        return selection, self.decode_selection(selection)
 
 
 register(Family("gsae", GradientSAE, saelens_architecture="topk", inference_form="topk", needs_gradients=True))

@@ -2,7 +2,8 @@
 
 Each token keeps its k largest pre-activations (ReLU'd). AuxK: the top k_aux = d_in/2
 pre-activations among dead latents (no firing for a window of tokens, tracked by the
-trainer) reconstruct the residual, weight 1/32, normalised by the residual's variance.
+trainer) reconstruct the residual, weight 1/32, normalised by the residual's variance
+(OpenAI's normalisation, the lab's only one: ``base.auxk_loss``).
 """
 
 from __future__ import annotations

@@ -11,6 +11,14 @@ Inference uses μ, so the saved form is a plain TopK SAE. AuxK can be switched o
 (``aux_coefficient``) so that the paper's comparison, AuxK for TopK only, can be redone
 with AuxK matched.
 
+The paper's own reported setting is its code's ``var_flag=0``: no sampling during
+training (``sample: false``, z = μ), the KL on ReLU(μ) (``kl_on: relu_mu``) with σ fixed
+at 1 (``variance: fixed``, so the KL is ½Σ ReLU(μ)²), multiplied by the mean decoder row
+norm (``kl_scale: decoder_norm``; the factor carries gradient to the decoder, our reading
+of the code's "April update" weighting, and is 1 when decoder rows are kept at unit
+norm), AuxK off (``aux_coefficient: 0``), β = 1 and lr 8e-4. The defaults keep the lab's
+fair-comparison form (sampling, learned σ, no decoder-norm factor).
+
 Scale: the KL is summed over d_sae latents and the MSE over d_in dimensions, so β must be
 small when d_sae ≫ d_in (inputs are normalised to mean norm √d_in): at d_sae = 16·d_in a
 β of 1 makes the KL dominate and the reconstruction degrade (see configs/).
@@ -43,6 +51,12 @@ class VariationalConfig(KConfig):
     fixed_sigma: float = Field(1.0, gt=0, description="σ when the variance is fixed.")
     kl_on: Literal["mu", "relu_mu"] = Field(
         "mu", description="KL on the mean μ (the paper's text) or on ReLU(μ) (the paper's code)."
+    )
+    sample: bool = Field(
+        True, description="Sample z = μ + σ·ε during training; false: z = μ (the paper's code, var_flag=0)."
+    )
+    kl_scale: Literal["none", "decoder_norm"] = Field(
+        "none", description="Multiply the KL by the mean decoder row norm (the paper's code) or not."
     )
 
 
@@ -110,11 +124,13 @@ class VariationalSAE(TopKSAE):
             if self.cfg.variance == "learned"
             else torch.full_like(mu, 2 * math.log(self.cfg.fixed_sigma))
         )
-        if self.training:
+        if self.training and self.cfg.sample:
             z, kl = _SampleKL.apply(mu, logvar, torch.randn_like(mu), self.cfg.kl_on == "relu_mu")
         else:
             z = mu
             kl = gaussian_kl(mu.relu() if self.cfg.kl_on == "relu_mu" else mu, logvar).sum(-1).mean()
+        if self.cfg.kl_scale == "decoder_norm":
+            kl = kl * self.W_dec.norm(dim=1).mean()
         sampled = EncoderPass(x, None, sae_in, z, self.W_enc, self.b_enc, sparse=False)
         selection = sampled.attach(self.select(z))
         x_hat = self.decode_training(selection, self.cfg.kernel == "sparse")

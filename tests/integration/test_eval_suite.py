@@ -243,10 +243,27 @@ def test_the_claims_suite_runs_end_to_end_at_a_toy_budget(tmp_path, capsys):
     doc = json.loads((out / "results.json").read_text())
     ids = {s["id"] for s in doc["saes"]}
     assert {"train/topk.s0", "train/topk.s1", "train/vsae.s0", "train/feature_choice_auxk.s1"} <= ids
-    assert len(ids) == 14 and {s["train_seed"] for s in doc["saes"]} == {0, 1}
+    # 8 trained SAEs per seed, and the g-SAE evaluated a second time with the gradient at inference
+    assert {"train/vsae_paper.s0", "train/gsae.s1_grad_inference"} <= ids
+    assert len(ids) == 18 and {s["train_seed"] for s in doc["saes"]} == {0, 1}
+    rules = {s["id"]: s.get("inference_rule") for s in doc["saes"]}
+    assert rules["train/gsae.s0"] == "no_gradient" and rules["train/gsae.s0_grad_inference"] == "gradient"
+    # the named rows of the claims table (items 3 and 4 of issue 18), 2 seeds each
+    table = {r["name"]: r for r in doc["claims"]["table"]}
+    for name, words in (
+        ("vsae", "fair-comparison"),
+        ("vsae_paper", "paper's setting"),
+        ("gsae", "no gradient at inference"),
+        ("gsae_grad_inference", "gradient at inference"),
+    ):
+        assert words in table[name]["setting"] and table[name]["seeds"] == 2, (name, table[name])
+    by_id = {s["id"]: s["metrics"] for s in doc["saes"]}
+    assert by_id["train/gsae.s0"]["l0"] == by_id["train/gsae.s0_grad_inference"]["l0"] == 16  # k either way
+    assert by_id["train/gsae.s0"]["fvu"] != by_id["train/gsae.s0_grad_inference"]["fvu"]  # a different rule
     claims = {c["key"]: c for c in doc["claims"]["claims"]}
     assert set(claims) == {c.key for c in CLAIMS}
     for c in claims.values():
         assert c["verdict"] in {"held", "mixed", "not held", "not matched", "no difference"}
         assert len(c["per_seed"]) == 2
-    assert "Claims" in (out / "report.html").read_text()
+    report = (out / "report.html").read_text()
+    assert "Claims" in report and "gradient at inference" in report

@@ -243,10 +243,11 @@ def test_auxk_on_a_hand_computed_case():
     # ‖e − ê‖² = (1 + 4) + (0.25 + 4) = 9.25; ē = (0.5, 1.5), ‖e − ē‖² = 0.25+0.25+0.25+0.25 = 1
     assert float(auxk_loss(pre, residual, W_dec, dead, k_aux=1)) == pytest.approx(9.25)
     assert auxk_loss(pre, residual, W_dec, torch.zeros(3, dtype=torch.bool), 1) == 0
-    # scale min(n_dead / k_aux, 1): one dead latent with k_aux = 2 halves the loss
-    # only latent 0: ê = (1, 0) and (0.5, 0): ‖e − ê‖² = 1 + 4.25 = 5.25, halved
+    # one normalisation (OpenAI's): fewer dead latents than k_aux are all used, with no
+    # SAELens min(n_dead / k_aux, 1) factor (the old code halved this to 2.625)
+    # only latent 0: ê = (1, 0) and (0.5, 0): ‖e − ê‖² = 1 + 4.25 = 5.25, over ‖e − ē‖² = 1
     one = torch.tensor([True, False, False])
-    assert float(auxk_loss(pre, residual, W_dec, one, k_aux=2)) == pytest.approx(2.625)
+    assert float(auxk_loss(pre, residual, W_dec, one, k_aux=2)) == pytest.approx(5.25)
 
 
 def test_topk_forward_adds_aux_k_weighted_by_its_coefficient():
@@ -297,7 +298,7 @@ def test_aux_zipf_on_a_hand_computed_case():
     pre = torch.tensor([[2.0, 9.0, 9.0, 1.0], [0.5, 9.0, 9.0, 3.0]])
     residual = torch.tensor([[2.0, 0.0], [2.0, 4.0]])
     # row 0 picks latent 0 (2.0) → ê = (2, 0), error 0; row 1 picks latent 3 (3.0) → ê = (1.8, 2.4),
-    # error 0.04 + 2.56 = 2.6. ē = (2, 2): ‖e − ē‖² = 4 + 4 = 8. Scale min(2/1, 1) = 1.
+    # error 0.04 + 2.56 = 2.6. ē = (2, 2): ‖e − ē‖² = 4 + 4 = 8 (no extra factor).
     x_hat = torch.zeros(2, 2)
     enc = EncoderPass(x=residual, shift=None, sae_in=residual, pre=pre, W_enc=sae.W_enc, b_enc=sae.b_enc, sparse=False)
     losses = sae.losses(residual, x_hat, enc, dead=None)
@@ -339,6 +340,47 @@ def test_vsae_samples_in_training_and_uses_mu_at_inference():
     no_aux = make("vsae", aux_coefficient=0.0)
     assert "aux_k" not in no_aux(x, dead=torch.ones(F, dtype=torch.bool)).losses
     assert "aux_k" in make("vsae")(x, dead=torch.ones(F, dtype=torch.bool)).losses
+
+
+def test_gsae_inference_rule_has_no_gradient_and_the_variant_uses_it():
+    """The lab's g-SAE inference rule is TopK on z; ``reconstruct_with_gradient`` applies the
+    training rule z + β·z⊙|W_dec g| at inference."""
+    sae = make("gsae", beta=1.0, k=1)
+    x = torch.randn(6, D)
+    g = torch.randn(6, D) * 10
+    pre = sae.pre_acts(x)
+    plain, _ = sae.reconstruct(x)
+    assert torch.equal(plain.dense(F), make("topk", k=1).inference_encode(pre))
+    with_g, x_hat = sae.reconstruct_with_gradient(x, g)
+    expected = sae.select(pre, g)
+    torch.testing.assert_close(with_g.dense(F), expected.dense(F))
+    torch.testing.assert_close(x_hat, expected.dense(F) @ sae.W_dec + sae.b_dec)
+    assert not torch.equal(with_g.dense(F), plain.dense(F))  # the gradient term changes some choices
+
+
+def test_vsae_paper_setting_var_flag_0():
+    """The paper's code with var_flag=0: no sampling in training (z = μ), σ = 1, KL = ½Σ ReLU(μ)²
+    times the mean decoder row norm, AuxK off."""
+    sae = make(
+        "vsae", sample=False, variance="fixed", kl_on="relu_mu", kl_scale="decoder_norm", aux_coefficient=0.0
+    ).train()
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.linspace(0.5, 2.0, F)[:, None])  # rows of varied norm
+    x = torch.randn(8, D)
+    torch.manual_seed(1)
+    a = sae(x, dead=torch.ones(F, dtype=torch.bool))
+    torch.manual_seed(2)
+    torch.testing.assert_close(sae(x).codes, a.codes)  # deterministic: nothing sampled
+    topk = make("topk")
+    topk.load_state_dict(sae.state_dict())
+    torch.testing.assert_close(a.codes, topk(x).codes)  # training codes are TopK of μ
+    mu = sae.pre_acts(x)
+    norm = sae.W_dec.norm(dim=1).mean()
+    torch.testing.assert_close(a.losses["kl"], (0.5 * mu.relu().pow(2)).sum(-1).mean() * norm)
+    assert "aux_k" not in a.losses
+    # the defaults are unchanged: sampling, no decoder-norm factor
+    default = make("vsae")
+    assert default.cfg.sample and default.cfg.kl_scale == "none"
 
 
 def test_relu_penalty_weights_by_decoder_norm():

@@ -157,3 +157,28 @@ def test_each_feature_finds_its_predicate():
     assert result.coverage["Pos"] == pytest.approx(0.75)
     labels = predicates(specs).labels
     assert "IO male" in labels and "S=John & Pos=BAB" in labels
+
+
+def test_causal_keep_ablates_uninterpretable_features_from_the_real_activation():
+    """Makelov et al.'s causal sufficiency ablates the F1 < t features from a (keeping the SAE
+    error); the former keep replaced a by E[a] + the centred interpretable reconstruction.
+
+    Two axis features; feature 0 interpretable. Row 0 has an SAE error of (0.5, 0).
+    â_I = (1, 0), (0, 0) → centred (0.5, 0), (−0.5, 0); â_Ī = (0, 0), (0, 2) → centred (0, −1), (0, 1).
+    """
+    from evals.supervised.evaluate import causal_edits
+
+    decoder = torch.eye(2)
+    codes = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    acts = torch.tensor([[1.5, 0.0], [0.0, 2.0]])
+    keep, remove, keep_recon = causal_edits(acts, codes, decoder, torch.tensor([True, False]))
+    torch.testing.assert_close(keep, torch.tensor([[1.5, 1.0], [0.0, 1.0]]))  # a − (â_Ī − E[â_Ī])
+    torch.testing.assert_close(remove, torch.tensor([[1.0, 0.0], [0.5, 2.0]]))  # a − (â_I − E[â_I])
+    # the old keep, E[a] + (â_I − E[â_I]) with E[a] = (0.75, 1), loses the row's SAE error
+    torch.testing.assert_close(keep_recon, torch.tensor([[1.25, 1.0], [0.25, 1.0]]))
+    assert not torch.allclose(keep, keep_recon)
+    # every feature interpretable: keeping changes nothing (the error kept); the old form does not
+    keep_all, remove_all, recon_all = causal_edits(acts, codes, decoder, torch.tensor([True, True]))
+    torch.testing.assert_close(keep_all, acts)
+    torch.testing.assert_close(remove_all, acts.mean(0).expand_as(acts) + torch.tensor([[0.25, 0.0], [-0.25, 0.0]]))
+    assert not torch.allclose(recon_all, acts)

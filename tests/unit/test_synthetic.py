@@ -81,6 +81,39 @@ def test_trained_topk_recovers_the_easy_configuration():
     scores = out["families"]["topk"]
     assert scores["recall"] >= 0.9, scores
     assert scores["mcc"] > out["mcc_chance"] + 0.3
+    # every recovery score has its chance level: the same score of a random dictionary of the same shape
+    chance = out["chance"][str(scores["d_sae"])]
+    assert set(chance) >= {"mmcs", "mcc", "recall", "precision", "f1"}
+    assert chance["mcc"] == out["mcc_chance"]
+    for metric in ("mmcs", "mcc", "recall", "precision", "f1"):
+        assert scores[metric] > chance[metric], metric
+    assert chance["recall"] == 0.0 and chance["mmcs"] < 0.9  # no random direction is within cos 0.9 of a feature
+
+
+def test_chance_scores_are_the_recovery_of_a_random_dictionary_of_that_shape():
+    from evals.sections import synthetic_section
+    from evals.synthetic.bench import chance_mcc, chance_scores, random_dictionary
+
+    data = SyntheticData(SyntheticConfig(d=8, n_features=16, mean_active=2))
+    chance = chance_scores(data, 32, seed=0)
+    assert chance == recovery(data.dictionary, random_dictionary(data, 32, 0))
+    assert chance["mcc"] == chance_mcc(data, 32, 0)
+    assert random_dictionary(data, 32, 0).shape == (32, 8)
+    # in d = 8 with 32 random directions, MMCS is far above 0 (the floor the learned MMCS is read against)
+    assert 0.5 < chance["mmcs"] < 1.0
+    block = {
+        "config": data.cfg.model_dump(),
+        "steps": 1,
+        "batch_size": 1,
+        "train_seconds": 0.0,
+        "chance": {"32": chance},
+        "mcc_chance": chance["mcc"],
+        "families": {"topk": {"mcc": 0.9, "mmcs": 0.95, "recall": 0.8, "precision": 0.7, "f1": 0.75, "d_sae": 32}},
+    }
+    section = synthetic_section([{"synthetic": {"tiny": block}}])
+    rows = section.tables[0].rows
+    assert [r["family"] for r in rows] == ["topk", "chance (random, d_sae 32)"]
+    assert rows[1]["mmcs"] == chance["mmcs"] and rows[1]["precision"] == chance["precision"]
 
 
 def test_every_family_trains_on_synthetic_data_through_the_trainer():
