@@ -18,7 +18,10 @@
    still sum, with Σ_h b_V^h W_O^h + b_O, to the attention output. On the organism that
    constant is ~10% of a head write's norm and differs per head, and one SAE is shared
    by all heads, so it is not absorbed by the SAE's bias: it is removed as the paper's
-   model had it removed.
+   model had it removed. Measured on the organism (100 prompts, seeds 0-4, path-patching
+   ground truth), the fold is within seed noise: node ROC AUC 0.742 ± 0.045 folded vs
+   0.744 ± 0.052 not (IOI), 0.710 ± 0.071 vs 0.718 ± 0.058 (greater-than); it is kept
+   because it is the paper's input, not for a gain.
 3. Score codes on every positive and negative prompt given (the paper: all 250 + 250,
    its SAE's 10 training prompts among them), not only on the training prompts.
 4. Train ONE SAE shared by all heads on the head vectors of a few prompts, drawn at
