@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         "edge_roc_auc",
         "node_roc_auc_with_mlps",
         "edge_method_roc_auc",
+        "pair_roc_auc",
         "f1",
         "tpr_tnr_harmonic_mean",
         "seconds",

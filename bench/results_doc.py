@@ -192,6 +192,8 @@ def _circuits(doc: dict) -> list[str]:
         rows.append(
             [
                 *(task, method, _auc(pp), _auc(faith), fmt(main.get("edge_roc_auc"), ".3f")),
+                fmt(main.get("edge_method_roc_auc"), ".3f"),
+                fmt(main.get("pair_roc_auc"), ".3f"),
                 *(fmt(main.get("f1"), ".2f"), fmt(main.get("seconds"), ".1f")),
                 fmt(main.get("fraction_of_acdc_time"), ".3f"),
             ]
@@ -200,12 +202,15 @@ def _circuits(doc: dict) -> list[str]:
     return [
         f"Every method on the organism, {', '.join(fmt(n) for n in sorted(n_prompts))} prompts each; "
         "node ROC AUC against the path-patching and the faithfulness ground truths (mean ± sd over "
-        "seeds where a method ran several); F1 at the top-|GT| heads and the edge AUC against path patching.",
+        "seeds where a method ran several); F1 at the top-|GT| heads and, against path patching, the edge "
+        "AUC (over edges: ACDC, EAP), the discrete-SAE edge method's head-level AUC (the paper's \"edge ROC "
+        "AUC\") and the discrete-SAE head-pair AUC (the lab's; not the paper's).",
         "",
         *table(
             [
                 *("task", "method", "node ROC AUC (path patching)", "node ROC AUC (faithfulness)"),
-                *("edge ROC AUC", "F1 @ top-\\|GT\\|", "seconds", "× ACDC time"),
+                *("edge ROC AUC", "edge-method head ROC AUC (paper's edge AUC)", "head-pair ROC AUC"),
+                *("F1 @ top-\\|GT\\|", "seconds", "× ACDC time"),
             ],
             rows,
         ),

@@ -8,6 +8,16 @@ much more it fires on positive than on negative prompts, Δ_i = max(0, E_pos f_i
 f_i), with activations averaged over each prompt's positions (BOS and padding excluded,
 as in training). A head's score is Σ_i h_{i,k}·Δ_i over its layer's features.
 
+Value biases: ``hook_z`` is read as the bridge gives it, b_V included (TransformerLens'
+``fold_value_biases``, which Kissane et al.'s models had, would subtract b_V^h from every
+z_h). That is a constant shift of the SAE's input; the SAEs subtract b_dec before
+encoding and start it at the data's geometric median, both translation-equivariant, so
+the shift is absorbed by b_dec and neither the decoder-norm attribution (W_dec) nor the
+feature activations change, except through the input scale √d_in / E‖x‖, which the
+shift moves slightly. It is not folded; the head codebooks of the discrete-SAE method,
+where one SAE is shared by all heads and no single bias can absorb per-head constants,
+are (``circuits.discrete_sae.value_bias_writes``).
+
 The seconds reported include training the SAEs: measured here when they are trained in
 the run, read from the run's ``sweep_summary.json`` when existing SAEs are reused.
 """

@@ -51,6 +51,7 @@ def summary_rows(docs: list[dict]) -> list[dict]:
                     "edge_unit": scored.get("edge_unit"),
                     "node_roc_auc_with_mlps": scored.get("node_roc_auc_with_mlps"),
                     "edge_method_roc_auc": scored.get("edge_method_roc_auc"),
+                    "pair_roc_auc": scored.get("pair_roc_auc"),
                     "precision": scored["precision"],
                     "recall": scored["recall"],
                     "f1": scored["f1"],

@@ -168,6 +168,8 @@ TABLE_COLUMNS = (
     "roc_auc",
     "roc_auc_sd",
     "edge_roc_auc",
+    "edge_method_roc_auc",
+    "pair_roc_auc",
     "f1",
     "tpr_tnr_harmonic_mean",
     "seconds",

@@ -278,7 +278,14 @@ def run_method(model, tokenizer, task: str, method: str, cfg: MethodConfig | Non
 
 def evaluate(result: MethodResult, truth) -> dict:
     """Scores of ``result`` against one ground truth: heads always; heads and MLPs, edges
-    and the method's other head rankings when both sides have them."""
+    and the method's other head rankings when both sides have them.
+
+    ``edge_roc_auc`` is only ever an AUC over edges (sender → receiver input: ACDC, EAP).
+    The discrete-SAE method has no edge ranking: its co-occurrence scores rank unordered
+    head pairs, scored as ``pair_roc_auc`` against the pairs a ground-truth edge joins (a
+    lab quantity, not in the paper), and the figure the paper reports as its "edge" ROC
+    AUC is the head-level AUC of its edge method, ``edge_method_roc_auc`` (from
+    ``alt_head_scores["edge_method"]``)."""
     out = {"ground_truth": truth.name, **score_ranking(result.head_scores, truth.heads)}
     mlps = {n for n in result.node_scores if n.kind == "mlp"}
     if mlps and truth.mlps:
@@ -292,9 +299,10 @@ def evaluate(result: MethodResult, truth) -> dict:
             out["edge_unit"] = "edge: sender -> receiver input (q, k, v, mlp in, logits)"
     pairs = truth.head_pairs()
     if result.pair_scores is not None and pairs:
-        out["edge_roc_auc"] = score_ranking(result.pair_scores, pairs, curve=False)["roc_auc"]
-        out["n_truth_edges"] = len(pairs & set(result.pair_scores))
-        out["edge_unit"] = "unordered head pair (joined by a ground-truth edge)"
+        # a head-pair ranking is not an edge ranking: it is kept apart, under its own name
+        out["pair_roc_auc"] = score_ranking(result.pair_scores, pairs, curve=False)["roc_auc"]
+        out["n_truth_pairs"] = len(pairs & set(result.pair_scores))
+        out["pair_unit"] = "unordered head pair (joined by a ground-truth edge)"
     for name, scores in result.alt_head_scores.items():
         out[f"{name}_roc_auc"] = score_ranking(scores, truth.heads, curve=False)["roc_auc"]
     return out

@@ -18,6 +18,8 @@ COLUMNS = [
     "roc_auc_sd",
     "seeds",
     "edge_roc_auc",
+    "edge_method_roc_auc",
+    "pair_roc_auc",
     "node_roc_auc_with_mlps",
     "precision",
     "recall",
@@ -36,8 +38,11 @@ def circuit_section(results: list[dict]) -> Section:
         intro="Each method ranks the model's heads (and MLPs and edges where it can) for a task; the ranking is "
         "scored against ground-truth circuits that no method under test defined. Node ROC AUC needs no "
         "threshold; precision, recall and F1 are at the top-|ground truth| heads; the TPR/TNR harmonic mean "
-        "is what O'Neill & Bui's code calls F1. Seconds are wall-clock, end to end, SAE training included; "
-        "ACDC's are one run at the threshold chosen on validation prompts.",
+        "is what O'Neill & Bui's code calls F1. Edge ROC AUC is over edges (ACDC, EAP); for the "
+        "discrete-SAE method, edge_method_roc_auc is the head-level AUC of the paper's edge method (the "
+        "figure the paper reports as its edge ROC AUC) and pair_roc_auc its head-pair ranking against the "
+        "head pairs a ground-truth edge joins (the lab's, not the paper's). Seconds are wall-clock, end to "
+        "end, SAE training included; ACDC's are one run at the threshold chosen on validation prompts.",
     )
     single = runs(results)
     for task in sorted({d["task"] for d in single}):

@@ -24,8 +24,12 @@ One run of one method (``kind: "circuit"``, ``schema_version: 1``)::
     by_ground_truth            {name: every score of ``circuits.scoring.score_ranking`` (with
                                roc_curve [[fpr, tpr], ...] and best_threshold) plus, where both
                                sides have them, node_roc_auc_with_mlps, edge_roc_auc with its
-                               edge_unit and n_truth_edges, edge_method_roc_auc (discrete-sae:
-                               the paper's edge-derived head ranking)}
+                               edge_unit and n_truth_edges (edges only: ACDC, EAP),
+                               edge_method_roc_auc (discrete-sae: the head-level AUC of the
+                               paper's edge method, the figure the paper calls its edge ROC
+                               AUC), pair_roc_auc with pair_unit and n_truth_pairs
+                               (discrete-sae: its head-pair co-occurrence ranking against
+                               the head pairs a ground-truth edge joins; not the paper's)}
     ground_truths              {name: {heads: ["L.H"], mlps: ["mlpL"], source}}
     details                    method-specific: ablation, metric, timings, chosen τ, ...
     repeats (optional)         {seeds, roc_auc, seconds, roc_auc_mean, roc_auc_sd}: the same run

@@ -32,6 +32,7 @@ SPLICE_CHECK_COLUMNS = [
     "splice_check_ce_clean",
     "ce_loss_with_sae_and_error",
     "kl_div_with_error",
+    "splice_check_max_abs_diff",
     "splice_check_positions",
 ]
 CLAIM_COLUMNS = ["claim", "source", "compared", "a", "b", "difference", "verdict", "why"]
@@ -71,7 +72,8 @@ def core_section(results: list[dict]) -> Section | None:
     if spliced:
         tables.append(
             Table(
-                "Splice check: with the error term x̂ + (x − x̂) spliced in, CE must equal the clean CE",
+                "Splice check: with x̂ + (x_clean − x̂) spliced in (x_clean cached by the clean run), CE must "
+                "equal the clean CE and the hook's live activation must equal x_clean",
                 SPLICE_CHECK_COLUMNS,
                 [_flat(s, SPLICE_CHECK_COLUMNS) for s in saes],
             )
@@ -79,9 +81,12 @@ def core_section(results: list[dict]) -> Section | None:
         worst = max(
             abs(s["metrics"]["ce_loss_with_sae_and_error"] - s["metrics"]["splice_check_ce_clean"]) for s in saes
         )
+        drift = max((s["metrics"].get("splice_check_max_abs_diff") or 0.0) for s in saes)
+        aligned = worst < 1e-3 and drift < 1e-4
         notes.append(
-            f"Largest |CE with error term − clean CE| over all SAEs: {worst:.2e} nats "
-            f"({'the splice reads and writes every hook correctly' if worst < 1e-3 else 'CHECK THE SPLICE'})."
+            f"Largest |CE with error term − clean CE| over all SAEs: {worst:.2e} nats; largest |live − cached "
+            f"activation| at a spliced row: {drift:.2e} "
+            f"({'the splice reads and writes every hook correctly' if aligned else 'CHECK THE SPLICE'})."
         )
     for r in results:
         d = r.get("data", {})

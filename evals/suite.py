@@ -17,7 +17,8 @@
                       ce_loss_clean, ce_loss_with_sae, ce_loss_zero_ablation, ce_loss_mean_ablation,
                       ce_loss_recovered_zero, ce_loss_recovered_mean, delta_ce,
                       kl_div, kl_div_zero_ablation, kl_div_mean_ablation, kl_score_zero, kl_score_mean,
-                      ce_loss_with_sae_and_error, kl_div_with_error, splice_check_ce_clean, ...}
+                      ce_loss_with_sae_and_error, kl_div_with_error, splice_check_ce_clean,
+                      splice_check_max_abs_diff, ...}
         density_histogram  {log10_edges, counts, dead}
         densities    per-latent firing density on the evaluated tokens
         attention    (attn.hook_z SAEs) {head_attribution: {...}, dfa_examples: [...]}

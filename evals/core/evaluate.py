@@ -2,7 +2,8 @@
 
 Per batch of token sequences: one clean forward pass caches every SAE's hook; per hook
 point, one zero-ablated and one mean-ablated pass (shared by the SAEs reading it); per
-SAE, one pass with x̂ spliced in and one with x̂ + (x − x̂). Reconstruction statistics
+SAE, one pass with x̂ spliced in and one with x̂ + (x_clean − x̂), x_clean the cached clean
+activation (the splice check; see ``evals.core.splice``). Reconstruction statistics
 are taken on the same rows the splice replaces (non-BOS, non-padding tokens). A gradient
 SAE evaluated with its training rule at inference (``info["inference_rule"] == "gradient"``)
 also costs one forward and backward pass per batch, for g = ∂CE/∂x at its hook.
@@ -24,16 +25,18 @@ from sae.progress import progress_bar
 SPLICE_DEFINITIONS = {
     "ce_loss_clean": "next-token cross-entropy of the unmodified model (nats), over scored positions",
     "ce_loss_with_sae": "the same with the hook replaced by the SAE reconstruction x_hat on non-BOS positions",
-    "ce_loss_with_sae_and_error": "CE with x_hat + (x - x_hat) spliced in, on the first batches only: equals "
-    "splice_check_ce_clean (the clean CE of those batches) when the splice reads "
-    "and writes the hook correctly",
+    "ce_loss_with_sae_and_error": "CE with x_hat + (x_clean - x_hat) spliced in, x_clean the activation cached "
+    "by the clean run, on the first batches only: equals splice_check_ce_clean (the clean CE of those batches) "
+    "only when the splice reads and writes the rows the cache and the SAE saw",
+    "splice_check_max_abs_diff": "max |x_live - x_clean| over the spliced rows of the check batches: the "
+    "activation the splice hook reads against the cached clean one (0 when the hook is aligned)",
     "ce_loss_zero_ablation": "the same with the hook set to zero on non-BOS positions",
     "ce_loss_mean_ablation": "the same with the hook set to its mean over non-BOS tokens of other held-out text",
     "ce_loss_recovered_zero": "(CE_zero - CE_sae) / (CE_zero - CE_clean)",
     "ce_loss_recovered_mean": "(CE_mean - CE_sae) / (CE_mean - CE_clean)",
     "delta_ce": "CE_sae - CE_clean (nats)",
     "kl_div": "E over scored positions of KL(p_clean || p_sae) (nats)",
-    "kl_div_with_error": "KL(p_clean || p_{x_hat + error}): ~0 when the splice is right",
+    "kl_div_with_error": "KL(p_clean || p_{x_hat + (x_clean - x_hat)}): ~0 when the splice is right",
     "kl_div_zero_ablation": "KL(p_clean || p_zero)",
     "kl_div_mean_ablation": "KL(p_clean || p_mean)",
     "kl_score_zero": "(KL_zero - KL_sae) / KL_zero",
@@ -105,9 +108,12 @@ def splice_mask(tokens: torch.Tensor, tokenizer) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _score_splice(model, tokens, keep, scored, logp_clean, sums: _Sums, spec: HookSpec, mode: str, replacement=None):
-    """Add one splice's CE and KL-to-clean over the scored positions to ``sums``."""
-    out = _run(model, tokens, [(spec.tl_name, splice_hook(spec, mode, keep, replacement))])
+def _score_splice(
+    model, tokens, keep, scored, logp_clean, sums: _Sums, spec: HookSpec, mode: str, replacement=None, **check
+):
+    """Add one splice's CE and KL-to-clean over the scored positions to ``sums`` (``check``:
+    ``clean`` rows and a ``check`` dict for the ``sae_error`` splice, see ``splice_hook``)."""
+    out = _run(model, tokens, [(spec.tl_name, splice_hook(spec, mode, keep, replacement, **check))])
     ce, logp = token_losses(out, tokens, scored)
     sums.add(ce, kl_to_clean(logp_clean, logp))
 
@@ -146,6 +152,7 @@ def evaluate_saes(
     check_clean, n_check = _Sums(), 0
     ablated = {(h, m): _Sums() for h in specs for m in ("zero", "mean")} if splice else {}
     spliced = {(e.name, m): _Sums() for e in entries for m in ("sae", "sae_error")} if splice else {}
+    misalignment = dict.fromkeys((e.name for e in entries), 0.0)
     bar = progress_bar(total=total, desc="eval", unit="seq", disable=not progress, dynamic_ncols=True, leave=False)
     for index, tokens in enumerate(batches):
         tokens = tokens.to(device)
@@ -153,7 +160,8 @@ def evaluate_saes(
         cache: dict[str, torch.Tensor] = {}
         tl = sorted({s.tl_name for s in specs.values()})
         logits = _run(model, tokens, [(n, _capture(cache, n)) for n in tl])
-        rows = {h: s.read(cache[s.tl_name])[keep].float() for h, s in specs.items()}
+        clean_rows = {h: s.read(cache[s.tl_name])[keep] for h, s in specs.items()}
+        rows = {h: r.float() for h, r in clean_rows.items()}
         grads = harvester(tokens).grads if harvester is not None else {}
         x_hats = {}
         for e in entries:
@@ -179,8 +187,12 @@ def evaluate_saes(
                 score(ablated[(h, "zero")], spec, "zero")
                 score(ablated[(h, "mean")], spec, "mean", means[h].to(device))
             for e in entries:
-                for mode in ("sae", "sae_error") if check else ("sae",):
-                    score(spliced[(e.name, mode)], e.spec, mode, x_hats[e.name])
+                score(spliced[(e.name, "sae")], e.spec, "sae", x_hats[e.name])
+                if check:
+                    seen: dict = {}
+                    err_sums, x_clean = spliced[(e.name, "sae_error")], clean_rows[e.spec.name]
+                    score(err_sums, e.spec, "sae_error", x_hats[e.name], clean=x_clean, check=seen)
+                    misalignment[e.name] = max(misalignment[e.name], seen.get("max_abs_diff", float("inf")))
         bar.update(tokens.shape[0])
     bar.close()
 
@@ -199,6 +211,7 @@ def evaluate_saes(
                     "splice_check_ce_clean": check_clean.ce / m,
                     "ce_loss_with_sae_and_error": err.ce / m,
                     "kl_div_with_error": err.kl / m,
+                    "splice_check_max_abs_diff": misalignment[e.name],
                 }
             )
         densities = st.densities()

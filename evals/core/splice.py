@@ -5,9 +5,14 @@ position whose token is not BOS or padding, and leaves those positions untouched
 
 - ``sae``: the SAE's reconstruction x̂ (x̂ is computed from the clean activation, which is
   also what the hook sees, since nothing upstream changes);
-- ``sae_error``: x̂ + (x − x̂) with x the live activation: numerically the clean run, so its
-  CE equals the clean CE. It is reported as the check that reading and writing the hook
-  (per head for ``hook_z``) is right;
+- ``sae_error``: x̂ + (x_clean − x̂) with x_clean the activation the clean run cached at
+  this hook (the rows the SAE encoded), not the live one: its CE equals the clean CE only
+  when the splice hook sees and writes the very rows the cache and the SAE saw (same
+  hook, same head, same positions, same order). It is the check that reading and writing
+  the hook (per head for ``hook_z``) is right; it also records max |x_live − x_clean|
+  over the spliced rows, which is 0 when the hook is aligned. (With the live activation
+  in place of x_clean, x̂ + (x − x̂) = x whatever the hook reads, and the check could not
+  fail.);
 - ``zero``: zeros (zero ablation);
 - ``mean``: the mean activation over non-BOS tokens of other held-out text.
 
@@ -28,15 +33,27 @@ from sae.hooks import HookSpec
 MODES = ("sae", "sae_error", "zero", "mean")
 
 
-def splice_hook(spec: HookSpec, mode: str, keep: torch.Tensor, replacement: torch.Tensor | None = None):
+def splice_hook(
+    spec: HookSpec,
+    mode: str,
+    keep: torch.Tensor,
+    replacement: torch.Tensor | None = None,
+    clean: torch.Tensor | None = None,
+    check: dict | None = None,
+):
     """A TransformerLens forward hook for ``spec``.
 
     ``keep``: ``[B, T]`` bool, the positions to replace (non-BOS, non-pad). ``replacement``:
     for ``sae``/``sae_error`` the ``[n_keep, d_in]`` reconstruction rows in ``keep`` order;
-    for ``mean`` the ``[d_in]`` mean; unused for ``zero``.
+    for ``mean`` the ``[d_in]`` mean; unused for ``zero``. ``clean`` (``sae_error`` only,
+    required): the ``[n_keep, d_in]`` rows of the cached clean activation the
+    reconstruction was made from; the hook writes x̂ + (clean − x̂) and, when ``check`` is
+    a dict, sets ``check["max_abs_diff"]`` to max |live − clean| over the spliced rows.
     """
     if mode not in MODES:
         raise ValueError(f"unknown splice mode {mode!r}")
+    if mode == "sae_error" and clean is None:
+        raise ValueError("the sae_error splice needs the cached clean rows (clean=...)")
 
     def hook(act, hook=None):
         rows = spec.read(act)
@@ -47,8 +64,14 @@ def splice_hook(spec: HookSpec, mode: str, keep: torch.Tensor, replacement: torc
             new[keep] = replacement.to(new.dtype)
         else:
             live = rows[keep]
+            x_clean = clean.to(live.dtype)
+            if live.shape != x_clean.shape:
+                raise ValueError(f"the hook sees {tuple(live.shape)} rows, the cache holds {tuple(x_clean.shape)}")
+            if check is not None:
+                diff = (live - x_clean).abs()
+                check["max_abs_diff"] = float(diff.max()) if diff.numel() else 0.0
             x_hat = replacement.to(live.dtype)
-            new[keep] = x_hat + (live - x_hat)
+            new[keep] = x_hat + (x_clean - x_hat)
         return spec.write(act, new)
 
     return hook

@@ -5,7 +5,13 @@ semantic position of the prompt (IO, S1, S2 or END, read per prompt). A *cross-s
 is a set of locations intervened on together. Both follow Makelov et al. §4 / A.4:
 
 - name movers (and backup name movers, as the paper's "(B)NM"): outputs and queries at
-  END, keys at IO and S1;
+  END, keys at IO and S1. The paper evaluates the queries and keys as ONE cross-section,
+  "(B)NM q+k" (``name_mover q+k``): every (B)NM head's query at END and its keys at IO
+  and S1, intervened on together, with q and k at the positions the ground-truth
+  definition gives them (a query is read where the head attends from, a key where the
+  name it moves sits). The split ``name_mover q@END`` and ``name_mover k@IO,S1`` are kept
+  beside it, named as such: they say which of the two carries an effect, a question
+  the paper's cross-section does not ask;
 - S-inhibition heads: outputs at END, values at S2;
 - induction and duplicate-token heads: outputs at S2;
 - heads with another direct path to the logits (negative name movers; the organism's
@@ -24,16 +30,19 @@ from sae.errors import SaelabError
 
 SITES = ("q", "k", "v", "z")
 
-#: cross-section name → (roles whose heads it takes, site, positions)
-CROSS_SECTIONS: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
-    "name_mover z@END": (("name_mover", "backup_name_mover"), "z", ("END",)),
-    "name_mover q@END": (("name_mover", "backup_name_mover"), "q", ("END",)),
-    "name_mover k@IO,S1": (("name_mover", "backup_name_mover"), "k", ("IO", "S1")),
-    "s_inhibition z@END": (("s_inhibition",), "z", ("END",)),
-    "s_inhibition v@S2": (("s_inhibition",), "v", ("S2",)),
-    "induction+duplicate z@S2": (("induction", "duplicate_token"), "z", ("S2",)),
-    "negative_name_mover z@END": (("negative_name_mover",), "z", ("END",)),
-    "s_suppression z@END": (("s_suppression",), "z", ("END",)),
+#: one site read at some positions
+Part = tuple[str, tuple[str, ...]]
+#: cross-section name → (roles whose heads it takes, the (site, positions) parts it joins)
+CROSS_SECTIONS: dict[str, tuple[tuple[str, ...], tuple[Part, ...]]] = {
+    "name_mover z@END": (("name_mover", "backup_name_mover"), (("z", ("END",)),)),
+    "name_mover q+k": (("name_mover", "backup_name_mover"), (("q", ("END",)), ("k", ("IO", "S1")))),
+    "name_mover q@END": (("name_mover", "backup_name_mover"), (("q", ("END",)),)),
+    "name_mover k@IO,S1": (("name_mover", "backup_name_mover"), (("k", ("IO", "S1")),)),
+    "s_inhibition z@END": (("s_inhibition",), (("z", ("END",)),)),
+    "s_inhibition v@S2": (("s_inhibition",), (("v", ("S2",)),)),
+    "induction+duplicate z@S2": (("induction", "duplicate_token"), (("z", ("S2",)),)),
+    "negative_name_mover z@END": (("negative_name_mover",), (("z", ("END",)),)),
+    "s_suppression z@END": (("s_suppression",), (("z", ("END",)),)),
 }
 #: the cross-section the acceptance numbers are read at: the heads that move the answer at END
 PRIMARY = "name_mover z@END"
@@ -73,13 +82,27 @@ class Location:
 class CrossSection:
     name: str
     roles: tuple[str, ...]
-    site: str
-    positions: tuple[str, ...]
+    parts: tuple[Part, ...]
     heads: tuple[tuple[int, int], ...]
 
     @property
+    def site(self) -> str:
+        """The sites joined by ``+`` (``"q+k"``), or the one site."""
+        return "+".join(dict.fromkeys(site for site, _ in self.parts))
+
+    @property
+    def positions(self) -> tuple[str, ...]:
+        """Every position any part reads, in order of first appearance."""
+        return tuple(dict.fromkeys(p for _, positions in self.parts for p in positions))
+
+    @property
     def locations(self) -> tuple[Location, ...]:
-        return tuple(Location(layer, head, self.site, p) for layer, head in self.heads for p in self.positions)
+        return tuple(
+            Location(layer, head, site, p)
+            for site, positions in self.parts
+            for layer, head in self.heads
+            for p in positions
+        )
 
     def describe(self) -> dict:
         return {
@@ -87,6 +110,7 @@ class CrossSection:
             "roles": list(self.roles),
             "site": self.site,
             "positions": list(self.positions),
+            "parts": [{"site": site, "positions": list(positions)} for site, positions in self.parts],
             "heads": [f"{layer}.{head}" for layer, head in self.heads],
             "locations": [loc.key for loc in self.locations],
         }
@@ -114,10 +138,10 @@ def cross_sections(model_name: str, names: tuple[str, ...] | None = None) -> lis
     """The model's cross-sections (those whose roles have heads), or the ``names`` asked for."""
     roles = role_heads(model_name)
     found = []
-    for name, (wanted, site, positions) in CROSS_SECTIONS.items():
+    for name, (wanted, parts) in CROSS_SECTIONS.items():
         heads = sorted({h for r in wanted for h in roles.get(r, [])})
         if heads:
-            found.append(CrossSection(name, wanted, site, positions, tuple(heads)))
+            found.append(CrossSection(name, wanted, parts, tuple(heads)))
     if names is None:
         return found
     by_name = {x.name: x for x in found}

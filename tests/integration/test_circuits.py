@@ -158,8 +158,9 @@ def test_greater_than_negatives_are_the_01_corruption(organism):
 
 
 def test_head_outputs_are_the_centred_per_head_writes(organism, hf_organism):
-    """z_h W_O^h from the bridge's hook_z and the plain HF copy's c_proj, averaged over
-    real positions, centred over d_model (TransformerLens' center_writing_weights)."""
+    """z_h W_O^h − b_V^h W_O^h from the bridge's hook_z and the plain HF copy's c_attn
+    value bias and c_proj, averaged over real positions, centred over d_model
+    (TransformerLens' fold_value_biases and center_writing_weights)."""
     from circuits.discrete_sae import head_outputs
 
     model, tok = organism
@@ -175,12 +176,40 @@ def test_head_outputs_are_the_centred_per_head_writes(organism, hf_organism):
         w = hf_organism.transformer.h[layer].attn.c_proj.weight.detach()  # Conv1D: [in, out]
         z = cache[name].reshape(*cache[name].shape[:2], n_heads, d_head)
         writes = torch.einsum("bshd,hdm->bshm", z, w.reshape(n_heads, d_head, -1))
+        b_v = hf_organism.transformer.h[layer].attn.c_attn.bias.detach()[2 * model.cfg.d_model :]
+        writes = writes - torch.einsum("hd,hdm->hm", b_v.reshape(n_heads, d_head), w.reshape(n_heads, d_head, -1))
         expected.append((writes * real[:, :, None, None]).sum(1) / batch.lengths[:, None, None])
     expected = torch.cat(expected, dim=1)
     expected = expected - expected.mean(-1, keepdim=True)
     assert got.shape == (4, model.cfg.n_layers * n_heads, model.cfg.d_model)
     assert torch.allclose(got, expected, atol=1e-5)
     assert got.mean(-1).abs().max() < 1e-6
+
+
+def test_head_outputs_fold_the_value_biases_out_and_still_sum_to_the_attention_output(organism):
+    """Per layer, the folded head vectors plus Σ_h b_V^h W_O^h + b_O are the attention
+    output (all centred over d_model); without the fold they would overshoot by
+    Σ_h b_V^h W_O^h."""
+    from circuits.discrete_sae import head_outputs, value_bias_writes
+
+    model, tok = organism
+    batch = ioi.make_batch(tok, 4, seed=0)
+    got = head_outputs(model, batch.tokens, batch.lengths, "last")
+    names = [f"blocks.{layer}.hook_attn_out" for layer in range(model.cfg.n_layers)]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(batch.tokens, names_filter=names)
+    n_heads, last = model.cfg.n_heads, batch.lengths - 1
+    folded = value_bias_writes(model).detach().reshape(model.cfg.n_layers, n_heads, -1)
+    assert folded.norm(dim=-1).min() > 1e-3  # the organism has value biases: the check can fail
+
+    def centre(x):
+        return x - x.mean(-1, keepdim=True)
+
+    for layer, name in enumerate(names):
+        attn_out = cache[name][torch.arange(4), last]
+        heads = got[:, layer * n_heads : (layer + 1) * n_heads].sum(1)
+        bias = folded[layer].sum(0) + model.b_O[layer].detach()
+        torch.testing.assert_close(heads + centre(bias), centre(attn_out), atol=1e-5, rtol=1e-5)
 
 
 def test_the_finder_counts_codes_on_every_prompt_not_only_the_training_ones(organism):

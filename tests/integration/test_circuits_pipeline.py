@@ -104,7 +104,9 @@ def test_results_documents_carry_the_documented_keys(organism_docs):
     rep = discrete["repeats"]
     assert rep["seeds"] == [0, 1] and len(rep["roc_auc"]) == 2
     assert rep["roc_auc_mean"] == pytest.approx(sum(rep["roc_auc"]) / 2)
-    assert "edge_method_roc_auc" in discrete["by_ground_truth"]["path_patching"]
+    scored = discrete["by_ground_truth"]["path_patching"]
+    assert "edge_method_roc_auc" in scored  # the paper's "edge ROC AUC"
+    assert "pair_roc_auc" in scored and "edge_roc_auc" not in scored  # a head-pair AUC, named so
 
 
 def test_figures_draw_every_result(organism_docs):

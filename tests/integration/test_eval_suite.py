@@ -39,6 +39,7 @@ def test_results_schema_and_definitions(tiny_results):
         # the splice check: x_hat + (x - x_hat) reproduces the clean model
         assert m["ce_loss_with_sae_and_error"] == pytest.approx(m["splice_check_ce_clean"], abs=1e-4)
         assert m["kl_div_with_error"] < 1e-5
+        assert m["splice_check_max_abs_diff"] < 1e-6  # the hook sees the activation the cache holds
         assert len(s["densities"]) == s["d_sae"]
         assert sum(s["density_histogram"]["counts"]) + s["density_histogram"]["dead"] == s["d_sae"]
     assert by_name["topk"]["metrics"]["l0"] == pytest.approx(8.0)  # TopK: exactly k on every token
@@ -267,3 +268,42 @@ def test_the_claims_suite_runs_end_to_end_at_a_toy_budget(tmp_path, capsys):
         assert len(c["per_seed"]) == 2
     report = (out / "report.html").read_text()
     assert "Claims" in report and "gradient at inference" in report
+
+
+def test_the_splice_check_reports_a_misaligned_hook(organism):
+    """x̂ + (x_clean − x̂) with x_clean the cached clean activation: the clean model when the
+    hook is where the cache was taken, a different one (KL to clean > 0, and a nonzero
+    live-vs-cached difference) when it is one layer off or one position off. With the live
+    activation in place of x_clean (the old check) every one of these gave the clean model."""
+    from circuits.tasks import ioi
+    from evals.core.evaluate import _capture, _run, splice_mask
+    from evals.core.splice import kl_to_clean, scored_positions, splice_hook, token_losses
+    from sae.hooks import resolve_hook
+
+    model, tok = organism
+    tokens = ioi.make_batch(tok, 4, seed=0).tokens
+    keep = splice_mask(tokens, tok)
+    scored = scored_positions(tokens, keep, tok.pad_token_id)
+    spec = resolve_hook(model, "blocks.1.hook_resid_post")
+    cache: dict = {}
+    with torch.no_grad():
+        logits = _run(model, tokens, [(spec.tl_name, _capture(cache, spec.tl_name))])
+    logp_clean = token_losses(logits, tokens, scored)[1]
+    clean = spec.read(cache[spec.tl_name])[keep]
+    x_hat = torch.zeros_like(clean)  # any reconstruction: the error term restores x_clean
+
+    def spliced(at, mask):
+        seen: dict = {}
+        hook = splice_hook(at, "sae_error", mask, x_hat, clean=clean, check=seen)
+        with torch.no_grad():
+            out = _run(model, tokens, [(at.tl_name, hook)])
+        return float(kl_to_clean(logp_clean, token_losses(out, tokens, scored)[1]).mean()), seen["max_abs_diff"]
+
+    kl, drift = spliced(spec, keep)
+    assert kl < 1e-6 and drift == 0.0
+    kl, drift = spliced(resolve_hook(model, "blocks.0.hook_resid_post"), keep)  # one layer off
+    assert kl > 1e-3 and drift > 1e-2
+    kl, drift = spliced(spec, torch.roll(keep, 1, dims=1))  # one position off
+    assert kl > 1e-3 and drift > 1e-2
+    with pytest.raises(ValueError, match="clean"):
+        splice_hook(spec, "sae_error", keep, x_hat)

@@ -24,6 +24,24 @@ def test_organism_cross_sections_come_from_the_circuit_roles():
     assert "induction+duplicate z@S2" not in found  # the organism has no induction heads
 
 
+@pytest.mark.parametrize("model", ["organism", "gpt2"])
+def test_the_name_movers_q_and_k_are_one_cross_section_as_the_paper_evaluates_them(model):
+    """Makelov et al.'s "(B)NM q+k": every (B)NM head's query at END and keys at IO and S1,
+    together; the split sections stay beside it and together hold the same locations."""
+    found = {x.name: x for x in cross_sections(model)}
+    qk = found["name_mover q+k"]
+    assert qk.heads == found[PRIMARY].heads and qk.site == "q+k"
+    by_site = {}
+    for loc in qk.locations:
+        by_site.setdefault(loc.site, set()).add(loc.position)
+    assert by_site == {"q": {"END"}, "k": {"IO", "S1"}}  # positions as the ground-truth definition gives them
+    assert set(qk.locations) == set(found["name_mover q@END"].locations) | set(found["name_mover k@IO,S1"].locations)
+    assert len(qk.locations) == 3 * len(qk.heads)
+    described = qk.describe()
+    assert described["parts"] == [{"site": "q", "positions": ["END"]}, {"site": "k", "positions": ["IO", "S1"]}]
+    assert described["positions"] == ["END", "IO", "S1"]
+
+
 def test_gpt2_cross_sections_use_wang_et_al_roles():
     found = {x.name: x for x in cross_sections("gpt2")}
     assert {(9, 9), (9, 6), (10, 0), (10, 10), (11, 9)} <= set(found[PRIMARY].heads)
