@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import zlib
 from collections.abc import Callable, Iterator
+from functools import partial
 
 from pydantic import Field, field_validator
 
@@ -91,9 +92,9 @@ def _induction(rng: random.Random) -> str:
     return f"Say it again: {phrase}. Again: {phrase}."
 
 
-def _person_fact(rng: random.Random) -> str:
+def _person_fact(rng: random.Random, world_seed: int = world.WORLD_SEED) -> str:
     name = rng.choice(NAMES)
-    f = world.facts()[name]
+    f = world.facts(world_seed)[name]
     kind = rng.randrange(3)
     if kind == 0:
         return f"{name} lives in {f['city']}."
@@ -187,6 +188,11 @@ class CorpusConfig(FrozenConfig):
         description="Relative frequency of each sentence family (normalised; unknown names rejected).",
     )
     sentences_per_document: int = Field(8, gt=0, description="Sentences joined into one document.")
+    world_seed: int = Field(
+        world.WORLD_SEED,
+        description="Draws the world's fixed facts (who lives where, works as what); "
+        "another seed is another world with the same grammar.",
+    )
 
     @field_validator("weights")
     @classmethod
@@ -205,9 +211,11 @@ def sentences(seed: int, config: CorpusConfig | None = None) -> Iterator[tuple[s
     rng = random.Random(seed)
     names = [n for n, w in config.weights.items() if w > 0]
     weights = [config.weights[n] for n in names]
+    # The one family that states world facts is told which world it speaks of.
+    makers = {**FAMILIES, "person_fact": partial(_person_fact, world_seed=config.world_seed)}
     while True:
         family = rng.choices(names, weights)[0]
-        yield family, FAMILIES[family](rng)
+        yield family, makers[family](rng)
 
 
 def documents(seed: int, config: CorpusConfig | None = None) -> Iterator[str]:

@@ -1,8 +1,9 @@
 """The organism's small world: word lists and the fixed facts its sentences state.
 
-Facts (where each person lives, their job, which animal is bigger) are drawn once from
-``WORLD_SEED`` and never change, so the corpus teaches consistent knowledge that SAE
-features can latch onto, not noise.
+Facts (where each person lives, their job, their food) are drawn once from a world seed
+and never change for that world, so the corpus teaches consistent knowledge that SAE
+features can latch onto, not noise. The first organism lives in ``WORLD_SEED``; a second
+organism is given another world seed so that its facts differ.
 """
 
 from __future__ import annotations
@@ -113,10 +114,10 @@ FILLER_WORDS = (
 SHOP_ITEMS = (*FOODS, "milk", "tea", "coffee", "butter", "salt", "lemons")
 
 
-@lru_cache(maxsize=1)
-def facts() -> dict[str, dict[str, str]]:
-    """Each name's fixed city, job and favourite food."""
-    rng = random.Random(WORLD_SEED)
+@lru_cache(maxsize=8)
+def facts(world_seed: int = WORLD_SEED) -> dict[str, dict[str, str]]:
+    """Each name's fixed city, job and favourite food in the world ``world_seed``."""
+    rng = random.Random(world_seed)
     return {name: {"city": rng.choice(CITIES), "job": rng.choice(JOBS), "food": rng.choice(FOODS)} for name in NAMES}
 
 
