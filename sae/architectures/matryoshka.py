@@ -28,6 +28,7 @@ d/2, i.e. cumulative widths d/16, d/8, d/4, d/2, d.
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import torch
@@ -61,7 +62,7 @@ class MatryoshkaConfig(MutualChoiceConfig):
         p = self.prefixes
         if p is None:
             return self
-        if not p or p[0] <= 0 or any(b <= a for a, b in zip(p, p[1:], strict=False)) or p[-1] != self.d_sae:
+        if not p or p[0] <= 0 or any(b <= a for a, b in itertools.pairwise(p)) or p[-1] != self.d_sae:
             raise PydanticCustomError(
                 "bad_prefixes",
                 "prefixes {prefixes} must be positive, strictly increasing and end at d_sae ({d_sae})",
@@ -74,7 +75,7 @@ class MatryoshkaConfig(MutualChoiceConfig):
         if self.prefixes is not None:
             return self.prefixes
         d = self.d_sae
-        return tuple(sorted({max(1, d // 2**i) for i in range(4, 0, -1)} - {d})) + (d,)
+        return (*tuple(sorted({max(1, d // 2**i) for i in range(4, 0, -1)} - {d})), d)
 
 
 class MatryoshkaSAE(MutualChoiceSAE):

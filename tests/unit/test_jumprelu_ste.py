@@ -66,7 +66,7 @@ def reference_gradients(sae: JumpReLUSTESAE, x: torch.Tensor, lam: float) -> dic
     theta = sae.threshold.detach().double()
     eps = sae.bandwidth
     x = x.double()
-    B, d_in = x.shape
+    B, _d_in = x.shape
     d_sae = theta.shape[0]
     g = {n: torch.zeros_like(t) for n, t in (("W_enc", W_enc), ("b_enc", b_enc), ("W_dec", W_dec), ("b_dec", b_dec))}
     g_theta = torch.zeros(d_sae, dtype=torch.float64)
