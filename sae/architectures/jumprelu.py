@@ -1,8 +1,9 @@
 """JumpReLU: the batch-free inference form of mutual- and feature-choice SAEs.
 
 f_i = ReLU(pre_i) · 1[pre_i > θ_i]. Saved SAEs of those families, and JumpReLU SAEs
-trained elsewhere (SAELens, Gemma Scope), load as this class. It is an inference form:
-training one needs a straight-through estimator this lab does not ship.
+trained elsewhere (SAELens, Gemma Scope), load as this class. It is an inference form;
+the trained JumpReLU family (straight-through estimators, L0 penalty) is ``jumprelu_ste``,
+which saves as this form.
 """
 
 from __future__ import annotations

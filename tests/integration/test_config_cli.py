@@ -19,6 +19,7 @@ SHIPPED = {
     "eval_suite.yaml": "suite",
     "organism.yaml": "organism",
     **{f"{n}.yaml": "train" for n in ("relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae")},
+    **{f"{n}.yaml": "train" for n in ("jumprelu", "gated", "matryoshka")},
     "sweep_organism.yaml": "train",
 }
 
@@ -57,7 +58,17 @@ def test_the_train_schema_is_a_union_of_the_families_on_architecture(capsys):
     sae = schema["$defs"]["SAESpec"]["properties"]["sae"]
     assert sae["discriminator"] == {"propertyName": "architecture"}
     consts = [o["properties"]["architecture"]["const"] for o in sae["oneOf"]]
-    assert consts == ["relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae"]
+    assert consts == [
+        "relu",
+        "topk",
+        "mutual_choice",
+        "feature_choice",
+        "gsae",
+        "vsae",
+        "jumprelu_ste",
+        "gated",
+        "matryoshka_batchtopk",
+    ]
     assert all(o["additionalProperties"] is False for o in sae["oneOf"])
 
 

@@ -38,8 +38,8 @@ def naive_topk(pre: torch.Tensor, k: int) -> torch.Tensor:
 def test_registry_knows_every_family_and_refuses_others():
     for arch in (*trainable(), "jumprelu"):
         assert sae_class(arch).architecture == arch
-    with pytest.raises(SaelabError, match="unknown SAE architecture 'gated'"):
-        sae_class("gated")
+    with pytest.raises(SaelabError, match="unknown SAE architecture 'gatd'"):
+        sae_class("gatd")
 
 
 def test_k_larger_than_d_sae_is_refused():

@@ -84,7 +84,18 @@ def test_the_supervised_evaluation_trains_it(dummy):
     from evals.supervised.task_saes import task_architectures, variant_specs
 
     cfg = SAEsConfig(relu_l1_grid=(2.0,))
-    assert cfg.architectures == ("relu", "topk", "mutual_choice", "feature_choice", "vsae", "dummy", "gsae")
+    assert cfg.architectures == (
+        "relu",
+        "topk",
+        "mutual_choice",
+        "feature_choice",
+        "vsae",
+        "jumprelu_ste",
+        "gated",
+        "matryoshka_batchtopk",
+        "dummy",
+        "gsae",
+    )
     assert task_architectures(cfg)[-1] == "dummy"  # gsae, supervised by gradients, is corpus-only
     assert ("dummy", "dummy", {"architecture": "dummy", "d_sae": 64, "k": 4}) in variant_specs(cfg, 4)
     run = full_run_config([Location(3, 1, "z", "END")], cfg, "organism", lambda hook: 4)
@@ -103,3 +114,24 @@ def test_train_configs_and_the_reference_name_it(dummy):
     assert type(run.saes[0].sae) is DummyConfig and run.saes[0].resolved_name() == "dummy"
     assert '"const": "dummy"' in json.dumps(RunConfig.model_json_schema())
     assert "### `dummy`" in reference()
+
+
+@pytest.mark.parametrize("name", ["jumprelu_ste", "gated", "matryoshka_batchtopk"])
+def test_the_registered_families_of_issue_20_reach_the_same_places(name):
+    """The trained JumpReLU, Gated and Matryoshka families through the same registry paths."""
+    from circuits.cli import check_args
+    from circuits.codebook import train_family
+    from circuits.sweeps import sweep_values
+    from evals.synthetic.bench import default_families
+    from sae.train_run import RunConfig
+
+    assert name in sweep_values("family")
+    check_args(
+        argparse.Namespace(sae_arch=name, method="discrete-sae", sweep=None, seeds=1),
+        argparse.Namespace(n_train=10, n_prompts=250),
+    )
+    torch.manual_seed(0)
+    codes = train_family(torch.randn(30, 8), name, n_codes=16, k=3, epochs=3)(torch.randn(5, 8))
+    assert codes.shape == (5, 16) and torch.isfinite(codes).all()
+    assert name in {f.name for f in default_families(3)}
+    assert f'"const": "{name}"' in json.dumps(RunConfig.model_json_schema())

@@ -19,7 +19,17 @@ from sae.trainer import Member, Trainer, TrainerConfig
 
 
 def test_the_built_in_families_in_their_order():
-    assert trainable() == ("relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae")
+    assert trainable() == (
+        "relu",
+        "topk",
+        "mutual_choice",
+        "feature_choice",
+        "gsae",
+        "vsae",
+        "jumprelu_ste",
+        "gated",
+        "matryoshka_batchtopk",
+    )
     assert [f.name for f in families(trainable=False)] == ["jumprelu"]
 
 
@@ -59,9 +69,9 @@ def test_a_config_for_another_name_and_a_second_loader_of_one_saelens_form_are_r
 
 
 def test_unknown_names():
-    with pytest.raises(SaelabError, match="unknown SAE architecture 'gated'"):
-        family("gated")
-    assert from_saelens("gated") is None
+    with pytest.raises(SaelabError, match="unknown SAE architecture 'gatd'"):
+        family("gatd")
+    assert from_saelens("gatd") is None
 
 
 def test_the_coefficient_warms_up_linearly_as_a_fraction_of_training():

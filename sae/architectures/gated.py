@@ -1,0 +1,146 @@
+"""Gated SAE (Rajamanoharan et al. 2024, *Improving Dictionary Learning with Gated SAEs*, arXiv 2404.16014).
+
+A gate path decides which latents are on and a magnitude path sets their values; the two
+share encoder directions, the magnitude path rescaled per latent by exp(r_mag):
+
+    x̃ = x − b_dec,  π_gate = x̃W_enc + b_gate,  π_mag = x̃(W_enc ⊙ exp(r_mag)) + b_mag,
+    f = 1[π_gate > 0] ⊙ ReLU(π_mag),  x̂ = fW_dec + b_dec.
+
+Loss: ‖x − x̂‖² + λ Σ_i ReLU(π_gate)_i·‖W_dec,i‖ + ‖x − (ReLU(π_gate)W_dec^sg + b_dec^sg)‖²
+(sg: stop-gradient, a frozen copy of the decoder). Only the gate pays the L1, which removes
+shrinkage; the gate gets no gradient from the MSE (the step has none), so the auxiliary
+reconstruction is what teaches it to reconstruct.
+
+Which implementation is followed (``methods-2.md`` §B, §J): the paper and dictionary_learning
+(stop-gradient decoder in the auxiliary loss, decoder rows at unit norm with the parallel
+gradient removed, W_enc = W_decᵀ, b_gate = b_mag = r_mag = 0). SAELens 6.18 keeps a live
+decoder in the auxiliary term (``aux_detach: false`` gives that variant) and leaves the
+decoder free. The L1 is weighted by decoder norms as in SAELens: under the unit-norm
+decoder this is exactly the paper's unweighted L1, and with ``unit_norm_decoder: false``
+it stops the encoder shrinking while the decoder grows to cheat the penalty (SAELens#544).
+b_dec starts at the first batch's geometric median (the lab's default; dictionary_learning
+starts at zero). Scale: the L1 grows like √d_in and the MSE like d_in on the lab's
+√d_in-normalised inputs, so λ_lab ≈ √d_in·λ for unit-norm inputs.
+
+Saved form: SAELens ``gated`` (``W_enc, W_dec, b_dec, b_gate, b_mag, r_mag``, no ``b_enc``).
+The module's pre-activation (``pre_acts``, SAELens' ``hook_sae_acts_pre``) is π_mag.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from sae.architectures.base import EncoderPass, Output, SAEConfig, Selection, SparseAutoencoder
+from sae.architectures.registry import Coefficient, Family, register
+
+
+class GatedConfig(SAEConfig):
+    """Gated SAE: gate and magnitude paths sharing encoder directions, L1 on the gate only."""
+
+    architecture: Literal["gated"] = Field("gated", description="Family name, the registry key in cfg.json.")
+    l1_coefficient: float = Field(1.0, ge=0, description="λ of the gate's L1 penalty, in the lab's units.")
+    l1_warmup_fraction: float = Field(0.05, ge=0, le=1, description="Fraction of training over which λ ramps up.")
+    aux_detach: bool = Field(
+        True,
+        description="Auxiliary loss through a frozen (detached) decoder copy (the paper, dictionary_learning); "
+        "false: through the live decoder (SAELens).",
+    )
+    aux_coefficient: float = Field(
+        0.0, ge=0, description="AuxK on the magnitude path's dead latents; gated SAEs use none by default."
+    )
+
+
+class GatedSAE(SparseAutoencoder):
+    config_class = GatedConfig
+
+    def __init__(self, cfg: GatedConfig):
+        # not SparseAutoencoder.__init__: the saved form has b_gate and b_mag where others have b_enc
+        nn.Module.__init__(self)
+        if cfg.d_in is None:
+            raise ValueError("the SAE config needs d_in (normally filled in from the hook point)")
+        self.cfg = cfg
+        d_in, d_sae = cfg.d_in, cfg.d_sae
+        self.W_enc = nn.Parameter(torch.empty(d_in, d_sae))
+        self.W_dec = nn.Parameter(torch.empty(d_sae, d_in))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+        self.b_gate = nn.Parameter(torch.zeros(d_sae))
+        self.b_mag = nn.Parameter(torch.zeros(d_sae))
+        self.r_mag = nn.Parameter(torch.zeros(d_sae))
+        self.reset_parameters()
+
+    def reset_parameters(self, decoder_norm: float = 1.0) -> None:
+        """Random unit decoder rows, W_enc = W_decᵀ, zero biases and r_mag."""
+        with torch.no_grad():
+            w = torch.randn(self.cfg.d_sae, self.cfg.d_in)
+            self.W_dec.copy_(decoder_norm * w / w.norm(dim=1, keepdim=True))
+            self.W_enc.copy_(self.W_dec.T)
+            for p in (self.b_dec, self.b_gate, self.b_mag, self.r_mag):
+                p.zero_()
+
+    # -- the two paths -----------------------------------------------------------------
+
+    def paths(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(π_gate, π_mag) of ``[B, d_in]`` rows; x̃(W_enc ⊙ exp(r_mag)) is computed as (x̃W_enc)·exp(r_mag)."""
+        proj = self.encoder_input(x) @ self.W_enc
+        return proj + self.b_gate, proj * self.r_mag.exp() + self.b_mag
+
+    @staticmethod
+    def gated(pi_gate: torch.Tensor, pi_mag: torch.Tensor) -> torch.Tensor:
+        return (pi_gate > 0).to(pi_mag.dtype) * pi_mag.relu()
+
+    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
+        """π_mag (SAELens' ``hook_sae_acts_pre`` of a gated SAE)."""
+        return self.paths(x)[1]
+
+    def select(self, pre: torch.Tensor, g: torch.Tensor | None = None) -> Selection:
+        raise NotImplementedError("a gated SAE's rule reads two paths (gate and magnitude); use encode or forward")
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape[:-1]
+        codes = self.gated(*self.paths(x.reshape(-1, x.shape[-1])))
+        return codes.reshape(*shape, self.cfg.d_sae)
+
+    def encode_selection(self, x: torch.Tensor) -> Selection:
+        return Selection.from_dense(self.encode(x))
+
+    # -- training ----------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, dead: torch.Tensor | None = None) -> Output:
+        sae_in = self.encoder_input(x)
+        pi_gate, pi_mag = self.paths(x)
+        codes = self.gated(pi_gate, pi_mag)
+        x_hat = self.decode(codes)
+        out = {"mse": (x_hat - x).pow(2).sum(-1).mean()}
+        gate = pi_gate.relu()
+        weight = self.coefficient_scale * self.cfg.l1_coefficient
+        out["l1"] = weight * (gate * self.W_dec.norm(dim=1)).sum(-1).mean()
+        W_dec, b_dec = (self.W_dec.detach(), self.b_dec.detach()) if self.cfg.aux_detach else (self.W_dec, self.b_dec)
+        out["aux_gate"] = (gate @ W_dec + b_dec - x).pow(2).sum(-1).mean()
+        if self.cfg.aux_coefficient > 0 and dead is not None:
+            enc = EncoderPass(x, None, sae_in, pi_mag, self.W_enc, self.b_mag, sparse=False)
+            out["aux_k"] = self.cfg.aux_coefficient * self.aux_loss(enc, x - x_hat, dead)
+        return Output(x_hat, out, self.cfg.d_sae, codes=codes)
+
+    # -- saving ------------------------------------------------------------------------
+
+    def inference_state(self) -> dict[str, torch.Tensor]:
+        names = ("W_enc", "W_dec", "b_dec", "b_gate", "b_mag", "r_mag")
+        return {n: getattr(self, n).data for n in names}
+
+    def inference_config(self) -> dict:
+        return {"apply_b_dec_to_input": self.cfg.apply_b_dec_to_input}
+
+
+register(
+    Family(
+        "gated",
+        GatedSAE,
+        saelens_architecture="gated",
+        coefficient=Coefficient("l1_coefficient", "l1", warmup_field="l1_warmup_fraction"),
+        sparse_kernel=False,  # a dense rule: both paths touch every latent
+    )
+)

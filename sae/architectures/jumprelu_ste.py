@@ -1,0 +1,190 @@
+"""JumpReLU SAE, trained (Rajamanoharan et al. 2024, *Jumping Ahead*, arXiv 2407.14435).
+
+f_i = JumpReLU_θ(π_i) = π_i·H(π_i − θ_i) with a learned threshold θ_i > 0 per latent and
+loss ‖x − x̂‖² + λ Σ_i H(π_i − θ_i) (the "step" L0 penalty; batch mean). θ gets gradients
+from straight-through pseudo-derivatives with the rectangle kernel K(u) = 1[|u| < ½] and
+bandwidth ε (the paper's, as ``methods-2.md`` §A states them):
+
+- ∂JumpReLU/∂θ := −(θ/ε)·K((π − θ)/ε), ∂JumpReLU/∂π := H(π − θ);
+- ∂H/∂θ := −(1/ε)·K((π − θ)/ε), ∂H/∂π := 0.
+
+θ is parameterised as ``log_threshold`` (paper App. J): θ = exp(log θ) is computed outside
+the autograd functions, so the chain rule gives ∂/∂log θ = θ·∂/∂θ. ``sparsity_loss: tanh``
+is Anthropic's Jan-2025 variant λ Σ_i tanh(c·f_i·‖W_dec,i‖).
+
+Name. ``jumprelu`` stays the inference-only form (what SAELens/Gemma Scope JumpReLU SAEs
+and the batch-level rules' saved forms load as, with a ``threshold`` buffer); this trained
+family is ``jumprelu_ste`` and saves as that form (SAELens ``jumprelu``, ``threshold =
+exp(log_threshold)``), so it is not registered twice and foreign files keep loading as before.
+
+Scale. The lab normalises inputs to mean norm √d_in (the trainer's
+``normalize_activations``), where the paper uses unit-norm inputs. ``bandwidth`` and
+``threshold_init`` are stated on the paper's unit scale and multiplied by √d_in here:
+ε = bandwidth·√d_in, θ₀ = threshold_init·√d_in (SAELens#494: an ε tuned for unit inputs
+is √d_in too small on √d_in-normalised ones and L0 stalls). λ multiplies a count, while
+the MSE is on the lab's scale (d_in times the unit-norm MSE), so λ_lab ≈ d_in·λ_paper.
+
+Which implementation is followed (``methods-2.md`` §J):
+
+- STE of the L0 term on π (paper, SAELens ≤ 6.18, circuit-tracer), not on f (dictionary_learning,
+  DL#55, where inactive latents give no θ-gradient); no STE into π (SAELens#728's Anthropic flag).
+- log θ (paper, SAELens ≤ #718), not raw θ (dictionary_learning, SAELens after #718).
+- λ·L0 with a linear warm-up (paper, SAELens), not dictionary_learning's
+  ``(L0/target − 1)²``; no pre-activation loss (SAELens' optional term).
+- Initialisation: decoder rows random unit vectors, W_enc = W_decᵀ, b_enc = 0, θ₀ = 0.001 and
+  ε = 0.001 on the unit scale, b_dec = 0 and the input not centred by b_dec
+  (``apply_b_dec_to_input: false``): dictionary_learning's "Appendix I" values and Gemma
+  Scope's saved form. SAELens 6.18 instead uses θ₀ = 0.01, ε = 0.05, decoder norm 0.1 and
+  leaves the decoder free; here decoder rows are kept at unit norm (dictionary_learning),
+  which the L0 penalty, blind to decoder norms, neither needs nor is hurt by.
+- The paper's Adam β1 = 0 is a trainer setting (``trainer.adam_betas``), shared by a run.
+
+Adam moves log θ by about the learning rate per step, so θ changes by a factor of at most
+about exp(lr·steps): a short run must start θ near its final scale (``threshold_init``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from sae.architectures.base import Output, SAEConfig, Selection, SparseAutoencoder
+from sae.architectures.registry import Coefficient, Family, register
+
+
+class JumpReLUSTEConfig(SAEConfig):
+    """JumpReLU trained with straight-through estimators and an L0 penalty (Rajamanoharan et al. 2024)."""
+
+    architecture: Literal["jumprelu_ste"] = Field(
+        "jumprelu_ste", description="Family name, the registry key in cfg.json."
+    )
+    l0_coefficient: float = Field(1.0, ge=0, description="λ of the L0 (or tanh) sparsity penalty, in the lab's units.")
+    l0_warmup_fraction: float = Field(0.05, ge=0, le=1, description="Fraction of training over which λ ramps up.")
+    sparsity_loss: Literal["step", "tanh"] = Field(
+        "step", description="step: λ Σ H(π − θ) (the paper); tanh: λ Σ tanh(c·f·‖W_dec,i‖) (Anthropic, 2025)."
+    )
+    tanh_scale: float = Field(4.0, gt=0, description="c of the tanh penalty.")
+    bandwidth: float = Field(
+        0.001, gt=0, description="ε of the rectangle kernel on the unit-norm scale; ε = bandwidth·√d_in here."
+    )
+    threshold_init: float = Field(
+        0.001, gt=0, description="θ₀ of every latent on the unit-norm scale; θ₀ = threshold_init·√d_in here."
+    )
+    apply_b_dec_to_input: bool = Field(False, description="The paper encodes x, not x − b_dec.")
+    b_dec_init: str = Field(
+        "zeros",
+        pattern="^(geometric_median|mean|zeros)$",
+        description="b_dec from the first batch's geometric median, its mean, or zeros (the paper: zeros).",
+    )
+    aux_coefficient: float = Field(0.0, ge=0, description="JumpReLU SAEs use no AuxK by default.")
+
+
+def rectangle(u: torch.Tensor) -> torch.Tensor:
+    """K(u) = 1[−½ < u < ½]."""
+    return (u.abs() < 0.5).to(u.dtype)
+
+
+class JumpReLUFunction(torch.autograd.Function):
+    """z·H(z − θ); backward ∂/∂z = H(z − θ), ∂/∂θ = −(θ/ε)K((z − θ)/ε), summed over rows."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+        ctx.save_for_backward(z, theta)
+        ctx.eps = eps
+        return z * (z > theta)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        z, theta = ctx.saved_tensors
+        eps = ctx.eps
+        grad_z = grad * (z > theta) if ctx.needs_input_grad[0] else None
+        grad_theta = None
+        if ctx.needs_input_grad[1]:
+            grad_theta = (-(theta / eps) * rectangle((z - theta) / eps) * grad).reshape(-1, z.shape[-1]).sum(0)
+        return grad_z, grad_theta, None
+
+
+class StepFunction(torch.autograd.Function):
+    """H(z − θ); backward ∂/∂z = 0, ∂/∂θ = −(1/ε)K((z − θ)/ε), summed over rows."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+        ctx.save_for_backward(z, theta)
+        ctx.eps = eps
+        return (z > theta).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        z, theta = ctx.saved_tensors
+        eps = ctx.eps
+        grad_theta = None
+        if ctx.needs_input_grad[1]:
+            grad_theta = (-(1.0 / eps) * rectangle((z - theta) / eps) * grad).reshape(-1, z.shape[-1]).sum(0)
+        return None, grad_theta, None
+
+
+def jumprelu(z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+    return JumpReLUFunction.apply(z, theta, eps)
+
+
+def step(z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+    return StepFunction.apply(z, theta, eps)
+
+
+class JumpReLUSTESAE(SparseAutoencoder):
+    config_class = JumpReLUSTEConfig
+
+    def __init__(self, cfg: JumpReLUSTEConfig):
+        super().__init__(cfg)
+        theta0 = cfg.threshold_init * math.sqrt(cfg.d_in)
+        self.log_threshold = torch.nn.Parameter(torch.full((cfg.d_sae,), math.log(theta0)))
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        return self.log_threshold.exp()
+
+    @property
+    def bandwidth(self) -> float:
+        """ε on the lab's √d_in scale."""
+        return self.cfg.bandwidth * math.sqrt(self.cfg.d_in)
+
+    def select(self, pre: torch.Tensor, g: torch.Tensor | None = None) -> Selection:
+        return Selection.from_dense(self.inference_encode(pre))
+
+    def inference_encode(self, pre: torch.Tensor) -> torch.Tensor:
+        return pre.relu() * (pre > self.threshold.detach())
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, dead: torch.Tensor | None = None) -> Output:
+        enc = self.encoder_pass(x, sparse=False)
+        theta, eps = self.threshold, self.bandwidth
+        codes = jumprelu(enc.pre, theta, eps)
+        x_hat = self.decode(codes)
+        losses = self.losses(x, x_hat, enc, dead)
+        weight = self.coefficient_scale * self.cfg.l0_coefficient
+        if self.cfg.sparsity_loss == "step":
+            penalty = step(enc.pre, theta, eps).sum(-1).mean()
+        else:
+            penalty = torch.tanh(self.cfg.tanh_scale * codes * self.W_dec.norm(dim=1)).sum(-1).mean()
+        losses["l0" if self.cfg.sparsity_loss == "step" else "tanh"] = weight * penalty
+        return Output(x_hat, losses, self.cfg.d_sae, codes=codes)
+
+    def inference_state(self) -> dict[str, torch.Tensor]:
+        return {**super().inference_state(), "threshold": self.threshold.detach().clone()}
+
+    def inference_config(self) -> dict:
+        return {"apply_b_dec_to_input": self.cfg.apply_b_dec_to_input}
+
+
+register(
+    Family(
+        "jumprelu_ste",
+        JumpReLUSTESAE,
+        saelens_architecture="jumprelu",
+        inference_form="jumprelu",
+        coefficient=Coefficient("l0_coefficient", "l0", warmup_field="l0_warmup_fraction"),
+        sparse_kernel=False,  # a dense rule with dense straight-through gradients
+    )
+)
