@@ -20,7 +20,7 @@ def transcoder_run(organism, tmp_path_factory):
     model, tokenizer = organism
     cfg = RunConfig.model_validate(
         {
-            "data": {"model": "organism", "n_tokens": 40_000, "context_size": 32, "lm_batch_size": 64},
+            "data": {"model": "organism", "n_tokens": 24_000, "context_size": 32, "lm_batch_size": 64},
             "saes": [
                 {
                     "name": "tc",
@@ -35,8 +35,8 @@ def transcoder_run(organism, tmp_path_factory):
                     "sae": {"architecture": "topk", "d_sae": 256, "k": 8, "skip": True},
                 },
             ],
-            "trainer": {"batch_size": 256, "lr": 0.004, "wandb_project": None, "checkpoint_every": 0},
-            "heldout": {"n_tokens": 8_000},
+            "trainer": {"batch_size": 128, "lr": 0.004, "wandb_project": None, "checkpoint_every": 0},
+            "heldout": {"n_tokens": 4_000},
         }
     )
     out = tmp_path_factory.mktemp("transcoders") / "run"
