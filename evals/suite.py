@@ -75,7 +75,7 @@ def train_seed(run_dir: Path) -> tuple[int | None, int | None, int | None]:
 
 
 def load_entries(found: list[SAEEntry], device: str) -> list[tuple[EvalTarget, dict]]:
-    from sae.saving import load_sae
+    from sae.saving import load_sae, saved_hook_out
 
     out = []
     ids = set()
@@ -100,6 +100,7 @@ def load_entries(found: list[SAEEntry], device: str) -> list[tuple[EvalTarget, d
             "model": entry.model,
             "hook": entry.hook,
             "tl_hook": ours.get("tl_hook", meta.get("hook_name")),
+            **({"hook_out": saved_hook_out(cfg)} if saved_hook_out(cfg) else {}),
             "head": head,
             "run_dir": str(entry.run_dir),
             "sae_dir": str(entry.path),
@@ -162,7 +163,7 @@ def _context_size(cfg: SuiteConfig, entries: list[EvalTarget]) -> int:
 def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[EvalTarget], progress: bool) -> None:
     """Evaluate the SAEs of one language model; fills each entry's ``info``."""
     from evals.attention import dfa_examples, head_summary, is_attention_sae
-    from sae.hooks import resolve_hook
+    from sae.hooks import resolve_hook, resolve_pair
     from sae.model import load_model
 
     model, tokenizer = load_model(model_name, device=cfg.data.device)
@@ -173,9 +174,16 @@ def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[EvalTa
                 f"{e.info['sae_dir']}: d_in {e.sae.cfg.d_in} does not match hook {e.info['hook']} "
                 f"of {model_name} (width {e.spec.d_in})"
             )
+        if e.info.get("hook_out"):  # a transcoder: spliced at its output hook
+            e.out_spec = resolve_pair(model, e.info["hook"], e.info["hook_out"])[1]
+            if e.out_spec.d_in != e.sae.cfg.width_out:
+                raise SaelabError(
+                    f"{e.info['sae_dir']}: d_out {e.sae.cfg.width_out} does not match hook_out "
+                    f"{e.info['hook_out']} of {model_name} (width {e.out_spec.d_in})"
+                )
     ctx = _context_size(cfg, entries)
-    hooks = sorted({e.spec.name for e in entries})
-    specs = list({e.spec.name: e.spec for e in entries}.values())
+    hooks = sorted({s.name for e in entries for s in (e.spec, e.out_spec) if s is not None})
+    specs = list({e.written.name: e.written for e in entries}.values())  # ablated: the hooks spliced
     means = None
     if cfg.splice:
         batches, _ = _token_batches(
@@ -204,7 +212,7 @@ def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[EvalTa
             below = torch.tensor(densities, dtype=torch.float64) < e.sae.cfg.underused_fraction * expected
             r["underused_fraction_zipf"] = float(below.double().mean())
         e.info.update({"metrics": r, "density_histogram": hist, "densities": densities})
-        if cfg.attention.enabled and is_attention_sae(e.spec):
+        if cfg.attention.enabled and e.out_spec is None and is_attention_sae(e.spec):
             prompts, _ = _token_batches(
                 cfg, tokenizer, hooks, model_name, cfg.data.seed, cfg.attention.dfa_prompts * ctx or ctx, ctx
             )

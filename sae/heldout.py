@@ -8,6 +8,13 @@ rank-r PCA baseline is the best rank-r affine reconstruction of the same activat
 
 FVU = E‖x − x̂‖² / (E‖x‖² − ‖E x‖²), i.e. one minus the explained variance as defined in
 DESIGN.md.
+
+A transcoder (``(sae, hook, hook_out)``) is scored on its output y: FVU = E‖y − ŷ‖² / Var(y),
+so predicting the mean output scores 1 (the mean-ablation baseline), and ``zero_fvu`` =
+E‖y‖² / Var(y) is the zero-ablation baseline. ``linear_fvu`` is the best affine map from
+x to y fitted on the same rows (least squares): what a dense linear layer alone would do,
+the bar a skip transcoder's linear path starts from. ``pca_fvu`` is then the rank-r PCA of
+y itself (y reconstructed from y, a loose bound, kept for comparability with SAE rows).
 """
 
 from __future__ import annotations
@@ -67,21 +74,54 @@ class Moments:
         return float(1 - eig[:rank].sum() / eig.sum())
 
 
+@dataclass
+class CrossMoments:
+    """Joint moments of aligned input rows x and output rows y, for the least-squares affine map x → y."""
+
+    xx: Moments
+    xy: torch.Tensor | None = None
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.xx.update(x)
+        xy = x.double().T @ y.double()
+        self.xy = xy if self.xy is None else self.xy + xy
+
+    def linear_fvu(self, y: Moments) -> float:
+        """FVU of the best affine map from x to y: 1 − tr(C_yx C_xx⁺ C_xy) / tr(C_yy)."""
+        n = self.xx.n
+        cxy = self.xy / n - torch.outer(self.xx.total / n, y.total / y.n)
+        explained = torch.trace(cxy.T @ torch.linalg.pinv(self.xx.covariance(), hermitian=True) @ cxy)
+        return float(1 - explained / y.variance())
+
+
+def _parts(entry: tuple) -> tuple:
+    """``(sae, hook)`` or ``(sae, hook, hook_out)`` → ``(sae, hook, target hook)``."""
+    sae, hook, *rest = entry
+    return sae, hook, (rest[0] if rest and rest[0] else hook)
+
+
 @torch.no_grad()
 def measure(saes: dict, batches: Iterable[dict[str, torch.Tensor]], pca_rank: int = 16) -> dict[str, dict]:
-    """``saes``: name → (sae, hook). Returns per SAE: fvu, l0, dead_fraction, pca_fvu, rows, densities."""
-    accs = {name: Accumulator(sae.cfg.d_sae) for name, (sae, _) in saes.items()}
+    """``saes``: name → (sae, hook), or (sae, hook, hook_out) for a transcoder. Returns per SAE:
+    fvu, l0, dead_fraction, pca_fvu, rows, densities (transcoders: also zero_fvu, linear_fvu)."""
+    parts = {name: _parts(entry) for name, entry in saes.items()}
+    accs = {name: Accumulator(sae.cfg.d_sae) for name, (sae, _, _) in parts.items()}
     moments: dict[str, Moments] = {}
+    pairs = {(h, t) for _, h, t in parts.values() if t != h}
+    cross: dict[tuple[str, str], CrossMoments] = {}
     for batch in batches:
-        for hook in {h for _, h in saes.values()}:
+        for hook in {t for _, _, t in parts.values()} | {h for h, _ in pairs}:
             moments.setdefault(hook, Moments(batch[hook].shape[-1])).update(batch[hook])
-        for name, (sae, hook) in saes.items():
+        for h, t in pairs:
+            cross.setdefault((h, t), CrossMoments(Moments(batch[h].shape[-1]))).update(batch[h], batch[t])
+        for name, (sae, hook, target) in parts.items():
             x = batch[hook].to(sae.W_enc.device, torch.float32)
-            selection, x_hat = sae.reconstruct(x)
-            accs[name].update(x, selection, x_hat)
+            y = x if target == hook else batch[target].to(sae.W_enc.device, torch.float32)
+            selection, y_hat = sae.reconstruct(x)
+            accs[name].update(y, selection, y_hat)
     out = {}
-    for name, (_sae, hook) in saes.items():
-        acc, mom = accs[name], moments[hook]
+    for name, (_sae, hook, target) in parts.items():
+        acc, mom = accs[name], moments[target]
         out[name] = {
             "hook": hook,
             "fvu": acc.sse / acc.rows / mom.variance(),
@@ -91,4 +131,11 @@ def measure(saes: dict, batches: Iterable[dict[str, torch.Tensor]], pca_rank: in
             "rows": acc.rows,
             "densities": (acc.fire_counts / acc.rows).tolist(),
         }
+        if target != hook:
+            mean = mom.total / mom.n
+            out[name].update(
+                hook_out=target,
+                zero_fvu=float((mom.variance() + mean.pow(2).sum()) / mom.variance()),
+                linear_fvu=cross[(hook, target)].linear_fvu(mom),
+            )
     return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from einops import rearrange
 
-from sae.errors import SaelabError
+from sae.errors import ConfigError, SaelabError
 
 BLOCK_HOOKS = (
     "hook_resid_pre",
@@ -23,6 +23,7 @@ BLOCK_HOOKS = (
     "hook_resid_post",
     "hook_attn_out",
     "hook_mlp_out",
+    "mlp.hook_in",  # the MLP's literal input (after ln2's gain and bias): a transcoder's input
     "mlp.hook_pre",
     "mlp.hook_post",
     "attn.hook_q",
@@ -32,6 +33,7 @@ BLOCK_HOOKS = (
 )
 _NAME = re.compile(r"^blocks\.(\d+)\.(.+?)(?:\[(\d+)\])?$")
 _SHAPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ORDER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ class HookSpec:
 
 
 def _probe_shapes(model) -> dict[str, tuple[int, ...]]:
-    """Per-token shapes of every block hook, read from a 2-token forward pass (memoised)."""
+    """Per-token shapes of every block hook, read from a 2-token forward pass (memoised),
+    which also records the order the hooks run in (``hook_order``)."""
     cached = _SHAPES.get(model)
     if cached is not None:
         return cached
@@ -93,11 +96,28 @@ def _probe_shapes(model) -> dict[str, tuple[int, ...]]:
     ]
     device = next(model.parameters()).device
     tokens = torch.zeros((1, 2), dtype=torch.long, device=device)
+    seen: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str):
+        def hook(act, hook=None):
+            seen.setdefault(name, tuple(act.shape))
+            return act
+
+        return hook
+
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=present)
-    shapes = {name: tuple(cache[name].shape[2:]) for name in present if name in cache}
+        model.run_with_hooks(tokens, fwd_hooks=[(n, record(n)) for n in present])
+    # a hook's activation is [batch, position, ...]; one that is not (2 positions) has no rows per token
+    shapes = {name: shape[2:] for name, shape in seen.items() if shape[:2] == (1, 2)}
     _SHAPES[model] = shapes
+    _ORDER[model] = {name: i for i, name in enumerate(seen)}
     return shapes
+
+
+def hook_order(model) -> dict[str, int]:
+    """TransformerLens hook name → its rank in the order a forward pass runs the block hooks."""
+    _probe_shapes(model)
+    return _ORDER[model]
 
 
 def list_hooks(model, per_head: bool = True) -> dict[str, tuple[int, ...]]:
@@ -135,3 +155,36 @@ def resolve_hook(model, name: str) -> HookSpec:
 
 def hook_name(layer: int, site: str, head: int | None = None) -> str:
     return f"blocks.{layer}.{site}" + (f"[{head}]" if head is not None else "")
+
+
+def resolve_pair(model, hook: str, hook_out: str) -> tuple[HookSpec, HookSpec]:
+    """Validate a transcoder's input and output hooks; one-line errors for a pair that cannot work.
+
+    A transcoder replaces the computation between two hooks token by token, so: both hooks
+    exist; they differ; the output runs after the input in the forward pass (so a splice can
+    read the input before it writes the output); and their rows index the same positions.
+    Every hook read here has one row per token, but a single head's rows (``hook_z[h]``) are
+    not a function of the same units as whole-position rows, nor as another head's: the two
+    hooks must both read whole positions, or both the same head.
+    """
+    try:
+        spec_in, spec_out = resolve_hook(model, hook), resolve_hook(model, hook_out)
+    except SaelabError as e:  # a config error here: exit 2 like the others
+        raise ConfigError(f"transcoder {hook} -> {hook_out}: {e}") from None
+    if spec_in.name == spec_out.name:
+        raise ConfigError(f"hook_out {hook_out!r} is the input hook; an SAE has no hook_out")
+    order = hook_order(model)
+    if order[spec_out.tl_name] <= order[spec_in.tl_name]:
+        raise ConfigError(
+            f"hook_out {hook_out!r} does not run after hook {hook!r}: a transcoder maps an earlier hook to a later one"
+        )
+    if spec_in.head != spec_out.head:
+
+        def what(s: HookSpec) -> str:
+            return f"head {s.head} of {s.tl_name}" if s.head is not None else f"whole positions of {s.tl_name}"
+
+        raise ConfigError(
+            f"hook {hook!r} and hook_out {hook_out!r} read different positions ({what(spec_in)} vs "
+            f"{what(spec_out)}): a transcoder's input and output rows must be the same units"
+        )
+    return spec_in, spec_out

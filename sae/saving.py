@@ -7,6 +7,11 @@ already folded in, so ``sae_lens.SAE.load_from_disk`` gives the same ``encode``.
 inference form (a vSAE's variance encoder, feature choice's running densities) go to
 ``saelab_state.safetensors``. SAEs saved by SAELens (standard, topk, jumprelu) load here
 too. Nothing is ever unpickled.
+
+Transcoders save as SAELens does (``transcoder``, ``skip_transcoder``, ``jumprelu_transcoder``,
+``jumprelu_skip_transcoder``; the registry's ``saelens_transcoder`` names the others):
+``d_out`` in cfg.json, ``metadata.hook_name`` the input hook and ``metadata.hook_name_out``
+the output hook, ``W_dec [d_sae, d_out]``, ``b_dec [d_out]``, and ``W_skip [d_out, d_in]``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sae.architectures import SparseAutoencoder, sae_class
-from sae.architectures.registry import from_saelens, saelens_architectures
+from sae.architectures.registry import (
+    from_saelens,
+    parse_saelens_transcoder,
+    saelens_architectures,
+    saved_architecture,
+)
 from sae.atomic import atomic_path, write_json
 from sae.errors import SaelabError
 
@@ -45,9 +55,10 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, metadata: dict | Non
     meta = dict(metadata or {})
     hook = meta.get("hook")
     cfg = {
-        "architecture": sae.family.saelens_architecture,
+        "architecture": saved_architecture(sae),
         "d_in": sae.cfg.d_in,
         "d_sae": sae.cfg.d_sae,
+        **({"d_out": sae.cfg.d_out} if sae.cfg.transcoder else {}),
         "dtype": str(sae.W_enc.dtype).removeprefix("torch."),
         "device": "cpu",
         "apply_b_dec_to_input": sae.cfg.apply_b_dec_to_input,
@@ -59,6 +70,14 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, metadata: dict | Non
             "model_name": meta.get("model"),
             "hook_name": meta.get("tl_hook", hook),
             "hook_head_index": meta.get("head"),
+            **(
+                {
+                    "hook_name_out": meta.get("tl_hook_out", meta.get("hook_out")),
+                    "hook_head_index_out": meta.get("head"),
+                }
+                if sae.cfg.transcoder
+                else {}
+            ),
             "context_size": meta.get("context_size"),
             "prepend_bos": True,
             "dataset_path": meta.get("dataset"),
@@ -135,6 +154,18 @@ def saved_hook(cfg: dict) -> str | None:
     return hook
 
 
+def saved_hook_out(cfg: dict) -> str | None:
+    """A transcoder's output hook, from its ``cfg.json`` (ours, or SAELens's ``hook_name_out``
+    and ``hook_head_index_out``); None for an SAE."""
+    ours = cfg.get("saelab") or {}
+    meta = cfg.get("metadata") or {}
+    hook = ours.get("hook_out") or meta.get("hook_name_out") or cfg.get("hook_name_out")
+    head = meta.get("hook_head_index_out")
+    if hook and head is not None and "[" not in hook:
+        hook = f"{hook}[{head}]"
+    return hook
+
+
 def saved_model(cfg: dict) -> str | None:
     """The model an SAE was trained on, from its ``cfg.json`` (ours, or SAELens's ``model_name``)."""
     return (cfg.get("saelab") or {}).get("model") or (cfg.get("metadata") or {}).get("model_name")
@@ -202,6 +233,9 @@ def _foreign_config(directory: Path, cfg: dict):
         "d_sae": cfg.get("d_sae"),
         "apply_b_dec_to_input": cfg.get("apply_b_dec_to_input", True),
     }
+    transcoder = parse_saelens_transcoder(arch)
+    if transcoder is not None:  # SAELens transcoders never centre their input
+        fields.update(d_out=cfg.get("d_out"), skip=transcoder[1], apply_b_dec_to_input=False)
     return cls, build_config(cls.config_class, fields, str(directory / CFG))
 
 

@@ -5,6 +5,12 @@ union of the SAEs' hooks (harvesting gradients only if a gradient SAE needs them
 each SAE's input scale from the store's norm statistics, trains, saves every SAE with the
 scale folded in, and measures all of them on held-out tokens with the inference encoder.
 
+A transcoder is an SAE entry with ``hook_out``: any family, reading ``hook`` and trained to
+predict ``hook_out`` (``sae.skip: true`` adds the skip connection). Both hooks join the one
+store, so each input row and its target come from the same forward pass, token and order.
+Input and target are each scaled by their own √d / E‖v‖ and both scales are folded into the
+saved weights.
+
 Run directory: one SAE → its ``cfg.json`` and weights at the top; several → one
 subdirectory per SAE name. Always: ``run_config.json``, ``metrics.jsonl``,
 ``checkpoint/`` and ``sweep_summary.json``. Running the same config into the same
@@ -20,7 +26,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import torch
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sae.architectures import SAEConfig, family
 from sae.architectures.config_union import FamilyConfig
@@ -42,6 +48,11 @@ class SAESpec(FrozenConfig):
 
     name: str | None = Field(None, description="Name (default: architecture, plus '@hook' off the residual stream).")
     hook: str = Field(..., description="Hook point it reads.")
+    hook_out: str | None = Field(
+        None,
+        description="Transcoders: the hook point whose activation the code of 'hook' predicts (e.g. "
+        "blocks.1.mlp.hook_in -> blocks.1.hook_mlp_out); any family trains as a transcoder. None: an SAE.",
+    )
     sae: Annotated[SAEConfig, FamilyConfig] = Field(
         ...,
         description="The SAE's family config, chosen by 'architecture' (one section per family in "
@@ -54,10 +65,23 @@ class SAESpec(FrozenConfig):
         "depend on the other SAEs of the run (default: drawn in order from the trainer's seed).",
     )
 
+    @model_validator(mode="after")
+    def _transcoder(self) -> SAESpec:
+        if self.hook_out is None:
+            if self.sae.skip:
+                raise ValueError("sae.skip is a skip transcoder's: it needs hook_out")
+            if self.sae.d_out is not None:
+                raise ValueError("sae.d_out is a transcoder's output width: it needs hook_out")
+        elif "apply_b_dec_to_input" in self.sae.model_fields_set and self.sae.apply_b_dec_to_input:
+            raise ValueError("a transcoder's b_dec lives in its output space: sae.apply_b_dec_to_input must be false")
+        return self
+
     def resolved_name(self) -> str:
         if self.name:
             return self.name
         arch = self.sae.architecture
+        if self.hook_out is not None:
+            return f"{arch}_{'skip_' if self.sae.skip else ''}transcoder@{self.hook}"
         return arch if "hook_resid" in self.hook else f"{arch}@{self.hook}"
 
 
@@ -91,7 +115,7 @@ class RunConfig(FrozenConfig):
 def store_config(cfg: RunConfig, **override) -> StoreConfig:
     """The store for ``cfg``: its data section, reading every SAE's hook once, with gradients
     when a family needs them."""
-    hooks = list(dict.fromkeys(s.hook for s in cfg.saes))
+    hooks = list(dict.fromkeys(h for s in cfg.saes for h in (s.hook, s.hook_out) if h is not None))
     grads = any(family(s.sae.architecture).needs_gradients for s in cfg.saes)
     data = {**cfg.data.model_dump(), "hooks": hooks, "with_grads": grads, **override}
     try:
@@ -101,7 +125,8 @@ def store_config(cfg: RunConfig, **override) -> StoreConfig:
 
 
 def build_saes(cfg: RunConfig, d_in_of) -> dict[str, tuple]:
-    """name → (sae, spec), configs validated with d_in from the hook."""
+    """name → (sae, spec), configs validated with d_in from the hook (and a transcoder's
+    d_out from hook_out; its input is never centred by b_dec)."""
     out = {}
     for i, spec in enumerate(cfg.saes):
         cls = family(spec.sae.architecture).sae_class
@@ -110,7 +135,12 @@ def build_saes(cfg: RunConfig, d_in_of) -> dict[str, tuple]:
             raise ConfigError(
                 f"saes[{i}].sae: key 'd_in': {spec.sae.d_in} does not match hook {spec.hook} (d_in {d_in})"
             )
-        sae_cfg = build_config(cls.config_class, {**spec.sae.model_dump(), "d_in": d_in}, f"saes[{i}].sae")
+        fields = {**spec.sae.model_dump(), "d_in": d_in}
+        if spec.hook_out is not None:
+            if not cls.can_transcode():
+                raise ConfigError(f"saes[{i}]: family {spec.sae.architecture!r} does not train as a transcoder yet")
+            fields.update(d_out=d_in_of(spec.hook_out), apply_b_dec_to_input=False)
+        sae_cfg = build_config(cls.config_class, fields, f"saes[{i}].sae")
         name = spec.resolved_name()
         if name in out:
             raise ConfigError(f"saes[{i}]: duplicate SAE name {name!r}; give it a 'name'")
@@ -124,11 +154,13 @@ def build_saes(cfg: RunConfig, d_in_of) -> dict[str, tuple]:
     return out
 
 
-def folded_copy(sae, scale: float):
-    """The SAE rewritten for raw (unscaled) inputs."""
+def folded_copy(sae, scale: float, target_scale: float | None = None):
+    """The SAE rewritten for raw (unscaled) inputs (and a transcoder's raw targets)."""
     copy = type(sae)(sae.cfg).to(sae.W_enc.device)
     copy.load_state_dict(sae.state_dict())
     copy.fold_input_scale(scale)
+    if target_scale is not None:
+        copy.fold_output_scale(target_scale / scale)
     return copy.eval()
 
 
@@ -205,7 +237,7 @@ def train(
     Over several ranks (``collective``), every rank trains on its part of each global
     batch; rank 0 alone writes the run directory, saves the SAEs and measures them.
     """
-    from sae.hooks import resolve_hook
+    from sae.hooks import resolve_hook, resolve_pair
     from sae.store import load_for
 
     started = time.time()
@@ -213,6 +245,9 @@ def train(
     scfg = store_config(cfg)
     model, tokenizer = load_for(scfg, model, tokenizer)
     specs = {spec.hook: resolve_hook(model, spec.hook) for spec in cfg.saes}
+    for spec in cfg.saes:
+        if spec.hook_out is not None:
+            specs[spec.hook_out] = resolve_pair(model, spec.hook, spec.hook_out)[1]
     torch.manual_seed(cfg.trainer.seed)
     saes = build_saes(cfg, lambda hook: specs[hook].d_in)
     if collective.rank == 0:
@@ -227,9 +262,12 @@ def train(
         # first batches, ``norm_stats``), so that E‖x‖ = √d_in after scaling (not E‖x‖² = d_in,
         # which would need the root-mean-square norm). The scale is folded into the saved
         # weights (``folded_copy``), so a saved SAE reads raw activations.
-        norm = store.norm_stats(spec.hook) if cfg.trainer.normalize_activations else 0.0
-        scale = math.sqrt(sae.cfg.d_in) / norm if norm > 0 else 1.0
-        members.append(Member.reading(name, sae, spec.hook, scale, spec.lr))
+        # A transcoder's target gets its own scale, √d_out / E‖y‖, by the same rule.
+        scale = _scale(store, spec.hook, sae.cfg.d_in, cfg.trainer.normalize_activations)
+        target_scale = 1.0
+        if spec.hook_out is not None:
+            target_scale = _scale(store, spec.hook_out, sae.cfg.d_out, cfg.trainer.normalize_activations)
+        members.append(Member.reading(name, sae, spec.hook, scale, spec.lr, spec.hook_out, target_scale))
     batches, total_steps = rank_batches(store, cfg.trainer.batch_size, collective)
     if total_steps == 0:
         raise SaelabError(f"the token budget gives fewer rows than one batch of {cfg.trainer.batch_size}")
@@ -247,8 +285,9 @@ def train(
     for m in members:
         spec = saes[m.name][1]
         hook = specs[spec.hook]
-        sae = folded_copy(m.sae, m.scale)
-        folded[m.name] = (sae, spec.hook)
+        sae = folded_copy(m.sae, m.scale, m.target_scale if spec.hook_out else None)
+        folded[m.name] = (sae, spec.hook, spec.hook_out) if spec.hook_out else (sae, spec.hook)
+        out_hook = specs[spec.hook_out] if spec.hook_out else None
         save_sae(
             sae,
             out if single else out / m.name,
@@ -260,6 +299,11 @@ def train(
                 "context_size": scfg.context_size,
                 "dataset": scfg.source.model_dump(mode="json"),
                 "activation_scale": m.scale,
+                **(
+                    {"hook_out": spec.hook_out, "tl_hook_out": out_hook.tl_name, "target_scale": m.target_scale}
+                    if out_hook
+                    else {}
+                ),
                 "train_rows": trainer.rows,
                 "train_steps": trainer.step,
                 "name": m.name,
@@ -290,6 +334,12 @@ def train(
     }
     write_json(out / "sweep_summary.json", summary)
     return summary
+
+
+def _scale(store, hook: str, width: int, normalize: bool) -> float:
+    """√width / E‖v‖ at ``hook`` (1 when normalisation is off or the rows are all zero)."""
+    norm = store.norm_stats(hook) if normalize else 0.0
+    return math.sqrt(width) / norm if norm > 0 else 1.0
 
 
 def add_l0_flags(summary: dict, heldout: HeldOutConfig) -> None:

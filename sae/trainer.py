@@ -2,7 +2,9 @@
 
 It consumes an iterator of batches: a tensor ``x``, a pair ``(x, g)``, or a mapping from
 keys to ``[batch, d]`` tensors (several hooks of one stream). Every SAE reads its input
-(and, for gradient SAEs, its gradient) by key, so a sweep over k, or several
+(and, for gradient SAEs, its gradient) by key; a transcoder also reads a target by key
+(rows aligned with its input's) and is trained towards it, each side with its own scale,
+through ``SparseAutoencoder.training_pass`` (the trainer knows no more about it), so a sweep over k, or several
 architectures side by side, costs one pass over the data. It knows nothing about
 language models: tests drive it with random tensors.
 
@@ -109,6 +111,8 @@ class Member:
     grad_key: str | None = None
     scale: float = 1.0  # inputs are multiplied by this while training
     lr: float | None = None  # overrides the run's learning rate for this SAE
+    target_key: str | None = None  # a transcoder's target (None: the SAE reconstructs its input)
+    target_scale: float = 1.0  # targets are multiplied by this while training
     optimizer: torch.optim.Optimizer | None = None
     since_fired: torch.Tensor | None = None  # tokens since each latent last fired (global)
     window_fires: torch.Tensor | None = None  # firings per latent since the last metric line (local)
@@ -119,10 +123,20 @@ class Member:
 
     @staticmethod
     def reading(
-        name: str, sae: SparseAutoencoder, key: str = "x", scale: float = 1.0, lr: float | None = None
+        name: str,
+        sae: SparseAutoencoder,
+        key: str = "x",
+        scale: float = 1.0,
+        lr: float | None = None,
+        target: str | None = None,
+        target_scale: float = 1.0,
     ) -> Member:
-        """A member reading ``key`` (and ``key + '.grad'`` when the family needs gradients)."""
-        return Member(name, sae, key, f"{key}.grad" if sae.needs_gradients else None, scale, lr)
+        """A member reading ``key`` (and ``<key>.grad`` when the family needs gradients); a
+        transcoder also reads ``target``, and its gradient is the target's (∂L/∂y: what the
+        decoder writes is scored against it, e.g. a gradient SAE's W_dec g)."""
+        grad_of = target or key
+        grad = f"{grad_of}.grad" if sae.needs_gradients else None
+        return Member(name, sae, key, grad, scale, lr, target, target_scale if target else 1.0)
 
     def base_lr(self, cfg: TrainerConfig) -> float:
         return self.lr if self.lr is not None else default_lr(cfg, self.sae.cfg.d_sae)
@@ -218,6 +232,7 @@ class Trainer:
                     "input_key": m.input_key,
                     "grad_key": m.grad_key,
                     "lr": m.lr,
+                    **({"target_key": m.target_key} if m.target_key else {}),
                 }
                 for m in self.members
             },
@@ -261,6 +276,7 @@ class Trainer:
             "world_size": dist.world_size,
             "identity": self.identity(),
             "scales": {m.name: m.scale for m in self.members},
+            "target_scales": {m.name: m.target_scale for m in self.members if m.target_key},
             "window_rows": {m.name: m.window_rows for m in self.members},
             "param_groups": groups,
         }
@@ -293,6 +309,8 @@ class Trainer:
             m.window_fires = tensors[f"{m.name}/window_fires/{self.dist.rank}"].to(device)
             m.window_rows = state["window_rows"][m.name]
             m.scale = state["scales"][m.name]
+            if m.target_key:
+                m.target_scale = state["target_scales"][m.name]
         rank = self.dist.rank
         torch.set_rng_state(tensors[f"rng/torch/{rank}"])
         if f"rng/cuda/{rank}" in tensors and str(device).startswith("cuda"):
@@ -315,13 +333,19 @@ class Trainer:
 
     # -- data -------------------------------------------------------------------------
 
-    def _inputs(self, m: Member, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _inputs(self, m: Member, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(x, g, y)``: the scaled input, its gradient (if read) and a transcoder's scaled target (else None)."""
         try:
             device = self.cfg.device
             x = batch[m.input_key].to(device, torch.float32, non_blocking=True) * m.scale
+            y = None
+            if m.target_key is not None:
+                y = batch[m.target_key].to(device, torch.float32, non_blocking=True) * m.target_scale
             g = None
             if m.grad_key is not None:
-                g = batch[m.grad_key].to(device, torch.float32, non_blocking=True) / m.scale  # dL/d(x·s) = dL/dx / s
+                # dL/d(v·s) = dL/dv / s, v the input, or a transcoder's target
+                s = m.target_scale if m.target_key is not None else m.scale
+                g = batch[m.grad_key].to(device, torch.float32, non_blocking=True) / s
         except KeyError as e:
             raise SaelabError(
                 f"SAE {m.name!r} reads {e.args[0]!r}, which the batches lack (they have {', '.join(sorted(batch))})"
@@ -330,22 +354,29 @@ class Trainer:
             raise SaelabError(
                 f"SAE {m.name!r} has d_in {m.sae.cfg.d_in} but its input {m.input_key!r} has width {x.shape[-1]}"
             )
-        return x, g
+        if (y is None) == m.sae.cfg.transcoder:
+            raise SaelabError(f"SAE {m.name!r}: a transcoder needs a target key and an SAE none")
+        if y is not None and (y.shape[-1] != m.sae.cfg.d_out or y.shape[0] != x.shape[0]):
+            raise SaelabError(
+                f"SAE {m.name!r} has d_out {m.sae.cfg.d_out} but its target {m.target_key!r} has "
+                f"shape {tuple(y.shape)} against {x.shape[0]} input rows"
+            )
+        return x, g, y
 
     @torch.no_grad()
     def initialise(self, batch: Batch) -> None:
         """Data-dependent initialisation (b_dec from the first global batch); ``fit`` does it on a fresh run."""
         for m in self.members:
-            x, _ = self._inputs(m, batch)
-            m.sae.init_b_dec(self.dist.all_gather(x))
+            x, _, y = self._inputs(m, batch)
+            m.sae.init_b_dec(self.dist.all_gather(x if y is None else y))
 
     # -- one step ---------------------------------------------------------------------
 
     def _train_step(self, m: Member, batch: Batch, total_steps: int, global_rows: torch.Tensor) -> None:
         started = time.perf_counter()
         sae, cfg = m.sae, self.cfg
-        x, g = self._inputs(m, batch)
-        if not torch.isfinite(x).all():
+        x, g, y = self._inputs(m, batch)
+        if not torch.isfinite(x).all() or (y is not None and not torch.isfinite(y).all()):
             raise SaelabError(
                 f"non-finite activations in the batch at step {self.step} (SAE {m.name!r}); "
                 f"the last good checkpoint in {self.run_dir} is kept"
@@ -356,7 +387,7 @@ class Trainer:
         if coefficient is not None:
             sae.coefficient_scale = coefficient.scale(sae.cfg, self.step, total_steps)
         dead = m.since_fired >= cfg.dead_after_tokens
-        out = sae(x, g=g, dead=dead)
+        out = sae.training_pass(x, g=g, dead=dead, target=y)
         loss = sum(out.losses.values())
         if not torch.isfinite(loss):
             raise SaelabError(
@@ -380,7 +411,7 @@ class Trainer:
         m.window_seconds += time.perf_counter() - started
         m.window_steps += 1
         if self._logging_step(total_steps):
-            self._record(m, x, out, dead)
+            self._record(m, x if y is None else y, out, dead)
 
     def _average_gradients(self, sae: SparseAutoencoder) -> None:
         """Mean of every gradient over ranks, in one flat all-reduce."""

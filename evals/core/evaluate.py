@@ -7,6 +7,11 @@ activation (the splice check; see ``evals.core.splice``). Reconstruction statist
 are taken on the same rows the splice replaces (non-BOS, non-padding tokens). A gradient
 SAE evaluated with its training rule at inference (``info["inference_rule"] == "gradient"``)
 also costs one forward and backward pass per batch, for g = ∂CE/∂x at its hook.
+
+A transcoder (``EvalTarget.out_spec``: the hook it predicts) is measured on its output:
+FVU of the output rows predicted from the input rows, and CE with the output hook replaced
+by the prediction made from the live input of the same pass, beside zero and mean ablation
+of the output hook (for an MLP transcoder: the MLP deleted, or replaced by its mean output).
 """
 
 from __future__ import annotations
@@ -18,7 +23,14 @@ from functools import partial
 import torch
 
 from evals.core.metrics import ReconstructionStats, density_histogram
-from evals.core.splice import ce_loss_recovered, kl_to_clean, scored_positions, splice_hook, token_losses
+from evals.core.splice import (
+    ce_loss_recovered,
+    kl_to_clean,
+    scored_positions,
+    splice_hook,
+    token_losses,
+    transcoder_hooks,
+)
 from sae.hooks import HookSpec
 from sae.progress import progress_bar
 
@@ -55,6 +67,12 @@ class EvalTarget:
     sae: torch.nn.Module
     spec: HookSpec
     info: dict = field(default_factory=dict)
+    out_spec: HookSpec | None = None  # a transcoder's output hook (None: an SAE, which writes where it reads)
+
+    @property
+    def written(self) -> HookSpec:
+        """The hook the splice replaces: a transcoder's output hook, else the SAE's own."""
+        return self.out_spec if self.out_spec is not None else self.spec
 
 
 @dataclass
@@ -119,6 +137,15 @@ def _score_splice(
 
 
 @torch.no_grad()
+def _score_transcoder(model, tokens, keep, scored, logp_clean, sums: _Sums, e: EvalTarget):
+    """Add the CE and KL of a run with ``e``'s output hook replaced by its live prediction."""
+    predict = lambda x: e.sae.reconstruct(x)[1]  # noqa: E731
+    out = _run(model, tokens, transcoder_hooks(e.spec, e.out_spec, predict, keep))
+    ce, logp = token_losses(out, tokens, scored)
+    sums.add(ce, kl_to_clean(logp_clean, logp))
+
+
+@torch.no_grad()
 def evaluate_saes(
     model,
     tokenizer,
@@ -140,17 +167,19 @@ def evaluate_saes(
     ``densities`` (per latent) and ``density_histogram``.
     """
     device = next(model.parameters()).device
-    specs = {e.spec.name: e.spec for e in entries}
+    specs = {s.name: s for e in entries for s in (e.spec, e.out_spec) if s is not None}  # rows read
+    written = {e.written.name: e.written for e in entries}  # hooks spliced and ablated
     gradient = [e for e in entries if e.info.get("inference_rule") == "gradient"]
     harvester = None
     if gradient:  # gradient SAEs selecting with g = ∂CE/∂x at inference: one backward pass per batch
         from sae.harvest import Harvester
 
-        harvester = Harvester(model, tokenizer, sorted({e.spec.name for e in gradient}), with_grads=True)
+        # g at the hook the SAE writes: a gradient transcoder scores W_dec g in its output space
+        harvester = Harvester(model, tokenizer, sorted({e.written.name for e in gradient}), with_grads=True)
     stats = {e.name: ReconstructionStats(e.sae.cfg.d_sae) for e in entries}
     clean, n_scored = _Sums(), 0
     check_clean, n_check = _Sums(), 0
-    ablated = {(h, m): _Sums() for h in specs for m in ("zero", "mean")} if splice else {}
+    ablated = {(h, m): _Sums() for h in written for m in ("zero", "mean")} if splice else {}
     spliced = {(e.name, m): _Sums() for e in entries for m in ("sae", "sae_error")} if splice else {}
     misalignment = dict.fromkeys((e.name for e in entries), 0.0)
     bar = progress_bar(total=total, desc="eval", unit="seq", disable=not progress, dynamic_ncols=True, leave=False)
@@ -167,10 +196,11 @@ def evaluate_saes(
         for e in entries:
             x = rows[e.spec.name]
             if e.info.get("inference_rule") == "gradient":
-                selection, x_hat = e.sae.reconstruct_with_gradient(x, grads[e.spec.name].to(x.device, x.dtype))
+                g = grads[e.written.name].to(x.device, x.dtype)
+                selection, x_hat = e.sae.reconstruct_with_gradient(x, g)
             else:
                 selection, x_hat = e.sae.reconstruct(x)
-            stats[e.name].update(x, selection, x_hat)
+            stats[e.name].update(rows[e.written.name], selection, x_hat)
             x_hats[e.name] = x_hat
         if splice:
             scored = scored_positions(tokens, keep, tokenizer.pad_token_id)
@@ -183,15 +213,18 @@ def evaluate_saes(
                 n_check += int(scored.sum())
 
             score = partial(_score_splice, model, tokens, keep, scored, logp_clean)
-            for h, spec in specs.items():
+            for h, spec in written.items():
                 score(ablated[(h, "zero")], spec, "zero")
                 score(ablated[(h, "mean")], spec, "mean", means[h].to(device))
             for e in entries:
-                score(spliced[(e.name, "sae")], e.spec, "sae", x_hats[e.name])
+                if e.out_spec is not None:
+                    _score_transcoder(model, tokens, keep, scored, logp_clean, spliced[(e.name, "sae")], e)
+                else:
+                    score(spliced[(e.name, "sae")], e.spec, "sae", x_hats[e.name])
                 if check:
                     seen: dict = {}
-                    err_sums, x_clean = spliced[(e.name, "sae_error")], clean_rows[e.spec.name]
-                    score(err_sums, e.spec, "sae_error", x_hats[e.name], clean=x_clean, check=seen)
+                    err_sums, x_clean = spliced[(e.name, "sae_error")], clean_rows[e.written.name]
+                    score(err_sums, e.written, "sae_error", x_hats[e.name], clean=x_clean, check=seen)
                     misalignment[e.name] = max(misalignment[e.name], seen.get("max_abs_diff", float("inf")))
         bar.update(tokens.shape[0])
     bar.close()
@@ -224,7 +257,7 @@ def evaluate_saes(
 def _splice_metrics(clean: _Sums, ablated: dict, spliced: dict, e: EvalTarget, n: int) -> dict:
     n = max(n, 1)
     ce_clean = clean.ce / n
-    zero, mean = ablated[(e.spec.name, "zero")], ablated[(e.spec.name, "mean")]
+    zero, mean = ablated[(e.written.name, "zero")], ablated[(e.written.name, "mean")]
     sae = spliced[(e.name, "sae")]
     ce = {"zero": zero.ce / n, "mean": mean.ce / n, "sae": sae.ce / n}
     kl = {"zero": zero.kl / n, "mean": mean.kl / n, "sae": sae.kl / n}

@@ -16,6 +16,12 @@ position whose token is not BOS or padding, and leaves those positions untouched
 - ``zero``: zeros (zero ablation);
 - ``mean``: the mean activation over non-BOS tokens of other held-out text.
 
+A transcoder (input hook → output hook) is spliced at its **output** hook: a hook at the
+input keeps the live input rows of the same forward pass, and the output hook replaces
+the output by the transcoder's prediction from them (``transcoder_hooks``). Zero and mean
+ablation are then of the output hook: for an MLP transcoder, CE recovered measures the
+transcoder against deleting the MLP (zero) or replacing it by its mean output (mean).
+
 BOS positions are not spliced because SAEs are trained without BOS rows (attention sinks
 with outsized norms); zero- and mean-ablation spare them for the same reason, so all
 conditions differ from the clean run on the same positions. Losses are scored on the same
@@ -102,3 +108,29 @@ def ce_loss_recovered(ce_run: float, ce_clean: float, ce_ablated: float) -> floa
     the ablation."""
     denom = ce_ablated - ce_clean
     return (ce_ablated - ce_run) / denom if denom != 0 else float("nan")
+
+
+def transcoder_hooks(spec_in: HookSpec, spec_out: HookSpec, predict, keep: torch.Tensor) -> list:
+    """Forward hooks splicing a transcoder in: read ``spec_in``'s live rows at ``keep``, write
+    ``predict(rows)`` (``[n_keep, d_out]``) over ``spec_out``'s rows there, in one forward pass.
+
+    The input must run first (``sae.hooks.resolve_pair`` checks the order when a run is
+    configured); an output hook that fires with no input read is an error, not a silent
+    use of stale rows.
+    """
+    live: dict[str, torch.Tensor] = {}
+
+    def read(act, hook=None):
+        live["x"] = spec_in.read(act)[keep]
+        return act
+
+    def write(act, hook=None):
+        if "x" not in live:
+            raise ValueError(f"{spec_out.name} ran before {spec_in.name}: the transcoder has no input to read")
+        x = live.pop("x")
+        rows = spec_out.read(act)
+        new = rows.clone()
+        new[keep] = predict(x.float()).to(new.dtype)
+        return spec_out.write(act, new)
+
+    return [(spec_in.tl_name, read), (spec_out.tl_name, write)]

@@ -1,7 +1,15 @@
 """What every SAE family shares: parameters, the encoder/decoder, named losses, AuxK.
 
 Parameters follow the SAELens layout (``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_in]``,
-``b_enc``, ``b_dec``), so saved weights load there unchanged. A family overrides
+``b_enc``, ``b_dec``), so saved weights load there unchanged.
+
+Any family is also a **transcoder** when its config has ``d_out`` (set from a run's
+``hook_out``): the code of the input predicts another activation, ``W_dec [d_sae, d_out]``,
+``b_dec [d_out]``, and the loss reconstructs the target passed to ``forward`` instead of the
+input (SAELens' ``Transcoder`` layout). With ``skip`` it is a skip transcoder (Paulo et al.,
+2025): ŷ = f W_dec + b_dec + x W_skipᵀ, ``W_skip [d_out, d_in]`` zero at the start (SAELens'
+and sparsify's initialisation). A transcoder never centres its input by b_dec (b_dec lives in
+the output space; SAELens refuses ``apply_b_dec_to_input`` for transcoders). A family overrides
 ``select`` (its sparsity rule, returning the chosen (row, latent, value) triples as a
 ``Selection``), ``losses`` if it adds terms, and ``inference_encode`` if its training
 rule depends on the batch. Losses come back by name, already weighted; the trainer sums
@@ -31,6 +39,17 @@ class SAEConfig(FrozenConfig):
     architecture: str = Field(..., description="Family name, the registry key in cfg.json.")
     d_in: int | None = Field(None, gt=0, description="Input width; filled in from the hook point when None.")
     d_sae: int = Field(..., gt=0, description="Number of latents.")
+    d_out: int | None = Field(
+        None,
+        gt=0,
+        description="Transcoders: width of the output the code predicts (filled in from the run's hook_out). "
+        "None: an SAE, which reconstructs its input.",
+    )
+    skip: bool = Field(
+        False,
+        description="Transcoders: add a learned linear skip x W_skip^T (d_out x d_in, zero-initialised) to the "
+        "output: a skip transcoder.",
+    )
     apply_b_dec_to_input: bool = Field(True, description="Subtract b_dec from the input before encoding.")
     b_dec_init: str = Field(
         "geometric_median",
@@ -45,6 +64,25 @@ class SAEConfig(FrozenConfig):
         description="Training path of sparse rules: fused kernels whose backward touches only the chosen "
         "latents (sparse), or plain autograd through dense codes, the reference (dense). Same mathematics.",
     )
+
+    @model_validator(mode="after")
+    def _transcoder_fields(self) -> SAEConfig:
+        if self.d_out is not None and self.apply_b_dec_to_input:
+            raise PydanticCustomError(
+                "transcoder_b_dec",
+                "a transcoder's b_dec lives in its output space: apply_b_dec_to_input must be false",
+                {},
+            )
+        return self
+
+    @property
+    def width_out(self) -> int | None:
+        """The width of what the SAE outputs: d_out for a transcoder, else d_in."""
+        return self.d_out if self.d_out is not None else self.d_in
+
+    @property
+    def transcoder(self) -> bool:
+        return self.d_out is not None
 
 
 class KConfig(SAEConfig):
@@ -291,33 +329,57 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     #: the training job's processes (set by the trainer); batch-level rules and losses read the global batch
     collective: Collective = SINGLE
 
+    @classmethod
+    def can_transcode(cls) -> bool:
+        """Whether this family's ``forward`` takes a ``target`` (every family on main does;
+        a family that overrides ``forward`` without it trains only as an SAE)."""
+        import inspect
+
+        return "target" in inspect.signature(cls.forward).parameters
+
     def __init__(self, cfg: SAEConfig):
         super().__init__()
         if cfg.d_in is None:
             raise ValueError("the SAE config needs d_in (normally filled in from the hook point)")
+        if cfg.skip and cfg.d_out is None:
+            raise ValueError("a skip connection needs a transcoder (d_out, from the run's hook_out)")
         self.cfg = cfg
-        d_in, d_sae = cfg.d_in, cfg.d_sae
+        d_in, d_sae, d_out = cfg.d_in, cfg.d_sae, cfg.width_out
         self.W_enc = nn.Parameter(torch.empty(d_in, d_sae))
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
-        self.W_dec = nn.Parameter(torch.empty(d_sae, d_in))
-        self.b_dec = nn.Parameter(torch.zeros(d_in))
+        self.W_dec = nn.Parameter(torch.empty(d_sae, d_out))
+        self.b_dec = nn.Parameter(torch.zeros(d_out))
+        self.W_skip = nn.Parameter(torch.zeros(d_out, d_in)) if cfg.skip else None
         self.reset_parameters()
 
     @property
     def k_aux(self) -> int:
-        return self.cfg.k_aux or max(1, self.cfg.d_in // 2)
+        """AuxK latents: half the width of what is reconstructed (Gao et al.'s d_model / 2)."""
+        return self.cfg.k_aux or max(1, self.cfg.width_out // 2)
 
     def reset_parameters(self, decoder_norm: float = 1.0) -> None:
-        """Random directions of norm ``decoder_norm`` for the decoder, W_enc = W_decᵀ, zero biases."""
+        """Random directions of norm ``decoder_norm`` for the decoder, W_enc = W_decᵀ, zero biases.
+
+        A transcoder's encoder reads another space than its decoder writes, so its encoder
+        columns are drawn independently (random directions of the same norm); W_skip starts
+        at zero (SAELens, sparsify), so a skip transcoder starts as a plain one.
+        """
         with torch.no_grad():
-            w = torch.randn(self.cfg.d_sae, self.cfg.d_in)
+            w = torch.randn(self.cfg.d_sae, self.cfg.width_out)
             self.W_dec.copy_(decoder_norm * w / w.norm(dim=1, keepdim=True))
-            self.W_enc.copy_(self.W_dec.T)
+            if self.cfg.transcoder:
+                e = torch.randn(self.cfg.d_in, self.cfg.d_sae)
+                self.W_enc.copy_(decoder_norm * e / e.norm(dim=0, keepdim=True))
+            else:
+                self.W_enc.copy_(self.W_dec.T)
             self.b_enc.zero_()
             self.b_dec.zero_()
+            if self.W_skip is not None:
+                self.W_skip.zero_()
 
     @torch.no_grad()
     def init_b_dec(self, x: torch.Tensor) -> None:
+        """b_dec from the first batch of what the SAE reconstructs (a transcoder's targets)."""
         if self.cfg.b_dec_init == "geometric_median":
             self.b_dec.copy_(geometric_median(x.float()).to(self.b_dec.dtype))
         elif self.cfg.b_dec_init == "mean":
@@ -351,6 +413,10 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     def decode_selection(self, selection: Selection) -> torch.Tensor:
         return selection.decode(self.W_dec) + self.b_dec
 
+    def skip_output(self, x: torch.Tensor) -> torch.Tensor | None:
+        """A skip transcoder's linear term x W_skipᵀ (None without a skip connection)."""
+        return None if self.W_skip is None else x @ self.W_skip.T
+
     @abc.abstractmethod
     def select(self, pre: torch.Tensor, g: torch.Tensor | None = None) -> Selection:
         """The training-time sparsity rule."""
@@ -374,9 +440,14 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         return self.inference_select(self.pre_acts(x))
 
     def reconstruct(self, x: torch.Tensor) -> tuple[Selection, torch.Tensor]:
-        """Inference codes and reconstruction of ``[B, d_in]`` rows."""
+        """Inference codes and reconstruction of ``[B, d_in]`` rows (a transcoder's prediction
+        of its output, the skip term included)."""
         selection = self.encode_selection(x)
-        return selection, self.decode_selection(selection)
+        return selection, self.with_skip(x, self.decode_selection(selection))
+
+    def with_skip(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        skip = self.skip_output(x)
+        return out if skip is None else out + skip
 
     def decode_training(self, selection: Selection, sparse: bool, bias: bool = True) -> torch.Tensor:
         """The training decoder: ``embedding_bag`` on the sparse path, dense codes @ W_dec on the dense one."""
@@ -418,14 +489,53 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             out["aux_k"] = self.cfg.aux_coefficient * self.aux_loss(enc, x - x_hat, dead)
         return out
 
-    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, dead: torch.Tensor | None = None) -> Output:
+    def forward(
+        self,
+        x: torch.Tensor,
+        g: torch.Tensor | None = None,
+        dead: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+    ) -> Output:
+        """One training pass. ``target``: what the output reconstructs (None: ``x``, an SAE).
+
+        Families that override ``forward`` take the same ``target`` and hand it to
+        ``losses`` in place of ``x``; the trainer calls ``training_pass`` (below), which adds a skip
+        transcoder's linear term around this pass.
+        """
         enc = self.encoder_pass(x)
         chosen = self.select(enc.pre, g)
         selection = enc.attach(chosen)
         x_hat = self.decode_training(selection, enc.sparse)
         if self.training:
             self.observe(enc.pre.detach(), chosen)
-        return Output(x_hat, self.losses(x, x_hat, enc, dead), self.cfg.d_sae, selection=selection)
+        goal = x if target is None else target
+        return Output(x_hat, self.losses(goal, x_hat, enc, dead), self.cfg.d_sae, selection=selection)
+
+    def training_pass(
+        self,
+        x: torch.Tensor,
+        g: torch.Tensor | None = None,
+        dead: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+    ) -> Output:
+        """The trainer's entry point: ``forward`` for an SAE; for a transcoder, ``forward``
+        towards ``target``, minus the skip term when there is one.
+
+        A skip transcoder's loss is ‖y − (ŷ_sparse + x W_skipᵀ)‖² = ‖(y − x W_skipᵀ) − ŷ_sparse‖²,
+        so the family's pass reconstructs y − x W_skipᵀ (which carries W_skip's gradient,
+        also through the MSE and the AuxK residual, which is y − ŷ either way), and the
+        returned ``x_hat`` is the whole prediction. This keeps the skip out of every
+        family's code: any selection rule trains as a (skip) transcoder.
+        """
+        if target is None:
+            if self.cfg.transcoder:
+                raise ValueError("a transcoder trains towards a target (the output hook's rows)")
+            return self(x, g=g, dead=dead)
+        skip = self.skip_output(x)
+        out = self(x, g=g, dead=dead, target=target if skip is None else target - skip)
+        if skip is not None:
+            out.x_hat = out.x_hat + skip.detach()
+        return out
 
     def observe(self, pre: torch.Tensor, selection: Selection) -> None:
         """Hook for families that keep running statistics (thresholds, densities)."""
@@ -447,8 +557,11 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     # -- saving ----------------------------------------------------------------------
 
     def inference_state(self) -> dict[str, torch.Tensor]:
-        """Tensors of the saved inference form (SAELens names)."""
-        return {"W_enc": self.W_enc.data, "b_enc": self.b_enc.data, "W_dec": self.W_dec.data, "b_dec": self.b_dec.data}
+        """Tensors of the saved inference form (SAELens names; a skip transcoder's ``W_skip``)."""
+        out = {"W_enc": self.W_enc.data, "b_enc": self.b_enc.data, "W_dec": self.W_dec.data, "b_dec": self.b_dec.data}
+        if self.W_skip is not None:
+            out["W_skip"] = self.W_skip.data
+        return out
 
     def inference_config(self) -> dict:
         """SAELens cfg.json fields of the saved inference form beyond the shared ones."""
@@ -464,3 +577,15 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         self.W_enc.mul_(scale)
         self.W_dec.div_(scale)
         self.b_dec.div_(scale)
+
+    @torch.no_grad()
+    def fold_output_scale(self, ratio: float) -> None:
+        """Rewrite the weights so the output comes out divided by ``ratio``.
+
+        A transcoder trained on x·s_in → y·s_out is folded with ``fold_input_scale(s_in)``
+        (W_skip unchanged: (x·s)W_skipᵀ predicts y·s) and then ``fold_output_scale(s_out / s_in)``.
+        """
+        self.W_dec.div_(ratio)
+        self.b_dec.div_(ratio)
+        if self.W_skip is not None:
+            self.W_skip.div_(ratio)

@@ -57,7 +57,7 @@ class GradientSAE(TopKSAE):
         """Codes and reconstruction of ``[B, d_in]`` rows selected by the training rule, with
         the downstream gradient ``g`` (``[B, d_in]``, ∂L/∂x at those rows) at inference."""
         selection = self.select(self.pre_acts(x), g)
-        return selection, self.decode_selection(selection)
+        return selection, self.with_skip(x, self.decode_selection(selection))
 
 
 register(Family("gsae", GradientSAE, saelens_architecture="topk", inference_form="topk", needs_gradients=True))

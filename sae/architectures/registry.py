@@ -166,8 +166,16 @@ def config_class(name: str) -> type:
 
 
 def from_saelens(architecture: str) -> Family | None:
-    """The family an SAE saved by SAELens with this ``architecture`` loads as (None: none does)."""
+    """The family an SAE saved by SAELens with this ``architecture`` loads as (None: none does).
+
+    A transcoder's name (``transcoder``, ``skip_transcoder``, ``jumprelu_transcoder``, ...)
+    gives the family of the same rule; ``parse_saelens_transcoder`` says whether it is one
+    and whether it has a skip connection (config fields ``d_out`` and ``skip``).
+    """
     _load()
+    parsed = parse_saelens_transcoder(architecture)
+    if parsed is not None:
+        architecture = parsed[0]
     for entry in REGISTRY.values():
         if entry.form == entry.name and entry.saelens_architecture == architecture:
             return entry
@@ -175,6 +183,40 @@ def from_saelens(architecture: str) -> Family | None:
 
 
 def saelens_architectures() -> list[str]:
-    """SAELens architecture names saelab loads."""
+    """SAELens architecture names saelab loads (transcoder names included)."""
     _load()
-    return sorted({f.saelens_architecture for f in REGISTRY.values() if f.form == f.name})
+    names = {f.saelens_architecture for f in REGISTRY.values() if f.form == f.name}
+    return sorted(names | {saelens_transcoder(n, skip) for n in names for skip in (False, True)})
+
+
+# -- transcoders ---------------------------------------------------------------------
+# A transcoder is not a family: any family trains as one (a run's ``hook_out``; the config's
+# ``d_out`` and ``skip``). Its saved form is the family's saved form renamed the way SAELens
+# names transcoders: "standard" → "transcoder" / "skip_transcoder", "jumprelu" →
+# "jumprelu_transcoder" / "jumprelu_skip_transcoder" (SAELens 6.54's four classes); any other
+# form F → "F_transcoder" / "F_skip_transcoder" (e.g. "topk_transcoder", which SAELens 6.54
+# does not have: such a file loads in saelab only).
+
+TRANSCODER = "transcoder"
+
+
+def saelens_transcoder(architecture: str, skip: bool) -> str:
+    """The SAELens name of a transcoder whose rule saves as ``architecture`` as an SAE."""
+    prefix = "" if architecture == "standard" else f"{architecture}_"
+    return f"{prefix}{'skip_' if skip else ''}{TRANSCODER}"
+
+
+def parse_saelens_transcoder(architecture: str) -> tuple[str, bool] | None:
+    """``(the SAE form's SAELens name, skip)`` of a transcoder's SAELens name; None for an SAE's."""
+    if not architecture.endswith(TRANSCODER):
+        return None
+    head = architecture.removesuffix(TRANSCODER)
+    skip = head.endswith("skip_") or head == "skip_"
+    head = head.removesuffix("skip_").removesuffix("_")
+    return (head or "standard"), skip
+
+
+def saved_architecture(sae: SparseAutoencoder) -> str:
+    """The SAELens ``architecture`` a module saves as (a transcoder's name when it is one)."""
+    name = sae.family.saelens_architecture
+    return saelens_transcoder(name, sae.cfg.skip) if sae.cfg.transcoder else name

@@ -47,12 +47,18 @@ class ReluSAE(SparseAutoencoder):
     def inference_encode(self, pre: torch.Tensor) -> torch.Tensor:
         return pre.relu()
 
-    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, dead: torch.Tensor | None = None) -> Output:
+    def forward(
+        self,
+        x: torch.Tensor,
+        g: torch.Tensor | None = None,
+        dead: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+    ) -> Output:
         # A dense rule: early in training most latents fire, so dense codes are cheaper.
         enc = self.encoder_pass(x, sparse=False)
         codes = enc.pre.relu()
         x_hat = self.decode(codes)
-        losses = self.losses(x, x_hat, enc, dead)
+        losses = self.losses(x if target is None else target, x_hat, enc, dead)
         weight = self.coefficient_scale * self.cfg.l1_coefficient
         losses["l1"] = weight * (codes * self.W_dec.norm(dim=1)).sum(-1).mean()
         return Output(x_hat, losses, self.cfg.d_sae, codes=codes)

@@ -116,7 +116,13 @@ class VariationalSAE(TopKSAE):
             pre = pre + (self.b_dec.detach() - self.b_dec) @ W
         return pre
 
-    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, dead: torch.Tensor | None = None) -> Output:
+    def forward(
+        self,
+        x: torch.Tensor,
+        g: torch.Tensor | None = None,
+        dead: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+    ) -> Output:
         sae_in = self.encoder_input(x)
         mu = self._affine(sae_in, self.W_enc, self.b_enc)
         logvar = (
@@ -134,7 +140,7 @@ class VariationalSAE(TopKSAE):
         sampled = EncoderPass(x, None, sae_in, z, self.W_enc, self.b_enc, sparse=False)
         selection = sampled.attach(self.select(z))
         x_hat = self.decode_training(selection, self.cfg.kernel == "sparse")
-        losses = self.losses(x, x_hat, sampled, dead)
+        losses = self.losses(x if target is None else target, x_hat, sampled, dead)
         losses["kl"] = self.cfg.kl_coefficient * kl
         return Output(
             x_hat,
