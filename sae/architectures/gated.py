@@ -70,6 +70,9 @@ class GatedSAE(SparseAutoencoder):
         self.b_gate = nn.Parameter(torch.zeros(d_sae))
         self.b_mag = nn.Parameter(torch.zeros(d_sae))
         self.r_mag = nn.Parameter(torch.zeros(d_sae))
+        # its forward reconstructs its input (no ``target``): a gated SAE trains only as an
+        # SAE, never as a transcoder, so it has no skip connection
+        self.W_skip = None
         self.reset_parameters()
 
     def reset_parameters(self, decoder_norm: float = 1.0) -> None:

@@ -9,6 +9,7 @@ from evals.suite_config import SyntheticSuite
 from evals.synthetic.bench import default_families, run_config
 from evals.synthetic.generate import PRESETS, SyntheticConfig, SyntheticData
 from evals.synthetic.score import mcc, recovery
+from sae.architectures.registry import trainable
 
 
 def test_true_dictionary_permuted_and_rescaled_scores_one():
@@ -119,6 +120,8 @@ def test_chance_scores_are_the_recovery_of_a_random_dictionary_of_that_shape():
 def test_every_family_trains_on_synthetic_data_through_the_trainer():
     suite = SyntheticSuite(steps=20, batch_size=256)
     out = run_config("hard", PRESETS["hard"], suite, progress=False)
-    assert set(out["families"]) == {"relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae"}
+    # every trainable family in the registry, the seed papers' six among them
+    assert set(out["families"]) == set(trainable())
+    assert {"relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae"} <= set(out["families"])
     for name, s in out["families"].items():
         assert 0 <= s["mcc"] <= 1 and s["l0"] > 0 and s["fvu"] < 1.5, (name, s)
