@@ -5,8 +5,11 @@ The weights file holds the *inference form* under SAELens's names (``W_enc``, ``
 already folded in, so ``sae_lens.SAE.load_from_disk`` gives the same ``encode``. The
 ``saelab`` section of ``cfg.json`` names our family and its config; tensors beyond the
 inference form (a vSAE's variance encoder, feature choice's running densities) go to
-``saelab_state.safetensors``. SAEs saved by SAELens (standard, topk, jumprelu) load here
-too. Nothing is ever unpickled.
+``saelab_state.safetensors``. SAEs saved by SAELens load here too, as whichever
+registered family claims their ``architecture`` (``registry.from_saelens``), pre-6.0
+configs included (``saelens_cfg``). Nothing is ever unpickled. ``load_sae(directory)``
+here is the directory reader returning ``(sae, cfg_json)``; the public loader (releases,
+``hf://``) is ``sae.loading.load_sae``.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from safetensors.torch import load_file, save_file
 from sae.architectures import SparseAutoencoder, sae_class
 from sae.architectures.registry import from_saelens, saelens_architectures
 from sae.atomic import atomic_path, write_json
-from sae.errors import SaelabError
+from sae.errors import ConfigError
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
+SPARSITY = "sparsity.safetensors"
 EXTRA = "saelab_state.safetensors"
 SCHEMA_VERSION = 1
 SAELENS_VERSION = "6.54.12"
@@ -43,7 +47,15 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, metadata: dict | Non
     state = sae.state_dict()
     extra = {k: v for k, v in state.items() if k not in inference}
     meta = dict(metadata or {})
+    # an SAE read from a cfg.json keeps what it said about its model unless told otherwise
+    for key, attr in (("hook", "hook"), ("model", "model_name")):
+        if meta.get(key) is None and getattr(sae, attr, None) is not None:
+            meta[key] = getattr(sae, attr)
     hook = meta.get("hook")
+    if hook and "tl_hook" not in meta and hook.endswith("]") and "[" in hook:  # one head: SAELens' hook_head_index
+        meta["tl_hook"], meta["head"] = hook[: hook.index("[")], int(hook[hook.index("[") + 1 : -1])
+    processing = getattr(sae, "processing", None)
+    model_kwargs = {k: v for k, v in vars(processing).items() if v} if processing is not None else {}
     cfg = {
         "architecture": sae.family.saelens_architecture,
         "d_in": sae.cfg.d_in,
@@ -51,7 +63,7 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, metadata: dict | Non
         "dtype": str(sae.W_enc.dtype).removeprefix("torch."),
         "device": "cpu",
         "apply_b_dec_to_input": sae.cfg.apply_b_dec_to_input,
-        "normalize_activations": "none",
+        "normalize_activations": sae.input_normalization,
         "reshape_activations": "hook_z" if hook and hook.endswith("attn.hook_z") else "none",
         **sae.inference_config(),
         "metadata": {
@@ -60,7 +72,8 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, metadata: dict | Non
             "hook_name": meta.get("tl_hook", hook),
             "hook_head_index": meta.get("head"),
             "context_size": meta.get("context_size"),
-            "prepend_bos": True,
+            "prepend_bos": getattr(sae, "prepend_bos", True),
+            "model_from_pretrained_kwargs": model_kwargs,
             "dataset_path": meta.get("dataset"),
         },
         "saelab": {
@@ -86,11 +99,11 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError) as e:
         why = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
     if _looks_pickled(path):
-        raise SaelabError(
+        raise ConfigError(
             f"{path}: a pickle / torch.save file, not safetensors; saelab never unpickles "
             "(convert it with safetensors.torch.save_file where you trust it)"
         )
-    raise SaelabError(f"{path}: not a readable safetensors file ({why})")
+    raise ConfigError(f"{path}: not a readable safetensors file ({why})")
 
 
 def _looks_pickled(path: Path) -> bool:
@@ -105,31 +118,84 @@ def _looks_pickled(path: Path) -> bool:
 
 #: SAELens input normalisations that are the identity at inference (the factor is folded or kept outside)
 IDENTITY_NORMALISATIONS = (None, "none", "expected_average_only_in")
+#: SAELens input normalisations applied at run time and undone on the output (``SparseAutoencoder.normalize_input``)
+RUNTIME_NORMALISATIONS = ("constant_norm_rescale", "layer_norm")
+
+
+def read_cfg_file(path: str | Path) -> dict:
+    """A ``cfg.json`` as a dict (one line when it is missing or not JSON)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path.parent}: not an SAE directory (no {CFG})")
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"{path}: not valid JSON") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: not a JSON object")
+    return cfg
 
 
 def read_cfg(directory: str | Path) -> dict:
     directory = Path(directory)
-    path = directory / CFG
     if not directory.is_dir():
-        raise SaelabError(f"{directory}: no such SAE directory")
-    if not path.is_file():
-        raise SaelabError(f"{directory}: not an SAE directory (no {CFG})")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise SaelabError(f"{path}: not valid JSON") from None
-    if not isinstance(cfg, dict) or "architecture" not in cfg:
-        raise SaelabError(f"{path}: no 'architecture' key")
+        raise ConfigError(f"{directory}: no such SAE directory")
+    cfg = read_cfg_file(directory / CFG)
+    if "architecture" not in cfg and "saelab" not in cfg and not _pre_6(cfg):
+        raise ConfigError(f"{directory / CFG}: no 'architecture' key")
     return cfg
+
+
+def _pre_6(cfg: dict) -> bool:
+    """Whether ``cfg`` was written by SAELens before 6.0 (no version, or an older one)."""
+    version = cfg.get("sae_lens_version") or (cfg.get("metadata") or {}).get("sae_lens_version")
+    if not version:
+        return "d_in" in cfg and "d_sae" in cfg
+    try:
+        return int(str(version).split(".")[0]) < 6
+    except ValueError:
+        return False
+
+
+def saelens_cfg(cfg: dict) -> dict:
+    """A SAELens ``cfg.json`` in the 6.x form, as SAELens' ``handle_config_defaulting`` makes it:
+    ``hook_point`` → ``hook_name``, ``activation_fn_str`` → ``activation_fn``, no architecture
+    → ``standard`` (``topk`` for a topk activation with a k), a boolean
+    ``normalize_activations`` → ``expected_average_only_in``/``none``."""
+    cfg = dict(cfg)
+    if _pre_6(cfg):
+        renames = {
+            "hook_point": "hook_name",
+            "hook_point_head_index": "hook_head_index",
+            "activation_fn_str": "activation_fn",
+        }
+        cfg = {renames.get(k, k): v for k, v in cfg.items()}
+        cfg.setdefault("apply_b_dec_to_input", True)
+        cfg.setdefault("architecture", "standard")
+        k = (cfg.get("activation_fn_kwargs") or {}).get("k")
+        if cfg.get("activation_fn") == "topk" and k is not None:
+            cfg["architecture"], cfg["k"] = "topk", k
+    norm = cfg.get("normalize_activations")
+    if isinstance(norm, bool):
+        cfg["normalize_activations"] = "expected_average_only_in" if norm else "none"
+    elif norm is None:
+        cfg["normalize_activations"] = "none"
+    return cfg
+
+
+def _meta(cfg: dict, key: str, default=None):
+    """A SAELens metadata field: under ``metadata`` (6.x) or at the top level (older, or overrides)."""
+    if key in cfg and cfg[key] is not None:
+        return cfg[key]
+    return (cfg.get("metadata") or {}).get(key, default)
 
 
 def saved_hook(cfg: dict) -> str | None:
     """The hook an SAE reads, from its ``cfg.json`` (ours, or SAELens's ``hook_name`` and
     ``hook_head_index``); one head of ``attn.hook_z`` is written ``...hook_z[h]``."""
     ours = cfg.get("saelab") or {}
-    meta = cfg.get("metadata") or {}
-    hook = ours.get("hook") or meta.get("hook_name")
-    head = ours.get("head", meta.get("hook_head_index"))
+    hook = ours.get("hook") or _meta(cfg, "hook_name") or _meta(cfg, "hook_point")
+    head = ours.get("head", _meta(cfg, "hook_head_index", _meta(cfg, "hook_point_head_index")))
     if hook and head is not None and "[" not in hook:
         hook = f"{hook}[{head}]"
     return hook
@@ -137,63 +203,108 @@ def saved_hook(cfg: dict) -> str | None:
 
 def saved_model(cfg: dict) -> str | None:
     """The model an SAE was trained on, from its ``cfg.json`` (ours, or SAELens's ``model_name``)."""
-    return (cfg.get("saelab") or {}).get("model") or (cfg.get("metadata") or {}).get("model_name")
+    return (cfg.get("saelab") or {}).get("model") or _meta(cfg, "model_name")
 
 
 def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> tuple[SparseAutoencoder, dict]:
     """``(sae, cfg_json)`` from a directory written by saelab or by SAELens."""
-    from sae.config import build_config
-
     directory = Path(directory)
     cfg = read_cfg(directory)
     if not (directory / WEIGHTS).is_file():
-        raise SaelabError(f"{directory}: no weights ({WEIGHTS} is missing)")
+        raise ConfigError(f"{directory}: no weights ({WEIGHTS} is missing)")
     weights = _read_tensors(directory / WEIGHTS)
+    if (directory / EXTRA).is_file():
+        weights.update(_read_tensors(directory / EXTRA))
+    sae = sae_from_parts(cfg, weights, str(directory), device=device)
+    if (directory / SPARSITY).is_file():
+        sae.log_sparsity = _read_tensors(directory / SPARSITY).get("sparsity")
+    return sae, cfg
+
+
+def sae_from_parts(
+    cfg: dict,
+    tensors: dict[str, torch.Tensor],
+    where: str,
+    device: str | torch.device | None = "cpu",
+    dtype: str | torch.dtype | None = None,
+    norm_scaling_factor: float | None = None,
+) -> SparseAutoencoder:
+    """The SAE a ``cfg.json`` and its tensors describe (saelab's or SAELens', any registered family).
+
+    Besides the weights it carries what the cfg says about its use: ``hook`` (the hook, one
+    head written ``[h]``), ``model_name``, ``processing`` (``model_from_pretrained_kwargs``,
+    see ``sae.processing``), ``prepend_bos``, ``input_normalization``, ``saved_cfg``.
+    ``dtype`` None keeps the cfg's dtype; ``device`` None takes the cfg's device.
+    ``norm_scaling_factor`` (a release's, for ``expected_average_only_in``) is folded into
+    the weights as SAELens' ``fold_activation_norm_scaling_factor`` does.
+    """
+    from sae.config import build_config
+    from sae.model import parse_dtype
+    from sae.processing import Processing
+
+    cfg_name = f"{where}/{CFG}"
     ours = cfg.get("saelab")
+    theirs = saelens_cfg(cfg)
     if ours is not None:
         cls = sae_class(ours.get("architecture", "?"))
-        config = build_config(cls.config_class, ours.get("config", {}), f"{directory / CFG} [saelab.config]")
+        config = build_config(cls.config_class, ours.get("config", {}), f"{cfg_name} [saelab.config]")
     else:
-        cls, config = _foreign_config(directory, cfg)
+        cls, config = _foreign_config(cfg_name, theirs)
+    norm = theirs.get("normalize_activations")
+    if norm not in IDENTITY_NORMALISATIONS + RUNTIME_NORMALISATIONS:
+        raise ConfigError(
+            f"{cfg_name}: normalize_activations {norm!r} is not one saelab applies "
+            f"(none, expected_average_only_in, {', '.join(RUNTIME_NORMALISATIONS)}); fold it into the weights first"
+        )
     sae = cls(config)
-    state = dict(weights)
-    if (directory / EXTRA).is_file():
-        state.update(_read_tensors(directory / EXTRA))
     expected = sae.state_dict()
-    missing = sorted(set(expected) - set(state))
+    missing = sorted(set(expected) - set(tensors))
     if missing:
-        raise SaelabError(f"{directory}: weights lack {', '.join(missing)}")
+        raise ConfigError(f"{where}: weights lack {', '.join(missing)}")
     for name, tensor in expected.items():
-        if tuple(state[name].shape) != tuple(tensor.shape):
-            raise SaelabError(
-                f"{directory}: {name} has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)} from {CFG}"
+        if tuple(tensors[name].shape) != tuple(tensor.shape):
+            raise ConfigError(
+                f"{where}: {name} has shape {tuple(tensors[name].shape)}, expected {tuple(tensor.shape)} from {CFG}"
             )
-    sae.load_state_dict({k: state[k] for k in expected}, strict=True)
-    if ours is None and cfg.get("rescale_acts_by_decoder_norm"):
+    sae.load_state_dict({k: tensors[k].to(tensor.dtype) for k, tensor in expected.items()}, strict=True)
+    if ours is None and theirs.get("rescale_acts_by_decoder_norm"):
         _fold_decoder_norms(sae)
-    return sae.to(device).eval(), cfg
+    if norm == "expected_average_only_in" and norm_scaling_factor is not None:
+        sae.fold_input_scale(float(norm_scaling_factor))
+    if norm in RUNTIME_NORMALISATIONS:
+        sae.input_normalization = norm
+    sae.processing = Processing.from_kwargs(
+        _meta(theirs, "model_from_pretrained_kwargs") or {}, f"{cfg_name}: model_from_pretrained_kwargs"
+    )
+    sae.prepend_bos = bool(_meta(theirs, "prepend_bos", True))
+    sae.hook = saved_hook(cfg)
+    sae.model_name = saved_model(cfg)
+    sae.saved_cfg = cfg
+    sae.log_sparsity = None
+    target_dtype = parse_dtype(dtype if dtype is not None else str(theirs.get("dtype") or "float32"))
+    target_device = device if device is not None else theirs.get("device") or "cpu"
+    if str(target_device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"{cfg_name}: device {target_device!r} is not available here; pass device='cpu'")
+    return sae.to(device=target_device, dtype=target_dtype).eval()
 
 
-def _foreign_config(directory: Path, cfg: dict):
-    """Our class and config for an SAE that SAELens saved."""
+def _foreign_config(cfg_name: str, cfg: dict):
+    """Our class and config for an SAE that SAELens saved (``cfg`` already in the 6.x form).
+
+    The family comes from the registry (``from_saelens``); its own config fields (TopK's k, a
+    transcoder's d_out, ...) are read from cfg.json by name, the rest keep the family's defaults.
+    """
     from sae.architectures import SAEConfig
     from sae.config import build_config
 
-    arch = cfg["architecture"]
+    arch = cfg.get("architecture", "standard")
     entry = from_saelens(arch)
     if entry is None:
-        raise SaelabError(
-            f"{directory / CFG}: architecture {arch!r} is not one saelab loads "
+        raise ConfigError(
+            f"{cfg_name}: architecture {arch!r} is not one saelab loads "
             f"(supported: {', '.join(saelens_architectures())})"
         )
-    norm = cfg.get("normalize_activations")
-    if norm not in IDENTITY_NORMALISATIONS:
-        raise SaelabError(
-            f"{directory / CFG}: normalize_activations {norm!r} is applied at run time by SAELens, "
-            "which saelab does not replicate; fold it into the weights first"
-        )
     cls = entry.sae_class
-    # the family's own fields (TopK's k) as SAELens wrote them; the rest keep the family's defaults
     own = set(cls.config_class.model_fields) - set(SAEConfig.model_fields)
     fields = {
         **{key: cfg[key] for key in own if key in cfg},
@@ -202,7 +313,7 @@ def _foreign_config(directory: Path, cfg: dict):
         "d_sae": cfg.get("d_sae"),
         "apply_b_dec_to_input": cfg.get("apply_b_dec_to_input", True),
     }
-    return cls, build_config(cls.config_class, fields, str(directory / CFG))
+    return cls, build_config(cls.config_class, fields, cfg_name)
 
 
 @torch.no_grad()

@@ -18,7 +18,14 @@ from functools import partial
 import torch
 
 from evals.core.metrics import ReconstructionStats, density_histogram
-from evals.core.splice import ce_loss_recovered, kl_to_clean, scored_positions, splice_hook, token_losses
+from evals.core.splice import (
+    ce_loss_recovered,
+    check_spliceable,
+    kl_to_clean,
+    scored_positions,
+    splice_hook,
+    token_losses,
+)
 from sae.hooks import HookSpec
 from sae.progress import progress_bar
 
@@ -139,6 +146,8 @@ def evaluate_saes(
     Returns name → metrics (keys as in ``DEFINITIONS`` and ``SPLICE_DEFINITIONS``) plus
     ``densities`` (per latent) and ``density_histogram``.
     """
+    for e in entries:  # the SAE reads this model's activations only in its own processing
+        check_spliceable(model, e.sae, e.spec, f"SAE {e.name}")
     device = next(model.parameters()).device
     specs = {e.spec.name: e.spec for e in entries}
     gradient = [e for e in entries if e.info.get("inference_rule") == "gradient"]
