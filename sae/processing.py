@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from sae.errors import SaelabError
+from sae.errors import ConfigError
 
 #: ``model_from_pretrained_kwargs`` keys that are not weight processing: they are recorded, never refused
 NON_PROCESSING_KWARGS = frozenset(
@@ -58,11 +58,11 @@ class Processing:
             if key in NON_PROCESSING_KWARGS:
                 continue
             if key not in known:
-                raise SaelabError(
+                raise ConfigError(
                     f"{where}: {key!r} is not a model processing saelab can apply (known: {', '.join(sorted(known))})"
                 )
             if not isinstance(value, bool):
-                raise SaelabError(f"{where}: {key} must be true or false, got {value!r}")
+                raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
             values[key] = value
         return cls(**values)
 
@@ -93,12 +93,12 @@ def apply_processing(model, processing: Processing):
         return model
     if current != NONE:
         held = current.describe() if current is not None else "a processing saelab did not record"
-        raise SaelabError(f"the model already carries {held}; load a fresh one to give it {processing.describe()}")
+        raise ConfigError(f"the model already carries {held}; load a fresh one to give it {processing.describe()}")
     if not processing.any:
         return model
     norm = getattr(model.cfg, "normalization_type", None)
     if (processing.fold_ln or processing.center_writing_weights) and norm not in ("LN", "LNPre"):
-        raise SaelabError(
+        raise ConfigError(
             f"cannot give this model {processing.describe()}: fold_ln and center_writing_weights need "
             f"LayerNorm, and the model normalises with {norm!r}"
         )
@@ -106,7 +106,7 @@ def apply_processing(model, processing: Processing):
         model.enable_compatibility_mode(disable_warnings=True, **asdict(processing))
     except (RuntimeError, NotImplementedError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SaelabError(f"cannot give this model {processing.describe()}: {first}") from None
+        raise ConfigError(f"cannot give this model {processing.describe()}: {first}") from None
     model.saelab_processing = processing
     for p in model.parameters():
         p.requires_grad_(False)
@@ -125,7 +125,7 @@ def check_processing(model, sae, what: str = "the SAE") -> None:
     if have == need:
         return
     held = have.describe() if have is not None else "a processing saelab did not record"
-    raise SaelabError(
+    raise ConfigError(
         f"{what} was trained on a model with {need.describe()}, but this model carries {held}; "
         "load the model with sae.model.load_model_for(sae) (or load_model(..., processing=sae.processing))"
     )
@@ -143,4 +143,4 @@ def check_splice(model, sae, hook: str | None = None, what: str = "the SAE") -> 
         return
     spec = resolve_hook(model, hook)
     if spec.d_in != sae.cfg.d_in:
-        raise SaelabError(f"{what} reads {sae.cfg.d_in}-wide rows but hook {hook!r} of this model is {spec.d_in} wide")
+        raise ConfigError(f"{what} reads {sae.cfg.d_in}-wide rows but hook {hook!r} of this model is {spec.d_in} wide")
