@@ -136,3 +136,21 @@ def test_sae_list_prints_the_shipped_releases(capsys, monkeypatch):
     out = capsys.readouterr().out
     for release in ("gpt2-small-res-jb", "pythia-70m-deduped-res-sm", "gemma-scope-2b-pt-res-canonical"):
         assert release in out
+
+
+def test_the_eval_splice_refuses_a_processing_mismatch(organism, tmp_path):
+    """evals.core.evaluate splices only an SAE whose processing is the model's (here: none)."""
+    from evals.core.evaluate import EvalTarget, evaluate_saes
+    from sae.hooks import resolve_hook
+
+    model, tok = organism
+    sae = load_sae(_organism_sae(tmp_path / "s", center_writing_weights=True))
+    spec = resolve_hook(model, sae.hook)
+    tokens = torch.randint(2, 800, (2, 16))
+    tokens[:, 0] = tok.bos_token_id
+    target = [EvalTarget("s", sae, spec, {})]
+    with pytest.raises(ConfigError, match="trained on a model with center_writing_weights"):
+        evaluate_saes(model, tok, target, [tokens], {spec.name: torch.zeros(D_MODEL)}, progress=False)
+    sae.processing = NONE
+    out = evaluate_saes(model, tok, target, [tokens], {spec.name: torch.zeros(D_MODEL)}, progress=False)
+    assert "ce_loss_with_sae" in out["s"]
