@@ -9,7 +9,7 @@ Files come through ``huggingface_hub`` and its cache (``HF_HUB_CACHE``/``HF_HOME
 ``HF_HUB_OFFLINE``, revisions): files already cached are used without touching the
 network; otherwise the hub is probed first, so no network and no cache is one line naming
 the repository and the ways to provide it instead of a hang in retries. Every SAELens
-architecture a registered family claims loads (``sae.saving.sae_from_parts``); the SAE
+architecture a registered family claims loads (``sae.reading.sae_from_parts``); the SAE
 carries its hook, model name and the model processing it needs (``sae.processing``).
 """
 
@@ -23,7 +23,7 @@ import torch
 
 from sae.architectures import SparseAutoencoder
 from sae.errors import ConfigError
-from sae.saving import CFG, EXTRA, SPARSITY, WEIGHTS, _read_tensors, read_cfg_file, sae_from_parts
+from sae.reading import CFG, EXTRA, SPARSITY, WEIGHTS, _read_tensors, read_cfg_file, read_sae_dir, sae_from_parts
 
 HF_PREFIX = "hf://"
 
@@ -213,7 +213,6 @@ def load_sae(
     with ``sae.model.load_model_for``), ``saved_cfg``, ``log_sparsity`` and ``source``.
     """
     from sae import releases
-    from sae.saving import load_sae as read_directory
 
     name = str(path_or_release)
     if name.startswith(HF_PREFIX):
@@ -224,7 +223,7 @@ def load_sae(
     path = Path(name).expanduser()
     if path.is_dir():
         folder = path / sae_id if sae_id is not None else path
-        sae, _ = read_directory(folder, device=device)
+        sae, _ = read_sae_dir(folder, device=device)
         if dtype is not None:
             from sae.model import parse_dtype
 

@@ -284,3 +284,17 @@ def test_every_family_saves_a_complete_saelens_form(name, tmp_path, x):
     with torch.no_grad():
         torch.testing.assert_close(theirs.encode(x), sae.encode(x), atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(theirs.reconstruct(x)[1], sae.reconstruct(x)[1], atol=1e-5, rtol=1e-5)
+
+
+def test_the_tuple_form_resolves_everything_too(hub):
+    """``sae.saving.load_sae`` returns ``(sae, cfg_json)`` for the callers that read the cfg;
+    it takes releases and hf:// as well, and the old positional device still means the device."""
+    from sae.saving import load_sae as load_pair
+
+    sae, cfg = load_pair("tiny-res", "standard-id")
+    assert cfg["architecture"] == "standard" and cfg["model_from_pretrained_kwargs"]["center_writing_weights"]
+    assert sae.processing.center_writing_weights
+    sae, cfg = load_pair(f"hf://{REPO}/saes/topk", device="cpu")
+    assert cfg["k"] == 3
+    sae, cfg = load_pair(hub / "jumprelu", "cpu")
+    assert sae.family.name == "jumprelu" and cfg["architecture"] == "jumprelu"
