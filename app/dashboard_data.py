@@ -83,7 +83,7 @@ def build(
     )
     model, tokenizer = load_for(scfg, model, tokenizer)
     harvester = Harvester(model, tokenizer, scfg.hooks)
-    saes = [load_sae(e.path, cfg.device)[0] for e in entries]
+    saes = [load_sae(e.path, device=cfg.device)[0] for e in entries]
     stats = [
         FeatureStats(s.cfg.d_sae, cfg.n_top, cfg.sample_size, cfg.left, cfg.right, cfg.hist_bins, cfg.seed)
         for s in saes

@@ -270,6 +270,37 @@ def _soak(doc: dict) -> list[str]:
     ]
 
 
+def _interop(doc: dict) -> list[str]:
+    rows = doc["result"]
+    delta = ".1e"
+    return [
+        "Each SAELens inference architecture both ways on the same 64 rows: saved by saelab and read by "
+        "SAELens 6.54.12 (`SAE.load_from_disk`), and saved by SAELens and read by saelab (`load_sae`); "
+        "max |Δ| of the codes (encode) and of the output (decode; `sae(x)` in SAELens). Pass: every Δ ≤ 1e-5.",
+        "",
+        *table(
+            ["case", "saelab family", "saelab→SAELens encode", "decode", "SAELens→saelab encode", "decode", "pass"],
+            [
+                [
+                    f"`{r['case']}`",
+                    r.get("family"),
+                    *(
+                        fmt(r.get(k), delta)
+                        for k in (
+                            "saelab_to_saelens_encode",
+                            "saelab_to_saelens_decode",
+                            "saelens_to_saelab_encode",
+                            "saelens_to_saelab_decode",
+                        )
+                    ),
+                    r.get("pass") if r["status"] == "ok" else f"skipped: {r.get('reason')}",
+                ]
+                for r in rows
+            ],
+        ),
+    ]
+
+
 SECTIONS: dict[str, Callable[[dict], list[str]]] = {
     "train": _train,
     "harvest": _harvest,
@@ -279,6 +310,7 @@ SECTIONS: dict[str, Callable[[dict], list[str]]] = {
     "circuits": _circuits,
     "explorer": _explorer,
     "soak": _soak,
+    "interop": _interop,
 }
 
 

@@ -164,29 +164,73 @@ def load_model(
     name_or_dir: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = torch.float32,
+    processing=None,
 ):
     """``(bridge, tokenizer)`` for a provider's model (the default provider's when None), a
     local model directory or a hub name.
 
-    Parameters are frozen (``requires_grad=False``); gradients with respect to
-    activations still flow, which is what gradient SAEs and attribution need.
+    ``processing`` (``sae.processing.Processing``, or a ``model_from_pretrained_kwargs``
+    dict) gives the model TransformerLens weight processing through compatibility mode;
+    the default is none, the raw model. Parameters are frozen (``requires_grad=False``);
+    gradients with respect to activations still flow, which is what gradient SAEs and
+    attribution need.
     """
+    from sae.processing import Processing, apply_processing
+
+    if isinstance(processing, dict):
+        processing = Processing.from_kwargs(processing)
     dtype = parse_dtype(dtype)
     source = resolve_source(providers.default_name() if name_or_dir is None else name_or_dir)
     hf_model, tokenizer = load_hf(source, dtype)
     bridge = wrap(hf_model, tokenizer, source.location, device=device, dtype=dtype)
     bridge.saelab_source = source
+    if processing is not None:
+        apply_processing(bridge, processing)
     return bridge, tokenizer
 
 
+def hub_model_name(name: str) -> str:
+    """The hub name of a model an SAE names (SAELens uses TransformerLens names:
+    ``gpt2-small`` is ``gpt2``); a provider's name or a name TransformerLens does not know
+    is kept as it is."""
+    if providers.find(name) is not None:
+        return name
+    try:
+        from transformer_lens.supported_models import get_official_model_name
+
+        return get_official_model_name(name)
+    except (ImportError, ValueError):
+        return name
+
+
+def load_model_for(sae, name_or_dir: str | os.PathLike | None = None, device="cpu", dtype=torch.float32):
+    """``(bridge, tokenizer)`` in the processing ``sae`` was trained on (``sae.processing``),
+    of the model it names (``sae.model_name``) unless ``name_or_dir`` says otherwise; a
+    processing the model cannot take is one line."""
+    from sae.processing import sae_processing
+
+    name = name_or_dir or getattr(sae, "model_name", None)
+    if name is None:
+        raise SaelabError("the SAE names no model; pass the model's name or directory")
+    return load_model(hub_model_name(str(name)), device=device, dtype=dtype, processing=sae_processing(sae))
+
+
 def random_model(
-    hf_config, tokenizer, seed: int = 0, device: str | torch.device = "cpu", dtype: str | torch.dtype = torch.float32
+    hf_config,
+    tokenizer,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = torch.float32,
+    processing=None,
 ):
     """A randomly initialised model built from a ``transformers`` config, wrapped like any other.
 
-    Lets tests and plumbing checks run GPT-2- or Pythia-shaped models with no weights.
+    Lets tests and plumbing checks run GPT-2- or Pythia-shaped models with no weights;
+    ``processing`` as in ``load_model``.
     """
     from transformers import AutoModelForCausalLM
+
+    from sae.processing import Processing, apply_processing
 
     dtype = parse_dtype(dtype)
     hf_config._attn_implementation = "eager"
@@ -197,4 +241,6 @@ def random_model(
     name = f"random-{hf_config.model_type}"
     bridge = wrap(model, tokenizer, name, device=device, dtype=dtype)
     bridge.saelab_source = ModelSource("random", name)
+    if processing is not None:
+        apply_processing(bridge, Processing.from_kwargs(processing) if isinstance(processing, dict) else processing)
     return bridge, tokenizer

@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "organism.commands",
     "sae.cli_cache",
     "sae.cli_train",
+    "sae.cli_sae",
     "circuits.cli",
     "evals.cli",
     "app.cli",

@@ -25,6 +25,7 @@ import torch
 from evals.core.metrics import ReconstructionStats, density_histogram
 from evals.core.splice import (
     ce_loss_recovered,
+    check_spliceable,
     kl_to_clean,
     scored_positions,
     splice_hook,
@@ -166,6 +167,8 @@ def evaluate_saes(
     Returns name → metrics (keys as in ``DEFINITIONS`` and ``SPLICE_DEFINITIONS``) plus
     ``densities`` (per latent) and ``density_histogram``.
     """
+    for e in entries:  # the SAE reads this model's activations only in its own processing
+        check_spliceable(model, e.sae, e.spec, f"SAE {e.name}")
     device = next(model.parameters()).device
     specs = {s.name: s for e in entries for s in (e.spec, e.out_spec) if s is not None}  # rows read
     written = {e.written.name: e.written for e in entries}  # hooks spliced and ablated

@@ -27,6 +27,10 @@ with outsized norms); zero- and mean-ablation spare them for the same reason, so
 conditions differ from the clean run on the same positions. Losses are scored on the same
 positions: those whose input token is spliced (not BOS or padding) and whose next token
 is not padding.
+
+An SAE is spliced only into a model in the weight processing it was trained on
+(``check_spliceable``): a GPT-2 SAE trained on a centred model reads other activations on
+a raw one, and that must fail loudly rather than give a quietly worse CE.
 """
 
 from __future__ import annotations
@@ -35,8 +39,14 @@ import torch
 import torch.nn.functional as F
 
 from sae.hooks import HookSpec
+from sae.processing import check_splice
 
 MODES = ("sae", "sae_error", "zero", "mean")
+
+
+def check_spliceable(model, sae, spec: HookSpec, what: str = "the SAE") -> None:
+    """Refuse (one line) an SAE whose processing or width does not fit ``model`` at ``spec``."""
+    check_splice(model, sae, spec.name, what)
 
 
 def splice_hook(

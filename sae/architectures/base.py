@@ -205,6 +205,10 @@ class Output:
         return float(self.fire_counts().sum()) / self.x_hat.shape[0]
 
 
+def _identity(y: torch.Tensor) -> torch.Tensor:
+    return y
+
+
 def geometric_median(x: torch.Tensor, iterations: int = 100, eps: float = 1e-8) -> torch.Tensor:
     """Weiszfeld's algorithm: the point minimising the summed distances to the rows of ``x``."""
     median = x.mean(0)
@@ -328,6 +332,10 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     coefficient_scale: float = 1.0
     #: the training job's processes (set by the trainer); batch-level rules and losses read the global batch
     collective: Collective = SINGLE
+    #: SAELens' run-time input normalisation of a loaded SAE (``normalize_activations``):
+    #: "none", "constant_norm_rescale" or "layer_norm" (see ``normalize_input``); saelab
+    #: trains with its input scale folded into the weights, so its own SAEs keep "none"
+    input_normalization: str = "none"
 
     @classmethod
     def can_transcode(cls) -> bool:
@@ -390,8 +398,33 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.b_dec if self.cfg.apply_b_dec_to_input else x
 
+    def normalize_input(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """``(x', undo)``: the input as the SAE reads it, and the map taking a reconstruction
+        of x' back to x's space, as SAELens' ``run_time_activation_norm_fn_in/out``.
+
+        ``constant_norm_rescale``: x' = x·√d_in/‖x‖ per row, undone by dividing by that
+        factor. ``layer_norm``: x' = (x − μ)/(σ + 1e-5) with μ, σ the row's mean and
+        (Bessel-corrected, as torch.std) standard deviation, undone by y·σ + μ (the ε is not
+        undone, as in SAELens). Families whose SAELens form is a transcoder (output ≠ input)
+        leave their output as it is, as SAELens does.
+        """
+        mode = self.input_normalization
+        if mode == "none":
+            return x, _identity
+        keep_output = self.cfg.d_out is not None  # a transcoder: its output is another hook's
+        if mode == "constant_norm_rescale":
+            coeff = (self.cfg.d_in**0.5) / x.norm(dim=-1, keepdim=True)
+            return x * coeff, _identity if keep_output else (lambda y: y / coeff)
+        if mode == "layer_norm":
+            mu = x.mean(dim=-1, keepdim=True)
+            centred = x - mu
+            std = centred.std(dim=-1, keepdim=True)
+            return centred / (std + 1e-5), _identity if keep_output else (lambda y: y * std + mu)
+        raise ValueError(f"unknown input normalisation {mode!r}")
+
     def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder_input(x) @ self.W_enc + self.b_enc
+        """Pre-activations of raw inputs (the run-time normalisation, if any, applied first)."""
+        return self.encoder_input(self.normalize_input(x)[0]) @ self.W_enc + self.b_enc
 
     def encoder_pass(self, x: torch.Tensor, sparse: bool | None = None) -> EncoderPass:
         """Pre-activations of ``[B, d_in]`` rows for training; see ``EncoderPass``.
@@ -440,10 +473,14 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         return self.inference_select(self.pre_acts(x))
 
     def reconstruct(self, x: torch.Tensor) -> tuple[Selection, torch.Tensor]:
-        """Inference codes and reconstruction of ``[B, d_in]`` rows (a transcoder's prediction
-        of its output, the skip term included)."""
+        """Inference codes and reconstruction of ``[B, d_in]`` rows: a transcoder's prediction
+        of its output (the skip term included), or back in x's space when the SAE normalises
+        its input at run time (``decode`` alone cannot undo that)."""
         selection = self.encode_selection(x)
-        return selection, self.with_skip(x, self.decode_selection(selection))
+        out = self.decode_selection(selection)
+        if self.input_normalization != "none":
+            out = self.normalize_input(x)[1](out)
+        return selection, self.with_skip(x, out)
 
     def with_skip(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         skip = self.skip_output(x)

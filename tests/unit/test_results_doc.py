@@ -26,6 +26,7 @@ def test_the_page_quotes_the_figures_the_readme_quoted():
     assert "| ioi | discrete-sae | 0.739 ± 0.066 | 0.645 ± 0.082 | – | 0.629 | 0.788 | 0.75 | 2.3 | 0.012 |" in page
     assert "| minor page faults per 1M tokens, harvest | 16,730 | 662,445 |" in page
     assert "| train | 20 | 20 |" in page and "| cache | 5 | 5 |" in page
+    assert "| `topk+rescale_acts_by_decoder_norm` | topk | 0.0e+00 | 4.8e-07 | 9.5e-07 | 9.5e-07 | yes |" in page
 
 
 def test_a_changed_figure_changes_the_page(tmp_path):
