@@ -88,7 +88,7 @@ class GatedSAE(SparseAutoencoder):
 
     def paths(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(π_gate, π_mag) of ``[B, d_in]`` rows; x̃(W_enc ⊙ exp(r_mag)) is computed as (x̃W_enc)·exp(r_mag)."""
-        proj = self.encoder_input(x) @ self.W_enc
+        proj = self.encoder_input(self.normalize_input(x)[0]) @ self.W_enc
         return proj + self.b_gate, proj * self.r_mag.exp() + self.b_mag
 
     @staticmethod

@@ -74,7 +74,7 @@ def test_eval_suite_splices_the_transcoder_at_the_mlp_output(transcoder_run, tmp
     from evals.suite import run_suite
     from evals.suite_config import SuiteConfig
 
-    out, summary = transcoder_run
+    out, _summary = transcoder_run
     cfg = SuiteConfig.model_validate(
         {
             "data": {"n_tokens": 1024, "lm_batch_size": 16},

@@ -73,5 +73,5 @@ def test_nothing_found_is_one_line(tmp_path):
         find_saes(tmp_path / "notes" / "todo.txt")
     only = saved_sae(tmp_path / "bad" / "sae")
     (only / "cfg.json").write_text("[]")
-    with pytest.raises(SaelabError, match="no 'architecture' key"):  # the reason, not "no SAE"
+    with pytest.raises(SaelabError, match="not a JSON object"):  # the reason, not "no SAE"
         find_saes(tmp_path / "bad", strict=False)

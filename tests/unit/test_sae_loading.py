@@ -23,7 +23,7 @@ from saelens_files import (
 from safetensors.torch import load_file
 
 from sae.architectures import families
-from sae.architectures.registry import from_saelens
+from sae.architectures.registry import from_saelens, saved_architecture
 from sae.errors import ConfigError, SaelabError
 from sae.loading import gemma_scope_cfg, load_sae, parse_hf
 from sae.saving import save_sae
@@ -56,7 +56,7 @@ def test_directory_of_every_architecture(arch, tmp_path, x):
     entry = needs_family(arch)
     cfg, tensors = make_cfg(arch), make_tensors(arch)
     sae = load_sae(write_saelens(tmp_path / arch, cfg, tensors, sparsity=True))
-    assert sae.family.saelens_architecture == arch and sae.family.name == entry.name
+    assert saved_architecture(sae) == arch and sae.family.name == entry.name
     assert sae.hook == "blocks.0.hook_resid_pre" and sae.model_name == "organism"
     assert sae.log_sparsity is not None and sae.log_sparsity.shape == (cfg["d_sae"],)
     _check(sae, cfg, tensors, x)
@@ -268,9 +268,12 @@ def test_every_family_saves_a_complete_saelens_form(name, tmp_path, x):
         pytest.skip(f"{name}: transcoders have their own round trip")
     sae = cls(cls.config_class(d_in=D_IN, d_sae=16, **kw)).eval()
     with torch.no_grad():
-        sae.b_enc.normal_(0, 0.1)
-        sae.b_dec.normal_(0, 0.1)
-        if hasattr(sae, "threshold"):
+        for bias in ("b_enc", "b_dec", "b_gate", "b_mag", "r_mag"):  # whichever the family has
+            if isinstance(getattr(sae, bias, None), torch.nn.Parameter):
+                getattr(sae, bias).normal_(0, 0.1)
+        if isinstance(getattr(sae, "threshold", None), torch.nn.Parameter | torch.Tensor) and "threshold" in dict(
+            sae.named_buffers()
+        ):
             sae.threshold.uniform_(0, 0.2)
     save_sae(sae, tmp_path / "s", metadata={"hook": "blocks.0.hook_resid_pre", "model": "organism"})
     cfg = json.loads((tmp_path / "s" / "cfg.json").read_text())

@@ -81,7 +81,15 @@ def test_relu_transcoder_matches_dense_reference():
     torch.testing.assert_close(out.losses["l1"], 0.5 * (f * sae.W_dec.norm(dim=1)).sum(-1).mean())
 
 
-@pytest.mark.parametrize("arch", trainable())
+def test_the_selection_rules_the_issue_names_transcode():
+    """TopK, BatchTopK and ReLU train as transcoders; the trained JumpReLU, Gated and
+    Matryoshka families do not yet (their ``forward`` takes no ``target``): issue 20."""
+    rules = {name for name in trainable() if family(name).sae_class.can_transcode()}
+    assert {"relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae"} <= rules
+    assert not family("gated").sae_class.can_transcode()
+
+
+@pytest.mark.parametrize("arch", [n for n in trainable() if family(n).sae_class.can_transcode()])
 def test_every_trainable_family_trains_as_a_skip_transcoder(arch):
     """Through the registry, every selection rule: shapes, finite losses, and a skip that learns."""
     sae = make(arch, skip=True)
