@@ -42,7 +42,7 @@ _API = {
     "train": "saelab.api",
     "evaluate": "saelab.api",
 }
-__all__ = [*_API, "__version__"]
+__all__ = ["SAE", "HookedSAETransformer", "__version__", "evaluate", "load_model", "load_sae", "train"]
 
 if TYPE_CHECKING:
     from sae.hooked import HookedSAETransformer
