@@ -26,5 +26,7 @@ def test_splice_and_steer_runs(tmp_path):
     """Trains its SAE, splices it, ablates and steers a feature, checking each against a dense reference."""
     nb = execute(SPLICE, False, tmp_path)
     assert "all checks passed" in _text(nb)
-    figures = [o for c in nb.cells for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    figures = [
+        o for c in nb.cells for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})
+    ]
     assert len(figures) == 2

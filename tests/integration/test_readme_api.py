@@ -32,7 +32,7 @@ def test_readme_first_block_is_the_public_api_and_runs(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "top features at the last token:" in done.stdout
     results = json.loads((tmp_path / "runs/quickstart-eval/results.json").read_text())
-    assert results["saes"] and (tmp_path / "runs/quickstart/resid/cfg.json").is_file()
+    assert results["saes"] and (tmp_path / "runs/quickstart/cfg.json").is_file()
 
 
 def test_import_saelab_is_cheap():
