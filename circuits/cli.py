@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("circuit", help="find a task's circuit with one method and score it against ground truth")
     p.add_argument("task", choices=TASKS)
     p.add_argument("--model", default="organism", help="'organism', a model directory or a hub name")
+    p.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda, cuda:1, mps")
     p.add_argument("--method", default="discrete-sae", choices=METHOD_NAMES)
     p.add_argument("--sae-arch", help="discrete-sae: a registry family in place of the paper's ReLU SAE")
     p.add_argument(
@@ -117,6 +118,28 @@ def check_args(args: argparse.Namespace, cfg) -> None:
         )
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1")
+    check_device(args.device)
+
+
+def check_device(device: str) -> None:
+    """``--device`` names a device this torch has: one line otherwise, before the model loads."""
+    import torch
+
+    from sae.errors import ConfigError
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {device!r}: not a torch device (cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: this torch sees no CUDA device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {device}: MPS is not available here")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {device}: unsupported device type {dev.type!r}")
 
 
 def truths_for(args: argparse.Namespace, model) -> list:
@@ -143,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = method_config(args)
     check_args(args, cfg)
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, device=args.device)
     truths = truths_for(args, model)
     if not truths:
         print(

@@ -13,6 +13,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate saved SAEs on held-out text: reconstruction, sparsity, spliced-in CE and KL against "
         "zero and mean ablation, attention-SAE head attribution and DFA, the synthetic ground-truth "
         "benchmark, and (claims suites) the seed papers' claims. Writes results.json and report.html.",
+        usage="saelab eval --suite SUITE [RUN_DIR ...] [--out OUT] [--set KEY=VALUE] [--quiet]\n"
+        "       saelab eval supervised [options]",
+        epilog="The other form: 'saelab eval supervised --model organism [--sae RUN_DIR ...] [--out DIR]' runs the "
+        "supervised-dictionary evaluations (sufficiency, necessity, control, interpretability); "
+        "see 'saelab eval supervised --help'.",
     )
     parser.add_argument(
         "runs",

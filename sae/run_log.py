@@ -10,9 +10,11 @@ missing or fails to start, the run goes on without it.
 from __future__ import annotations
 
 import json
+import netrc
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import urlparse
 
 from sae.atomic import write_text
 
@@ -20,12 +22,57 @@ from sae.atomic import write_text
 NOT_SCALAR = ("density_hist",)
 
 
+def wandb_login_stored(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``wandb login`` left an API key in the netrc file (``$NETRC`` or ``~/.netrc``)
+    for the wandb host (``$WANDB_BASE_URL``, default api.wandb.ai)."""
+    env = os.environ if environ is None else environ
+    host = urlparse(env.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    home = env.get("HOME") or str(Path.home())
+    path = Path(env.get("NETRC") or Path(home) / ".netrc")
+    if not path.is_file():
+        return False
+    try:
+        entry = netrc.netrc(str(path)).authenticators(host)
+    except (netrc.NetrcParseError, OSError, UnicodeDecodeError):
+        return False
+    return bool(entry and entry[2])
+
+
+def wandb_mode(configured: str = "auto", environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """``(mode, why)``: whether wandb logs online, and what decided it.
+
+    The user's explicit choice wins: ``WANDB_MODE`` in the environment (any mode wandb
+    knows), then the trainer config's ``wandb_mode`` when it is not ``auto``. Otherwise wandb
+    goes online when the user has credentials (``WANDB_API_KEY``, or a key ``wandb login``
+    stored in ~/.netrc) and stays offline when they have none, so a run never blocks on a
+    login prompt or fails for want of one.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("WANDB_MODE"):
+        return env["WANDB_MODE"], "WANDB_MODE"
+    if configured != "auto":
+        return configured, "trainer.wandb_mode"
+    if env.get("WANDB_API_KEY"):
+        return "online", "WANDB_API_KEY"
+    if wandb_login_stored(env):
+        return "online", "a stored wandb login (netrc)"
+    return "offline", "no wandb credentials"
+
+
 class RunLog:
-    def __init__(self, run_dir: Path, enabled: bool, wandb_project: str | None, config: Callable[[], dict]):
+    def __init__(
+        self,
+        run_dir: Path,
+        enabled: bool,
+        wandb_project: str | None,
+        config: Callable[[], dict],
+        wandb_mode: str = "auto",
+    ):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.run_dir = Path(run_dir)
         self.enabled = enabled
         self.wandb_project = wandb_project
+        self.wandb_mode = wandb_mode
         self.config = config  # called once, when wandb starts
         self._wandb = None  # None: not started yet; False: unavailable
 
@@ -66,7 +113,8 @@ class RunLog:
         self._wandb = None
 
     def _wandb_run(self):
-        """wandb, imported lazily; offline unless the user configured it (WANDB_MODE or an API key)."""
+        """wandb, imported lazily, in the mode ``wandb_mode`` decides (online when the user is
+        logged in or asked for it, offline otherwise)."""
         if self.wandb_project is None:
             return None
         if self._wandb is None:
@@ -75,12 +123,12 @@ class RunLog:
             except ImportError:
                 self._wandb = False
                 return None
-            if "WANDB_MODE" not in os.environ and "WANDB_API_KEY" not in os.environ:
-                os.environ["WANDB_MODE"] = "offline"
+            mode, _why = wandb_mode(self.wandb_mode)
             os.environ.setdefault("WANDB_SILENT", "true")
             try:
                 self._wandb = wandb.init(
                     project=self.wandb_project,
+                    mode=mode,
                     dir=str(self.run_dir),
                     name=self.run_dir.name,
                     config=self.config(),

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -55,7 +56,7 @@ Batch = dict[str, torch.Tensor]
 #: log10-density bin edges of the firing histogram (latents that never fired get their own bin)
 DENSITY_EDGES = (-6, -5, -4, -3, -2, -1)
 #: trainer settings a run may change when it resumes (they do not change what is computed)
-RESUMABLE = ("checkpoint_every", "log_every", "wandb_project", "device", "collective_timeout_s")
+RESUMABLE = ("checkpoint_every", "log_every", "wandb_project", "wandb_mode", "device", "collective_timeout_s")
 
 
 def adam(params, **kwargs) -> torch.optim.Adam:
@@ -99,6 +100,11 @@ class TrainerConfig(FrozenConfig):
         "the other processes before the job fails (a dead or hung rank).",
     )
     wandb_project: str | None = Field("saelab", description="wandb project (offline unless configured); None: off.")
+    wandb_mode: Literal["auto", "online", "offline"] = Field(
+        "auto",
+        description="wandb mode. auto: online when you are logged in (WANDB_API_KEY or a stored 'wandb login' "
+        "in ~/.netrc), offline otherwise; WANDB_MODE in the environment overrides this.",
+    )
 
 
 @dataclass
@@ -195,7 +201,13 @@ class Trainer:
         self.progress = progress and self.dist.rank == 0
         self.step = 0
         self.rows = 0  # global data position: rows consumed by all ranks together
-        self.log = RunLog(self.run_dir, enabled=self.writer, wandb_project=cfg.wandb_project, config=self._config)
+        self.log = RunLog(
+            self.run_dir,
+            enabled=self.writer,
+            wandb_project=cfg.wandb_project,
+            config=self._config,
+            wandb_mode=cfg.wandb_mode,
+        )
         for m in members:
             m.sae.to(cfg.device).train()
             m.sae.collective = self.dist

@@ -9,4 +9,6 @@ from app.common import results_page
 
 st.set_page_config(page_title="Circuits", layout="wide")
 st.title("Circuits")
-results_page("circuit", "No circuit results (kind: circuit) here; `saelab circuits ... --out DIR` writes them.")
+#: shown when no run directory holds circuit results; a test parses the command with saelab's own parser
+EMPTY = "No circuit results (kind: circuit) here; `saelab circuit ioi --out RUN_DIR/circuit_ioi.json` writes one."
+results_page("circuit", EMPTY)

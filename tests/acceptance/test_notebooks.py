@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from notebook_runs import NAMES, _text, execute
+from notebook_runs import NAMES, SPLICE, _text, execute
 
 
 @pytest.fixture(scope="module")
@@ -18,3 +18,15 @@ def shared_attn_saes(tmp_path_factory):
 def test_notebook_runs_in_full(name, tmp_path, shared_attn_saes):
     nb = execute(name, False, tmp_path, attn_saes=shared_attn_saes)
     assert "all checks passed" in _text(nb)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_splice_and_steer_runs(tmp_path):
+    """Trains its SAE, splices it, ablates and steers a feature, checking each against a dense reference."""
+    nb = execute(SPLICE, False, tmp_path)
+    assert "all checks passed" in _text(nb)
+    figures = [
+        o for c in nb.cells for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})
+    ]
+    assert len(figures) == 2

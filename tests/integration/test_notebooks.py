@@ -4,13 +4,13 @@ prompts, ACDC at one τ); acceptance/test_notebooks.py runs them in full."""
 from __future__ import annotations
 
 import pytest
-from notebook_runs import NAMES, NOTEBOOKS, _text, execute
+from notebook_runs import NAMES, NOTEBOOKS, SPLICE, _text, execute
 
 
 def test_committed_notebooks_carry_no_outputs():
     import nbformat
 
-    for name in NAMES:
+    for name in [*NAMES, SPLICE]:
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
         assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
 
