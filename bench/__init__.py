@@ -17,4 +17,5 @@ BENCHMARKS: dict[str, str] = {
     "circuits": "bench.circuits",
     "explorer": "bench.explorer",
     "soak": "bench.soak",
+    "peers": "bench.peer_parity",
 }
