@@ -500,6 +500,7 @@ def selected(args) -> list[Pair]:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
+    from sae.errors import SaelabError
     from sae.progress import progress_bar
 
     pairs = selected(args)
@@ -533,5 +534,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     )
     with tempfile.TemporaryDirectory() as tmp:
         for pair, name in progress_bar(plan, desc="peers", unit="pair", disable=args.json, leave=False):
-            rows.append(compare(pair, name, stream, args, tmp))
+            try:
+                rows.append(compare(pair, name, stream, args, tmp))
+            except SaelabError as e:  # a peer that cannot be built or fails: its row says so, the rest run
+                line = str(e).splitlines()[-1] if str(e) else type(e).__name__
+                print(f"peers: {pair.key} vs {pair.peer} failed: {line}", file=sys.stderr)
+                rows.append(skipped_row(pair, f"failed: {line}", args))
     return rows
