@@ -47,11 +47,23 @@ def _python(peer: str) -> Path:
     return venv(peer) / "bin" / "python"
 
 
+def _marker(peer: str) -> Path:
+    return venv(peer) / ".saelab-pins.json"
+
+
 def _works(peer: str) -> bool:
+    """Whether the venv is built with today's pins: a marker written once its import probe
+    passed (importing a peer costs seconds to minutes, so it is not redone on every run)."""
     if not _python(peer).exists():
         return False
+    pins = json.dumps([TORCH, *PINS[peer]])
+    if _marker(peer).exists() and _marker(peer).read_text() == pins:
+        return True
     probe = subprocess.run([str(_python(peer)), "-c", PROBES[peer]], capture_output=True)
-    return probe.returncode == 0
+    if probe.returncode != 0:
+        return False
+    _marker(peer).write_text(pins)
+    return True
 
 
 def peer_python(build: bool = True, peer: str = "saelens") -> Path:
