@@ -28,6 +28,10 @@ PINS: dict[str, list[str]] = {
     # 4.46.3 is the transformers release current with nnsight 0.3
     "dictionary_learning": ["dictionary-learning==0.1.0", "transformers==4.46.3"],
 }
+#: packages a peer's dependencies pull in that break on the CPU torch wheel, removed after install:
+#: nnsight requires torchvision, and PyPI's torchvision (built for the CUDA torch) fails to register
+#: its ops on torch+cpu; transformers imports it whenever it is present
+REMOVE: dict[str, list[str]] = {"dictionary_learning": ["torchvision"]}
 PROBES = {
     "saelens": "import sae_lens, transformer_lens",
     "sparsify": "import sparsify",
@@ -79,6 +83,8 @@ def peer_python(build: bool = True, peer: str = "saelens") -> Path:
         [str(_python(peer)), "-m", "pip", "install", "-q", TORCH],
         [str(_python(peer)), "-m", "pip", "install", "-q", TORCH, *PINS[peer]],
     ]
+    if REMOVE.get(peer):
+        steps.append([str(_python(peer)), "-m", "pip", "uninstall", "-y", "-q", *REMOVE[peer]])
     print(f"building the {peer} peer environment in {where} (once) ...", file=sys.stderr)
     for step in steps:
         result = subprocess.run(step, capture_output=True, text=True)
