@@ -3,7 +3,7 @@
 ``BENCHMARKS`` maps a name to a module exposing ``run(args) -> dict | list`` and,
 optionally, ``add_arguments(parser)``. ``saelab bench NAME --json`` runs one;
 ``saelab bench all`` runs every one, prints a table and writes ``bench/results/NAME.json``.
-Peers run from their own virtual environment (``bench/.peers``, git-ignored), built on
+Peers run from their own virtual environments (``bench/.peers/<peer>/``, git-ignored), built on
 first use by ``bench.peers``.
 """
 
@@ -18,4 +18,5 @@ BENCHMARKS: dict[str, str] = {
     "explorer": "bench.explorer",
     "soak": "bench.soak",
     "interop": "bench.interop",
+    "peers": "bench.peer_parity",
 }

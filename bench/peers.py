@@ -1,9 +1,11 @@
-"""The peer virtual environment (``bench/.peers``): SAELens and TransformerLens 3.9 beside us.
+"""The peer virtual environments (``bench/.peers/<peer>/``): SAELens, sparsify and dictionary_learning.
 
-Peers run in their own interpreter so their pins never touch ours; they use the same
-torch wheel, so both sides compute with the same kernels. ``peer_python()`` builds the
-environment on first use; ``run_peer(script, payload)`` runs a script from
-``bench/peers/`` there and returns the JSON object it prints last.
+Peers run in their own interpreters so their pins never touch ours, one venv per peer
+because their pins conflict (dictionary_learning wants nnsight 0.3, SAELens 6.54 a newer
+transformers). Every venv gets the same local torch wheel first (``pip install torch==2.13.0``
+before the peer, so nothing pulls a CUDA torch), so both sides compute with the same kernels.
+``peer_python(peer)`` builds a venv on first use, once; ``run_peer(script, payload, peer)``
+runs a script from ``bench/peers/`` there and returns the JSON object it prints last.
 """
 
 from __future__ import annotations
@@ -19,46 +21,84 @@ HERE = Path(__file__).resolve().parent
 PEERS = HERE / ".peers"
 SCRIPTS = HERE / "peers"
 TORCH = "torch==2.13.0"
-PINS = ["sae-lens==6.54.12", "transformer-lens==3.9.0"]
+PINS: dict[str, list[str]] = {
+    "saelens": ["sae-lens==6.54.12", "transformer-lens==3.9.0"],
+    "sparsify": ["eai-sparsify==1.3.3"],
+    # dictionary-learning 0.1.0 imports nnsight 0.3 (its pin), which breaks on transformers 5;
+    # 4.46.3 is the transformers release current with nnsight 0.3
+    "dictionary_learning": ["dictionary-learning==0.1.0", "transformers==4.46.3"],
+}
+#: packages a peer's dependencies pull in that break on the CPU torch wheel, removed after install:
+#: nnsight requires torchvision, and PyPI's torchvision (built for the CUDA torch) fails to register
+#: its ops on torch+cpu; transformers imports it whenever it is present
+REMOVE: dict[str, list[str]] = {"dictionary_learning": ["torchvision"]}
+PROBES = {
+    "saelens": "import sae_lens, transformer_lens",
+    "sparsify": "import sparsify",
+    "dictionary_learning": "import dictionary_learning.trainers",
+}
+DISTRIBUTIONS = {"saelens": "sae-lens", "sparsify": "eai-sparsify", "dictionary_learning": "dictionary-learning"}
 
 
-def _python() -> Path:
-    return PEERS / "bin" / "python"
+def venv(peer: str = "saelens") -> Path:
+    """Where ``peer``'s virtual environment lives."""
+    if peer not in PINS:
+        raise SaelabError(f"unknown peer {peer!r} (known: {', '.join(PINS)})")
+    return PEERS / peer
 
 
-def _works() -> bool:
-    if not _python().exists():
+def _python(peer: str) -> Path:
+    return venv(peer) / "bin" / "python"
+
+
+def _marker(peer: str) -> Path:
+    return venv(peer) / ".saelab-pins.json"
+
+
+def _works(peer: str) -> bool:
+    """Whether the venv is built with today's pins: a marker written once its import probe
+    passed (importing a peer costs seconds to minutes, so it is not redone on every run)."""
+    if not _python(peer).exists():
         return False
-    probe = subprocess.run([str(_python()), "-c", "import sae_lens, transformer_lens"], capture_output=True)
-    return probe.returncode == 0
+    pins = json.dumps([TORCH, *PINS[peer]])
+    if _marker(peer).exists() and _marker(peer).read_text() == pins:
+        return True
+    probe = subprocess.run([str(_python(peer)), "-c", PROBES[peer]], capture_output=True)
+    if probe.returncode != 0:
+        return False
+    _marker(peer).write_text(pins)
+    return True
 
 
-def peer_python(build: bool = True) -> Path:
-    """The peer interpreter, built if missing; raises ``SaelabError`` when it cannot be."""
-    if _works():
-        return _python()
+def peer_python(build: bool = True, peer: str = "saelens") -> Path:
+    """``peer``'s interpreter, built if missing; raises ``SaelabError`` (one line) when it cannot be."""
+    if _works(peer):
+        return _python(peer)
+    where = venv(peer)
     if not build:
-        raise SaelabError(f"the peer environment {PEERS} is missing; run 'saelab bench harvest' to build it")
+        raise SaelabError(f"the {peer} peer environment {where} is missing; run 'saelab bench peers' to build it")
     steps = [
-        [sys.executable, "-m", "venv", str(PEERS)],
-        [str(_python()), "-m", "pip", "install", "-q", "--upgrade", "pip"],
-        [str(_python()), "-m", "pip", "install", "-q", TORCH],
-        [str(_python()), "-m", "pip", "install", "-q", *PINS],
+        [sys.executable, "-m", "venv", "--clear", str(where)],
+        [str(_python(peer)), "-m", "pip", "install", "-q", "--upgrade", "pip"],
+        [str(_python(peer)), "-m", "pip", "install", "-q", TORCH],
+        [str(_python(peer)), "-m", "pip", "install", "-q", TORCH, *PINS[peer]],
     ]
-    print(f"building the peer environment in {PEERS} (once) ...", file=sys.stderr)
+    if REMOVE.get(peer):
+        steps.append([str(_python(peer)), "-m", "pip", "uninstall", "-y", "-q", *REMOVE[peer]])
+    print(f"building the {peer} peer environment in {where} (once) ...", file=sys.stderr)
     for step in steps:
         result = subprocess.run(step, capture_output=True, text=True)
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["?"]
-            raise SaelabError(f"cannot build the peer environment ({' '.join(step[:4])}...): {tail[0]}")
-    if not _works():
-        raise SaelabError("the peer environment was built but cannot import sae_lens")
-    return _python()
+            raise SaelabError(f"cannot build the {peer} peer environment ({' '.join(step[-2:])}): {tail[0]}")
+    if not _works(peer):
+        raise SaelabError(f"the {peer} peer environment was built but '{PROBES[peer]}' fails in it")
+    return _python(peer)
 
 
-def run_peer(script: str, payload: dict, timeout: float = 3600) -> dict:
-    """Run ``bench/peers/<script>`` in the peer interpreter with ``payload`` as JSON on stdin."""
-    python = peer_python()
+def run_peer(script: str, payload: dict, peer: str = "saelens", timeout: float = 3600) -> dict:
+    """Run ``bench/peers/<script>`` in ``peer``'s interpreter with ``payload`` as JSON on stdin."""
+    python = peer_python(peer=peer)
     result = subprocess.run(
         [str(python), str(SCRIPTS / script)],
         input=json.dumps(payload),
@@ -69,5 +109,5 @@ def run_peer(script: str, payload: dict, timeout: float = 3600) -> dict:
     )
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-5:])
-        raise SaelabError(f"peer script {script} failed: {tail}")
+        raise SaelabError(f"peer script {script} failed in the {peer} environment: {tail}")
     return json.loads(result.stdout.strip().splitlines()[-1])

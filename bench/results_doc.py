@@ -301,6 +301,46 @@ def _interop(doc: dict) -> list[str]:
     ]
 
 
+def _peers(doc: dict) -> list[str]:
+    rows = doc["result"]
+    done = [r for r in rows if not r.get("skipped")]
+    lines = []
+    if done:
+        first = done[0]
+        lines += [
+            f"The organism's `blocks.1.hook_resid_post` ({fmt(first['n_tokens'])} training tokens in one fixed order, "
+            f"batch {first['batch_size']}, d_sae {first['d_sae']}, {first['threads']} thread per side); held-out FVU, "
+            "L0 and dead fraction (no firing on any held-out row) by one formula from each side's inference outputs. "
+            "Bar: FVU ratio ≤ 1.05 at L0 within ±10%, tokens/s ratio ≥ 1.",
+            "",
+            *table(
+                [
+                    *("family", "peer", "peer version", "FVU", "peer FVU", "FVU ratio", "L0", "peer L0"),
+                    *("dead", "peer dead", "tok/s", "peer tok/s", "tok/s ratio", "meets bar"),
+                ],
+                [
+                    [
+                        r["family"],
+                        r["peer"],
+                        r["peer_version"],
+                        *(fmt(r[k], ".4f") for k in ("fvu", "peer_fvu")),
+                        fmt(r["fvu_ratio"], ".3f"),
+                        *(fmt(r[k], ".1f") for k in ("l0", "peer_l0")),
+                        *(fmt(r[k], ".3f") for k in ("dead_fraction", "peer_dead_fraction")),
+                        *(fmt(r[k], RATE) for k in ("tokens_per_s", "peer_tokens_per_s")),
+                        fmt(r["tokens_per_s_ratio"], ".2f"),
+                        r["meets_bar"],
+                    ]
+                    for r in done
+                ],
+            ),
+        ]
+    skipped = [r for r in rows if r.get("skipped")]
+    if skipped:
+        lines += ["", "Skipped:", ""] + [f"- {r['family']} vs {r['peer']}: {r['skipped']}" for r in skipped]
+    return lines
+
+
 SECTIONS: dict[str, Callable[[dict], list[str]]] = {
     "train": _train,
     "harvest": _harvest,
@@ -311,6 +351,7 @@ SECTIONS: dict[str, Callable[[dict], list[str]]] = {
     "explorer": _explorer,
     "soak": _soak,
     "interop": _interop,
+    "peers": _peers,
 }
 
 
@@ -326,7 +367,10 @@ def _figures(doc: dict) -> list[str]:
 
 def _purpose(name: str) -> str:
     """The first line of the benchmark module's docstring (read, not imported)."""
-    path = BENCH / f"{name}.py"
+    from bench import BENCHMARKS
+
+    module = BENCHMARKS.get(name, f"bench.{name}")
+    path = BENCH.parent / (module.replace(".", "/") + ".py")
     if not path.is_file():
         return ""
     line = (ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or "").split("\n")[0]

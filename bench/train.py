@@ -12,7 +12,7 @@ noisy neighbour slows all sides alike rather than one.
 The denominators are pinned: the dense path is plain autograd (TopK values scattered
 into dense ``[batch, d_sae]`` codes, a dense decoder GEMM), the GEMM is the best of at
 least 5 ``torch.addmm(b_enc, x, W_enc)``, and the peer runs SAELens 6.54.12 in
-``bench/.peers`` on the same torch.
+``bench/.peers/saelens`` on the same torch.
 """
 
 from __future__ import annotations

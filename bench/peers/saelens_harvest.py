@@ -1,6 +1,6 @@
 """Peer side of the harvest benchmark: SAELens 6.54.12 ActivationsStore on the same model and tokens.
 
-Runs in bench/.peers (transformer-lens 3.9.0). Reads a JSON payload on stdin, prints one
+Runs in bench/.peers/saelens (transformer-lens 3.9.0). Reads a JSON payload on stdin, prints one
 JSON line. The HookedTransformer is built from the organism's config and loaded with its
 Hugging Face weights without any processing, so both sides compute the same function.
 """

@@ -1,6 +1,6 @@
 """Peer side of the training benchmark: SAELens 6.54.12 TopK, stepped as its SAETrainer steps.
 
-Runs in bench/.peers. Reads a JSON payload on stdin, prints one JSON line with the median
+Runs in bench/.peers/saelens. Reads a JSON payload on stdin, prints one JSON line with the median
 step time. The step is the body of ``SAETrainer._train_step`` in SAELens 6.54.12
 (training forward pass with the dead-neuron mask, firing bookkeeping, backward, clipping
 at 1.0, Adam step, zero_grad, scheduler step), on the same random activations as the

@@ -81,16 +81,16 @@ def test_a_pickle_offered_as_weights_is_refused_without_running_it(tmp_path):
 
 @pytest.fixture(scope="session")
 def peer_python():
-    """The SAELens 6.54.12 interpreter of ``bench/.peers``; built here only with SAELAB_BUILD_PEERS=1
+    """The SAELens 6.54.12 interpreter of ``bench/.peers/saelens``; built here only with SAELAB_BUILD_PEERS=1
     (it downloads torch), otherwise the test skips when it is missing."""
     import os
 
-    from bench.peers import PEERS
     from bench.peers import peer_python as build
+    from bench.peers import venv
     from sae.errors import SaelabError
 
-    python = PEERS / "bin" / "python"
-    if python.exists() and list(PEERS.glob("lib/python*/site-packages/sae_lens/__init__.py")):
+    python = venv("saelens") / "bin" / "python"
+    if python.exists() and list(venv("saelens").glob("lib/python*/site-packages/sae_lens/__init__.py")):
         return python  # present: skip the slow import probe (the test itself imports sae_lens)
     try:
         return build(build=os.environ.get("SAELAB_BUILD_PEERS") == "1")

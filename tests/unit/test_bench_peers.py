@@ -1,0 +1,161 @@
+"""``saelab bench peers`` plumbing: scores, rows, the coefficient search and the shared stream (no peer venv)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from bench import peer_parity as pp
+from bench import peer_stream as ps
+
+
+def test_heldout_stats_on_a_hand_computed_case():
+    x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [2.0, 3.0]])  # mean (2, 1)
+    x_hat = torch.tensor([[1.0, 1.0], [3.0, 0.0], [2.0, 2.0]])
+    # Σ‖x − x̂‖² = 1 + 0 + 1 = 2; Σ‖x − x̄‖² = (1 + 1) + (1 + 1) + (0 + 4) = 8
+    codes = torch.tensor([[0.0, 2.0, 0.0, 0.0], [1.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    row_l0, fires = ps.code_counts(codes)
+    assert row_l0.tolist() == [1, 2, 0] and fires.tolist() == [1, 2, 0, 0]
+    got = ps.heldout_stats(x, x_hat, row_l0, fires)
+    assert got == {"fvu": pytest.approx(0.25), "l0": pytest.approx(1.0), "dead_fraction": pytest.approx(0.5)}
+
+
+def test_reconstruct_all_chunks_like_one_pass():
+    torch.manual_seed(0)
+    x = torch.randn(10, 3)
+    W = torch.randn(3, 5)
+
+    def fn(rows):
+        codes = (rows @ W).relu()
+        return codes @ W.T, codes
+
+    out = ps.reconstruct_all(fn, x, chunk=4)
+    whole_hat, whole_codes = fn(x)
+    torch.testing.assert_close(out["x_hat"], whole_hat)
+    assert out["row_l0"].tolist() == (whole_codes != 0).sum(1).tolist()
+    assert out["fires"].tolist() == (whole_codes != 0).sum(0).tolist()
+
+
+def _args(**kw):
+    base = {"batch_size": 100, "d_sae": 64, "l0": 8, "threads": 1}
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_a_row_has_every_field_and_the_ratios():
+    ours = {"seconds_per_step": 0.5, "steps": 40, "train_seconds": 20.0, "config": {"sae": {"k": 8}}}
+    peer = {"seconds_per_step": 1.0, "steps": 40, "train_seconds": 41.0, "config": {"x": 1}, "peer_version": "9.9"}
+    row = pp.row(
+        pp.PAIRS[0],
+        "topk",
+        ours,
+        peer,
+        {"fvu": 0.105, "l0": 8.0, "dead_fraction": 0.0},
+        {"fvu": 0.1, "l0": 8.5, "dead_fraction": 0.25},
+        _args(),
+    )
+    for key in (
+        *("family", "peer", "peer_version", "fvu", "peer_fvu", "l0", "peer_l0", "dead_fraction"),
+        *("peer_dead_fraction", "seconds_per_step", "peer_seconds_per_step", "tokens_per_s", "peer_tokens_per_s"),
+        *("n_tokens", "d_sae", "peer_config", "load_average"),
+    ):
+        assert key in row, key
+    assert row["tokens_per_s"] == 200 and row["peer_tokens_per_s"] == 100 and row["tokens_per_s_ratio"] == 2
+    assert row["fvu_ratio"] == pytest.approx(1.05) and row["n_tokens"] == 4000 and row["k"] == 8
+    assert row["l0_within_10pct"] and row["meets_bar"]  # 1.05 is on the bar, 8 / 8.5 within 10%
+    worse = pp.row(pp.PAIRS[0], "topk", ours, peer, {"fvu": 0.11, "l0": 8.0, "dead_fraction": 0}, row_peer(), _args())
+    assert not worse["meets_bar"]
+    slower = pp.row(pp.PAIRS[0], "topk", {**ours, "seconds_per_step": 2.0}, peer, ours_ok(), row_peer(), _args())
+    assert not slower["meets_bar"] and slower["tokens_per_s_ratio"] == 0.5
+
+
+def row_peer():
+    return {"fvu": 0.1, "l0": 8.0, "dead_fraction": 0.0}
+
+
+def ours_ok():
+    return {"fvu": 0.1, "l0": 8.0, "dead_fraction": 0.0}
+
+
+def test_a_skipped_pair_says_why_and_keeps_the_keys():
+    row = pp.skipped_row(pp.PAIRS[-1], "no transcoder here", _args(n_tokens=1050))
+    assert row["skipped"] == "no transcoder here" and row["fvu"] is None and row["peer_fvu"] is None
+    assert row["n_tokens"] == 1000  # whole batches only
+
+
+def test_an_unregistered_family_is_skipped_with_a_reason():
+    name, why = pp.resolve(pp.Pair("nothing", ("no_such_family",), "saelens", "topk"))
+    assert name is None and "no_such_family" in why
+    assert pp.resolve(pp.PAIRS[0]) == ("topk", None)
+
+
+@pytest.mark.parametrize("increasing", [False, True])
+def test_the_coefficient_search_brackets_then_bisects(increasing):
+    # L0 falls with a penalty (L0 = 400 / c) or rises with a target-like knob (L0 = 2 c)
+    def trial(c):
+        return {"l0": 2 * c if increasing else 400 / c}
+
+    best, trail = pp.coefficient_search(trial, 1.0, 16.0, increasing, max_trials=12)
+    assert abs(best["l0"] / 16 - 1) <= 0.1
+    assert trail[0]["knob"] == 1.0 and trail[-1]["l0"] == best["l0"]
+    # the first moves go by factors of 4 in the direction that approaches the target
+    assert trail[1]["knob"] == 4.0
+
+
+def test_the_search_keeps_the_nearest_trial_when_it_runs_out():
+    best, trail = pp.coefficient_search(lambda c: {"l0": 400 / c}, 1.0, 16.0, False, max_trials=2)
+    assert len(trail) == 2 and best["knob"] == 4.0 and best["l0"] == 100.0
+
+
+def test_bad_flags_are_one_line_errors():
+    from sae.errors import ConfigError
+
+    good = {"families": ["topk"], "peers": ["saelens"], "n_tokens": 4096, "batch_size": 1024}
+    assert [p.peer for p in pp.selected(argparse.Namespace(**good))] == ["saelens"]
+    for bad in ({"families": ["topk", "nope"]}, {"peers": ["openai"]}, {"n_tokens": 100}):
+        with pytest.raises(ConfigError):
+            pp.selected(argparse.Namespace(**{**good, **bad}))
+
+
+def test_both_sides_read_identical_rows_in_identical_order(tmp_path):
+    """The lab's side and each peer script read the file through the same functions: the
+    rows, their order and the number of steps agree, and the lab's Trainer consumes them all."""
+    from sae.architectures import sae_class
+    from sae.trainer import Member, Trainer, TrainerConfig
+
+    gen = torch.Generator().manual_seed(3)
+    x, y, held = torch.randn(1050, 6, generator=gen), torch.randn(1050, 6, generator=gen), torch.randn(7, 6)
+    path = tmp_path / "stream.safetensors"
+    save_file({"train/h": x, "train/h_out": y, "heldout/h": held}, str(path))
+    assert torch.equal(ps.read(str(path), "train", "h"), x) and torch.equal(ps.read(str(path), "heldout", "h"), held)
+    with pytest.raises(KeyError):
+        ps.read(str(path), "train", "missing")
+
+    lab = list(ps.batches({"x": ps.read(str(path), "train", "h")[:1050]}, 100))  # train_ours
+    saelens_dl = list(ps.batches(ps.read(str(path), "train", "h")[:1050], 100))  # saelens/dictionary_learning
+    sparsify = list(ps.batches({"x": x, "y": y}, 100))  # sparsify (input and target)
+    assert len(lab) == len(saelens_dl) == len(sparsify) == ps.steps_for(1050, 100) == 10
+    for i, (a, b, c) in enumerate(zip(lab, saelens_dl, sparsify, strict=True)):
+        assert torch.equal(a["x"], b) and torch.equal(b, c["x"]) and torch.equal(b, x[100 * i : 100 * (i + 1)])
+        assert torch.equal(c["y"], y[100 * i : 100 * (i + 1)])
+
+    seen = []
+
+    def recording(batches):
+        for b in batches:
+            seen.append(b["x"].clone())
+            yield b
+
+    cls = sae_class("topk")
+    torch.manual_seed(0)
+    sae = cls(cls.config_class(d_in=6, d_sae=8, k=2))
+    cfg = TrainerConfig(batch_size=100, warmup_steps=0, wandb_project=None, checkpoint_every=0)
+    data = ps.TimedBatches(recording(ps.batches({"x": x}, 100)))
+    trainer = Trainer([Member.reading("s", sae, "x")], cfg, tmp_path / "run", progress=False)
+    trainer.fit(data, total_steps=10)
+    assert trainer.step == 10 and trainer.rows == 1000 and data.fetched == 10
+    assert all(torch.equal(s, b) for s, b in zip(seen, saelens_dl, strict=True))
+    assert data.seconds_per_step() > 0 and math.isfinite(data.seconds_per_step())
