@@ -10,9 +10,10 @@ install whose entry points predate a provider.
 
 from importlib.metadata import version
 
-from organism.provider import ORGANISM
+from organism.provider import ORGANISM, ORGANISM_B
 from sae.providers import register
 
 register(ORGANISM)
+register(ORGANISM_B)
 
 __version__ = version("saelab")
