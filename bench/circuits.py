@@ -9,8 +9,8 @@ in attn-sae's seconds for every task. ``--models`` lists the organisms (default:
 organism and, when its weights are present, organism-b: the held-out second organism of
 docs/validation.md). Rows: ``{model, task, method, ground_truth, roc_auc, roc_auc_sd,
 seconds, fraction_of_acdc_time, ...}``; verdicts (where a baseline beats discrete-sae)
-go to stderr. ``--out-dir`` keeps every ``circuit`` results document (under
-``<model>/``) and the HTML report built from them.
+go to stderr. ``--out-dir`` keeps every ``circuit`` results document
+(``circuit_<model>_<task>_<method>.json``) and the HTML report built from them.
 """
 
 from __future__ import annotations
@@ -156,5 +156,5 @@ def _run_model(args: argparse.Namespace, name: str, tasks: list[str], methods: l
             doc = with_repeats(found[0], found[1:]) if len(found) > 1 else found[0]
             docs.append(doc)
             if args.out_dir:
-                write_json(Path(args.out_dir) / name / f"circuit_{task}_{method}.json", doc)
+                write_json(Path(args.out_dir) / f"circuit_{name}_{task}_{method}.json", doc)
     return docs

@@ -292,7 +292,7 @@ def test_bench_rows_cover_tasks_methods_and_ground_truths(organism, tmp_path):
     for r in rows:
         assert 0 <= r["roc_auc"] <= 1 and r["seconds"] > 0
     assert all(r["seeds"] == 2 and r["roc_auc_sd"] is not None for r in rows if r["method"] == "discrete-sae")
-    assert len(list((tmp_path / "organism").glob("circuit_*.json"))) == 6
+    assert len(list(tmp_path.glob("circuit_organism_*.json"))) == 6 and (tmp_path / "report.html").is_file()
 
 
 # ------------------------------------------------------------------ GPT-2 small's shape

@@ -246,12 +246,13 @@ def test_train_on_the_model_reads_its_own_text(tiny, tmp_path):
 
 
 def test_the_suite_and_the_supervised_eval_follow_the_model(tiny):
+    import saelab  # noqa: F401  (registers organism-b where the installed entry points predate it)
     from evals.suite_config import SuiteConfig, eval_source
     from evals.supervised.config import SAEsConfig
     from evals.supervised.full_saes import full_run_config
     from evals.supervised.locations import cross_sections
     from evals.supervised.runner import circuit_name
-    from sae.train_run import RunConfig
+    from sae.store import DataConfig
 
     suite = SuiteConfig.model_validate({"synthetic": {"enabled": False}})
     assert eval_source(suite, NAME).kind == NAME and eval_source(suite, "gpt2").kind == "organism"
@@ -262,7 +263,7 @@ def test_the_suite_and_the_supervised_eval_follow_the_model(tiny):
     assert heads["name_mover z@END"] == ((1, 0), (1, 1))  # the roles of the tiny circuits file
     assert heads["s_inhibition v@S2"] == ((0, 2),) and heads["induction+duplicate z@S2"] == ((0, 3),)
     data = full_run_config([], SAEsConfig(architectures=("topk",)), NAME, lambda h: 8)["data"]
-    assert RunConfig.model_validate({"data": data, "saes": []}).data.source.kind == NAME
+    assert DataConfig.model_validate(data).source.kind == NAME
 
 
 # ---------------------------------------------------------------- the bench and the results page
@@ -283,6 +284,6 @@ def test_bench_circuits_rows_name_their_model(tiny, tmp_path):
     assert {(r["model"], r["task"], r["ground_truth"]) for r in rows} == {
         (NAME, t, g) for t in ("ioi", "greater-than") for g in ("path_patching", "faithfulness")
     }
-    assert len(list((tmp_path / NAME).glob("circuit_*.json"))) == 2
+    assert len(list(tmp_path.glob(f"circuit_{NAME}_*.json"))) == 2 and (tmp_path / "report.html").is_file()
     with pytest.raises(ConfigError, match="--models 'gpt2': give distinct model providers"):
         run(parser.parse_args(["--models", "gpt2"]))
