@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.run_dir import find_results
+from app.run_dir import find_results, model_name
 from sae.errors import SaelabError
 from sae.run_dir import SAEEntry, find_saes
 
@@ -79,9 +79,11 @@ def pick_sae(saes: list[SAEEntry], key: str = "sae", need_dashboard: bool = Fals
             )
         return None
     names = [s.name for s in choices]
+    models = {s.name: model_name(s) for s in choices}
     wanted = st.query_params.get("sae")
     index = names.index(wanted) if wanted in names else 0
-    name = st.selectbox("SAE", names, index=index, key=key)
+    # the label names the model (organism or organism-b) the SAE was trained on
+    name = st.selectbox("SAE", names, index=index, key=key, format_func=lambda n: f"{n} · {models[n]}")
     st.query_params["sae"] = name
     return choices[names.index(name)]
 

@@ -29,6 +29,7 @@ from app.dashboard_config import DashboardConfig
 from app.feature_stats import FeatureStats
 from app.run_dir import model_name
 from app.weights import decoder_neighbours, head_shares, logit_effects, residual_directions
+from sae import providers
 from sae.atomic import atomic_directory, write_json
 from sae.errors import SaelabError
 from sae.run_dir import SAEEntry, find_saes
@@ -56,7 +57,11 @@ def _source(cfg: DashboardConfig, entries: list[SAEEntry]):
     if cfg.source is not None:
         return cfg.source
     dataset = (read_cfg(entries[0].path).get("saelab") or {}).get("dataset")
-    return TextSource(**dataset) if isinstance(dataset, dict) else TextSource()
+    if isinstance(dataset, dict):
+        return TextSource(**dataset)
+    # no recorded source: a provider's model reads its own text (organism-b's for organism-b)
+    name = model_name(entries[0])
+    return TextSource(kind=name) if providers.find(name) is not None else TextSource()
 
 
 def build(

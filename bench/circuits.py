@@ -1,13 +1,16 @@
-"""circuits: every circuit-discovery method on the organism, both tasks, both ground truths.
+"""circuits: every circuit-discovery method on both organisms, both tasks, both ground truths.
 
 All methods run in one invocation on the same prompts (``--n-prompts`` each), so their
 wall-clock times compare side by side; the discrete-SAE finder runs with the paper's
 fixed hyperparameters over ``--seeds`` seeds (mean ± sd). ACDC's time is one run at the
 τ chosen on a validation split, its own caching included. The attention SAEs are
-trained once and their training time is counted in attn-sae's seconds for every task.
-Rows: ``{task, method, ground_truth, roc_auc, roc_auc_sd, seconds, fraction_of_acdc_time,
-...}``; verdicts (where a baseline beats discrete-sae) go to stderr. ``--out-dir`` keeps
-every ``circuit`` results document and the HTML report built from them.
+trained once per model (``--attn-saes DIR/<model>``) and their training time is counted
+in attn-sae's seconds for every task. ``--models`` lists the organisms (default: the
+organism and, when its weights are present, organism-b: the held-out second organism of
+docs/validation.md). Rows: ``{model, task, method, ground_truth, roc_auc, roc_auc_sd,
+seconds, fraction_of_acdc_time, ...}``; verdicts (where a baseline beats discrete-sae)
+go to stderr. ``--out-dir`` keeps every ``circuit`` results document
+(``circuit_<model>_<task>_<method>.json``) and the HTML report built from them.
 """
 
 from __future__ import annotations
@@ -18,9 +21,29 @@ import tempfile
 from pathlib import Path
 
 ALL_METHODS = ("discrete-sae", "mean-diff", "patching", "eap", "attn-sae", "acdc")
+#: the organisms the benchmark knows, first the one every variant is chosen on
+ORGANISMS = ("organism", "organism-b")
+
+
+def default_models() -> list[str]:
+    """The organism, and organism-b when its weights are present (they ship with the lab;
+    a checkout without them still benchmarks the first)."""
+    from sae import providers
+
+    out = []
+    for name in ORGANISMS:
+        provider = providers.find(name)
+        if provider is not None and (provider.model_dir / "config.json").is_file():
+            out.append(name)
+    return out or [ORGANISMS[0]]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models",
+        help="comma-separated model providers with frozen circuits "
+        "(default: organism, and organism-b when its weights exist)",
+    )
     parser.add_argument("--tasks", default="ioi,greater-than")
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
     parser.add_argument("--n-prompts", type=int, default=100, help="prompts for every method (default 100)")
@@ -40,63 +63,41 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     from circuits import ground_truth
     from circuits.compare import summary_rows, verdicts
-    from circuits.methods import MethodConfig, run_method
-    from circuits.results import result_json, with_repeats
-    from sae.atomic import write_json
     from sae.errors import ConfigError
-    from sae.model import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    models = [m for m in args.models.split(",") if m] if args.models else default_models()
     tasks = [t for t in args.tasks.split(",") if t]
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(ALL_METHODS))
     if unknown:
         raise ConfigError(f"--methods: unknown {', '.join(unknown)} (known: {', '.join(ALL_METHODS)})")
-    if args.attn_saes is None:  # one set of attention SAEs for every task, removed at the end
+    foreign = [m for m in models if ground_truth.circuits_file(m) is None]
+    if foreign or not models or len(set(models)) < len(models):
+        raise ConfigError(
+            f"--models {args.models!r}: give distinct model providers that ship frozen circuits "
+            f"(e.g. {', '.join(ORGANISMS)})"
+        )
+    if args.attn_saes is None:  # one set of attention SAEs per model for every task, removed at the end
         with tempfile.TemporaryDirectory(prefix="saelab_bench_attn_") as tmp:
             args.attn_saes = tmp
             try:
                 return run(args)
             finally:
                 args.attn_saes = None
-    model, tokenizer = load_model("organism")
-    base = MethodConfig(
-        n_prompts=args.n_prompts,
-        taus=tuple(float(t) for t in args.taus.split(",")),
-        acdc_metric=args.acdc_metric,
-        validation_prompts=args.validation_prompts,
-        attn_sae_dir=args.attn_saes,
-        attn_sae_tokens=args.attn_sae_tokens,
-        progress=not args.quiet,
-    )
     docs = []
-    for task in tasks:
-        truths = ground_truth.resolve("organism", task, None, model.cfg.n_layers, model.cfg.n_heads)
-        for method in methods:
-            seeds = range(args.seeds) if method == "discrete-sae" else range(1)
-            found = []
-            for seed in seeds:
-                cfg = base.model_copy(update={"seed": seed})
-                res = run_method(model, tokenizer, task, method, cfg)
-                found.append(
-                    result_json(
-                        res, "organism", model.cfg.n_layers, model.cfg.n_heads, truths, cfg.model_dump(mode="json")
-                    )
-                )
-            doc = with_repeats(found[0], found[1:]) if len(found) > 1 else found[0]
-            docs.append(doc)
-            if args.out_dir:
-                write_json(Path(args.out_dir) / f"circuit_{task}_{method}.json", doc)
+    for name in models:
+        docs += _run_model(args, name, tasks, methods)
     for line in verdicts(docs):
         print(line, file=sys.stderr)
     if args.out_dir:
         from evals.report import build_report
 
-        print(
-            f"report: {build_report(args.out_dir, title='saelab: circuit discovery on the organism')}", file=sys.stderr
-        )
+        title = f"saelab: circuit discovery on {' and '.join(models)}"
+        print(f"report: {build_report(args.out_dir, title=title)}", file=sys.stderr)
     keep = (
+        "model",
         "task",
         "method",
         "ground_truth",
@@ -115,3 +116,45 @@ def run(args: argparse.Namespace) -> list[dict]:
         "n_prompts",
     )
     return [{k: r[k] for k in keep} for r in summary_rows(docs)]
+
+
+def _run_model(args: argparse.Namespace, name: str, tasks: list[str], methods: list[str]) -> list[dict]:
+    """Every method on every task of one organism, scored against its own ground truths."""
+    from circuits import ground_truth
+    from circuits.methods import MethodConfig, run_method
+    from circuits.results import result_json, with_repeats
+    from sae.atomic import write_json
+    from sae.errors import SaelabError
+    from sae.model import load_model
+
+    model, tokenizer = load_model(name)
+    base = MethodConfig(
+        n_prompts=args.n_prompts,
+        taus=tuple(float(t) for t in args.taus.split(",")),
+        acdc_metric=args.acdc_metric,
+        validation_prompts=args.validation_prompts,
+        # the layer SAEs of one model are no use to another (other depth, other weights)
+        attn_sae_dir=str(Path(args.attn_saes) / name),
+        attn_sae_tokens=args.attn_sae_tokens,
+        progress=not args.quiet,
+    )
+    docs = []
+    for task in tasks:
+        try:
+            truths = ground_truth.resolve(name, task, None, model.cfg.n_layers, model.cfg.n_heads)
+        except ValueError as e:
+            raise SaelabError(f"ground truth: {e}") from None
+        for method in methods:
+            seeds = range(args.seeds) if method == "discrete-sae" else range(1)
+            found = []
+            for seed in seeds:
+                cfg = base.model_copy(update={"seed": seed})
+                res = run_method(model, tokenizer, task, method, cfg)
+                found.append(
+                    result_json(res, name, model.cfg.n_layers, model.cfg.n_heads, truths, cfg.model_dump(mode="json"))
+                )
+            doc = with_repeats(found[0], found[1:]) if len(found) > 1 else found[0]
+            docs.append(doc)
+            if args.out_dir:
+                write_json(Path(args.out_dir) / f"circuit_{name}_{task}_{method}.json", doc)
+    return docs

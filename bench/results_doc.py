@@ -183,15 +183,18 @@ def _memory(doc: dict) -> list[str]:
 
 
 def _circuits(doc: dict) -> list[str]:
-    by = {(r["task"], r["method"], r["ground_truth"]): r for r in doc["result"]}
-    keys = list(dict.fromkeys((t, m) for t, m, _ in by))
+    # rows written before the second organism carry no model: they are the first organism's
+    by = {(r.get("model") or "organism", r["task"], r["method"], r["ground_truth"]): r for r in doc["result"]}
+    keys = list(dict.fromkeys((mo, t, m) for mo, t, m, _ in by))
+    models = list(dict.fromkeys(mo for mo, _, _ in keys))
     rows = []
-    for task, method in keys:
-        pp, faith = by.get((task, method, "path_patching"), {}), by.get((task, method, "faithfulness"), {})
+    for model, task, method in keys:
+        pp = by.get((model, task, method, "path_patching"), {})
+        faith = by.get((model, task, method, "faithfulness"), {})
         main = pp or faith
         rows.append(
             [
-                *(task, method, _auc(pp), _auc(faith), fmt(main.get("edge_roc_auc"), ".3f")),
+                *(model, task, method, _auc(pp), _auc(faith), fmt(main.get("edge_roc_auc"), ".3f")),
                 fmt(main.get("edge_method_roc_auc"), ".3f"),
                 fmt(main.get("pair_roc_auc"), ".3f"),
                 *(fmt(main.get("f1"), ".2f"), fmt(main.get("seconds"), ".1f")),
@@ -200,7 +203,9 @@ def _circuits(doc: dict) -> list[str]:
         )
     n_prompts = {r.get("n_prompts") for r in doc["result"]}
     return [
-        f"Every method on the organism, {', '.join(fmt(n) for n in sorted(n_prompts))} prompts each; "
+        f"Every method on {', '.join(f'`{m}`' for m in models)}, "
+        f"{', '.join(fmt(n) for n in sorted(n_prompts))} prompts each "
+        "(each organism scored against its own ground truths; docs/validation.md); "
         "node ROC AUC against the path-patching and the faithfulness ground truths (mean ± sd over "
         "seeds where a method ran several); F1 at the top-|GT| heads and, against path patching, the edge "
         "AUC (over edges: ACDC, EAP), the discrete-SAE edge method's head-level AUC (the paper's \"edge ROC "
@@ -208,7 +213,7 @@ def _circuits(doc: dict) -> list[str]:
         "",
         *table(
             [
-                *("task", "method", "node ROC AUC (path patching)", "node ROC AUC (faithfulness)"),
+                *("model", "task", "method", "node ROC AUC (path patching)", "node ROC AUC (faithfulness)"),
                 *("edge ROC AUC", "edge-method head ROC AUC (paper's edge AUC)", "head-pair ROC AUC"),
                 *("F1 @ top-\\|GT\\|", "seconds", "× ACDC time"),
             ],

@@ -19,19 +19,19 @@ SWEEP_NAMES = ("n-train", "n-prompts", "n-codes", "family", "position")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("circuit", help="find a task's circuit with one method and score it against ground truth")
     p.add_argument("task", choices=TASKS)
-    p.add_argument("--model", default="organism", help="'organism', a model directory or a hub name")
+    p.add_argument("--model", default="organism", help="'organism', 'organism-b', a model directory or a hub name")
     p.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda, cuda:1, mps")
     p.add_argument("--method", default="discrete-sae", choices=METHOD_NAMES)
     p.add_argument("--sae-arch", help="discrete-sae: a registry family in place of the paper's ReLU SAE")
     p.add_argument(
         "--ground-truth",
-        help="only this ground truth: path_patching or faithfulness (organism), "
+        help="only this ground truth: path_patching or faithfulness (an organism), "
         "literature (GPT-2); default: every one that applies, the first on top",
     )
     p.add_argument(
         "--ground-truth-model",
-        choices=["organism", "gpt2"],
-        help="whose ground-truth files to score against (default: from the model)",
+        metavar="NAME",
+        help="whose ground-truth files to score against: organism, organism-b, gpt2, ... (default: from the model)",
     )
     p.add_argument("--n-prompts", type=int, help="prompts (default: 250 for discrete-sae, as the paper; 100 otherwise)")
     p.add_argument("--n-train", type=int, default=10, help="discrete-sae: SAE training prompts (default 10)")
@@ -41,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--scale-inputs",
         action="store_true",
         help="discrete-sae: scale head vectors to mean norm sqrt(d) before the paper's SAE",
+    )
+    p.add_argument(
+        "--no-center-heads",
+        dest="center_heads",
+        action="store_false",
+        help="discrete-sae / mean-diff: do not centre head vectors over d_model (default: centred, as the paper)",
     )
     p.add_argument(
         "--position",
@@ -83,6 +89,7 @@ def method_config(args: argparse.Namespace):
         "family": args.sae_arch,
         "k": args.k,
         "scale_inputs": args.scale_inputs,
+        "center_heads": args.center_heads,
         "position": args.position,
         "acdc_metric": args.acdc_metric,
         "validation_prompts": args.validation_prompts,
@@ -119,6 +126,12 @@ def check_args(args: argparse.Namespace, cfg) -> None:
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1")
     check_device(args.device)
+    if args.ground_truth_model is not None:
+        from circuits.ground_truth import truth_models
+
+        known = truth_models()
+        if args.ground_truth_model not in known:
+            raise ConfigError(f"--ground-truth-model {args.ground_truth_model!r}: unknown (known: {', '.join(known)})")
 
 
 def check_device(device: str) -> None:

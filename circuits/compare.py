@@ -24,23 +24,31 @@ def _seconds(doc: dict) -> float:
     return rep["seconds_mean"] if rep else doc["seconds"]
 
 
+def model_of(doc: dict) -> str:
+    """The model a results document was run on; documents written before the second
+    organism and bench rows without a ``model`` field mean the first organism."""
+    return doc.get("model") or "organism"
+
+
 def runs(docs: list[dict]) -> list[dict]:
     """The single-run documents (sweeps left out)."""
     return [d for d in docs if "sweep" not in d and "heads" in d]
 
 
 def summary_rows(docs: list[dict]) -> list[dict]:
-    """One row per (task, method, ground truth): AUCs, P/R/F1, seconds, passes, and the
-    time as a fraction of the ACDC run on the same task."""
+    """One row per (model, task, method, ground truth): AUCs, P/R/F1, seconds, passes, and
+    the time as a fraction of the ACDC run on the same model and task."""
     docs = runs(docs)
-    acdc = {d["task"]: _seconds(d) for d in docs if d["method"] == BASELINE_FOR_TIME}
+    acdc = {(model_of(d), d["task"]): _seconds(d) for d in docs if d["method"] == BASELINE_FOR_TIME}
     rows = []
     for d in docs:
+        where = (model_of(d), d["task"])
         for truth, scored in d["by_ground_truth"].items():
             mean, sd = _auc(d, truth)
             secs = _seconds(d)
             rows.append(
                 {
+                    "model": where[0],
                     "task": d["task"],
                     "method": d["method"],
                     "ground_truth": truth,
@@ -59,20 +67,23 @@ def summary_rows(docs: list[dict]) -> list[dict]:
                     "seconds": secs,
                     "forward_passes": d.get("forward_passes"),
                     "n_prompts": d["n_prompts"],
-                    "fraction_of_acdc_time": secs / acdc[d["task"]] if d["task"] in acdc and acdc[d["task"]] else None,
+                    "fraction_of_acdc_time": secs / acdc[where] if acdc.get(where) else None,
                 }
             )
-    rows.sort(key=lambda r: (r["task"], r["ground_truth"], -(r["roc_auc"] or 0)))
+    rows.sort(key=lambda r: (r["model"], r["task"], r["ground_truth"], -(r["roc_auc"] or 0)))
     return rows
 
 
 def verdicts(docs: list[dict], reference: str = REFERENCE) -> list[str]:
     """Sentences saying, per task and ground truth, which methods beat ``reference`` on
-    node ROC AUC, on time, or on both, and whether it meets the 1/20-of-ACDC time bar."""
+    node ROC AUC, on time, or on both, and whether it meets the 1/20-of-ACDC time bar
+    (per model too, the model named when there are several)."""
     rows = summary_rows(docs)
+    several = len({r["model"] for r in rows}) > 1
     out = []
-    for task, truth in sorted({(r["task"], r["ground_truth"]) for r in rows}):
-        group = [r for r in rows if r["task"] == task and r["ground_truth"] == truth]
+    for model, task_name, truth in sorted({(r["model"], r["task"], r["ground_truth"]) for r in rows}):
+        group = [r for r in rows if (r["model"], r["task"], r["ground_truth"]) == (model, task_name, truth)]
+        task = f"{model} / {task_name}" if several else task_name
         ref = next((r for r in group if r["method"] == reference), None)
         if ref is None or ref["roc_auc"] is None:
             continue

@@ -76,10 +76,14 @@ def value_bias_writes(model) -> torch.Tensor:
 
 
 @torch.no_grad()
-def head_outputs(model, tokens: torch.Tensor, lengths: torch.Tensor, position: str = "mean") -> torch.Tensor:
+def head_outputs(
+    model, tokens: torch.Tensor, lengths: torch.Tensor, position: str = "mean", center: bool = True
+) -> torch.Tensor:
     """``[n_prompts, n_heads_total, d_model]``: each head's write to the residual stream
     with its value bias folded out (``value_bias_writes``), centred over d_model, as
-    TransformerLens' ``fold_value_biases`` and ``center_writing_weights`` leave it."""
+    TransformerLens' ``fold_value_biases`` and ``center_writing_weights`` leave it.
+    ``center=False`` skips the per-head centring (the variant docs/validation.md reports
+    on both organisms)."""
     if position not in POSITIONS:
         raise ValueError(f"unknown position {position!r} ({' or '.join(POSITIONS)})")
     names = _result_names(model)
@@ -87,7 +91,7 @@ def head_outputs(model, tokens: torch.Tensor, lengths: torch.Tensor, position: s
         _, cache = model.run_with_cache(tokens, names_filter=names)
     pooled = _pool(torch.cat([cache[n] for n in names], dim=2), lengths, position)
     pooled = pooled - value_bias_writes(model).to(pooled)
-    return pooled - pooled.mean(-1, keepdim=True)
+    return pooled - pooled.mean(-1, keepdim=True) if center else pooled
 
 
 def head_output_grads(model, tokens: torch.Tensor, lengths: torch.Tensor, position: str = "mean") -> torch.Tensor:
@@ -200,12 +204,13 @@ def discrete_sae_circuit(
     n_codes: int = N_CODES,
     k: int | None = None,
     scale_inputs: bool = False,
+    center: bool = True,
 ) -> DiscreteResult:
     """Run the method end to end on ``batch`` (clean = positives, corrupted = negatives;
     pass the task's ``paper_negatives`` batch for the paper's contrast)."""
     start = time.time()
-    pos = head_outputs(model, batch.tokens, batch.lengths, position)
-    neg = head_outputs(model, batch.corrupt_tokens, batch.lengths, position)
+    pos = head_outputs(model, batch.tokens, batch.lengths, position, center)
+    neg = head_outputs(model, batch.corrupt_tokens, batch.lengths, position, center)
     t_acts = time.time()
     both = torch.cat([pos, neg])
     order = torch.randperm(both.shape[0], generator=torch.Generator().manual_seed(seed))[:n_train]

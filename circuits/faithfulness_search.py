@@ -8,9 +8,9 @@ to zero without the heads (MLPs alone, the mean-ablation baseline) cannot make a
 set look faithful. MLPs stay in place, as in Wang et al.'s faithfulness tests. The result
 depends only on the model and the task's prompts, never on a method under test.
 
-``python -m circuits.faithfulness_search`` regenerates
-``circuits/ground_truth/organism_faithfulness.json``; ``--check`` recomputes it and
-exits non-zero if the frozen file differs.
+``python -m circuits.faithfulness_search [--model organism-b]`` regenerates
+``circuits/ground_truth/<model>_faithfulness.json`` (the organism's by default);
+``--check`` recomputes it and exits non-zero if the frozen file differs.
 """
 
 from __future__ import annotations
@@ -62,19 +62,19 @@ def greedy_heads(model, batch, metric, target: float = TARGET, progress: bool = 
     }
 
 
-def search(model, tokenizer, progress: bool = True) -> dict:
+def search(model, tokenizer, progress: bool = True, n_prompts: int = N_PROMPTS) -> dict:
     out = {
         "schema_version": SCHEMA_VERSION,
         "method": "greedy mean-ablation of heads (least costly first) while the kept heads recover >= 80% "
         "of the metric, normalised between all heads ablated (0) and none (1); MLPs kept",
         "target": TARGET,
-        "n_prompts": N_PROMPTS,
+        "n_prompts": n_prompts,
         "seed": SEED,
         "ablation": "mean over the corrupted prompts of the same template, per position",
     }
     for task, key in (("ioi", "ioi"), ("greater-than", "greater_than")):
         module = TASKS[task]
-        batch = module.make_batch(tokenizer, N_PROMPTS, seed=SEED)
+        batch = module.make_batch(tokenizer, n_prompts, seed=SEED)
         out[key] = {
             "task": task,
             "metric": module.metric.__name__,
@@ -88,25 +88,47 @@ def _heads(doc: dict) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from circuits.ground_truth import organism_faithfulness_file
+    from circuits.ground_truth import circuits_file, faithfulness_file
     from sae.atomic import write_json
+    from sae.errors import ConfigError, SaelabError
     from sae.model import load_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(organism_faithfulness_file()))
+    parser.add_argument(
+        "--model", default="organism", help="a model provider that ships circuits: organism (default), organism-b"
+    )
+    parser.add_argument("--out", help="where to write (default: circuits/ground_truth/<model>_faithfulness.json)")
     parser.add_argument("--check", action="store_true", help="recompute and compare with the frozen file")
+    parser.add_argument(
+        "--n-prompts", type=int, default=N_PROMPTS, help=f"prompts per task (default {N_PROMPTS}; --check: the file's)"
+    )
     args = parser.parse_args(argv)
-    model, tokenizer = load_model("organism")
-    result = search(model, tokenizer)
+    if circuits_file(args.model) is None:
+        raise ConfigError(f"--model {args.model!r}: not a model provider with frozen circuits (organism, organism-b)")
+    if args.n_prompts < 2:
+        raise ConfigError("--n-prompts must be at least 2")
+    frozen_path = faithfulness_file(args.model)
+    frozen = None
     if args.check:
-        frozen = json.loads(organism_faithfulness_file().read_text())
+        if not frozen_path.is_file():
+            raise SaelabError(f"--check: {frozen_path} is missing; run without --check to write it")
+        frozen = json.loads(frozen_path.read_text())
+    model, tokenizer = load_model(args.model)
+    result = search(model, tokenizer, n_prompts=frozen.get("n_prompts", N_PROMPTS) if frozen else args.n_prompts)
+    if frozen is not None:
         same = _heads(frozen) == _heads(result)
         print(json.dumps({"reproduced": same, "frozen": _heads(frozen), "recomputed": _heads(result)}))
         return 0 if same else 1
-    write_json(args.out, result)
+    write_json(args.out or frozen_path, result)
     print(json.dumps(_heads(result)))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sae.errors import SaelabError
+
+    try:
+        sys.exit(main())
+    except SaelabError as e:
+        print(f"faithfulness_search: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)

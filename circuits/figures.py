@@ -9,9 +9,14 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from circuits.compare import runs, summary_rows
+from circuits.compare import model_of, runs, summary_rows
 
 MARKER = {"symbol": "square-open", "size": 18, "color": "#111", "line": {"width": 2}}
+
+
+def _where(doc: dict) -> str:
+    """Which model and task a figure shows: the organism a run used is always named."""
+    return f"{model_of(doc)} · {doc['task']}"
 
 
 def _truth(doc: dict, ground_truth: str | None) -> str | None:
@@ -66,7 +71,7 @@ def head_heatmap(doc: dict, ground_truth: str | None = None) -> go.Figure:
     """Layer × head heatmap of one method's scores, ground-truth heads boxed."""
     fig = go.Figure(_heatmap_traces(doc, ground_truth))
     auc = doc["by_ground_truth"].get(_truth(doc, ground_truth), {}).get("roc_auc")
-    title = f"{doc['task']}: {doc['method']} head scores" + (f" (node ROC AUC {auc:.3f})" if auc is not None else "")
+    title = f"{_where(doc)}: {doc['method']} head scores" + (f" (node ROC AUC {auc:.3f})" if auc is not None else "")
     fig.update_layout(
         title=title,
         xaxis_title="head",
@@ -93,7 +98,7 @@ def heatmap_grid(docs: list[dict], ground_truth: str | None = None, cols: int = 
             fig.add_trace(trace, row=i // cols + 1, col=i % cols + 1)
     fig.update_yaxes(autorange="reversed", dtick=1, title_text="layer")
     fig.update_xaxes(dtick=1, title_text="head")
-    task = docs[0]["task"] if docs else ""
+    task = _where(docs[0]) if docs else ""
     fig.update_layout(
         title=f"{task}: head scores by method, ground truth ({_truth(docs[0], ground_truth) if docs else ''}) boxed",
         height=60 + rows * (100 + 45 * (docs[0]["n_layers"] if docs else 4)),
@@ -124,7 +129,7 @@ def roc_figure(docs: list[dict], ground_truth: str | None = None) -> go.Figure:
                 name=f"{d['method']} (AUC {scored['roc_auc']:.3f})",
             )
         )
-    task = docs[0]["task"] if docs else ""
+    task = _where(docs[0]) if docs else ""
     fig.update_layout(
         title=f"{task}: node ROC against {_truth(docs[0], ground_truth) if docs else ''}",
         xaxis_title="false positive rate",
@@ -138,15 +143,18 @@ def roc_figure(docs: list[dict], ground_truth: str | None = None) -> go.Figure:
 
 def runtime_figure(docs: list[dict]) -> go.Figure:
     """Wall-clock seconds per method and task (log scale), end to end."""
-    rows = {(r["task"], r["method"]): r for r in summary_rows(docs)}
+    rows = {(r["model"], r["task"], r["method"]): r for r in summary_rows(docs)}
+    several = len({model for model, _, _ in rows}) > 1
     fig = go.Figure()
-    for task in sorted({t for t, _ in rows}):
-        items = sorted(((m, r) for (t, m), r in rows.items() if t == task), key=lambda mr: mr[1]["seconds"])
+    for model, task in sorted({(mo, t) for mo, t, _ in rows}):
+        items = sorted(
+            ((m, r) for (mo, t, m), r in rows.items() if (mo, t) == (model, task)), key=lambda mr: mr[1]["seconds"]
+        )
         fig.add_trace(
             go.Bar(
                 x=[m for m, _ in items],
                 y=[r["seconds"] for _, r in items],
-                name=task,
+                name=f"{model} / {task}" if several else task,
                 text=[f"{r['seconds']:.2g} s" for _, r in items],
                 textposition="outside",
             )
@@ -162,6 +170,7 @@ def runtime_figure(docs: list[dict]) -> go.Figure:
 
 
 TABLE_COLUMNS = (
+    "model",
     "task",
     "method",
     "ground_truth",

@@ -3,7 +3,8 @@
 - A model provider (``sae.providers``) that ships frozen circuits (its ``circuits`` file):
   those path-patching circuits (primary), and, where this directory holds one, a second,
   independent one from a faithfulness search (``faithfulness_search``), frozen in
-  ``circuits/ground_truth/<provider>_faithfulness.json``. The organism has both.
+  ``circuits/ground_truth/<provider>_faithfulness.json``. Both organisms (``organism``,
+  ``organism-b``) have both.
 - GPT-2 small: Wang et al.'s IOI heads and Hanna et al.'s greater-than heads and MLPs.
 - attn-only-4l: the docstring circuit.
 """
@@ -73,12 +74,25 @@ def organism_faithfulness_file() -> Path:
     return faithfulness_file("organism")
 
 
+def truth_models() -> list[str]:
+    """Every name ``--ground-truth-model`` accepts: the providers that ship circuits, then
+    the models whose literature circuits ship here."""
+    shipped = [name for name in providers.names() if circuits_file(name) is not None]
+    return shipped + sorted({m for m, _ in FILES})
+
+
 def load(model: str, task: str, which: str = "path_patching") -> GroundTruth:
-    """The ground truth for ``task`` on ``model`` (a provider such as 'organism', 'gpt2', 'attn-only-4l')."""
+    """The ground truth for ``task`` on ``model`` (a provider such as 'organism' or
+    'organism-b', 'gpt2', 'attn-only-4l')."""
     if task not in TASK_KEYS:
         raise ValueError(f"unknown task {task!r}")
     frozen = circuits_file(model)
     if frozen is not None:
+        if not frozen.is_file():
+            raise ValueError(
+                f"{model} has no frozen circuits ({frozen} is missing); "
+                f"run 'saelab organism circuits --model {model} --freeze'"
+            )
         if which == "path_patching":
             data = json.loads(frozen.read_text())[TASK_KEYS[task]]
             return _from_record("path_patching", task, data, f"{model}/{frozen.name} (path patching)")
@@ -107,9 +121,9 @@ SHAPES = {"gpt2": (12, 12), "attn-only-4l": (4, 8)}
 
 def truth_model_for(model_name: str, n_layers: int, n_heads: int) -> str | None:
     """Whose ground-truth files apply to a model: a provider's own for a provider's model
-    (the organism's for the organism), GPT-2 small's for any model of GPT-2 small's shape
-    (hub weights, a local copy, or a random model built to that shape for plumbing checks);
-    None otherwise."""
+    (the organism's for the organism, organism-b's for organism-b), GPT-2 small's for any
+    model of GPT-2 small's shape (hub weights, a local copy, or a random model built to that
+    shape for plumbing checks); None otherwise."""
     if circuits_file(model_name) is not None:
         return model_name
     if (n_layers, n_heads) == SHAPES["gpt2"]:

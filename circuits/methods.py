@@ -44,6 +44,11 @@ class MethodConfig(FrozenConfig):
         description="discrete-sae: scale head vectors to mean norm √d before the "
         "paper's SAE (the lab trainer's convention; the paper uses raw ones).",
     )
+    center_heads: bool = Field(
+        True,
+        description="discrete-sae / mean-diff: centre each head vector over d_model (TransformerLens' "
+        "center_writing_weights, as the paper's GPT-2 is read); false keeps the raw write.",
+    )
     position: str = Field(
         "mean",
         pattern="^(mean|last)$",
@@ -113,6 +118,7 @@ def run_discrete_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodRe
         n_codes=cfg.n_codes,
         k=cfg.k,
         scale_inputs=cfg.scale_inputs,
+        center=cfg.center_heads,
     )
     return MethodResult(
         task,
@@ -130,7 +136,8 @@ def run_discrete_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodRe
             "timings": res.timings,
             "codebook": res.codebook,
             "hook": "blocks.L.attn.hook_result (z_h W_O^h)",
-            "activation": f"head output z_h W_O^h, {cfg.position} over positions",
+            "activation": f"head output z_h W_O^h, {cfg.position} over positions, "
+            + ("centred over d_model" if cfg.center_heads else "not centred"),
             "node_score": "codes on positives never seen on negatives",
             "contrast": "positive = clean prompts, negative = the paper's negatives "
             "(IOI: IO -> new name, S1 -> IO; greater-than: YY = 01)",
@@ -143,8 +150,8 @@ def run_mean_diff(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResul
 
     batch = paper_contrast(tokenizer, task, cfg.n_prompts, cfg.seed)
     start = time.time()
-    pos = head_outputs(model, batch.tokens, batch.lengths, cfg.position)
-    neg = head_outputs(model, batch.corrupt_tokens, batch.lengths, cfg.position)
+    pos = head_outputs(model, batch.tokens, batch.lengths, cfg.position, cfg.center_heads)
+    neg = head_outputs(model, batch.corrupt_tokens, batch.lengths, cfg.position, cfg.center_heads)
     diff = (pos.mean(0) - neg.mean(0)).norm(dim=-1)
     heads = Graph.of(model).heads
     return MethodResult(
@@ -156,7 +163,8 @@ def run_mean_diff(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResul
         forward_passes=2,
         details={
             "hook": "blocks.L.attn.hook_result (z_h W_O^h)",
-            "activation": f"head output z_h W_O^h, {cfg.position} over positions",
+            "activation": f"head output z_h W_O^h, {cfg.position} over positions, "
+            + ("centred over d_model" if cfg.center_heads else "not centred"),
             "node_score": "||mean over positives - mean over negatives||",
         },
     )

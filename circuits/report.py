@@ -7,10 +7,11 @@ renders it, sits above ``circuits`` and is not imported here.
 from __future__ import annotations
 
 from circuits import figures
-from circuits.compare import runs, summary_rows, verdicts
+from circuits.compare import model_of, runs, summary_rows, verdicts
 from sae.report import Section, Table
 
 COLUMNS = [
+    "model",
     "task",
     "method",
     "ground_truth",
@@ -45,8 +46,8 @@ def circuit_section(results: list[dict]) -> Section:
         "end, SAE training included; ACDC's are one run at the threshold chosen on validation prompts.",
     )
     single = runs(results)
-    for task in sorted({d["task"] for d in single}):
-        docs = [d for d in single if d["task"] == task]
+    for model, task in sorted({(model_of(d), d["task"]) for d in single}):
+        docs = [d for d in single if (model_of(d), d["task"]) == (model, task)]
         truths = sorted({t for d in docs for t in d["by_ground_truth"]})
         primary = next((d["ground_truth"] for d in docs if d.get("ground_truth")), None)
         section.figures.append(figures.heatmap_grid(docs, primary))
@@ -69,8 +70,8 @@ def circuit_section(results: list[dict]) -> Section:
             sw = doc["sweep"]
             section.tables.append(
                 Table(
-                    caption=f"{doc['task']}: discrete-SAE sweep over {sw['parameter']} against {sw['ground_truth']} "
-                    f"({len(sw['seeds'])} seeds)",
+                    caption=f"{model_of(doc)} · {doc['task']}: discrete-SAE sweep over {sw['parameter']} "
+                    f"against {sw['ground_truth']} ({len(sw['seeds'])} seeds)",
                     columns=["value", "roc_auc_mean", "roc_auc_sd", "seconds_mean", "train_rows_without_code_mean"],
                     rows=sw["rows"],
                 )
@@ -79,16 +80,16 @@ def circuit_section(results: list[dict]) -> Section:
         codebook = (doc.get("details") or {}).get("codebook") or {}
         if codebook.get("train_rows_without_code", 0) > 0.5:
             section.notes.append(
-                f"{doc['task']} / {doc['method']}: the codebook encodes {codebook['train_rows_without_code']:.0%} of "
-                "its "
+                f"{model_of(doc)} · {doc['task']} / {doc['method']}: the codebook encodes "
+                f"{codebook['train_rows_without_code']:.0%} of its "
                 "own training rows with no active latent (the L1 penalty outweighs the reconstruction at this "
                 "activation scale), so most codes come from untrained encoder directions."
             )
         rho = codebook.get("score_vs_codes_used_spearman")
         if rho is not None and rho > 0.8:
             section.notes.append(
-                f"{doc['task']} / {doc['method']}: the node score follows how many distinct codes a head uses on "
-                f"positives (Spearman ρ = {rho:.2f}): heads with varied outputs collect positive-only codes whether "
-                "or not they are in the circuit."
+                f"{model_of(doc)} · {doc['task']} / {doc['method']}: the node score follows how many distinct "
+                f"codes a head uses on positives (Spearman ρ = {rho:.2f}): heads with varied outputs collect "
+                "positive-only codes whether or not they are in the circuit."
             )
     return section

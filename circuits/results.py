@@ -5,7 +5,8 @@ One run of one method (``kind: "circuit"``, ``schema_version: 1``)::
 
     kind, schema_version       "circuit", 1
     task                       "ioi" | "greater-than"
-    model                      "organism", a directory or a hub name
+    model                      "organism", "organism-b", a directory or a hub name (a document
+                               without it means "organism")
     n_layers, n_heads          the model's shape (heads per layer)
     method                     discrete-sae | acdc | patching | eap | attn-sae | mean-diff
     hook, sae                  what the method read, and the SAE it trained or loaded (or null)

@@ -40,7 +40,7 @@ import torch
 
 from evals.core.evaluate import SPLICE_DEFINITIONS, EvalTarget, evaluate_saes, mean_activations
 from evals.core.metrics import DEFINITIONS, underused_fraction
-from evals.suite_config import SuiteConfig, check_heldout, split_seed
+from evals.suite_config import SuiteConfig, check_heldout, eval_source, split_seed
 from sae.atomic import write_json
 from sae.errors import SaelabError
 from sae.progress import progress_bar
@@ -139,7 +139,7 @@ def _token_batches(
     scfg = StoreConfig(
         model=model_name,
         hooks=hooks,
-        source=cfg.data.source,
+        source=eval_source(cfg, model_name),
         context_size=context_size,
         n_tokens=n_tokens,
         lm_batch_size=cfg.data.lm_batch_size,

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from sae import providers
 from sae.config import FrozenConfig
 from sae.errors import ConfigError
 from sae.text import TextSource
@@ -25,7 +26,11 @@ MEAN_SEED = 20_003
 class EvalData(FrozenConfig):
     """The held-out text every SAE is evaluated on."""
 
-    source: TextSource = Field(default_factory=TextSource, description="Text source (default: the organism corpus).")
+    source: TextSource = Field(
+        default_factory=TextSource,
+        description="Text source (default: each model provider's own text, e.g. organism-b's corpus for "
+        "organism-b SAEs; the default provider's for any other model).",
+    )
     seed: int = Field(EVAL_SEED, description="Seed of the held-out stream; must differ from every run's training seed.")
     n_tokens: int = Field(131_072, gt=0, description="Token positions evaluated (BOS included, padding excluded).")
     context_size: int | None = Field(None, ge=2, description="Tokens per sequence; None: the runs' training context.")
@@ -181,13 +186,21 @@ class SuiteConfig(FrozenConfig):
         return self
 
 
+def eval_source(cfg: SuiteConfig, model_name: str) -> TextSource:
+    """The held-out text for SAEs of ``model_name``: the configured source, or, when the
+    config names none, a provider model's own text (organism-b is evaluated on its corpus)."""
+    if "source" in cfg.data.model_fields_set or providers.find(model_name) is None:
+        return cfg.data.source
+    return TextSource(kind=model_name)
+
+
 def check_heldout(cfg: SuiteConfig, train_seeds: dict[str, int | None]) -> None:
-    """Refuse to evaluate on the text a run trained on (organism corpus: same seed)."""
-    if cfg.data.source.kind != "organism":
+    """Refuse to evaluate on the text a run trained on (a provider's generated corpus: same seed)."""
+    if "source" in cfg.data.model_fields_set and providers.find(cfg.data.source.kind) is None:
         return
     for run, seed in train_seeds.items():
         if seed is not None and seed in (cfg.data.seed, cfg.mean_ablation.seed):
             raise ConfigError(
-                f"{run} was trained on organism text with seed {seed}, which the suite evaluates on; "
+                f"{run} was trained on generated text with seed {seed}, which the suite evaluates on; "
                 "set data.seed and mean_ablation.seed to other values"
             )

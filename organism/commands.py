@@ -20,14 +20,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_train)
 
     ev = verbs.add_parser("eval", help="score the organism on held-out IOI and greater-than prompts")
-    ev.add_argument("--model", default="organism", help="'organism', a model directory or a hub name")
+    ev.add_argument("--model", default="organism", help="'organism', 'organism-b', a model directory or a hub name")
     ev.add_argument("--n-prompts", type=int, default=1100, help="held-out IOI prompts (default 1100)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=_eval)
 
     circ = verbs.add_parser("circuits", help="find the IOI and greater-than circuits by path patching")
-    circ.add_argument("--model", default="organism", help="'organism' or a model directory")
+    circ.add_argument("--model", default="organism", help="'organism', 'organism-b' or a model directory")
     circ.add_argument("--out", help="write the circuits JSON here (atomically)")
+    circ.add_argument(
+        "--freeze",
+        action="store_true",
+        help="write them to the provider's frozen circuits file (organism/circuits.json, "
+        "organism/circuits_b.json), the ground truth every circuit method is scored against",
+    )
     circ.add_argument("--json", action="store_true", help="print the circuits JSON")
     circ.set_defaults(func=_circuits)
 
@@ -83,14 +89,22 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _circuits(args: argparse.Namespace) -> int:
     from organism.find_circuits import find_circuits
+    from sae import providers
     from sae.atomic import write_json
+    from sae.errors import SaelabError
     from sae.model import load_model
 
+    outs = [args.out] if args.out else []
+    if args.freeze:
+        provider = providers.find(args.model)
+        if provider is None or "circuits" not in provider.files:
+            raise SaelabError(f"--freeze: {args.model!r} is not a model provider with a circuits file; use --out")
+        outs.append(str(provider.files["circuits"]))
     model, tokenizer = load_model(args.model)
     result = find_circuits(model, tokenizer)
-    if args.out:
-        write_json(args.out, result)
-        print(f"circuits written to {args.out}", file=sys.stderr)
-    if args.json or not args.out:
+    for out in outs:
+        write_json(out, result)
+        print(f"circuits written to {out}", file=sys.stderr)
+    if args.json or not outs:
         print(json.dumps(result, indent=2))
     return 0

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sae import providers
 from sae.config import FrozenConfig
@@ -36,7 +36,10 @@ class DataConfig(FrozenConfig):
         json_schema_extra=providers.schema_default,
         description="A model provider's name, a local model directory or a hub name (default: the default provider).",
     )
-    source: TextSource = Field(default_factory=TextSource, description="Text source.")
+    source: TextSource = Field(
+        default_factory=TextSource,
+        description="Text source (default: a provider model's own text, the default provider's for any other model).",
+    )
     context_size: int = Field(64, ge=2, description="Tokens per sequence, BOS included.")
     n_tokens: int = Field(1_000_000, gt=0, description="Token budget: token positions fed to the model.")
     lm_batch_size: int = Field(64, gt=0, description="Sequences per forward pass.")
@@ -46,6 +49,19 @@ class DataConfig(FrozenConfig):
     buffer_rows: int = Field(65_536, gt=0, description="Mixing buffer capacity in rows (streaming mode).")
     cache_dir: str | None = Field(None, description="On-disk cache directory; None streams with no disk.")
     shard_batches: int = Field(16, gt=0, description="Forward passes per cache shard.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_follows_the_model(cls, data):
+        """A provider's model reads its own text unless the config names a source kind: a
+        second embedded model trained on another corpus must not get the default one's."""
+        if not isinstance(data, dict) or not isinstance(data.get("model"), str):
+            return data
+        source = data.get("source")
+        unnamed = source is None or (isinstance(source, dict) and "kind" not in source)
+        if unnamed and providers.find(data["model"]) is not None:
+            return {**data, "source": {**(source or {}), "kind": data["model"]}}
+        return data
 
     @property
     def n_sequences(self) -> int:

@@ -26,10 +26,11 @@ from importlib import import_module
 from importlib.metadata import version
 from typing import TYPE_CHECKING
 
-from organism.provider import ORGANISM
+from organism.provider import ORGANISM, ORGANISM_B
 from sae.providers import register
 
 register(ORGANISM)
+register(ORGANISM_B)
 
 __version__ = version("saelab")
 

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score SAEs against supervised dictionaries of the IOI attributes (Makelov, Lange & Nanda "
         "2024): sufficiency, necessity, control and interpretability at the circuit's heads.",
     )
-    p.add_argument("--model", default=None, help="'organism' (default) or 'gpt2'")
+    p.add_argument("--model", default=None, help="'organism' (default), 'organism-b' or 'gpt2'")
     p.add_argument(
         "--sae",
         nargs="+",

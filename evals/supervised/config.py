@@ -76,10 +76,12 @@ class SAEsConfig(FrozenConfig):
     task_epochs: int = Field(100, gt=0, description="Passes over the fitting prompts for task SAEs.")
     task_batch_size: int = Field(512, gt=0, description="Rows per step for task SAEs.")
     task: bool = Field(True, description="Train task SAEs.")
-    full_distribution: bool = Field(True, description="Train full-distribution SAEs on the organism corpus.")
+    full_distribution: bool = Field(True, description="Train full-distribution SAEs on the model's corpus.")
     full_tokens: int = Field(500_000, gt=0, description="Corpus tokens for full-distribution SAEs.")
     full_source: TextSource = Field(
-        default_factory=TextSource, description="Corpus of the full-distribution SAEs (default: the organism's)."
+        default_factory=TextSource,
+        description="Corpus of the full-distribution SAEs (default: a provider model's own text, "
+        "e.g. organism-b's corpus for organism-b; the default provider's for any other model).",
     )
     full_batch_size: int = Field(4096, gt=0, description="Rows per step for full-distribution SAEs.")
     random_decoder: bool = Field(True, description="Train the random-decoder control (TopK, decoder frozen).")
@@ -152,7 +154,7 @@ class EvalConfig(FrozenConfig):
 class SupervisedConfig(FrozenConfig):
     """``saelab eval supervised`` settings (``--set prompts.n_eval=200`` and so on)."""
 
-    model: str = Field("organism", description="'organism', 'gpt2', or a local model directory.")
+    model: str = Field("organism", description="'organism', 'organism-b', 'gpt2', or a local model directory.")
     prompts: PromptConfig = Field(default_factory=PromptConfig, description="The IOI prompt sets.")
     saes: SAEsConfig = Field(default_factory=SAEsConfig, description="The SAEs trained when none are given.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="What is measured and how.")

@@ -38,13 +38,13 @@ def full_run_config(locations: list[Location], cfg: SAEsConfig, model_name: str,
                 }
                 for variant, aim in trainable_family(arch).config_at_l0(cfg.l0, d_sae, cfg.full_relu_l1_grid)
             ]
+    data = {"model": model_name, "n_tokens": cfg.full_tokens, "context_size": 64}
+    if "full_source" in cfg.model_fields_set:
+        data["source"] = cfg.full_source.model_dump(mode="json")
+    # else the run config's data section gives a provider's model its own text (organism-b's
+    # corpus for organism-b), and any other model the default provider's
     return {
-        "data": {
-            "model": model_name,
-            "n_tokens": cfg.full_tokens,
-            "context_size": 64,
-            "source": cfg.full_source.model_dump(mode="json"),
-        },
+        "data": data,
         "saes": saes,
         "trainer": {"batch_size": cfg.full_batch_size, "seed": cfg.seed, "wandb_project": None},
         "heldout": None,

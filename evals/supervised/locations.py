@@ -17,8 +17,9 @@ is a set of locations intervened on together. Both follow Makelov et al. §4 / A
 - heads with another direct path to the logits (negative name movers; the organism's
   S-suppression heads, a role GPT-2's published circuit does not name): outputs at END.
 
-The heads come from the ground truth: the organism's roles in ``organism/circuits.json``
-(a head with several roles serves in each), GPT-2 small's from Wang et al.
+The heads come from the ground truth: an organism's roles in its frozen circuits
+(``organism/circuits.json``, ``organism/circuits_b.json``; a head with several roles
+serves in each), GPT-2 small's from Wang et al.
 """
 
 from __future__ import annotations
@@ -120,12 +121,20 @@ def role_heads(model_name: str) -> dict[str, list[tuple[int, int]]]:
     """role → heads ``(layer, head)`` of the IOI ground truth for ``model_name``."""
     from circuits import ground_truth
 
-    if model_name == "organism":
-        record = json.loads(ground_truth.organism_circuits_file().read_text())["ioi"]
+    frozen = ground_truth.circuits_file(model_name)
+    if frozen is not None:
+        if not frozen.is_file():
+            raise SaelabError(
+                f"{model_name} has no frozen circuits ({frozen} is missing); "
+                f"run 'saelab organism circuits --model {model_name} --freeze'"
+            )
+        record = json.loads(frozen.read_text())["ioi"]
     elif model_name == "gpt2":
         record = json.loads((ground_truth.HERE / ground_truth.FILES[("gpt2", "ioi")]).read_text())
     else:
-        raise SaelabError(f"no IOI circuit with head roles for model {model_name!r} (known: organism, gpt2)")
+        raise SaelabError(
+            f"no IOI circuit with head roles for model {model_name!r} (known: organism, organism-b, gpt2)"
+        )
     out: dict[str, list[tuple[int, int]]] = {}
     for node in record["nodes"]:
         layer, head = (int(x) for x in node["node"].split("."))

@@ -29,12 +29,15 @@ GPT2_NAMES = ("gpt2", "gpt2-small", "openai-community/gpt2")
 
 
 def circuit_name(model: str) -> str:
-    """Which IOI ground truth names the heads: the organism's or GPT-2 small's."""
-    if model == "organism":
-        return "organism"
+    """Which IOI ground truth names the heads: a provider's own frozen circuits (the
+    organism's, organism-b's) or GPT-2 small's."""
+    from circuits import ground_truth
+
+    if ground_truth.circuits_file(model) is not None:
+        return model
     if model in GPT2_NAMES:
         return "gpt2"
-    raise SaelabError(f"no IOI circuit roles for model {model!r}; use 'organism' or 'gpt2'")
+    raise SaelabError(f"no IOI circuit roles for model {model!r}; use 'organism', 'organism-b' or 'gpt2'")
 
 
 def finite(obj):

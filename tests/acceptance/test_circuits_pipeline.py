@@ -18,7 +18,7 @@ def test_the_faithfulness_script_reproduces_the_frozen_ground_truth():
 def test_bench_runs_every_method_on_both_tasks(organism, tmp_path):
     import argparse
 
-    from bench.circuits import ALL_METHODS, add_arguments, run
+    from bench.circuits import ALL_METHODS, add_arguments, default_models, run
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -40,7 +40,9 @@ def test_bench_runs_every_method_on_both_tasks(organism, tmp_path):
         ]
     )
     rows = run(args)
-    assert len(rows) == 2 * len(ALL_METHODS) * 2
+    models = default_models()  # both organisms once organism-b's weights are in place
+    assert len(rows) == len(models) * 2 * len(ALL_METHODS) * 2
+    assert {r["model"] for r in rows} == set(models)
     assert all(r["fraction_of_acdc_time"] is not None for r in rows)
     acdc = [r for r in rows if r["method"] == "acdc"]
     assert all(r["forward_passes"] > 2 for r in acdc)

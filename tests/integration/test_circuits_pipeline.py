@@ -267,6 +267,8 @@ def test_bench_rows_cover_tasks_methods_and_ground_truths(organism, tmp_path):
     add_arguments(parser)
     args = parser.parse_args(
         [
+            "--models",
+            "organism",
             "--tasks",
             "ioi,greater-than",
             "--methods",
@@ -281,8 +283,8 @@ def test_bench_rows_cover_tasks_methods_and_ground_truths(organism, tmp_path):
         ]
     )
     rows = run(args)
-    assert {(r["task"], r["method"], r["ground_truth"]) for r in rows} == {
-        (t, m, g)
+    assert {(r["model"], r["task"], r["method"], r["ground_truth"]) for r in rows} == {
+        ("organism", t, m, g)
         for t in ("ioi", "greater-than")
         for m in ("discrete-sae", "mean-diff", "eap")
         for g in ("path_patching", "faithfulness")
@@ -290,7 +292,7 @@ def test_bench_rows_cover_tasks_methods_and_ground_truths(organism, tmp_path):
     for r in rows:
         assert 0 <= r["roc_auc"] <= 1 and r["seconds"] > 0
     assert all(r["seeds"] == 2 and r["roc_auc_sd"] is not None for r in rows if r["method"] == "discrete-sae")
-    assert len(list(tmp_path.glob("circuit_*.json"))) == 6
+    assert len(list(tmp_path.glob("circuit_organism_*.json"))) == 6 and (tmp_path / "report.html").is_file()
 
 
 # ------------------------------------------------------------------ GPT-2 small's shape

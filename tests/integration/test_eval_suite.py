@@ -165,7 +165,7 @@ def test_cli_errors_are_one_line(tiny_run, tmp_path, capsys):
         ],
         2,
     )
-    assert "trained on organism text with seed 0" in err
+    assert "trained on generated text with seed 0" in err
     assert "needs a 'train' section" in _one_line(
         capsys, ["eval", "--suite", "configs/eval_suite.yaml", "--set", "claims=true"], 2
     )

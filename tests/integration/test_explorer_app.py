@@ -91,6 +91,7 @@ def test_feature_browser_filters(explorer_run):
     from app.dashboard_data import read_features
 
     at = _run("browser", explorer_run, sae="topk")
+    assert "topk · organism" in at.selectbox[0].options  # the label names the model the SAE was trained on
     assert len(at.dataframe[0].value) == 128
     at.text_input[0].input("3, 10-12").run()
     assert sorted(at.dataframe[0].value.feature.tolist()) == [3, 10, 11, 12]

@@ -261,6 +261,27 @@ def test_loading_the_organism_goes_through_its_provider_entry_point(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
 
 
+def test_organism_b_is_a_provider_through_its_entry_point_never_a_hub_name(tmp_path):
+    """With nothing but ``sae`` imported, 'organism-b' resolves to its provider: its weights
+    when they are in place, else the one-line error naming the rebuild command; never a
+    hub download."""
+    code = (
+        "from sae import providers; from sae.errors import SaelabError; from sae.model import resolve_source; "
+        "p = providers.find('organism-b'); assert p is not None and p.model_dir.name == 'weights_b', p; "
+        "assert p.files['circuits'].name == 'circuits_b.json'\n"
+        "try:\n    src = resolve_source('organism-b'); assert src.kind == 'provider', src\n"
+        "except SaelabError as e:\n"
+        "    assert str(e).endswith(\"run 'saelab organism train --config configs/organism_b.yaml "
+        "--out organism/weights_b'\"), e\n"
+        "print('ok')"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_entry_point_dist(tmp_path)), str(ROOT)])}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr[-2000:]
+
+
 # ---- the checker itself --------------------------------------------------------------------------
 
 

@@ -146,3 +146,18 @@ def test_a_providers_frozen_circuits_are_its_ground_truth(registry, tmp_path):
     assert truth.heads == {Node("head", 0, 1), Node("head", 1, 2)}
     assert truth.head_pairs() == {frozenset((Node("head", 0, 1), Node("head", 1, 2)))}
     assert ground_truth.truth_model_for("elsewhere", 2, 4) is None
+
+
+def test_a_provider_model_reads_its_own_text_unless_a_source_kind_is_named(registry, tmp_path):
+    """A second embedded model was trained on its own corpus: a config naming it as the
+    model and no source reads that corpus, not the default provider's."""
+    from sae.store import StoreConfig
+
+    registry.register(_provider(tmp_path, name="first", default=True))
+    registry.register(_provider(tmp_path, name="second"))
+    hooks = ["blocks.0.hook_resid_post"]
+    assert StoreConfig(model="second", hooks=hooks).source.kind == "second"
+    assert StoreConfig(model="second", hooks=hooks, source={"text_field": "t"}).source.kind == "second"
+    assert StoreConfig(model="second", hooks=hooks, source={"kind": "first"}).source.kind == "first"
+    assert StoreConfig(hooks=hooks).source.kind == "first"
+    assert StoreConfig(model="gpt2", hooks=hooks).source.kind == "first"  # not a provider: the default text

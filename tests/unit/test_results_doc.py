@@ -23,7 +23,10 @@ def test_the_page_quotes_the_figures_the_readme_quoted():
     assert "| 8,192 | 6,276 | 1,289 | 1,018 | 6.17 | 4.87 | 2.00 |" in page  # train, d_sae 8192
     assert "| topk | 0.0321 | 0.0322 | 0.9964 | 0.9875 |" in page  # parity's widest pair
     # the discrete-SAE 0.788 is its head-pair AUC, not an edge AUC; 0.629 is the paper's edge-method figure
-    assert "| ioi | discrete-sae | 0.739 ± 0.066 | 0.645 ± 0.082 | – | 0.629 | 0.788 | 0.75 | 2.3 | 0.012 |" in page
+    assert (
+        "| organism | ioi | discrete-sae | 0.739 ± 0.066 | 0.645 ± 0.082 | – | 0.629 | 0.788 | 0.75 | 2.3 | 0.012 |"
+        in page
+    )
     assert "| minor page faults per 1M tokens, harvest | 16,730 | 662,445 |" in page
     assert "| train | 20 | 20 |" in page and "| cache | 5 | 5 |" in page
     assert "| `topk+rescale_acts_by_decoder_norm` | topk | 0.0e+00 | 4.8e-07 | 9.5e-07 | 9.5e-07 | yes |" in page
@@ -50,3 +53,18 @@ def test_a_new_benchmark_appears_without_an_edit(tmp_path):
     assert page.index("## soak") < page.index("## roofline_cuda")  # known benchmarks first
     assert "| `step_over_encoder_gemm` | 1.25 |" in page and "`saelab bench roofline`" in page
     assert "hooks" not in page.split("## roofline_cuda")[1]  # lists are not figures
+
+
+def test_circuit_rows_name_their_model_and_old_rows_mean_the_organism(tmp_path):
+    from bench.results_doc import _circuits
+
+    def row(task, auc, **kw):
+        return {
+            **{"task": task, "method": "eap", "ground_truth": "path_patching", "roc_auc": auc},
+            **{"seconds": 1.0, "n_prompts": 100, **kw},
+        }
+
+    doc = {"result": [row("ioi", 0.9), row("ioi", 0.8, model="organism-b")]}
+    page = "\n".join(_circuits(doc))
+    assert "| model | task | method |" in page and "Every method on `organism`, `organism-b`" in page
+    assert "| organism | ioi | eap | 0.900 |" in page and "| organism-b | ioi | eap | 0.800 |" in page
