@@ -18,8 +18,9 @@ SHIPPED = {
     "claims.yaml": "suite",
     "eval_suite.yaml": "suite",
     "organism.yaml": "organism",
+    "organism_b.yaml": "organism",
     **{f"{n}.yaml": "train" for n in ("relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae")},
-    **{f"{n}.yaml": "train" for n in ("jumprelu", "gated", "matryoshka")},
+    **{f"{n}.yaml": "train" for n in ("jumprelu", "gated", "matryoshka", "transcoder", "skip_transcoder")},
     "sweep_organism.yaml": "train",
 }
 
