@@ -26,6 +26,9 @@ FAMILIES = {
     "feature_choice": {"architecture": "feature_choice", "d_sae": 128, "k": 8},
     "gsae": {"architecture": "gsae", "d_sae": 128, "k": 8},
     "vsae": {"architecture": "vsae", "d_sae": 128, "k": 8},
+    "jumprelu_ste": {"architecture": "jumprelu_ste", "d_sae": 128},
+    "gated": {"architecture": "gated", "d_sae": 128},
+    "matryoshka_batchtopk": {"architecture": "matryoshka_batchtopk", "d_sae": 128, "k": 8},
 }
 RUN = {
     "data": {"model": "organism", "n_tokens": 24_576, "context_size": 32, "lm_batch_size": 64, "seed": 5},

@@ -21,8 +21,9 @@ def trained_like(arch: str, d_in: int = 16, d_sae: int = 48):
     torch.manual_seed(3)
     sae = cls(cls.config_class(d_in=d_in, d_sae=d_sae, **kw)).train()
     with torch.no_grad():
-        sae.b_enc.normal_(0, 0.1)
-        sae.b_dec.normal_(0, 0.1)
+        for bias in ("b_enc", "b_dec", "b_gate", "b_mag", "r_mag"):  # whichever the family has
+            if isinstance(getattr(sae, bias, None), torch.nn.Parameter):
+                getattr(sae, bias).normal_(0, 0.1)
     for _ in range(3):
         sae(torch.randn(64, d_in))  # updates EMA thresholds and densities
     return sae.eval()
@@ -56,10 +57,10 @@ def test_loading_refuses_bad_directories(tmp_path):
         load_sae(tmp_path)
     cfg = json.loads((tmp_path / "cfg.json").read_text())
     del cfg["saelab"]
-    cfg["architecture"] = "gated"
+    cfg["architecture"] = "crosscoder_v9"
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     weights.write_bytes(data)
-    with pytest.raises(SaelabError, match="architecture 'gated' is not one saelab loads"):
+    with pytest.raises(SaelabError, match="architecture 'crosscoder_v9' is not one saelab loads"):
         load_sae(tmp_path)
 
 

@@ -479,4 +479,4 @@ def test_query_params_cannot_leave_the_run_dir(escaping_run, monkeypatch):
         at.run()
         assert not at.exception
         assert at.text[0].value == str(escaping_run / "inside")
-        assert at.selectbox[0].options == ["inside"]
+        assert at.selectbox[0].options == ["inside · organism"]  # name · model

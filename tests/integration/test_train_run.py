@@ -127,8 +127,8 @@ def test_bad_train_configs_are_one_line(capsys, tmp_path):
             2,
         ),
         (
-            "saes: [{hook: blocks.1.hook_resid_post, sae: {architecture: gated, d_sae: 16}}]\n",
-            "'gated' is not a trainable family",
+            "saes: [{hook: blocks.1.hook_resid_post, sae: {architecture: gatd, d_sae: 16}}]\n",
+            "'gatd' is not a trainable family",
             2,
         ),
         (

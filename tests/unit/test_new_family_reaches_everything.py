@@ -43,7 +43,9 @@ def test_the_circuit_sweep_and_sae_arch_take_it(dummy):
     from sae.errors import ConfigError
 
     assert sweep_values("family")[-1] == "dummy"
-    base = argparse.Namespace(sae_arch="dummy", method="discrete-sae", sweep=None, seeds=1)
+    base = argparse.Namespace(
+        sae_arch="dummy", method="discrete-sae", sweep=None, seeds=1, device="cpu", ground_truth_model=None
+    )
     cfg = argparse.Namespace(n_train=10, n_prompts=250)
     check_args(base, cfg)  # accepted
     with pytest.raises(ConfigError, match=r"'dumy' is not a trainable family \(.*, dummy\)"):
@@ -127,7 +129,9 @@ def test_the_registered_families_of_issue_20_reach_the_same_places(name):
 
     assert name in sweep_values("family")
     check_args(
-        argparse.Namespace(sae_arch=name, method="discrete-sae", sweep=None, seeds=1),
+        argparse.Namespace(
+            sae_arch=name, method="discrete-sae", sweep=None, seeds=1, device="cpu", ground_truth_model=None
+        ),
         argparse.Namespace(n_train=10, n_prompts=250),
     )
     torch.manual_seed(0)
