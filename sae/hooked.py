@@ -48,6 +48,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from sae.errors import ConfigError
 from sae.hooks import HookSpec, resolve_hook
+from sae.processing import check_processing
 from sae.spliceable import SAE
 
 #: the hook points of one spliced SAE, in the order they fire
@@ -167,6 +168,8 @@ class HookedSAETransformer(TransformerBridge):
         """
         sae = as_sae(sae)
         key = sae.hook_name
+        # an SAE trained on a processed model (fold_ln, ...) never splices silently into another
+        check_processing(self, sae.module, f"SAE for {key}")
         if key in self._saelab_splices:
             self._remove(key)
         spec_in = self._spec(sae.hook_name, sae)

@@ -287,3 +287,16 @@ def test_bad_saes_are_one_line(hooked, tiny_saes):
     with pytest.raises(ConfigError, match="unknown hook point"):
         hooked.add_sae(SAE.from_module(tiny_saes["topk"].module, "blocks.9.hook_resid_post"))
     assert hooked.acts_to_saes == {}
+
+
+def test_an_sae_of_another_processing_is_refused(hooked, tiny_saes):
+    """A GPT-2-style SAE (trained with fold_ln) never splices silently into an unprocessed model."""
+    import copy
+
+    from sae.processing import Processing
+
+    module = copy.deepcopy(tiny_saes["topk"].module)
+    module.processing = Processing(fold_ln=True)
+    with pytest.raises(ConfigError, match=r"trained on a model with"):
+        hooked.add_sae(SAE.from_module(module, "blocks.1.hook_resid_post"))
+    assert hooked.acts_to_saes == {}
