@@ -129,6 +129,46 @@ def read_outputs(path: str) -> dict[str, torch.Tensor]:
         return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
 
 
+def begin() -> tuple[dict, torch.Tensor, int]:
+    """The start of every peer script: the JSON payload from stdin, one seed and thread
+    count, the train rows of the input hook and the number of steps they make."""
+    import json
+    import sys
+
+    payload = json.loads(sys.stdin.read())
+    torch.set_num_threads(payload["threads"])
+    torch.manual_seed(payload["seed"])
+    x = read(payload["stream"], "train", payload["hook_in"])[: payload["n_rows"]]
+    return payload, x, steps_for(x.shape[0], payload["batch_size"])
+
+
+def encode_decode(module):
+    """``run`` for ``finish`` from a module with ``encode`` and ``decode`` (its inference path)."""
+
+    def run(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        codes = module.encode(rows)
+        return module.decode(codes), codes
+
+    return run
+
+
+def finish(payload: dict, run, data: TimedBatches, train_seconds: float, peer_version: str, config: dict) -> None:
+    """The end of every peer script: held-out outputs of ``run`` written for saelab to score,
+    then the one JSON line saelab reads (version, steps, timing, the peer's dumped config)."""
+    import json
+
+    held = read(payload["stream"], "heldout", payload["hook_in"])
+    write_outputs(payload["out"], reconstruct_all(run, held))
+    line = {
+        "peer_version": peer_version,
+        "steps": data.fetched,
+        "seconds_per_step": data.seconds_per_step(),
+        "train_seconds": train_seconds,
+        "config": plain(config),
+    }
+    print(json.dumps(line))
+
+
 def plain(value):
     """A config value as JSON (tensors, dtypes, paths and other objects as strings)."""
     if isinstance(value, dict):

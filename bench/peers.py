@@ -110,4 +110,8 @@ def run_peer(script: str, payload: dict, peer: str = "saelens", timeout: float =
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-5:])
         raise SaelabError(f"peer script {script} failed in the {peer} environment: {tail}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    lines = result.stdout.strip().splitlines()
+    if not lines:
+        tail = "\n".join(result.stderr.strip().splitlines()[-3:])
+        raise SaelabError(f"peer script {script} printed no result in the {peer} environment: {tail or 'no output'}")
+    return json.loads(lines[-1])

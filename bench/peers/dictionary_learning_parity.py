@@ -34,11 +34,10 @@ from dictionary_learning.training import trainSAE
 from bench.peer_stream import (
     TimedBatches,
     batches,
+    begin,
+    encode_decode,
+    finish,
     plain,
-    read,
-    reconstruct_all,
-    steps_for,
-    write_outputs,
 )
 
 
@@ -98,11 +97,7 @@ def trainer_config(p: dict, d_in: int, steps: int) -> dict:
 
 
 def main():
-    p = json.loads(sys.stdin.read())
-    torch.set_num_threads(p["threads"])
-    torch.manual_seed(p["seed"])
-    x = read(p["stream"], "train", p["hook_in"])[: p["n_rows"]]
-    steps = steps_for(x.shape[0], p["batch_size"])
+    p, x, steps = begin()
     cfg = trainer_config(p, x.shape[1], steps)
     # trainSAE builds the trainer from the dict (and pops "trainer"); keep ours for the row
     dumped = {k: (v.__name__ if k == "trainer" else v) for k, v in cfg.items()}
@@ -119,22 +114,13 @@ def main():
     ae = build_dictionary(saved_config["trainer"], state)
     ae.eval()
 
-    def run(rows):
-        codes = ae.encode(rows)
-        return ae.decode(codes), codes
-
-    held = read(p["stream"], "heldout", p["hook_in"])
-    write_outputs(p["out"], reconstruct_all(run, held))
-    print(
-        json.dumps(
-            {
-                "peer_version": version("dictionary-learning"),
-                "steps": data.fetched,
-                "seconds_per_step": data.seconds_per_step(),
-                "train_seconds": train_seconds,
-                "config": {"trainer_arguments": plain(dumped), "trainer_config": plain(saved_config["trainer"])},
-            }
-        )
+    finish(
+        p,
+        encode_decode(ae),
+        data,
+        train_seconds,
+        version("dictionary-learning"),
+        {"trainer_arguments": plain(dumped), "trainer_config": plain(saved_config["trainer"])},
     )
 
 
@@ -160,3 +146,7 @@ def build_dictionary(trainer: dict, state: dict):
         ae = cls(d_in, d_sae)
     ae.load_state_dict(state)
     return ae
+
+
+if __name__ == "__main__":
+    main()

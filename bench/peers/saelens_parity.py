@@ -14,7 +14,6 @@ warm-up steps, linear decay to 0 over the same final steps: SAELens' "constant" 
 with ``lr_warm_up_steps`` and ``lr_decay_steps``).
 """
 
-import json
 import sys
 import tempfile
 import time
@@ -24,7 +23,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import torch
 from sae_lens import SAE
 from sae_lens.config import SAETrainerConfig
 from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
@@ -40,11 +38,10 @@ from sae_lens.training.sae_trainer import SAETrainer
 from bench.peer_stream import (
     TimedBatches,
     batches,
+    begin,
+    encode_decode,
+    finish,
     plain,
-    read,
-    reconstruct_all,
-    steps_for,
-    write_outputs,
 )
 
 
@@ -66,11 +63,7 @@ def build(p: dict, d_in: int):
 
 
 def main():
-    p = json.loads(sys.stdin.read())
-    torch.set_num_threads(p["threads"])
-    torch.manual_seed(p["seed"])
-    x = read(p["stream"], "train", p["hook_in"])[: p["n_rows"]]
-    steps = steps_for(x.shape[0], p["batch_size"])
+    p, x, steps = begin()
     sae = build(p, x.shape[1])
     trainer_cfg = SAETrainerConfig(
         total_training_samples=steps * p["batch_size"],
@@ -92,26 +85,17 @@ def main():
         inference = SAE.load_from_disk(tmp, device="cpu")
     inference.eval()
 
-    def run(rows):
-        codes = inference.encode(rows)
-        return inference.decode(codes), codes
-
-    held = read(p["stream"], "heldout", p["hook_in"])
-    write_outputs(p["out"], reconstruct_all(run, held))
-    print(
-        json.dumps(
-            {
-                "peer_version": version("sae-lens"),
-                "steps": data.fetched,
-                "seconds_per_step": data.seconds_per_step(),
-                "train_seconds": train_seconds,
-                "config": {
-                    "sae": plain(sae.cfg.to_dict()),
-                    "trainer": plain(asdict(trainer_cfg)),
-                    "inference_architecture": type(inference).__name__,
-                },
-            }
-        )
+    finish(
+        p,
+        encode_decode(inference),
+        data,
+        train_seconds,
+        version("sae-lens"),
+        {
+            "sae": plain(sae.cfg.to_dict()),
+            "trainer": plain(asdict(trainer_cfg)),
+            "inference_architecture": type(inference).__name__,
+        },
     )
 
 

@@ -21,7 +21,6 @@ The saved weights are ScheduleFree's averaged ones (``optimizer.eval()``, as spa
 checkpoint writes them), and held-out outputs come from ``SparseCoder.forward``.
 """
 
-import json
 import sys
 import time
 from dataclasses import asdict
@@ -38,19 +37,16 @@ from sparsify.sign_sgd import SignSGD
 from bench.peer_stream import (
     TimedBatches,
     batches,
+    begin,
+    finish,
     plain,
     read,
-    reconstruct_all,
-    write_outputs,
 )
 
 
 def main():
-    p = json.loads(sys.stdin.read())
-    torch.set_num_threads(p["threads"])
-    torch.manual_seed(p["seed"])  # sparsify seeds each coder with init_seeds (default [0])
+    p, x, _ = begin()  # seeds torch: sparsify seeds each coder with init_seeds (default [0])
     transcode = p["peer_family"] in ("transcoder", "skip_transcoder")
-    x = read(p["stream"], "train", p["hook_in"])[: p["n_rows"]]
     y = read(p["stream"], "train", p["hook_out"])[: p["n_rows"]] if transcode else x
     sae_cfg = SparseCoderConfig(
         num_latents=p["d_sae"],
@@ -104,22 +100,17 @@ def main():
         codes = torch.zeros(rows.shape[0], sae.num_latents).scatter_(1, out.latent_indices, out.latent_acts)
         return out.sae_out, codes
 
-    held = read(p["stream"], "heldout", p["hook_in"])
-    write_outputs(p["out"], reconstruct_all(run, held))
-    print(
-        json.dumps(
-            {
-                "peer_version": version("eai-sparsify"),
-                "steps": data.fetched,
-                "seconds_per_step": data.seconds_per_step(),
-                "train_seconds": train_seconds,
-                "config": {
-                    "train": plain(asdict(cfg)),
-                    "optimizer": "signum: ScheduleFreeWrapper(SignSGD, momentum=0.95)",
-                    "lr": opt.param_groups[0]["lr"] if opt.param_groups else None,
-                },
-            }
-        )
+    finish(
+        p,
+        run,
+        data,
+        train_seconds,
+        version("eai-sparsify"),
+        {
+            "train": plain(asdict(cfg)),
+            "optimizer": "signum: ScheduleFreeWrapper(SignSGD, momentum=0.95)",
+            "lr": opt.param_groups[0]["lr"] if opt.param_groups else None,
+        },
     )
 
 

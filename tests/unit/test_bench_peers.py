@@ -159,3 +159,56 @@ def test_both_sides_read_identical_rows_in_identical_order(tmp_path):
     assert trainer.step == 10 and trainer.rows == 1000 and data.fetched == 10
     assert all(torch.equal(s, b) for s, b in zip(seen, saelens_dl, strict=True))
     assert data.seconds_per_step() > 0 and math.isfinite(data.seconds_per_step())
+
+
+def test_a_peer_script_begins_and_finishes_through_the_shared_stream(tmp_path, monkeypatch, capsys):
+    """``begin`` reads the payload and the train rows; ``finish`` writes the held-out outputs
+    that saelab scores and prints the one JSON line it reads (what each peer script ends with)."""
+    import io
+    import json
+
+    gen = torch.Generator().manual_seed(5)
+    x, held = torch.randn(300, 4, generator=gen), torch.randn(9, 4, generator=gen)
+    path = tmp_path / "stream.safetensors"
+    save_file({"train/h": x, "heldout/h": held}, str(path))
+    payload = {"stream": str(path), "hook_in": "h", "n_rows": 250, "batch_size": 50, "threads": 1, "seed": 0}
+    payload["out"] = str(tmp_path / "out.safetensors")
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(payload)))
+    p, rows, steps = ps.begin()
+    assert p == payload and torch.equal(rows, x[:250]) and steps == 5
+
+    class Halving:  # a module with an inference path: codes x/2 on the first two latents
+        def encode(self, r):
+            return torch.cat([r[:, :2] / 2, torch.zeros(r.shape[0], 2)], dim=1)
+
+        def decode(self, codes):
+            return codes * 2
+
+    data = ps.TimedBatches(ps.batches(rows, 50))
+    for _ in data:
+        pass
+    ps.finish(p, ps.encode_decode(Halving()), data, 1.5, "9.9", {"k": torch.tensor(3)})
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["peer_version"] == "9.9" and line["steps"] == 5 and line["config"] == {"k": 3}
+    out = ps.read_outputs(payload["out"])
+    expected = torch.cat([held[:, :2], torch.zeros(9, 2)], dim=1)
+    assert torch.equal(out["x_hat"], expected) and torch.equal(out["row_l0"], (held[:, :2] != 0).sum(1))
+
+
+def test_every_peer_script_runs_its_main():
+    """A peer script without its ``__main__`` guard exits 0 having printed nothing (it
+    happened): each ``*_parity.py`` must call ``main()`` under the guard."""
+    import ast
+
+    from bench.peers import SCRIPTS
+
+    scripts = sorted(SCRIPTS.glob("*.py"))
+    assert {s.name for s in scripts} >= {f"{peer}_parity.py" for peer in pp.PEERS}
+    for script in scripts:
+        tree = ast.parse(script.read_text())
+        guards = [
+            node
+            for node in tree.body
+            if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) and "main()" in ast.unparse(node)
+        ]
+        assert guards, f"{script.name} never calls main()"
