@@ -34,6 +34,22 @@ def _starts(counts: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def group_order(latents: torch.Tensor, d_sae: int) -> torch.Tensor:
+    """The stable permutation grouping entries by latent (``latents.argsort(stable=True)``).
+
+    On CPU, ATen's stable sort of a few ten thousand int64 keys is a comparison sort
+    (~2.5 ms for 16k keys on one core, a tenth of a TopK training step); NumPy's stable sort
+    of 16-bit keys is a radix sort, about 8x faster, and gives the identical permutation.
+    Other devices (and d_sae > 2^16) keep torch's sort, which is fast on GPU.
+    """
+    if latents.device.type == "cpu" and d_sae <= 1 << 16 and latents.numel() > 0:
+        import numpy as np
+
+        keys = latents.numpy().astype(np.uint16)  # latents < d_sae ≤ 2^16: lossless
+        return torch.from_numpy(np.argsort(keys, kind="stable")).to(latents.dtype)
+    return latents.argsort(stable=True)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Index plans for a selection's entries: by row (they are sorted that way) and by latent."""
@@ -46,7 +62,7 @@ class Layout:
     def of(rows: torch.Tensor, latents: torch.Tensor, n_rows: int, d_sae: int) -> Layout:
         with torch.no_grad():
             row_offsets = _starts(torch.bincount(rows, minlength=n_rows))
-            latent_order = latents.argsort(stable=True)
+            latent_order = group_order(latents, d_sae)
             latent_offsets = _starts(torch.bincount(latents, minlength=d_sae))
         return Layout(row_offsets, latent_order, latent_offsets)
 

@@ -26,8 +26,9 @@ class TopKConfig(KConfig):
 def topk_selection(scores: torch.Tensor, values_from: torch.Tensor, k: int) -> Selection:
     """Rows keep the k latents with the largest ``scores``; their values come from
     ``values_from`` (ReLU'd). Separating the two lets g-SAEs select by an augmented score."""
-    _, indices = scores.topk(k, dim=-1, sorted=False)
-    return Selection.from_topk(values_from.gather(-1, indices).relu(), indices)
+    top, indices = scores.topk(k, dim=-1, sorted=False)
+    values = top if values_from is scores else values_from.gather(-1, indices)
+    return Selection.from_topk(values.relu(), indices)
 
 
 class TopKSAE(SparseAutoencoder):

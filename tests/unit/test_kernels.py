@@ -173,3 +173,17 @@ def test_sparse_backward_never_builds_a_dense_code_gradient():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         dense(x, dead=few_dead)
     assert (32, F) in shapes
+
+
+@pytest.mark.parametrize("d_sae", [7, 1024, 1 << 16, (1 << 16) + 5])
+def test_group_order_is_torchs_stable_argsort(d_sae):
+    """The CPU radix path (NumPy, 16-bit keys) and torch's fallback give the same stable
+    permutation as ``argsort(stable=True)``, ties kept in entry order."""
+    from sae.kernels import group_order
+
+    gen = torch.Generator().manual_seed(d_sae)
+    latents = torch.randint(0, d_sae, (5000,), generator=gen)
+    latents[:50] = d_sae - 1  # ties, and the largest key
+    got = group_order(latents, d_sae)
+    assert got.dtype == latents.dtype and torch.equal(got, latents.argsort(stable=True))
+    assert group_order(latents[:0], d_sae).numel() == 0
