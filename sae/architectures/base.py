@@ -437,6 +437,16 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         """Pre-activations of raw inputs (the run-time normalisation, if any, applied first)."""
         return self.encoder_input(self.normalize_input(x)[0]) @ self.W_enc + self.b_enc
 
+    def linear_encoder(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W [d_in, d_sae], b [d_sae])`` with ``pre_acts(x) = x W + b``: the pre-activation as
+        one affine map of the raw input (b_dec's centring folded into b), what attributions that
+        split a pre-activation over the input's parts read (direct feature attribution). Families
+        with another pre-activation path (Gated's π_mag) override it. Exact for SAEs without
+        run-time input normalisation (``input_normalization: none``, every SAE saelab trains)."""
+        if self.cfg.apply_b_dec_to_input:
+            return self.W_enc, self.b_enc - self.b_dec @ self.W_enc
+        return self.W_enc, self.b_enc
+
     def encoder_pass(self, x: torch.Tensor, sparse: bool | None = None) -> EncoderPass:
         """Pre-activations of ``[B, d_in]`` rows for training; see ``EncoderPass``.
 

@@ -113,6 +113,16 @@ class GatedSAE(SparseAutoencoder):
         """π_mag (SAELens' ``hook_sae_acts_pre`` of a gated SAE)."""
         return self.paths(x)[1]
 
+    def linear_encoder(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """π_mag = x̃(W_enc ⊙ exp(r_mag)) + b_mag as one affine map of x: (W_enc ⊙ exp(r_mag),
+        b_mag − b_dec·W_mag when the input is centred). The gate's π_gate shares the directions
+        (it differs by the per-latent factor exp(−r_mag) and its bias), so an attribution of π_mag
+        splits π_gate − b_gate in the same proportions."""
+        w_mag = self.W_enc * self.r_mag.exp()
+        if self.cfg.apply_b_dec_to_input:
+            return w_mag, self.b_mag - self.b_dec @ w_mag
+        return w_mag, self.b_mag
+
     def select(self, pre: torch.Tensor, g: torch.Tensor | None = None) -> Selection:
         raise NotImplementedError("a gated SAE's rule reads two paths (gate and magnitude); use encode or forward")
 
