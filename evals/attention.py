@@ -5,10 +5,11 @@
 - **Direct feature attribution (DFA)**: with attention patterns A taken from the run,
   z_h[dst] = Σ_src A_h[dst, src] v_h[src] exactly (v includes its bias, and each pattern
   row sums to 1), so a feature's pre-activation splits by head and source position:
-  DFA_i[h, src] = A_h[dst, src] · (v_h[src] · W_enc[head-h block, i]). Summed over heads
-  and sources it equals pre_i − b_eff,i, with b_eff = b_enc − b_dec·W_enc when the SAE
-  subtracts b_dec from its input (``apply_b_dec_to_input``) and b_eff = b_enc otherwise.
-  For a one-head SAE (``hook_z[h]``) the sum runs over that head only.
+  DFA_i[h, src] = A_h[dst, src] · (v_h[src] · W[head-h block, i]), with (W, b_eff) the
+  family's pre-activation as one affine map of the input (``SparseAutoencoder.linear_encoder``:
+  W_enc and b_enc − b_dec·W_enc when the SAE subtracts b_dec from its input, b_enc otherwise;
+  a Gated SAE's magnitude path W_enc ⊙ exp(r_mag), b_mag). Summed over heads and sources it
+  equals pre_i − b_eff,i. For a one-head SAE (``hook_z[h]``) the sum runs over that head only.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ def is_attention_sae(spec: HookSpec) -> bool:
     return spec.site == "attn.hook_z"
 
 
+@torch.no_grad()
 def effective_bias(sae) -> torch.Tensor:
     """``[d_sae]`` the part of the pre-activation that does not depend on the input."""
-    if sae.cfg.apply_b_dec_to_input:
-        return sae.b_enc - sae.b_dec @ sae.W_enc
-    return sae.b_enc.detach().clone()
+    return sae.linear_encoder()[1].detach().clone()
 
 
 @torch.no_grad()
@@ -59,8 +59,9 @@ def dfa(parts: dict[str, torch.Tensor], sae, spec: HookSpec, feature: int, dst: 
     v = parts["v"][batch]  # [src, H, d_head]
     n_heads, d_head = v.shape[1], v.shape[2]
     heads = [spec.head] if spec.head is not None else list(range(n_heads))
-    w = rearrange(sae.W_enc[:, feature], "(head d_head) -> head d_head", d_head=d_head)  # heads read
-    per_source = torch.einsum("shd,hd->hs", v[:, heads, :].float(), w.float())  # v_h[src] · W_enc block
+    column = sae.linear_encoder()[0][:, feature]
+    w = rearrange(column, "(head d_head) -> head d_head", d_head=d_head)  # heads read
+    per_source = torch.einsum("shd,hd->hs", v[:, heads, :].float(), w.float())  # v_h[src] · W block
     return pattern[heads].float() * per_source
 
 

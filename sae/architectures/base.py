@@ -341,18 +341,23 @@ class SparseAutoencoder(nn.Module, abc.ABC):
 
     @classmethod
     def can_transcode(cls) -> bool:
-        """Whether this family's ``forward`` takes a ``target`` (every family on main does;
+        """Whether this family's ``forward`` takes a ``target`` (every built-in family does;
         a family that overrides ``forward`` without it trains only as an SAE)."""
         import inspect
 
         return "target" in inspect.signature(cls.forward).parameters
 
-    def __init__(self, cfg: SAEConfig):
-        super().__init__()
+    @staticmethod
+    def check_config(cfg: SAEConfig) -> None:
+        """What every family's module needs of its config (families with their own ``__init__`` call it too)."""
         if cfg.d_in is None:
             raise ValueError("the SAE config needs d_in (normally filled in from the hook point)")
         if cfg.skip and cfg.d_out is None:
             raise ValueError("a skip connection needs a transcoder (d_out, from the run's hook_out)")
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__()
+        self.check_config(cfg)
         self.cfg = cfg
         d_in, d_sae, d_out = cfg.d_in, cfg.d_sae, cfg.width_out
         self.W_enc = nn.Parameter(torch.empty(d_in, d_sae))
@@ -374,18 +379,24 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         columns are drawn independently (random directions of the same norm); W_skip starts
         at zero (SAELens, sparsify), so a skip transcoder starts as a plain one.
         """
+        self.init_directions(decoder_norm)
         with torch.no_grad():
-            w = torch.randn(self.cfg.d_sae, self.cfg.width_out)
-            self.W_dec.copy_(decoder_norm * w / w.norm(dim=1, keepdim=True))
-            if self.cfg.transcoder:
-                e = torch.randn(self.cfg.d_in, self.cfg.d_sae)
-                self.W_enc.copy_(decoder_norm * e / e.norm(dim=0, keepdim=True))
-            else:
-                self.W_enc.copy_(self.W_dec.T)
             self.b_enc.zero_()
             self.b_dec.zero_()
-            if self.W_skip is not None:
-                self.W_skip.zero_()
+
+    @torch.no_grad()
+    def init_directions(self, decoder_norm: float) -> None:
+        """W_dec rows random of norm ``decoder_norm``; W_enc = W_decᵀ (a transcoder: its own random
+        columns of that norm); W_skip zero. Shared by families whose biases differ (Gated)."""
+        w = torch.randn(self.cfg.d_sae, self.cfg.width_out)
+        self.W_dec.copy_(decoder_norm * w / w.norm(dim=1, keepdim=True))
+        if self.cfg.transcoder:
+            e = torch.randn(self.cfg.d_in, self.cfg.d_sae)
+            self.W_enc.copy_(decoder_norm * e / e.norm(dim=0, keepdim=True))
+        else:
+            self.W_enc.copy_(self.W_dec.T)
+        if self.W_skip is not None:
+            self.W_skip.zero_()
 
     @torch.no_grad()
     def init_b_dec(self, x: torch.Tensor) -> None:
@@ -427,6 +438,16 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-activations of raw inputs (the run-time normalisation, if any, applied first)."""
         return self.encoder_input(self.normalize_input(x)[0]) @ self.W_enc + self.b_enc
+
+    def linear_encoder(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W [d_in, d_sae], b [d_sae])`` with ``pre_acts(x) = x W + b``: the pre-activation as
+        one affine map of the raw input (b_dec's centring folded into b), what attributions that
+        split a pre-activation over the input's parts read (direct feature attribution). Families
+        with another pre-activation path (Gated's π_mag) override it. Exact for SAEs without
+        run-time input normalisation (``input_normalization: none``, every SAE saelab trains)."""
+        if self.cfg.apply_b_dec_to_input:
+            return self.W_enc, self.b_enc - self.b_dec @ self.W_enc
+        return self.W_enc, self.b_enc
 
     def encoder_pass(self, x: torch.Tensor, sparse: bool | None = None) -> EncoderPass:
         """Pre-activations of ``[B, d_in]`` rows for training; see ``EncoderPass``.
@@ -519,14 +540,38 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             e_hat = self.decode_training(chosen, enc.sparse, bias=False)
         return normalized_error(residual, e_hat, self.collective)
 
-    def losses(
-        self, x: torch.Tensor, x_hat: torch.Tensor, enc: EncoderPass, dead: torch.Tensor | None
+    # -- the reconstruction losses: the one path every family's forward goes through ----------
+
+    @staticmethod
+    def goal(x: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        """What the output reconstructs: ``target`` for a transcoder (its output rows, minus the
+        skip term for a skip transcoder: ``training_pass``), else the input ``x``."""
+        return x if target is None else target
+
+    @staticmethod
+    def mse(goal: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """‖goal − x̂‖² summed over dimensions, mean over rows: every family's reconstruction error."""
+        return (x_hat - goal).pow(2).sum(-1).mean()
+
+    def aux_losses(
+        self, residual: torch.Tensor, enc: EncoderPass, dead: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
-        """MSE (summed over dimensions, mean over rows) plus AuxK on dead latents."""
-        out = {"mse": (x_hat - x).pow(2).sum(-1).mean()}
+        """The dead-latent auxiliary loss on ``residual`` = goal − x̂ (AuxK; none when its
+        coefficient is 0 or no dead mask is given). Families with another candidate set override it."""
         if self.cfg.aux_coefficient > 0 and dead is not None:
-            out["aux_k"] = self.cfg.aux_coefficient * self.aux_loss(enc, x - x_hat, dead)
-        return out
+            return {"aux_k": self.cfg.aux_coefficient * self.aux_loss(enc, residual, dead)}
+        return {}
+
+    def losses(
+        self, goal: torch.Tensor, x_hat: torch.Tensor, enc: EncoderPass, dead: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """MSE towards ``goal`` (``self.goal(x, target)``) plus the auxiliary loss on its residual.
+
+        Every family's ``forward`` builds its losses here (families with several reconstructions,
+        Matryoshka's prefixes and Gated's auxiliary one, from ``mse`` and ``aux_losses``), so an
+        SAE and a transcoder of any family differ only in ``goal``.
+        """
+        return {"mse": self.mse(goal, x_hat), **self.aux_losses(goal - x_hat, enc, dead)}
 
     def forward(
         self,
@@ -537,8 +582,9 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     ) -> Output:
         """One training pass. ``target``: what the output reconstructs (None: ``x``, an SAE).
 
-        Families that override ``forward`` take the same ``target`` and hand it to
-        ``losses`` in place of ``x``; the trainer calls ``training_pass`` (below), which adds a skip
+        Families that override ``forward`` take the same ``target`` and build their losses
+        towards ``self.goal(x, target)`` (``losses``, or ``mse``/``aux_losses``); the trainer
+        calls ``training_pass`` (below), which adds a skip
         transcoder's linear term around this pass.
         """
         enc = self.encoder_pass(x)
@@ -547,8 +593,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         x_hat = self.decode_training(selection, enc.sparse)
         if self.training:
             self.observe(enc.pre.detach(), chosen)
-        goal = x if target is None else target
-        return Output(x_hat, self.losses(goal, x_hat, enc, dead), self.cfg.d_sae, selection=selection)
+        return Output(x_hat, self.losses(self.goal(x, target), x_hat, enc, dead), self.cfg.d_sae, selection=selection)
 
     def training_pass(
         self,

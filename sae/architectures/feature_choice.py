@@ -199,16 +199,15 @@ class FeatureChoiceSAE(SparseAutoencoder):
             return never
         return never | (self.density < self.cfg.underused_fraction * self.expected_density())
 
-    def losses(
-        self, x: torch.Tensor, x_hat: torch.Tensor, enc: EncoderPass, dead: torch.Tensor | None
+    def aux_losses(
+        self, residual: torch.Tensor, enc: EncoderPass, dead: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
-        """MSE plus aux_zipf (or AuxK) over ``underused()``; the trainer's dead mask is not used:
+        """aux_zipf (or AuxK) over ``underused()``; the trainer's dead mask is not used:
         under this rule every latent fires in training, so 'dead' is a matter of demand."""
-        out = {"mse": (x_hat - x).pow(2).sum(-1).mean()}
         if self.cfg.aux_coefficient > 0:
             name = "aux_zipf" if self.cfg.aux_loss == "zipf" else "aux_k"
-            out[name] = self.cfg.aux_coefficient * self.aux_loss(enc, x - x_hat, self.underused())
-        return out
+            return {name: self.cfg.aux_coefficient * self.aux_loss(enc, residual, self.underused())}
+        return {}
 
     def inference_state(self) -> dict[str, torch.Tensor]:
         return {**super().inference_state(), "threshold": self.threshold.clone()}

@@ -20,6 +20,9 @@ the field ``prefix_weighting``:
 - ``bussmann``: the paper's code, the mean over G + 1 terms, the G prefixes and the
   b_dec-only reconstruction (its element-mean MSE is a further constant 1/d_in, not applied).
 
+As a transcoder (``base``) every prefix predicts the target: x̂_m above is ŷ_m, each MSE is
+‖y − ŷ_m‖² (the paper has no Matryoshka transcoder; this is the natural extension).
+
 Adam is blind to a constant factor on the whole loss, so these differ through the weight of
 AuxK relative to the reconstruction and through gradient clipping (``bussmann`` also adds
 the b_dec-only term). Prefixes default to the paper code's groups d/16, d/16, d/8, d/4,
@@ -111,7 +114,14 @@ class MatryoshkaSAE(MutualChoiceSAE):
             out.append(partial)
         return out
 
-    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, dead: torch.Tensor | None = None) -> Output:
+    def forward(
+        self,
+        x: torch.Tensor,
+        g: torch.Tensor | None = None,
+        dead: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+    ) -> Output:
+        """One training pass; as a transcoder every prefix predicts the target (``self.goal``)."""
         enc = self.encoder_pass(x)
         chosen = self.select(enc.pre, g)
         selection = enc.attach(chosen)
@@ -119,25 +129,27 @@ class MatryoshkaSAE(MutualChoiceSAE):
         x_hat = recons[-1]
         if self.training:
             self.observe(enc.pre.detach(), chosen)
-        return Output(x_hat, self.matryoshka_losses(x, recons, enc, dead), self.cfg.d_sae, selection=selection)
+        losses = self.matryoshka_losses(self.goal(x, target), recons, enc, dead)
+        return Output(x_hat, losses, self.cfg.d_sae, selection=selection)
 
     def matryoshka_losses(
-        self, x: torch.Tensor, recons: list[torch.Tensor], enc: EncoderPass, dead: torch.Tensor | None
+        self, goal: torch.Tensor, recons: list[torch.Tensor], enc: EncoderPass, dead: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
+        """Σ_g w_g·mse(goal, x̂_{m_g}) (``prefix_weighting``) plus the auxiliary loss on the full residual."""
         weights = self.prefix_weights()
-        mses = [(r - x).pow(2).sum(-1).mean() for r in recons]
+        mses = [self.mse(goal, r) for r in recons]
         out = {"mse": sum(w * m for w, m in zip(weights, mses, strict=True))}
         if self.cfg.prefix_weighting == "bussmann":
-            out["mse"] = out["mse"] + weights[0] * (self.b_dec - x).pow(2).sum(-1).mean()
-        if self.cfg.aux_coefficient > 0 and dead is not None:
-            out["aux_k"] = self.cfg.aux_coefficient * self.aux_loss(enc, x - recons[-1], dead)
+            out["mse"] = out["mse"] + weights[0] * self.mse(goal, self.b_dec)
+        out.update(self.aux_losses(goal - recons[-1], enc, dead))
         return out
 
     @torch.no_grad()
     def encode_prefixes(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Inference reconstructions of ``[B, d_in]`` rows by each prefix (the batch-free rule)."""
+        """Inference reconstructions of ``[B, d_in]`` rows by each prefix (the batch-free rule);
+        a transcoder's predictions of its output (with the skip term of a skip transcoder)."""
         codes = self.encode(x)
-        return [codes[:, :m] @ self.W_dec[:m] + self.b_dec for m in self.widths]
+        return [self.with_skip(x, codes[:, :m] @ self.W_dec[:m] + self.b_dec) for m in self.widths]
 
 
 register(Family("matryoshka_batchtopk", MatryoshkaSAE, saelens_architecture="jumprelu", inference_form="jumprelu"))

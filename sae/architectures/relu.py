@@ -58,7 +58,7 @@ class ReluSAE(SparseAutoencoder):
         enc = self.encoder_pass(x, sparse=False)
         codes = enc.pre.relu()
         x_hat = self.decode(codes)
-        losses = self.losses(x if target is None else target, x_hat, enc, dead)
+        losses = self.losses(self.goal(x, target), x_hat, enc, dead)
         weight = self.coefficient_scale * self.cfg.l1_coefficient
         losses["l1"] = weight * (codes * self.W_dec.norm(dim=1)).sum(-1).mean()
         return Output(x_hat, losses, self.cfg.d_sae, codes=codes)

@@ -140,7 +140,7 @@ class VariationalSAE(TopKSAE):
         sampled = EncoderPass(x, None, sae_in, z, self.W_enc, self.b_enc, sparse=False)
         selection = sampled.attach(self.select(z))
         x_hat = self.decode_training(selection, self.cfg.kernel == "sparse")
-        losses = self.losses(x if target is None else target, x_hat, sampled, dead)
+        losses = self.losses(self.goal(x, target), x_hat, sampled, dead)
         losses["kl"] = self.cfg.kl_coefficient * kl
         return Output(
             x_hat,

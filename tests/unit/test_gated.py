@@ -103,7 +103,8 @@ def test_registry_entry_and_initialisation():
     torch.manual_seed(0)
     sae = GatedSAE(GatedConfig(d_in=5, d_sae=7))
     torch.testing.assert_close(sae.W_enc, sae.W_dec.T)
-    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(7))
+    # decoder rows start at SAELens' decoder_init_norm 0.1 (not 1: see GatedConfig)
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.full((7,), 0.1))
     assert all(float(getattr(sae, n).detach().abs().sum()) == 0 for n in ("b_gate", "b_mag", "r_mag"))
     assert "b_enc" not in dict(sae.named_parameters())
 
@@ -127,3 +128,48 @@ def test_saved_form_round_trips_in_saelab_and_as_saelens_gated(tmp_path):
         assert torch.equal(loaded.decode(loaded.encode(x)), sae.decode(sae.encode(x)))
         _, x_hat = loaded.reconstruct(x)
         torch.testing.assert_close(x_hat, sae.decode(sae.encode(x)))
+
+
+@pytest.mark.parametrize("skip", [False, True], ids=["transcoder", "skip_transcoder"])
+def test_transcoder_losses_and_gradients_match_the_dense_reference(skip):
+    """As a transcoder (x → y) every term is towards the target y: ŷ = f W_dec + b_dec (+ x W_skipᵀ),
+    MSE ‖y − ŷ‖², and the auxiliary loss ‖y − (ReLU(π_gate) W_dec^sg + b_dec^sg)‖² through the frozen
+    decoder (a skip transcoder: the frozen path holds W_skip too, (y − x W_skip^sgᵀ) is its target)."""
+    torch.manual_seed(0)
+    cfg = GatedConfig(d_in=5, d_out=4, d_sae=7, l1_coefficient=0.3, apply_b_dec_to_input=False, skip=skip)
+    sae = GatedSAE(cfg).train()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in (sae.b_dec, sae.b_gate, sae.b_mag, sae.r_mag) + ((sae.W_skip,) if skip else ()):
+            p.normal_(0, 0.5, generator=g)
+    assert sae.W_dec.shape == (7, 4) and sae.b_dec.shape == (4,) and sae.W_enc.shape == (5, 7)
+    x, y = torch.randn(9, 5), torch.randn(9, 4)
+    out = sae.training_pass(x, target=y)
+
+    names = PARAMS + (("W_skip",) if skip else ())
+    p = {n: getattr(sae, n).detach().clone().requires_grad_(True) for n in names}
+    pi_gate = x @ p["W_enc"] + p["b_gate"]  # no centring: b_dec lives in the output space
+    pi_mag = x @ (p["W_enc"] * torch.exp(p["r_mag"])[None, :]) + p["b_mag"]
+    f = (pi_gate > 0).float() * torch.relu(pi_mag)
+    linear = x @ p["W_skip"].T if skip else torch.zeros(9, 4)
+    y_hat = f @ p["W_dec"] + p["b_dec"] + linear
+    frozen = torch.relu(pi_gate) @ p["W_dec"].detach().clone() + p["b_dec"].detach().clone()
+    ref = {
+        "mse": ((y - y_hat) ** 2).sum(1).mean(),
+        "l1": 0.3 * (torch.relu(pi_gate) * torch.sqrt((p["W_dec"] ** 2).sum(1))).sum(1).mean(),
+        "aux_gate": ((y - linear.detach().clone() - frozen) ** 2).sum(1).mean(),
+    }
+    assert set(out.losses) == set(ref)
+    torch.testing.assert_close(out.x_hat, y_hat.detach())
+    for name in ref:
+        torch.testing.assert_close(out.losses[name], ref[name], msg=name)
+    sum(out.losses.values()).backward()
+    sum(ref.values()).backward()
+    for n in names:
+        torch.testing.assert_close(getattr(sae, n).grad, p[n].grad, msg=n)
+    sae.zero_grad()
+    sae.training_pass(x, target=y).losses["aux_gate"].backward()
+    assert grad(sae.W_dec) == 0 and grad(sae.b_dec) == 0 and (not skip or grad(sae.W_skip) == 0)
+    assert grad(sae.b_gate) > 0
+    # inference: the same prediction from the saved form's path
+    torch.testing.assert_close(sae.eval().reconstruct(x)[1], y_hat.detach())

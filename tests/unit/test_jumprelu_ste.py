@@ -55,7 +55,7 @@ def test_bandwidth_and_initial_threshold_are_stated_on_the_unit_scale():
     torch.testing.assert_close(sae.threshold, torch.full((6,), 0.04))
     torch.testing.assert_close(sae.log_threshold.detach(), torch.full((6,), math.log(0.04)))
     torch.testing.assert_close(sae.W_enc, sae.W_dec.T)
-    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(6))
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.full((6,), 0.1))  # SAELens' decoder_init_norm
     assert not sae.cfg.apply_b_dec_to_input and float(sae.b_enc.detach().abs().sum()) == 0
 
 

@@ -124,7 +124,6 @@ def test_every_family_trains_on_synthetic_data_through_the_trainer():
     assert set(out["families"]) == set(trainable())
     assert {"relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae"} <= set(out["families"])
     for name, s in out["families"].items():
-        # the trained JumpReLU and the Gated SAE are worse than the mean after 20 steps here
-        # (FVU 2.7 and 2.3): their coefficients are not yet calibrated (issue 20, open)
-        bound = float("inf") if name in ("jumprelu_ste", "gated") else 1.5
-        assert 0 <= s["mcc"] <= 1 and s["l0"] > 0 and s["fvu"] < bound, (name, s)
+        # every family, the trained JumpReLU and the Gated SAE included (their decoders start at
+        # SAELens' norm 0.1: at norm 1 they were worse than the mean here, FVU 2.7 and 2.3)
+        assert 0 <= s["mcc"] <= 1 and s["l0"] > 0 and s["fvu"] < 1.5, (name, s)
