@@ -37,22 +37,30 @@ CASES = (
     ("transcoder", "transcoder", {"d_out": D_OUT, "apply_b_dec_to_input": False}, "none"),
     ("skip_transcoder", "skip_transcoder", {"d_out": D_OUT, "apply_b_dec_to_input": False}, "none"),
     ("jumprelu_transcoder", "jumprelu_transcoder", {"d_out": D_OUT, "apply_b_dec_to_input": False}, "none"),
+    # trained families whose saved form is another architecture: saelab → SAELens checks the save
+    ("jumprelu_ste", "jumprelu", {}, "none"),
+    ("mutual_choice", "jumprelu", {"k": K}, "none"),
+    ("matryoshka_batchtopk", "jumprelu", {"k": K, "prefixes": [12, 24, D_SAE]}, "none"),
 )
+#: cases whose saelab side is a trained family (the case name) that saves as ``arch``: only the
+#: saelab → SAELens direction is new there (SAELens → saelab is the ``arch`` case itself)
+TRAINED = {"jumprelu_ste", "mutual_choice", "matryoshka_batchtopk"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the input rows and the random weights")
 
 
-def _native(arch: str, fields: dict, norm: str, seed: int):
-    """A saelab SAE of the family that loads ``arch``, random weights; None when the family's
-    config needs fields this benchmark does not know (then the loaded SAELens one is re-saved)."""
+def _native(arch: str, fields: dict, norm: str, seed: int, family: str | None = None):
+    """A saelab SAE of ``family`` (default: the family that loads ``arch``), random weights;
+    None when the family's config needs fields this benchmark does not know."""
     from pydantic import ValidationError
 
+    from sae.architectures import family as family_entry
     from sae.architectures.registry import from_saelens
     from sae.errors import SaelabError
 
-    entry = from_saelens(arch)
+    entry = family_entry(family) if family is not None else from_saelens(arch)
     cls = entry.sae_class
     own = set(cls.config_class.model_fields)
     kw = {k: v for k, v in fields.items() if k in own and k != "rescale_acts_by_decoder_norm"}
@@ -104,29 +112,32 @@ def run(args: argparse.Namespace) -> list[dict]:
                 )
                 continue
             kwargs = {"d_in": D_IN, "d_sae": D_SAE, "normalize_activations": norm, **fields}
-            theirs[case] = {
-                "architecture": arch,
-                "kwargs": kwargs,
-                "directory": str(root / "theirs" / case),
-                "seed": seed + 100 + i,
-            }
-            sae = _native(arch, fields, norm, seed + i)
+            if case not in TRAINED:
+                theirs[case] = {
+                    "architecture": arch,
+                    "kwargs": kwargs,
+                    "directory": str(root / "theirs" / case),
+                    "seed": seed + 100 + i,
+                }
+            trained = case if case in TRAINED else None
+            sae = _native(arch, fields, norm, seed + i, trained)
             if sae is not None:
                 natives[case] = sae
                 save_sae(sae, root / "ours" / case, metadata={"hook": "blocks.0.hook_resid_pre", "model": "organism"})
                 ours[case] = str(root / "ours" / case)
-            rows.append({"case": case, "architecture": arch, "family": entry.name, "status": "ok"})
+            rows.append({"case": case, "architecture": arch, "family": trained or entry.name, "status": "ok"})
         peer = run_peer("saelens_interop.py", {"x": str(root / "x.safetensors"), "ours": ours, "theirs": theirs})
         for row in rows:
             case = row["case"]
             if row["status"] != "ok":
                 continue
-            loaded = load_sae(root / "theirs" / case)
-            with torch.no_grad():
-                codes, out = loaded.encode(x), loaded.reconstruct(x)[1]
-            got = peer["theirs"][case]
-            row["saelens_to_saelab_encode"] = _delta(codes, got["codes"])
-            row["saelens_to_saelab_decode"] = _delta(out, got["out"])
+            if case in theirs:
+                loaded = load_sae(root / "theirs" / case)
+                with torch.no_grad():
+                    codes, out = loaded.encode(x), loaded.reconstruct(x)[1]
+                got = peer["theirs"][case]
+                row["saelens_to_saelab_encode"] = _delta(codes, got["codes"])
+                row["saelens_to_saelab_decode"] = _delta(out, got["out"])
             if case in natives:
                 sae = natives[case]
                 with torch.no_grad():
