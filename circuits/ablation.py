@@ -28,8 +28,9 @@ def mlp_hook(layer: int) -> str:
 def template_means(batch: TaskBatch, acts: torch.Tensor) -> torch.Tensor:
     """Each prompt's activation replaced by the position-wise mean over its template."""
     out = torch.empty_like(acts)
-    for t in batch.template_ids.unique():
-        sel = batch.template_ids == t
+    template_ids = batch.template_ids.to(acts.device)
+    for t in template_ids.unique():
+        sel = template_ids == t
         out[sel] = acts[sel].mean(0, keepdim=True)
     return out
 

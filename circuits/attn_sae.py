@@ -34,6 +34,7 @@ import torch
 from einops import rearrange
 
 from circuits.graph import Graph, Node
+from sae.model import model_device
 
 D_SAE = 1024
 K = 16
@@ -49,18 +50,21 @@ def layer_sae_paths(root: Path, n_layers: int) -> list[Path]:
     return [root / f"layer{layer}" for layer in range(n_layers)]
 
 
-def train_layer_saes(model, tokenizer, out_dir: Path, n_tokens: int, progress: bool = False) -> float:
-    """TopK SAEs on every layer's hook_z, trained side by side on one activation stream
-    with ``sae.train_run``; returns the training seconds."""
+def model_name(model) -> str:
+    """The name ``sae.train_run`` records for ``model``: its provider, or where it was loaded from."""
     from sae import providers
-    from sae.train_run import RunConfig, train
 
     source = getattr(model, "saelab_source", None)
     if source is None:
-        name = providers.default_name()
-    else:
-        name = source.provider if source.kind == "provider" else source.location
-    cfg = RunConfig.model_validate(
+        return providers.default_name()
+    return source.provider if source.kind == "provider" else source.location
+
+
+def layer_sae_config(model, name: str, n_tokens: int):
+    """The ``sae.train_run`` config of the per-layer hook_z SAEs, training where the model runs."""
+    from sae.train_run import RunConfig
+
+    return RunConfig.model_validate(
         {
             "data": {"model": name, "n_tokens": n_tokens, "context_size": 64},
             "saes": [
@@ -71,10 +75,23 @@ def train_layer_saes(model, tokenizer, out_dir: Path, n_tokens: int, progress: b
                 }
                 for layer in range(model.cfg.n_layers)
             ],
-            "trainer": {"batch_size": 4096, "wandb_project": None, "checkpoint_every": 0},
+            "trainer": {
+                "batch_size": 4096,
+                "wandb_project": None,
+                "checkpoint_every": 0,
+                "device": str(model_device(model)),  # the SAEs train where the model runs
+            },
             "heldout": None,
         }
     )
+
+
+def train_layer_saes(model, tokenizer, out_dir: Path, n_tokens: int, progress: bool = False) -> float:
+    """TopK SAEs on every layer's hook_z, trained side by side on one activation stream
+    with ``sae.train_run``; returns the training seconds."""
+    from sae.train_run import train
+
+    cfg = layer_sae_config(model, model_name(model), n_tokens)
     start = time.time()
     train(cfg, out_dir, progress=progress, model=model, tokenizer=tokenizer)
     return time.time() - start
@@ -94,9 +111,10 @@ def attn_sae_scores(model, tokenizer, batch, saes: list) -> tuple[dict[Node, flo
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     hooks = [f"blocks.{layer}.attn.hook_z" for layer in range(n_layers)]
     harvester = Harvester(model, tokenizer, hooks)
-    positions = torch.arange(batch.tokens.shape[1])[None, :]
-    mask = ((positions >= 1) & (positions < batch.lengths[:, None])).float()  # no BOS, no padding
-    pos, neg = harvester.full(batch.tokens), harvester.full(batch.corrupt_tokens)
+    pos, neg = harvester.full(batch.tokens), harvester.full(batch.corrupt_tokens)  # on the model's device
+    device = pos[hooks[0]].device
+    positions = torch.arange(batch.tokens.shape[1], device=device)[None, :]
+    mask = ((positions >= 1) & (positions < batch.lengths.to(device)[:, None])).float()  # no BOS, no padding
     scores, top = {}, {}
     for layer, sae in enumerate(saes):
         fp = (sae.encode(pos[hooks[layer]]) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
@@ -104,11 +122,11 @@ def attn_sae_scores(model, tokenizer, batch, saes: list) -> tuple[dict[Node, flo
         delta = (fp.mean(0) - fn.mean(0)).clamp_min(0)  # [d_sae]
         attribution = head_attribution(sae.W_dec, n_heads)  # [d_sae, n_heads]
         per_head = delta @ attribution
-        for h in range(n_heads):
-            scores[Node("head", layer, h)] = float(per_head[h])
+        for h, value in enumerate(per_head.tolist()):
+            scores[Node("head", layer, h)] = value
         best = delta.topk(min(5, delta.numel()))
         top[f"layer{layer}"] = [
-            {"feature": int(i), "delta": float(v)} for v, i in zip(best.values, best.indices, strict=True)
+            {"feature": i, "delta": v} for v, i in zip(best.values.tolist(), best.indices.tolist(), strict=True)
         ]
     return scores, top
 
@@ -143,7 +161,7 @@ def attn_sae_circuit(
         train_seconds = train_layer_saes(model, tokenizer, root, n_tokens, progress=progress)
     else:
         train_seconds = training_seconds(root)
-    saes = [load_sae(p)[0].eval() for p in paths]
+    saes = [load_sae(p, device=model_device(model))[0].eval() for p in paths]
     scores, top = attn_sae_scores(model, tokenizer, batch, saes)
     elapsed = time.time() - start
     seconds = elapsed if trained_here or train_seconds is None else elapsed + train_seconds

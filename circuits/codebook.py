@@ -43,14 +43,14 @@ class DiscreteSAE(nn.Module):
     rows are renormalised at every step.
     """
 
-    def __init__(self, d_in: int, n_codes: int = N_CODES, l1: float = L1):
+    def __init__(self, d_in: int, n_codes: int = N_CODES, l1: float = L1, device: torch.device | str | None = None):
         super().__init__()
         self.l1 = l1
-        self.b = nn.Parameter(torch.zeros(d_in))
-        self.E = nn.Parameter(nn.functional.normalize(torch.randn(n_codes, d_in), dim=-1))
+        self.b = nn.Parameter(torch.zeros(d_in, device=device))
+        self.E = nn.Parameter(nn.functional.normalize(torch.randn(n_codes, d_in, device=device), dim=-1))
         bound = 1 / d_in**0.5
-        self.e = nn.Parameter(torch.empty(n_codes).uniform_(-bound, bound))
-        self.D = nn.Parameter(nn.functional.normalize(torch.randn(d_in, n_codes), dim=-1))
+        self.e = nn.Parameter(torch.empty(n_codes, device=device).uniform_(-bound, bound))
+        self.D = nn.Parameter(nn.functional.normalize(torch.randn(d_in, n_codes, device=device), dim=-1))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu((x - self.b) @ self.E.T + self.e)
@@ -78,9 +78,9 @@ class DiscreteSAE(nn.Module):
 def train_discrete_sae(
     samples: torch.Tensor, n_codes: int = N_CODES, seed: int = 0, epochs: int = EPOCHS
 ) -> DiscreteSAE:
-    """Full-batch Adam on ``[n, d]`` head vectors, as the paper's ``train``."""
+    """Full-batch Adam on ``[n, d]`` head vectors, as the paper's ``train``, on their device."""
     torch.manual_seed(seed)
-    sae = DiscreteSAE(samples.shape[1], n_codes)
+    sae = DiscreteSAE(samples.shape[1], n_codes, device=samples.device)
     opt = torch.optim.Adam(sae.parameters(), lr=LR)
     for _ in range(epochs):
         loss = sae.loss(samples)
@@ -107,7 +107,9 @@ def train_family(
     _, aim = entry.config_at_l0(k or FAMILY_K, n_codes)[0]  # k-families: k; others: their defaults
     cls = entry.sae_class
     torch.manual_seed(seed)
-    sae = cls(cls.config_class(d_in=samples.shape[1], d_sae=n_codes, **aim))
+    # built where the torch default puts it (its initial weights drawn as they always are),
+    # then trained on the samples' device
+    sae = cls(cls.config_class(d_in=samples.shape[1], d_sae=n_codes, **aim)).to(samples.device)
     scale = input_scale(samples)
     x = samples * scale
     g = grads / scale if grads is not None else None

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from circuits.codebook import N_CODES, codebook_stats, train_codebook
+from circuits.codebook import EPOCHS, N_CODES, codebook_stats, train_codebook
 from circuits.graph import Graph, Node, per_head_hooks
 from circuits.tasks.base import TaskBatch
 
@@ -58,9 +58,10 @@ POSITIONS = ("mean", "last")
 
 def _pool(result: torch.Tensor, lengths: torch.Tensor, position: str) -> torch.Tensor:
     """``[b, s, heads, d]`` → ``[b, heads, d]``: mean over real positions, or the last one."""
+    lengths = lengths.to(result.device)
     if position == "last":
-        return result[torch.arange(result.shape[0]), lengths - 1]
-    mask = (torch.arange(result.shape[1])[None, :] < lengths[:, None]).to(result.dtype)
+        return result[torch.arange(result.shape[0], device=result.device), lengths - 1]
+    mask = (torch.arange(result.shape[1], device=result.device)[None, :] < lengths[:, None]).to(result.dtype)
     return (result * mask[:, :, None, None]).sum(1) / lengths[:, None, None].to(result.dtype)
 
 
@@ -113,7 +114,7 @@ def head_output_grads(model, tokens: torch.Tensor, lengths: torch.Tensor, positi
     with torch.enable_grad(), per_head_hooks(model):
         logits = model.run_with_hooks(tokens, fwd_hooks=[("hook_embed", track)] + [(n, save(n)) for n in names])
         targets = tokens[:, 1:]
-        valid = torch.arange(1, tokens.shape[1])[None, :] < lengths[:, None]
+        valid = torch.arange(1, tokens.shape[1], device=logits.device)[None, :] < lengths.to(logits.device)[:, None]
         ce = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), reduction="none")
         grads = torch.autograd.grad((ce * valid.flatten()).sum(), [store[n] for n in names])
     return _pool(torch.cat(grads, dim=2), lengths, position)
@@ -131,7 +132,7 @@ def node_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> 
     width = int(max(codes_pos.max(), codes_neg.max())) + 1
 
     def keys(codes):
-        return (torch.arange(n_heads)[None, :] * width + codes).flatten().unique()
+        return (torch.arange(n_heads, device=codes.device)[None, :] * width + codes).flatten().unique()
 
     pos, neg = keys(codes_pos), keys(codes_neg)
     only_pos = pos[~torch.isin(pos, neg)]
@@ -140,7 +141,7 @@ def node_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> 
 
 def codes_used(codes: torch.Tensor) -> torch.Tensor:
     """Per head (column of ``[n_prompts, n_heads]`` codes): how many distinct codes it uses."""
-    return torch.tensor([float(codes[:, h].unique().numel()) for h in range(codes.shape[1])])
+    return torch.tensor([float(codes[:, h].unique().numel()) for h in range(codes.shape[1])], device=codes.device)
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -157,8 +158,8 @@ def pair_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> 
     """Per unordered head pair: code pairs that co-occur on some positive, never on a negative."""
     n_heads = codes_pos.shape[1]
     width = int(max(codes_pos.max(), codes_neg.max())) + 1
-    h1, h2 = torch.triu_indices(n_heads, n_heads, offset=1)
-    pair_id = torch.arange(h1.numel())
+    h1, h2 = torch.triu_indices(n_heads, n_heads, offset=1, device=codes_pos.device)
+    pair_id = torch.arange(h1.numel(), device=codes_pos.device)
 
     def keys(codes):
         return ((pair_id[None, :] * width + codes[:, h1]) * width + codes[:, h2]).flatten().unique()
@@ -166,10 +167,12 @@ def pair_scores_from_codes(codes_pos: torch.Tensor, codes_neg: torch.Tensor) -> 
     pos, neg = keys(codes_pos), keys(codes_neg)
     only_pos = pos[~torch.isin(pos, neg)]
     counts = torch.bincount(only_pos // (width * width), minlength=h1.numel())
-    return {(int(a), int(b)): int(c) for a, b, c in zip(h1, h2, counts, strict=True)}
+    return {(a, b): c for a, b, c in zip(h1.tolist(), h2.tolist(), counts.tolist(), strict=True)}
 
 
-def edge_node_scores(pair_scores: dict[tuple[int, int], float], n_heads_total: int, k: int) -> torch.Tensor:
+def edge_node_scores(
+    pair_scores: dict[tuple[int, int], float], n_heads_total: int, k: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """The paper's edge method as head scores (sae-circuits ``src/edge.py``): rank ordered
     head pairs by their score, walk the ranking collecting both endpoints of each pair,
     and count how often each head appears among the first ``k`` endpoints. The paper sets
@@ -179,7 +182,7 @@ def edge_node_scores(pair_scores: dict[tuple[int, int], float], n_heads_total: i
         ordered += [(s, a, b), (s, b, a)]
     ordered.sort(key=lambda t: (-t[0], t[1], t[2]))
     endpoints = [h for _, a, b in ordered for h in (a, b)][:k]
-    return torch.bincount(torch.tensor(endpoints, dtype=torch.long), minlength=n_heads_total).float()
+    return torch.bincount(torch.tensor(endpoints, dtype=torch.long, device=device), minlength=n_heads_total).float()
 
 
 @dataclass
@@ -205,15 +208,19 @@ def discrete_sae_circuit(
     k: int | None = None,
     scale_inputs: bool = False,
     center: bool = True,
+    epochs: int = EPOCHS,
 ) -> DiscreteResult:
     """Run the method end to end on ``batch`` (clean = positives, corrupted = negatives;
-    pass the task's ``paper_negatives`` batch for the paper's contrast)."""
+    pass the task's ``paper_negatives`` batch for the paper's contrast). ``epochs`` is the
+    paper's 500 unless a quick check asks for fewer."""
     start = time.time()
     pos = head_outputs(model, batch.tokens, batch.lengths, position, center)
     neg = head_outputs(model, batch.corrupt_tokens, batch.lengths, position, center)
     t_acts = time.time()
     both = torch.cat([pos, neg])
-    order = torch.randperm(both.shape[0], generator=torch.Generator().manual_seed(seed))[:n_train]
+    # drawn on a CPU generator, so the SAE's training prompts are the same on every device
+    cpu_draw = torch.Generator(device="cpu").manual_seed(seed)
+    order = torch.randperm(both.shape[0], generator=cpu_draw, device="cpu")[:n_train].to(both.device)
     samples = both[order].reshape(-1, both.shape[-1])
     grads = None
     if family is not None and family != "discrete":
@@ -224,7 +231,7 @@ def discrete_sae_circuit(
             lengths = torch.cat([batch.lengths, batch.lengths])[order]
             grads = head_output_grads(model, tokens, lengths, position).reshape(-1, both.shape[-1])
     encode = train_codebook(
-        samples, family=family, seed=seed, n_codes=n_codes, k=k, grads=grads, scale_inputs=scale_inputs
+        samples, family=family, seed=seed, n_codes=n_codes, k=k, grads=grads, scale_inputs=scale_inputs, epochs=epochs
     )
     t_train = time.time()
     with torch.no_grad():
@@ -234,12 +241,12 @@ def discrete_sae_circuit(
     heads = graph.heads
     node = node_scores_from_codes(codes_pos, codes_neg)
     pairs = pair_scores_from_codes(codes_pos, codes_neg)
-    edge_nodes = edge_node_scores(pairs, len(heads), k=graph.n_heads**2 // 2)
+    edge_nodes = edge_node_scores(pairs, len(heads), k=graph.n_heads**2 // 2, device=node.device)
     end = time.time()
     return DiscreteResult(
-        node_scores={h: float(node[i]) for i, h in enumerate(heads)},
+        node_scores=dict(zip(heads, node.tolist(), strict=True)),
         pair_scores={frozenset((heads[a], heads[b])): float(s) for (a, b), s in pairs.items()},
-        edge_node_scores={h: float(edge_nodes[i]) for i, h in enumerate(heads)},
+        edge_node_scores=dict(zip(heads, edge_nodes.tolist(), strict=True)),
         codes_pos=codes_pos,
         codes_neg=codes_neg,
         seconds=end - start,

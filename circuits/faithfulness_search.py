@@ -21,6 +21,7 @@ import sys
 
 from circuits.ablation import MeanAblator
 from circuits.tasks import TASKS
+from sae.model import model_device
 from sae.progress import progress_bar
 
 N_PROMPTS = 120
@@ -74,7 +75,7 @@ def search(model, tokenizer, progress: bool = True, n_prompts: int = N_PROMPTS) 
     }
     for task, key in (("ioi", "ioi"), ("greater-than", "greater_than")):
         module = TASKS[task]
-        batch = module.make_batch(tokenizer, n_prompts, seed=SEED)
+        batch = module.make_batch(tokenizer, n_prompts, seed=SEED, device=model_device(model))
         out[key] = {
             "task": task,
             "metric": module.metric.__name__,

@@ -13,6 +13,10 @@ SAEs), and ``mean-diff``, a baseline with no SAE and no patching: each head's sc
 what the SAE and its codes add over a plain positive-vs-negative contrast is visible.
 Both read the paper's negatives (``paper_contrast``); the patching methods read the
 task's corrupted prompts (IOI: ABC), as the organism's ground truth does.
+
+Devices: a method runs where the model is (``sae.model.model_device``, set by ``saelab
+circuit --device``); prompts are built there and every tensor a method makes is made
+there, and scores leave as Python floats.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from circuits.graph import Edge, Graph, Node
 from circuits.scoring import score_ranking
 from circuits.tasks import TASKS
 from sae.config import FrozenConfig
+from sae.model import model_device
 
 METHODS = ("discrete-sae", "acdc", "patching", "eap", "attn-sae", "mean-diff")
 
@@ -89,24 +94,25 @@ class MethodResult:
         return {n: s for n, s in self.node_scores.items() if n.kind == "head"}
 
 
-def make_batches(tokenizer, task: str, n_prompts: int, seed: int):
+def make_batches(tokenizer, task: str, n_prompts: int, seed: int, device=None):
+    """The task's module and ``n_prompts`` of its prompts, as tensors on ``device``."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     module = TASKS[task]
-    return module, module.make_batch(tokenizer, n_prompts, seed=seed)
+    return module, module.make_batch(tokenizer, n_prompts, seed=seed, device=device)
 
 
-def paper_contrast(tokenizer, task: str, n_prompts: int, seed: int):
+def paper_contrast(tokenizer, task: str, n_prompts: int, seed: int, device=None):
     """Positives and the paper's negatives (``paper_negatives``), for the methods that
     contrast pooled head outputs rather than patch."""
-    module, batch = make_batches(tokenizer, task, n_prompts, seed)
+    module, batch = make_batches(tokenizer, task, n_prompts, seed, device)
     return module.paper_negatives(tokenizer, batch, seed)
 
 
 def run_discrete_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
     from circuits.discrete_sae import discrete_sae_circuit
 
-    batch = paper_contrast(tokenizer, task, cfg.n_prompts, cfg.seed)
+    batch = paper_contrast(tokenizer, task, cfg.n_prompts, cfg.seed, model_device(model))
     start = time.time()
     res = discrete_sae_circuit(
         model,
@@ -148,7 +154,7 @@ def run_discrete_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodRe
 def run_mean_diff(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
     from circuits.discrete_sae import head_outputs
 
-    batch = paper_contrast(tokenizer, task, cfg.n_prompts, cfg.seed)
+    batch = paper_contrast(tokenizer, task, cfg.n_prompts, cfg.seed, model_device(model))
     start = time.time()
     pos = head_outputs(model, batch.tokens, batch.lengths, cfg.position, cfg.center_heads)
     neg = head_outputs(model, batch.corrupt_tokens, batch.lengths, cfg.position, cfg.center_heads)
@@ -157,7 +163,7 @@ def run_mean_diff(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResul
     return MethodResult(
         task,
         "mean-diff",
-        {h: float(diff[i]) for i, h in enumerate(heads)},
+        dict(zip(heads, diff.tolist(), strict=True)),
         time.time() - start,
         cfg.n_prompts,
         forward_passes=2,
@@ -173,7 +179,7 @@ def run_mean_diff(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResul
 def run_patching(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
     from circuits.patching import node_patching
 
-    module, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
+    module, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed, model_device(model))
     start = time.time()
     scores, passes = node_patching(model, batch, module.metric)
     return MethodResult(
@@ -195,7 +201,7 @@ def run_patching(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult
 def run_eap(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
     from circuits.patching import eap_scores, node_scores_from_edges
 
-    module, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
+    module, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed, model_device(model))
     start = time.time()
     scores, passes = eap_scores(model, batch, module.metric)
     graph = Graph.of(model)
@@ -222,8 +228,8 @@ def run_acdc(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
     validation split, and the reported runtime is the one run at that τ."""
     from circuits.acdc import acdc_grid
 
-    module, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
-    _, val = make_batches(tokenizer, task, cfg.validation_prompts, cfg.seed + 1000)
+    module, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed, model_device(model))
+    _, val = make_batches(tokenizer, task, cfg.validation_prompts, cfg.seed + 1000, model_device(model))
     graph = Graph.of(model)
     grid = acdc_grid(model, batch, val, module.metric, metric=cfg.acdc_metric, taus=cfg.taus, progress=cfg.progress)
     run = grid.chosen
@@ -259,7 +265,7 @@ def run_acdc(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
 def run_attn_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
     from circuits.attn_sae import attn_sae_circuit
 
-    _, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed)
+    _, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed, model_device(model))
     res = attn_sae_circuit(model, tokenizer, batch, cfg.attn_sae_dir, cfg.attn_sae_tokens, progress=cfg.progress)
     return MethodResult(
         task, "attn-sae", res.node_scores, res.seconds, cfg.n_prompts, forward_passes=2, details=res.details

@@ -195,9 +195,9 @@ def eap_scores(model, batch: TaskBatch, metric: Metric) -> tuple[dict[Edge, floa
         grad = grads[receiver_hook(receiver, site, n_layers)]
         grad = grad[:, :, receiver.head] if receiver.kind == "head" else grad
         upstream = graph.upstream(receiver)
-        rows = diffs.index_select(0, torch.tensor([row[n] for n in upstream]))
+        rows = diffs.index_select(0, torch.tensor([row[n] for n in upstream], device=diffs.device))
         values = (rows @ grad.flatten()) / len(batch)
-        scores.update({Edge(n, receiver, site): float(v) for n, v in zip(upstream, values, strict=True)})
+        scores.update({Edge(n, receiver, site): v for n, v in zip(upstream, values.tolist(), strict=True)})
     return scores, 3
 
 

@@ -189,6 +189,12 @@ def load_model(
     return bridge, tokenizer
 
 
+def model_device(model) -> torch.device:
+    """Where ``model`` runs: its first parameter's device. Every tensor that meets the
+    model's activations is made there; nothing else decides a device."""
+    return next(model.parameters()).device
+
+
 def hub_model_name(name: str) -> str:
     """The hub name of a model an SAE names (SAELens uses TransformerLens names:
     ``gpt2-small`` is ``gpt2``); a provider's name or a name TransformerLens does not know

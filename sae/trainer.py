@@ -179,7 +179,8 @@ def density_histogram(counts: torch.Tensor, rows: int) -> list[int]:
     density = counts.double() / max(rows, 1)
     never = int((counts == 0).sum())
     logd = density[counts > 0].log10()
-    bins = torch.bucketize(logd, torch.tensor(DENSITY_EDGES, dtype=torch.float64), right=True)
+    edges = torch.tensor(DENSITY_EDGES, dtype=torch.float64, device=logd.device)  # bucketize: same device
+    bins = torch.bucketize(logd, edges, right=True)
     return [never, *torch.bincount(bins, minlength=len(DENSITY_EDGES) + 1).tolist()]
 
 

@@ -3,6 +3,10 @@
 Prompts of one task are tokenized with a leading BOS, right-padded to a common length,
 and their clean and corrupted versions have identical token lengths, so positions line
 up between the two runs that activation and path patching compare.
+
+Builders take ``device``: every tensor of the batch is made there (the model's device,
+``sae.model.model_device``; None is torch's default device), so a batch never needs a
+copy before it meets the model's activations.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class TaskBatch:
         """The prompts selected by ``index`` as a batch of their own."""
         if isinstance(index, slice):
             index = list(range(len(self)))[index]
-        idx = torch.as_tensor(index, dtype=torch.long)
+        idx = torch.as_tensor(index, dtype=torch.long, device=self.tokens.device)
         pick = idx.tolist()
         return TaskBatch(
             task=self.task,
@@ -114,12 +118,10 @@ def token_index_at(offsets: list[tuple[int, int]], char_start: int) -> int:
     raise ValueError(f"no token covers character {char_start}")
 
 
-def pad_right(rows: list[list[int]], pad_id: int) -> torch.Tensor:
+def pad_right(rows: list[list[int]], pad_id: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``[len(rows), longest]`` long tensor on ``device``, each row right-padded with ``pad_id``."""
     width = max(len(r) for r in rows)
-    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
+    return torch.tensor([[*r, *[pad_id] * (width - len(r))] for r in rows], dtype=torch.long, device=device)
 
 
 def pad_id_of(tokenizer) -> int:

@@ -25,12 +25,12 @@ CENTURIES: tuple[int, ...] = tuple(range(11, 20))
 YEARS: tuple[int, ...] = tuple(range(2, 99))  # YY; 01 is the corruption, 99 has no greater year
 
 
-def year_token_ids(tokenizer) -> torch.Tensor:
+def year_token_ids(tokenizer, device: torch.device | str | None = None) -> torch.Tensor:
     """Ids of the 100 two-digit tokens "00".."99"; raises if one is not a single token."""
     ids = [single_token_id(tokenizer, f"{y:02d}") for y in range(100)]
     if any(i is None for i in ids):
         raise ValueError("the tokenizer does not have all 100 two-digit year tokens")
-    return torch.tensor(ids)
+    return torch.tensor(ids, device=device)
 
 
 def _splits_like_gpt2(tokenizer, cc: int, yy: int) -> bool:
@@ -45,10 +45,13 @@ def make_batch(
     nouns: Sequence[str] | None = None,
     centuries: Sequence[int] = CENTURIES,
     years: Sequence[int] = YEARS,
+    device: torch.device | str | None = None,
 ) -> TaskBatch:
-    """``n`` greater-than prompts (YY cycling through ``years``) and their 01-corruptions."""
+    """``n`` greater-than prompts (YY cycling through ``years``) and their 01-corruptions,
+    as tensors on ``device``."""
     rng = random.Random(seed)
-    year_ids = year_token_ids(tokenizer)
+    year_ids = year_token_ids(tokenizer, device=device)
+    years_of = year_ids.tolist()  # YY -> token id, read once
     nouns = [w for w in (nouns or EVENT_NOUNS) if single_token_id(tokenizer, " " + w) is not None]
     cents = [c for c in centuries if all(_splits_like_gpt2(tokenizer, c, y) for y in (1, *years))]
     if not nouns or not cents:
@@ -70,22 +73,22 @@ def make_batch(
     for k, (r, c, a) in enumerate(zip(ids, cids, attrs, strict=True)):
         if len(r) != len(c):
             raise ValueError(f"clean and corrupted prompt {k} tokenize to different lengths")
-        yy_pos.append(r.index(int(year_ids[a["YY"]])))
+        yy_pos.append(r.index(years_of[a["YY"]]))
         end_pos.append(len(r) - 1)
     pad = pad_id_of(tokenizer)
     return TaskBatch(
         task="greater-than",
         prompts=prompts,
         corrupt_prompts=corrupts,
-        tokens=pad_right(ids, pad),
-        corrupt_tokens=pad_right(cids, pad),
-        lengths=torch.tensor([len(r) for r in ids]),
-        positions={"YY": torch.tensor(yy_pos), "END": torch.tensor(end_pos)},
-        answers=torch.tensor([int(year_ids[a["YY"]]) for a in attrs]),
-        distractors=torch.full((n,), -1, dtype=torch.long),
-        template_ids=torch.zeros(n, dtype=torch.long),
+        tokens=pad_right(ids, pad, device),
+        corrupt_tokens=pad_right(cids, pad, device),
+        lengths=torch.tensor([len(r) for r in ids], device=device),
+        positions={"YY": torch.tensor(yy_pos, device=device), "END": torch.tensor(end_pos, device=device)},
+        answers=torch.tensor([years_of[a["YY"]] for a in attrs], device=device),
+        distractors=torch.full((n,), -1, dtype=torch.long, device=device),
+        template_ids=torch.zeros(n, dtype=torch.long, device=device),
         attributes=attrs,
-        labels={"YY": torch.tensor([a["YY"] for a in attrs])},
+        labels={"YY": torch.tensor([a["YY"] for a in attrs], device=device)},
         vocab_ids={"years": year_ids},
     )
 

@@ -80,8 +80,9 @@ def make_batch(
     names: Sequence[str] | None = None,
     pair_filter: Callable[[str, str], bool] | None = None,
     orders: Sequence[str] = ORDERS,
+    device: torch.device | str | None = None,
 ) -> TaskBatch:
-    """``n`` IOI prompts with their ABC corruptions.
+    """``n`` IOI prompts with their ABC corruptions, as tensors on ``device``.
 
     Templates cycle through ``templates`` (all by default) and orders alternate, so any
     prefix of the batch is balanced. ``pair_filter(io, s)`` restricts the name pairs,
@@ -109,7 +110,7 @@ def make_batch(
         prompts.append((TEMPLATES[tid], a, b, s, place, obj))
         corrupts.append((TEMPLATES[tid], x, y, z, place, obj))
         attrs.append({"IO": io, "S": s, "order": order, "place": place, "object": obj, "template": tid})
-    return build_batch(tokenizer, prompts, corrupts, attrs)
+    return build_batch(tokenizer, prompts, corrupts, attrs, device=device)
 
 
 def paper_negatives(tokenizer, batch: TaskBatch, seed: int = 0) -> TaskBatch:
@@ -136,11 +137,17 @@ def paper_negatives(tokenizer, batch: TaskBatch, seed: int = 0) -> TaskBatch:
         else:
             prompts.append((template, s, io, s, att["place"], att["object"]))
             negatives.append((template, io, n3, s, att["place"], att["object"]))
-    return build_batch(tokenizer, prompts, negatives, batch.attributes)
+    return build_batch(tokenizer, prompts, negatives, batch.attributes, device=batch.tokens.device)
 
 
-def build_batch(tokenizer, prompts: Sequence[tuple], corrupts: Sequence[tuple], attrs: Sequence[dict]) -> TaskBatch:
-    """Tokenize given prompts into a batch.
+def build_batch(
+    tokenizer,
+    prompts: Sequence[tuple],
+    corrupts: Sequence[tuple],
+    attrs: Sequence[dict],
+    device: torch.device | str | None = None,
+) -> TaskBatch:
+    """Tokenize given prompts into a batch whose tensors are on ``device``.
 
     ``prompts[i]`` and ``corrupts[i]`` are ``render`` arguments ``(template, a, b, c, place,
     object)``; ``attrs[i]`` holds at least ``IO``, ``S``, ``order`` and ``template``.
@@ -171,13 +178,13 @@ def build_batch(tokenizer, prompts: Sequence[tuple], corrupts: Sequence[tuple], 
         task="ioi",
         prompts=list(clean_texts),
         corrupt_prompts=list(corrupt_texts),
-        tokens=pad_right(ids, pad),
-        corrupt_tokens=pad_right(cids, pad),
-        lengths=torch.tensor([len(r) for r in ids]),
-        positions={k: torch.tensor(v) for k, v in pos.items()},
-        answers=torch.tensor(answers),
-        distractors=torch.tensor(distractors),
-        template_ids=torch.tensor([a["template"] for a in attrs]),
+        tokens=pad_right(ids, pad, device),
+        corrupt_tokens=pad_right(cids, pad, device),
+        lengths=torch.tensor([len(r) for r in ids], device=device),
+        positions={k: torch.tensor(v, device=device) for k, v in pos.items()},
+        answers=torch.tensor(answers, device=device),
+        distractors=torch.tensor(distractors, device=device),
+        template_ids=torch.tensor([a["template"] for a in attrs], device=device),
         attributes=attrs,
     )
 
