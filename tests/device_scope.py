@@ -46,7 +46,7 @@ FACTORIES = {
 #: Module constructors build their parameters on torch's default device; whoever owns the
 #: module moves it where it runs (the trainer to ``trainer.device``, the codebook to its
 #: samples' device), so factories there need no device.
-CONSTRUCTORS = {"__init__", "reset_parameters"}
+CONSTRUCTORS = {"__init__", "reset_parameters", "init_directions"}  # init_directions: reset_parameters' shared half
 CONSTRUCTOR_DIRS = ("sae/architectures/",)
 
 #: (file, function, what) → why the CPU (or torch's default device) is meant there.
