@@ -27,7 +27,7 @@ def test_sweep_meets_the_acceptance_numbers(tmp_path):
     summary = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
     rows = summary["saes"]
     resid = "blocks.1.hook_resid_post"
-    for arch in ("relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae"):
+    for arch in ("relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae", "matryoshka_batchtopk"):
         assert rows[arch]["hook"] == resid and rows[arch]["architecture"] == arch
     assert rows["topk@blocks.1.hook_mlp_out"]["hook"] == "blocks.1.hook_mlp_out"
     assert rows["topk@blocks.1.attn.hook_z"]["hook"] == "blocks.1.attn.hook_z"
