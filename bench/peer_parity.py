@@ -81,8 +81,8 @@ PAIRS: tuple[Pair, ...] = (
     Pair("topk", ("topk",), "dictionary_learning", "topk"),
     Pair("mutual_choice", ("mutual_choice",), "saelens", "batchtopk"),
     Pair("mutual_choice", ("mutual_choice",), "dictionary_learning", "batchtopk"),
-    Pair("jumprelu", ("jumprelu_ste", "jumprelu_trained", "jumprelu"), "saelens", "jumprelu"),
-    Pair("jumprelu", ("jumprelu_ste", "jumprelu_trained", "jumprelu"), "dictionary_learning", "jumprelu", True),
+    Pair("jumprelu", ("jumprelu_ste",), "saelens", "jumprelu"),
+    Pair("jumprelu", ("jumprelu_ste",), "dictionary_learning", "jumprelu", True),
     Pair("gated", ("gated",), "saelens", "gated"),
     Pair("gated", ("gated",), "dictionary_learning", "gated"),
     Pair("matryoshka_batchtopk", ("matryoshka_batchtopk",), "saelens", "matryoshka_batchtopk"),
@@ -192,31 +192,12 @@ def resolve(pair: Pair) -> tuple[str | None, str | None]:
     from sae.architectures import families
 
     trainable = {f.name: f for f in families(trainable=True)}
-    if pair.transcoder:
-        from sae.architectures.base import SAEConfig
-        from sae.trainer import Member
-
-        if "transcoder" in trainable or "skip_transcoder" in trainable:
-            name = pair.key if pair.key in trainable else "transcoder"
-        elif "d_out" in SAEConfig.model_fields and "topk" in trainable:
-            name = "topk"
-        else:
-            return None, "the registry has no transcoder (no 'transcoder' family and no 'd_out' config field)"
-        if target_key_field(Member) is None:
-            return None, "the lab's trainer has no transcoder target (Member has no target key)"
-        return name, None
+    if pair.transcoder:  # a transcoder is TopK with an output hook (cfg d_out), skip or not
+        return ("topk", None) if "topk" in trainable else (None, "the registry has no topk family")
     for name in pair.candidates:
         if name in trainable:
             return name, None
     return None, f"the registry has no trainable family among {', '.join(pair.candidates)}"
-
-
-def target_key_field(member_cls) -> str | None:
-    """The ``Member`` field naming a transcoder's target batch key, if the trainer has one."""
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(member_cls)}
-    return next((n for n in ("target_key", "output_key", "key_out") if n in names), None)
 
 
 # -- one side's training ------------------------------------------------------------------------
@@ -290,18 +271,19 @@ def train_ours(family_name: str, pair: Pair, stream: Path, args, knob: float | N
         checkpoint_every=0,
         seed=args.seed,
     )
-    member = Member.reading("sae", sae, "x", scale)
-    rows = {"x": x}
-    if y is not None:
-        setattr(member, target_key_field(Member), "y")
-        rows["y"] = y
+    # a transcoder's target gets its own scale, as in train_run (√d_out / mean row norm)
+    target_scale = None if y is None else math.sqrt(y.shape[1]) / float(y[: 4 * args.batch_size].norm(dim=-1).mean())
+    if y is None:
+        member, rows = Member.reading("sae", sae, "x", scale), {"x": x}
+    else:
+        member, rows = Member.reading("sae", sae, "x", scale, target="y", target_scale=target_scale), {"x": x, "y": y}
     data = ps.TimedBatches(ps.batches(rows, args.batch_size))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer([member], tcfg, tmp, progress=False)
         started = time.perf_counter()
         trainer.fit(data, total_steps=steps)
         seconds = time.perf_counter() - started
-    folded = folded_copy(sae, scale)
+    folded = folded_copy(sae, scale, target_scale)
 
     def run(batch):
         selection, x_hat = folded.reconstruct(batch)
@@ -313,7 +295,12 @@ def train_ours(family_name: str, pair: Pair, stream: Path, args, knob: float | N
         "steps": data.fetched,
         "seconds_per_step": data.seconds_per_step(),
         "train_seconds": seconds,
-        "config": {"sae": cfg.model_dump(mode="json"), "trainer": tcfg.model_dump(mode="json"), "input_scale": scale},
+        "config": {
+            "sae": cfg.model_dump(mode="json"),
+            "trainer": tcfg.model_dump(mode="json"),
+            "input_scale": scale,
+            "target_scale": target_scale,
+        },
     }
 
 
