@@ -30,6 +30,12 @@ drift with the machine's load.
 """
 
 
+def _pair_label(row: dict) -> str:
+    """The lab's family, and the pair when it says more (a TopK transcoder vs a TopK SAE)."""
+    pair = row.get("pair", row["family"])
+    return f"{row['family']} {pair}" if pair in ("transcoder", "skip_transcoder") else row["family"]
+
+
 def fmt(value, spec: str = ".4g") -> str:
     """A table cell: a float in ``spec`` (a format spec), an int with thousands separated, None as –."""
     if value is None:
@@ -313,7 +319,8 @@ def _peers(doc: dict) -> list[str]:
     if done:
         first = done[0]
         lines += [
-            f"The organism's `blocks.1.hook_resid_post` ({fmt(first['n_tokens'])} training tokens in one fixed order, "
+            "The organism's `blocks.1.hook_resid_post` (transcoders: `blocks.1.mlp.hook_in` → "
+            f"`blocks.1.hook_mlp_out`; {fmt(first['n_tokens'])} training tokens in one fixed order, "
             f"batch {first['batch_size']}, d_sae {first['d_sae']}, {first['threads']} thread per side); held-out FVU, "
             "L0 and dead fraction (no firing on any held-out row) by one formula from each side's inference outputs. "
             "Bar: FVU ratio ≤ 1.05 at L0 within ±10%, tokens/s ratio ≥ 1.",
@@ -325,7 +332,7 @@ def _peers(doc: dict) -> list[str]:
                 ],
                 [
                     [
-                        r["family"],
+                        _pair_label(r),
                         r["peer"],
                         r["peer_version"],
                         *(fmt(r[k], ".4f") for k in ("fvu", "peer_fvu")),
