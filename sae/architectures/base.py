@@ -587,13 +587,19 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         calls ``training_pass`` (below), which adds a skip
         transcoder's linear term around this pass.
         """
+        enc, selection = self.training_selection(x, g)
+        x_hat = self.decode_training(selection, enc.sparse)
+        return Output(x_hat, self.losses(self.goal(x, target), x_hat, enc, dead), self.cfg.d_sae, selection=selection)
+
+    def training_selection(self, x: torch.Tensor, g: torch.Tensor | None = None) -> tuple[EncoderPass, Selection]:
+        """The encoder pass and the rule's selection with values that carry gradients; the
+        rule's running statistics (``observe``) see the choice. Every selection family's
+        ``forward`` starts here and differs only in how it decodes and scores."""
         enc = self.encoder_pass(x)
         chosen = self.select(enc.pre, g)
-        selection = enc.attach(chosen)
-        x_hat = self.decode_training(selection, enc.sparse)
         if self.training:
             self.observe(enc.pre.detach(), chosen)
-        return Output(x_hat, self.losses(self.goal(x, target), x_hat, enc, dead), self.cfg.d_sae, selection=selection)
+        return enc, enc.attach(chosen)
 
     def training_pass(
         self,

@@ -122,13 +122,9 @@ class MatryoshkaSAE(MutualChoiceSAE):
         target: torch.Tensor | None = None,
     ) -> Output:
         """One training pass; as a transcoder every prefix predicts the target (``self.goal``)."""
-        enc = self.encoder_pass(x)
-        chosen = self.select(enc.pre, g)
-        selection = enc.attach(chosen)
+        enc, selection = self.training_selection(x, g)
         recons = self.prefix_reconstructions(selection, enc.sparse)
         x_hat = recons[-1]
-        if self.training:
-            self.observe(enc.pre.detach(), chosen)
         losses = self.matryoshka_losses(self.goal(x, target), recons, enc, dead)
         return Output(x_hat, losses, self.cfg.d_sae, selection=selection)
 
