@@ -10,7 +10,9 @@ organism and, when its weights are present, organism-b: the held-out second orga
 docs/validation.md). Rows: ``{model, task, method, ground_truth, roc_auc, roc_auc_sd,
 seconds, fraction_of_acdc_time, ...}``; verdicts (where a baseline beats discrete-sae)
 go to stderr. ``--out-dir`` keeps every ``circuit`` results document
-(``circuit_<model>_<task>_<method>.json``) and the HTML report built from them.
+(``circuit_<model>_<task>_<method>.json``) and the HTML report built from them;
+``--resume`` reuses a document already there when it was made with the same settings
+(so a long run split across processes, or cut short, is finished rather than redone).
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attn-sae-tokens", type=int, default=500_000)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--out-dir", help="also write every circuit results document here")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --out-dir: reuse each results document already there that was made with the same settings",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -79,6 +86,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             f"--models {args.models!r}: give distinct model providers that ship frozen circuits "
             f"(e.g. {', '.join(ORGANISMS)})"
         )
+    if args.resume and not args.out_dir:
+        raise ConfigError("--resume needs --out-dir (the directory whose results documents it reuses)")
     if args.attn_saes is None:  # one set of attention SAEs per model for every task, removed at the end
         with tempfile.TemporaryDirectory(prefix="saelab_bench_attn_") as tmp:
             args.attn_saes = tmp
@@ -146,6 +155,11 @@ def _run_model(args: argparse.Namespace, name: str, tasks: list[str], methods: l
             raise SaelabError(f"ground truth: {e}") from None
         for method in methods:
             seeds = range(args.seeds) if method == "discrete-sae" else range(1)
+            target = Path(args.out_dir) / f"circuit_{name}_{task}_{method}.json" if args.out_dir else None
+            done = _reusable(target, base.model_copy(update={"seed": 0}), len(seeds)) if args.resume else None
+            if done is not None:
+                docs.append(done)
+                continue
             found = []
             for seed in seeds:
                 cfg = base.model_copy(update={"seed": seed})
@@ -155,6 +169,32 @@ def _run_model(args: argparse.Namespace, name: str, tasks: list[str], methods: l
                 )
             doc = with_repeats(found[0], found[1:]) if len(found) > 1 else found[0]
             docs.append(doc)
-            if args.out_dir:
-                write_json(Path(args.out_dir) / f"circuit_{name}_{task}_{method}.json", doc)
+            if target is not None:
+                write_json(target, doc)
     return docs
+
+
+#: MethodConfig fields that do not change a result
+_NOT_SETTINGS = ("progress", "attn_sae_dir")
+
+
+def _reusable(target: Path, cfg, n_seeds: int) -> dict | None:
+    """The results document at ``target`` when it was made with ``cfg`` (its first seed's
+    settings) over ``n_seeds`` seeds; otherwise None, and it is run again. Unreadable or
+    foreign files are run again too, never trusted. Progress bars and where the attention
+    SAEs are kept do not change a result, so they may differ."""
+    import json
+
+    def settings(config: dict) -> dict:
+        return {k: v for k, v in config.items() if k not in _NOT_SETTINGS}
+
+    try:
+        doc = json.loads(target.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("kind") != "circuit":
+        return None
+    if not isinstance(doc.get("config"), dict) or settings(doc["config"]) != settings(cfg.model_dump(mode="json")):
+        return None
+    seeds = doc.get("repeats", {}).get("seeds", [doc["config"].get("seed")])
+    return doc if len(seeds) == n_seeds else None

@@ -287,3 +287,28 @@ def test_bench_circuits_rows_name_their_model(tiny, tmp_path):
     assert len(list(tmp_path.glob(f"circuit_{NAME}_*.json"))) == 2 and (tmp_path / "report.html").is_file()
     with pytest.raises(ConfigError, match="--models 'gpt2': give distinct model providers"):
         run(parser.parse_args(["--models", "gpt2"]))
+    with pytest.raises(ConfigError, match="--resume needs --out-dir"):
+        run(parser.parse_args(["--models", NAME, "--resume"]))
+
+
+def test_bench_circuits_resume_reuses_only_documents_made_with_the_same_settings(tiny, tmp_path, monkeypatch):
+    import argparse
+
+    import circuits.methods
+    import saelab  # noqa: F401
+    from bench.circuits import add_arguments, run
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = ["--models", NAME, "--methods", "mean-diff", "--tasks", "ioi", "--out-dir", str(tmp_path), "--quiet"]
+    first = run(parser.parse_args([*argv, "--n-prompts", "8"]))
+    calls = []
+    real = circuits.methods.run_method
+    monkeypatch.setattr(circuits.methods, "run_method", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    again = run(parser.parse_args([*argv, "--n-prompts", "8", "--resume"]))
+    assert calls == [] and again == first  # progress bars on or off: the same settings
+    (tmp_path / f"circuit_{NAME}_ioi_mean-diff.json").write_text("{not json")
+    run(parser.parse_args([*argv, "--n-prompts", "8", "--resume"]))
+    assert calls == ["mean-diff"]  # a damaged document is run again, never trusted
+    other = run(parser.parse_args([*argv, "--n-prompts", "10", "--resume"]))
+    assert calls == ["mean-diff"] * 2 and other[0]["n_prompts"] == 10
