@@ -10,6 +10,7 @@ first use by ``bench.peers``.
 BENCHMARKS: dict[str, str] = {
     "harvest": "bench.harvest",
     "train": "bench.train",
+    "scaling": "bench.scaling",
     "parity": "bench.parity",
     "roofline": "bench.roofline",
     "memory": "bench.memory",

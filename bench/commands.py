@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     everything.add_argument("--device", default="cpu", help="cpu or cuda")
     everything.set_defaults(func=_run_all)
     report = names.add_parser("report", help="print docs/results.md, the result tables, from bench/results/*.json")
+    report.add_argument("--html", metavar="PAGE", help="also draw the figures (throughput, memory, scaling) into PAGE")
     report.set_defaults(func=_report)
     for name, module in BENCHMARKS.items():
         p = names.add_parser(name, help=(importlib.import_module(module).__doc__ or "").strip().splitlines()[0])
@@ -74,8 +75,14 @@ def _run_one(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    import sys
+
     from bench.results_doc import main
 
+    if args.html:
+        from bench.figures import write_page
+
+        print(f"figures: {write_page(RESULTS_DIR, Path(args.html))}", file=sys.stderr)
     return main()
 
 

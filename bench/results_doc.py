@@ -55,32 +55,80 @@ def table(columns: list[str], rows: list[list]) -> list[str]:
     return lines
 
 
+#: the training benchmark's peers, in table order: key prefix → label
+TRAIN_PEERS = {"saelens": "SAELens", "sparsify": "sparsify", "dictionary_learning": "dictionary_learning"}
+
+
 def _train(doc: dict) -> list[str]:
     rows = doc["result"]
+    peers = [p for p in TRAIN_PEERS if any(f"{p}_tokens_per_s" in r for r in rows)]
     lines = table(
         [
-            *("d_sae", "saelab sparse tok/s", "saelab dense tok/s", "SAELens tok/s", "speedup_vs_saelens"),
-            *("sparse_over_dense", "step_over_encoder_gemm"),
+            "d_sae",
+            "k",
+            "saelab sparse tok/s",
+            "saelab dense tok/s",
+            *(f"{TRAIN_PEERS[p]} tok/s" for p in peers),
+            *(f"speedup_vs_{p}" for p in peers),
+            "sparse_over_dense",
+            "step_over_encoder_gemm",
+            "peak RSS MiB (saelab" + "".join(f" / {TRAIN_PEERS[p]}" for p in peers) + ")",
         ],
         [
             [
                 r["d_sae"],
-                *(
-                    fmt(r.get(k), RATE)
-                    for k in ("saelab_tokens_per_s", "saelab_dense_tokens_per_s", "saelens_tokens_per_s")
-                ),
-                *(fmt(r.get(k), ".2f") for k in ("speedup_vs_saelens", "sparse_over_dense", "step_over_encoder_gemm")),
+                r["k"],
+                *(fmt(r.get(k), RATE) for k in ("saelab_tokens_per_s", "saelab_dense_tokens_per_s")),
+                *(fmt(r.get(f"{p}_tokens_per_s"), RATE) for p in peers),
+                *(fmt(r.get(f"speedup_vs_{p}"), ".2f") for p in peers),
+                *(fmt(r.get(k), ".2f") for k in ("sparse_over_dense", "step_over_encoder_gemm")),
+                " / ".join(fmt(r.get(f"{s}_peak_rss_mib"), RATE) for s in ("saelab", *peers)),
             ]
             for r in rows
         ],
     )
     first = rows[0]
+    optimisers = "; ".join(
+        f"{TRAIN_PEERS[p]} {first[f'{p}_version']} with {first[f'{p}_optimizer']}"
+        for p in peers
+        if f"{p}_optimizer" in first
+    )
     return [
         f"TopK, d_in {first['d_in']}, k {first['k']}, batch {first['batch_size']}, "
         f"{fmt(doc.get('args', {}).get('dead_fraction'), '.0%')} of the latents dead (AuxK on), {first['device']}; "
-        "`step_over_encoder_gemm` is the step over the best bare `addmm(b_enc, x, W_enc)` (the roofline).",
+        "`step_over_encoder_gemm` is the step over the best bare `addmm(b_enc, x, W_enc)` (the roofline)."
+        + (f" Peers: {optimisers}." if optimisers else ""),
         "",
         *lines,
+    ]
+
+
+def _scaling(doc: dict) -> list[str]:
+    rows = doc["result"]
+    peers = [p for p in TRAIN_PEERS if any(f"{p}_tokens_per_s" in r for r in rows)]
+    return [
+        "Drawn by `saelab bench report --html PAGE` (tokens/s and peak RSS against d_sae and k, log-log).",
+        "",
+        *table(
+            [
+                *("axis", "d_sae", "k", "saelab tok/s"),
+                *(f"{TRAIN_PEERS[p]} tok/s" for p in peers),
+                "step_over_encoder_gemm",
+                "peak RSS MiB (saelab" + "".join(f" / {TRAIN_PEERS[p]}" for p in peers) + ")",
+            ],
+            [
+                [
+                    r["axis"],
+                    r["d_sae"],
+                    r["k"],
+                    fmt(r.get("saelab_tokens_per_s"), RATE),
+                    *(fmt(r.get(f"{p}_tokens_per_s"), RATE) for p in peers),
+                    fmt(r.get("step_over_encoder_gemm"), ".2f"),
+                    " / ".join(fmt(r.get(f"{s}_peak_rss_mib"), RATE) for s in ("saelab", *peers)),
+                ]
+                for r in rows
+            ],
+        ),
     ]
 
 
@@ -355,6 +403,7 @@ def _peers(doc: dict) -> list[str]:
 
 SECTIONS: dict[str, Callable[[dict], list[str]]] = {
     "train": _train,
+    "scaling": _scaling,
     "harvest": _harvest,
     "parity": _parity,
     "allocator": _allocator,

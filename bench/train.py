@@ -1,29 +1,47 @@
-"""train: SAE training tokens/s, saelab's fused sparse TopK against its dense path and SAELens.
+"""train: SAE training tokens/s and peak memory, saelab's fused sparse TopK against its dense path and three peers.
 
 Every side trains a TopK SAE on the same random activations (regenerated from one seed
-by the same torch wheel), with the same hyperparameters: d_in 768, k 32, batch 4096,
-fp32, Adam, gradient clipping at 1, AuxK (k_aux = d_in/2, coefficient 1/32) with the
-same 10% of latents marked dead at every step. A step is what each library's trainer
-does per batch: forward, losses, backward, clipping, the optimizer step, and (saelab)
-the decoder-norm constraint. The sides alternate within one invocation, on the same
-thread count; the median step of each round is kept and the best round reported, so a
-noisy neighbour slows all sides alike rather than one.
+by the same torch wheel), with the same shape, batch, k and 10% of latents dead at every
+step (AuxK on, coefficient 1/32, k_aux = d_in/2), fp32. A step is what each library's
+trainer does per batch (forward, losses, backward, the optimiser step and each one's
+decoder-norm handling), on its own fastest documented path:
 
-The denominators are pinned: the dense path is plain autograd (TopK values scattered
-into dense ``[batch, d_sae]`` codes, a dense decoder GEMM), the GEMM is the best of at
-least 5 ``torch.addmm(b_enc, x, W_enc)``, and the peer runs SAELens 6.54.12 in
-``bench/.peers/saelens`` on the same torch.
+- saelab: ``Trainer.train_step`` (fused sparse kernels; ``dense``: plain autograd, the
+  reference the kernels are tested against), Adam, clipping at 1;
+- SAELens 6.54.12: ``SAETrainer``'s step (``bench/peers/saelens_train.py``), Adam;
+- sparsify 1.3.3: its hook-and-step body with its fused encoder and its default signum
+  optimiser (``bench/peers/sparsify_train.py``);
+- dictionary_learning 0.1.0: ``TopKTrainer.update`` (``bench/peers/dictionary_learning_train.py``), Adam.
+
+Each side runs in a process of its own (so each reports its own peak RSS), on the same
+thread count; the sides alternate within one invocation, the median step of each round is
+kept and the best round reported, so a noisy neighbour slows all sides alike rather than
+one. The denominator of ``step_over_encoder_gemm`` is the best of at least 5
+``torch.addmm(b_enc, x, W_enc)`` on the same shapes: the roofline's floor on a CPU.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 SIZES = (8192, 16384)
+#: every side, in the order each round runs them: (name, peer venv or None for saelab's own interpreter)
+SIDES = {
+    "sparse": None,
+    "dense": None,
+    "saelens": "saelens",
+    "sparsify": "sparsify",
+    "dictionary_learning": "dictionary_learning",
+}
+PEER_SIDES = ("saelens", "sparsify", "dictionary_learning")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,12 +54,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dead-fraction", type=float, default=0.1)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-peers", action="store_true", help="skip SAELens")
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEER_SIDES),
+        help=f"comma-separated peers to measure beside saelab (default: {','.join(PEER_SIDES)}; '' for none)",
+    )
+    parser.add_argument("--no-peers", action="store_true", help="measure no peer (same as --peers '')")
     parser.add_argument("--no-dense", action="store_true", help="skip saelab's dense path")
 
 
 def activations(n: int, batch: int, d_in: int, seed: int, device: str) -> list[torch.Tensor]:
-    """The shared data: ``n`` batches of standard-normal activations from ``seed``."""
+    """The shared data: ``n`` batches of standard-normal activations from ``seed``
+    (``bench.peer_timing.shared_batches`` makes the same ones in every side's process)."""
     gen = torch.Generator().manual_seed(seed)
     return [torch.randn(batch, d_in, generator=gen).to(device) for _ in range(n)]
 
@@ -68,104 +92,97 @@ def encoder_gemm_seconds(d_in: int, d_sae: int, batch: int, device: str, repeats
     return best
 
 
-class SaelabSide:
-    """A real saelab Trainer with one TopK SAE, stepped on the shared batches."""
+def sides(args: argparse.Namespace) -> list[str]:
+    """The sides this invocation measures, saelab's sparse path first."""
+    from sae.errors import ConfigError
 
-    def __init__(self, d_in: int, d_sae: int, k: int, kernel: str, dead_fraction: float, device: str, tmp):
-        from sae.architectures import sae_class
-        from sae.trainer import Member, Trainer, TrainerConfig
-
-        cls = sae_class("topk")
-        torch.manual_seed(0)
-        sae = cls(cls.config_class(d_in=d_in, d_sae=d_sae, k=k, kernel=kernel, b_dec_init="zeros")).to(device)
-        cfg = TrainerConfig(
-            lr=2e-4, warmup_steps=0, decay_fraction=0.0, wandb_project=None, log_every=10**9, checkpoint_every=0
-        )
-        self.trainer = Trainer([Member.reading("topk", sae)], cfg, tmp, progress=False)
-        self.member = self.trainer.members[0]
-        self.member.since_fired = self.member.since_fired.to(device)
-        self.n_dead = int(dead_fraction * d_sae)
-        self.device = device
-
-    def step(self, x: torch.Tensor) -> None:
-        since = self.member.since_fired
-        since.zero_()
-        since[: self.n_dead] = self.trainer.cfg.dead_after_tokens  # the same latents dead at every step
-        self.trainer.train_step({"x": x}, total_steps=10**9)
-        _sync(self.device)
+    peers = [] if args.no_peers else [p for p in args.peers.split(",") if p]
+    unknown = sorted(set(peers) - set(PEER_SIDES))
+    if unknown:
+        raise ConfigError(f"--peers: unknown {', '.join(unknown)} (known: {', '.join(PEER_SIDES)})")
+    return ["sparse", *([] if args.no_dense else ["dense"]), *[s for s in PEER_SIDES if s in peers]]
 
 
-def time_steps(step, batches: list[torch.Tensor], steps: int) -> float:
-    """Median seconds of ``steps`` steps after two warm-up steps."""
-    for x in batches[:2]:
-        step(x)
-    times = []
-    for i in range(steps):
-        start = time.perf_counter()
-        step(batches[i % len(batches)])
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def measure(args: argparse.Namespace, d_sae: int) -> dict:
-    import tempfile
-
+def run_side(side: str, payload: dict) -> dict:
+    """One side's median step and peak RSS, measured in a process of its own."""
     from bench.peers import run_peer
+    from sae.errors import SaelabError
 
+    if SIDES[side] is not None:
+        return run_peer(f"{side}_train.py", payload, peer=SIDES[side])
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.train_side"],
+        input=json.dumps({**payload, "kernel": side}),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    if result.returncode != 0 or not result.stdout.strip():
+        tail = "\n".join(result.stderr.strip().splitlines()[-5:])
+        raise SaelabError(f"saelab's {side} training side failed: {tail or 'no output'}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure(args: argparse.Namespace, d_sae: int, k: int | None = None) -> dict:
     device = getattr(args, "device", "cpu")
     torch.set_num_threads(args.threads)
-    batches = activations(4, args.batch_size, args.d_in, args.seed, device)
-    kernels = ["sparse"] + ([] if args.no_dense else ["dense"])
+    k = args.k if k is None else k
+    payload = {
+        "d_in": args.d_in,
+        "d_sae": d_sae,
+        "k": k,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "dead_fraction": args.dead_fraction,
+        "threads": args.threads,
+        "seed": args.seed,
+        "device": device,
+        "lr": 2e-4,
+    }
     best: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        sides = {
-            kernel: SaelabSide(args.d_in, d_sae, args.k, kernel, args.dead_fraction, device, tmp) for kernel in kernels
-        }
-        for _ in range(args.rounds):  # alternate, so drift hits every side alike
-            for kernel, side in sides.items():
-                best[kernel] = min(best.get(kernel, float("inf")), time_steps(side.step, batches, args.steps))
-            if not args.no_peers:
-                got = run_peer(
-                    "saelens_train.py",
-                    {
-                        "d_in": args.d_in,
-                        "d_sae": d_sae,
-                        "k": args.k,
-                        "batch_size": args.batch_size,
-                        "steps": args.steps,
-                        "dead_fraction": args.dead_fraction,
-                        "threads": args.threads,
-                        "seed": args.seed,
-                        "device": device,
-                        "lr": 2e-4,
-                    },
-                )
-                best["saelens"] = min(best.get("saelens", float("inf")), got["median_step_seconds"])
-                peer_version = got["sae_lens_version"]
+    rss: dict[str, float] = {}
+    info: dict[str, dict] = {}
+    for _ in range(args.rounds):  # alternate, so drift hits every side alike
+        for side in sides(args):
+            got = run_side(side, payload)
+            best[side] = min(best.get(side, float("inf")), got["median_step_seconds"])
+            rss[side] = max(rss.get(side, 0.0), got["peak_rss_mib"])
+            info[side] = got
     gemm = encoder_gemm_seconds(args.d_in, d_sae, args.batch_size, device)
     tps = {side: args.batch_size / seconds for side, seconds in best.items()}
     row = {
         "d_in": args.d_in,
         "d_sae": d_sae,
-        "k": args.k,
+        "k": k,
         "batch_size": args.batch_size,
         "device": device,
         "threads": args.threads,
         "saelab_tokens_per_s": tps["sparse"],
         "saelab_step_s": best["sparse"],
+        "saelab_peak_rss_mib": rss["sparse"],
         "encoder_gemm_s": gemm,
         "step_over_encoder_gemm": best["sparse"] / gemm,
     }
     if "dense" in tps:
-        row.update({"saelab_dense_tokens_per_s": tps["dense"], "sparse_over_dense": tps["sparse"] / tps["dense"]})
-    if "saelens" in tps:
         row.update(
             {
-                "saelens_tokens_per_s": tps["saelens"],
-                "speedup_vs_saelens": tps["sparse"] / tps["saelens"],
-                "saelens_version": peer_version,
+                "saelab_dense_tokens_per_s": tps["dense"],
+                "saelab_dense_peak_rss_mib": rss["dense"],
+                "sparse_over_dense": tps["sparse"] / tps["dense"],
             }
         )
+    for peer in PEER_SIDES:
+        if peer in tps:
+            row.update(
+                {
+                    f"{peer}_tokens_per_s": tps[peer],
+                    f"{peer}_peak_rss_mib": rss[peer],
+                    f"{peer}_step_over_encoder_gemm": best[peer] / gemm,
+                    f"speedup_vs_{peer}": tps["sparse"] / tps[peer],
+                    f"{peer}_version": info[peer]["version"],
+                    f"{peer}_optimizer": info[peer]["optimizer"],
+                }
+            )
     return row
 
 

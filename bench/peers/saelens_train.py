@@ -1,17 +1,18 @@
 """Peer side of the training benchmark: SAELens 6.54.12 TopK, stepped as its SAETrainer steps.
 
 Runs in bench/.peers/saelens. Reads a JSON payload on stdin, prints one JSON line with the median
-step time. The step is the body of ``SAETrainer._train_step`` in SAELens 6.54.12
+step time and the process's peak RSS (``bench/peer_timing.py``). The step is the body of
+``SAETrainer._train_step`` in SAELens 6.54.12
 (training forward pass with the dead-neuron mask, firing bookkeeping, backward, clipping
 at 1.0, Adam step, zero_grad, scheduler step), on the same random activations as the
 saelab side (same seed, same torch wheel), with the same 10% of latents dead.
 """
 
-import json
-import statistics
 import sys
-import time
 from importlib.metadata import version
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 from sae_lens.saes.sae import TrainStepInput
@@ -19,13 +20,13 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from torch.optim import Adam
 from torch.optim.lr_scheduler import LambdaLR
 
+from bench.peer_timing import dead_mask, median_step_seconds, read_payload, report, shared_batches
+
 
 def main():
-    p = json.loads(sys.stdin.read())
-    torch.set_num_threads(p["threads"])
+    p = read_payload()
     device = p["device"]
-    gen = torch.Generator().manual_seed(p["seed"])
-    batches = [torch.randn(p["batch_size"], p["d_in"], generator=gen).to(device) for _ in range(4)]
+    batches = shared_batches(p)
     torch.manual_seed(0)
     cfg = TopKTrainingSAEConfig(
         d_in=p["d_in"], d_sae=p["d_sae"], k=p["k"], dtype="float32", device=device, aux_loss_coefficient=1 / 32
@@ -33,12 +34,11 @@ def main():
     sae = TopKTrainingSAE(cfg)
     optimizer = Adam(sae.parameters(), lr=p["lr"], betas=(0.9, 0.999))
     scheduler = LambdaLR(optimizer, lambda step: 1.0)  # constant: SAELens's default schedule
-    dead = torch.zeros(p["d_sae"], dtype=torch.bool, device=device)
-    dead[: int(p["dead_fraction"] * p["d_sae"])] = True
+    dead = dead_mask(p)
     since_fired = torch.zeros(p["d_sae"], device=device)
     act_freq = torch.zeros(p["d_sae"], device=device)
 
-    def step(sae_in):
+    def step(i, sae_in):
         sae.train()
         out = sae.training_forward_pass(
             step_input=TrainStepInput(
@@ -56,25 +56,9 @@ def main():
         optimizer.step()
         optimizer.zero_grad()
         scheduler.step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
 
-    for x in batches[:2]:
-        step(x)
-    times = []
-    for i in range(p["steps"]):
-        start = time.perf_counter()
-        step(batches[i % len(batches)])
-        times.append(time.perf_counter() - start)
-    print(
-        json.dumps(
-            {
-                "median_step_seconds": statistics.median(times),
-                "steps": p["steps"],
-                "sae_lens_version": version("sae-lens"),
-            }
-        )
-    )
+    seconds = median_step_seconds(step, batches, p["steps"], device)
+    report(seconds, p["steps"], version=version("sae-lens"), optimizer="Adam")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def test_the_page_quotes_the_figures_the_readme_quoted():
     for name in ("train", "harvest", "parity", "allocator", "memory", "circuits", "explorer", "soak"):
         assert f"\n## {name}\n" in page, name
     # figures as the README's tables gave them, read off the same JSON by hand
-    assert "| 8,192 | 6,276 | 1,289 | 1,018 | 6.17 | 4.87 | 2.00 |" in page  # train, d_sae 8192
+    assert "| 8,192 | 32 | 6,276 | 1,289 | 1,018 | 6.17 | 4.87 | 2.00 |" in page  # train, d_sae 8192
     assert "| topk | 0.0321 | 0.0322 | 0.9964 | 0.9875 |" in page  # parity's widest pair
     # the discrete-SAE 0.788 is its head-pair AUC, not an edge AUC; 0.629 is the paper's edge-method figure
     assert (

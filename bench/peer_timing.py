@@ -1,0 +1,62 @@
+"""What every peer side of ``saelab bench train`` shares: the data, the timing and the report.
+
+Imported by the scripts in ``bench/peers/*_train.py`` inside each peer's own interpreter
+(so it needs torch only). The data are ``bench.train.activations``' batches, regenerated
+from the same seed by the same torch wheel; a step is timed as the saelab side's is (two
+untimed warm-up steps, then the median of ``steps``); peak RSS is the process's high-water
+mark, so each side's memory is measured in a process of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+
+def read_payload() -> dict:
+    p = json.loads(sys.stdin.read())
+    torch.set_num_threads(p["threads"])
+    return p
+
+
+def shared_batches(p: dict) -> list[torch.Tensor]:
+    """The four batches every side steps through (``bench.train.activations``)."""
+    gen = torch.Generator().manual_seed(p["seed"])
+    return [torch.randn(p["batch_size"], p["d_in"], generator=gen).to(p["device"]) for _ in range(4)]
+
+
+def dead_mask(p: dict) -> torch.Tensor:
+    """The same first ``dead_fraction`` of latents dead at every step, on every side."""
+    dead = torch.zeros(p["d_sae"], dtype=torch.bool, device=p["device"])
+    dead[: int(p["dead_fraction"] * p["d_sae"])] = True
+    return dead
+
+
+def median_step_seconds(step, batches: list[torch.Tensor], steps: int, device: str) -> float:
+    """Median seconds of ``steps`` steps after two warm-up steps (``step(i, x)``, ``i`` from 0)."""
+
+    def timed(i: int, x: torch.Tensor) -> float:
+        start = time.perf_counter()
+        step(i, x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    for i, x in enumerate(batches[:2]):
+        timed(i, x)
+    return statistics.median(timed(2 + i, batches[i % len(batches)]) for i in range(steps))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def report(seconds: float, steps: int, **extra) -> None:
+    """The one JSON line ``bench.peers.run_peer`` reads."""
+    print(json.dumps({"median_step_seconds": seconds, "steps": steps, "peak_rss_mib": peak_rss_mib(), **extra}))

@@ -1,0 +1,93 @@
+"""The training benchmark's plumbing: every side's data, its sides, its tables and figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    from bench import train
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_every_side_steps_through_the_same_batches():
+    from bench.peer_timing import dead_mask, shared_batches
+    from bench.train import activations
+
+    p = {"seed": 3, "batch_size": 5, "d_in": 7, "device": "cpu", "d_sae": 20, "dead_fraction": 0.1}
+    for mine, theirs in zip(activations(4, 5, 7, 3, "cpu"), shared_batches(p), strict=True):
+        assert torch.equal(mine, theirs)
+    assert dead_mask(p).tolist() == [True, True] + [False] * 18
+
+
+def test_sides_and_their_errors():
+    from bench.train import sides
+    from sae.errors import ConfigError
+
+    assert sides(_args()) == ["sparse", "dense", "saelens", "sparsify", "dictionary_learning"]
+    assert sides(_args("--peers", "sparsify", "--no-dense")) == ["sparse", "sparsify"]
+    assert sides(_args("--no-peers")) == ["sparse", "dense"]
+    with pytest.raises(ConfigError, match="--peers: unknown nope"):
+        sides(_args("--peers", "nope"))
+
+
+def test_the_saelab_side_reports_a_step_and_its_memory():
+    from bench.train import run_side
+
+    payload = {"d_in": 16, "d_sae": 64, "k": 4, "batch_size": 32, "steps": 1, "dead_fraction": 0.1}
+    got = run_side("sparse", {**payload, "threads": 1, "seed": 0, "device": "cpu", "lr": 2e-4})
+    assert got["median_step_seconds"] > 0 and got["peak_rss_mib"] > 50 and got["kernel"] == "sparse"
+
+
+def _row(axis, d_sae, k, scale=1.0):
+    return {
+        "axis": axis,
+        "d_in": 768,
+        "d_sae": d_sae,
+        "k": k,
+        "batch_size": 4096,
+        "device": "cpu",
+        "saelab_tokens_per_s": 1e6 / d_sae * scale,
+        "saelab_peak_rss_mib": 300.0 + d_sae / 100,
+        "step_over_encoder_gemm": 1.4,
+        "sparsify_tokens_per_s": 5e5 / d_sae,
+        "sparsify_peak_rss_mib": 400.0,
+        "speedup_vs_sparsify": 2.0 * scale,
+        "sparsify_version": "1.3.3",
+        "sparsify_optimizer": "signum",
+    }
+
+
+def test_scaling_is_drawn_per_axis_and_per_side(tmp_path):
+    from bench.figures import sections, write_page
+    from bench.results_doc import section
+
+    rows = [_row("d_sae", d, 32) for d in (4096, 8192)] + [_row("k", 16384, k) for k in (16, 32, 64)]
+    (tmp_path / "scaling.json").write_text(json.dumps({"kind": "bench", "name": "scaling", "result": rows}))
+    (tmp_path / "other.json").write_text(json.dumps({"kind": "bench", "name": "other", "result": {"x": 1}}))
+    [drawn] = sections(tmp_path)
+    tokens_by_d_sae, _, tokens_by_k, _ = drawn.figures
+    assert [t.name for t in tokens_by_d_sae.data] == ["saelab (fused sparse)", "sparsify"]
+    assert list(tokens_by_d_sae.data[0].x) == [4096, 8192] and list(tokens_by_k.data[1].x) == [16, 32, 64]
+    assert tokens_by_d_sae.data[0].y[0] == pytest.approx(1e6 / 4096)
+    page = write_page(tmp_path, tmp_path / "page.html").read_text()
+    assert page.count('class="plotly-graph-div"') == 4
+    text = "\n".join(section(tmp_path / "scaling.json"))
+    assert "| k | 16,384 | 64 | 61 | 31 | 1.40 | 464 / 400 |" in text
+
+
+def test_the_results_page_shows_every_peer_of_the_training_benchmark(tmp_path):
+    from bench.results_doc import section
+
+    rows = [{**_row("d_sae", 8192, 32), "saelens_tokens_per_s": 100.0, "speedup_vs_saelens": 1.2}]
+    (tmp_path / "train.json").write_text(json.dumps({"kind": "bench", "name": "train", "result": rows}))
+    text = "\n".join(section(tmp_path / "train.json"))
+    assert "| d_sae | k | saelab sparse tok/s | saelab dense tok/s | SAELens tok/s | sparsify tok/s |" in text
+    assert "sparsify 1.3.3 with signum" in text
