@@ -187,3 +187,23 @@ def test_group_order_is_torchs_stable_argsort(d_sae):
     got = group_order(latents, d_sae)
     assert got.dtype == latents.dtype and torch.equal(got, latents.argsort(stable=True))
     assert group_order(latents[:0], d_sae).numel() == 0
+
+
+def test_auxk_block_padding_widens_with_columns_never_chosen(monkeypatch):
+    import sae.architectures.base as base
+
+    dead = torch.zeros(F, dtype=torch.bool)
+    dead[3:40:2] = True  # 19 candidates
+    assert base.gemm_padding(dead, 19).numel() == 0  # narrower than one GEMM width: left as it is
+    assert base.gemm_padding(torch.ones(F, dtype=torch.bool), F).numel() == 0  # nothing left to widen with
+    monkeypatch.setattr(base, "GEMM_WIDTH", 16)
+    pad = base.gemm_padding(dead, 19)
+    assert pad.numel() == 13 and not dead[pad].any() and pad.unique().numel() == 13  # to 32 columns
+    sparse, _ = pair("topk", k_aux=8)
+    x = torch.randn(40, D)
+    padded, grads_padded = run(sparse, x, None, dead)
+    monkeypatch.setattr(base, "GEMM_WIDTH", 1)  # no padding
+    plain, grads_plain = run(sparse, x, None, dead)
+    torch.testing.assert_close(padded.losses["aux_k"], plain.losses["aux_k"], atol=1e-6, rtol=1e-6)
+    for name in grads_plain:
+        torch.testing.assert_close(grads_padded[name], grads_plain[name], atol=1e-6, rtol=1e-6)
