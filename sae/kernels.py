@@ -67,6 +67,31 @@ class Layout:
         return Layout(row_offsets, latent_order, latent_offsets)
 
 
+class GradStash:
+    """A block encode's share of the encoder gradient, left for the selection's sparse encode.
+
+    When a training pass differentiates both a sparse selection (``sparse_encode``) and a
+    column block (``block_encode``, AuxK), each would hand autograd a dense ``W_enc``
+    gradient, which autograd then zero-fills, scatters into and adds: three passes over a
+    ``[d_in, d_sae]`` tensor. Instead the block's backward leaves its ``[n, d_in]`` rows
+    here and the selection's backward adds them into the one gradient it writes anyway.
+    The block takes the selection's values as an input, so autograd always runs the
+    block's backward first.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (columns, ∂W_encᵀ rows, ∂b_enc)
+
+    def add_into(self, grad_w_t: torch.Tensor | None, grad_b: torch.Tensor | None) -> None:
+        """Add (and forget) what was left: ``grad_w_t`` is ``[d_sae, d_in]``."""
+        for columns, rows, bias in self.parts:
+            if grad_w_t is not None:
+                grad_w_t.index_add_(0, columns, rows)
+            if grad_b is not None:
+                grad_b.index_add_(0, columns, bias)
+        self.parts.clear()
+
+
 def _by_row(indices: torch.Tensor, table: torch.Tensor, weights: torch.Tensor, layout: Layout) -> torch.Tensor:
     """out[r] = Σ over row r's entries of weights · table[indices]."""
     return F.embedding_bag(indices, table, layout.row_offsets, mode="sum", per_sample_weights=weights)
@@ -105,10 +130,11 @@ class _SparseEncode(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, shift, W_enc, b_enc, sae_in, pre_values, rows, latents, layout):
+    def forward(ctx, x, shift, W_enc, b_enc, sae_in, pre_values, rows, latents, layout, stash):
         values = pre_values.relu()
         ctx.save_for_backward(sae_in, W_enc, rows, latents, values)
         ctx.layout = layout
+        ctx.stash = stash
         return values
 
     @staticmethod
@@ -116,16 +142,19 @@ class _SparseEncode(torch.autograd.Function):
         sae_in, W_enc, rows, latents, values = ctx.saved_tensors
         g = (grad_values * (values > 0)).contiguous()  # ReLU: no gradient where the chosen entry is ≤ 0
         need_x, need_shift, need_w, need_b = ctx.needs_input_grad[:4]
-        grad_x = grad_shift = grad_w = grad_b = None
+        grad_x = grad_shift = grad_w_t = grad_b = None
         if need_b or need_shift:
             grad_b = torch.zeros(W_enc.shape[1], dtype=g.dtype, device=g.device).index_add_(0, latents, g)
+        if need_w:
+            grad_w_t = _by_latent(rows, sae_in, g, ctx.layout)
+        if ctx.stash is not None:  # a block's share (AuxK): added here, before ∂shift reads ∂b_enc
+            ctx.stash.add_into(grad_w_t, grad_b)
         if need_shift:
             grad_shift = -(W_enc @ grad_b)
         if need_x:
             grad_x = _by_row(latents, W_enc.T.contiguous(), g, ctx.layout)
-        if need_w:
-            grad_w = _by_latent(rows, sae_in, g, ctx.layout).T
-        return grad_x, grad_shift, grad_w, grad_b if need_b else None, None, None, None, None, None
+        grad_w = grad_w_t.T if grad_w_t is not None else None
+        return grad_x, grad_shift, grad_w, grad_b if need_b else None, None, None, None, None, None, None
 
 
 class _SparseDecode(torch.autograd.Function):
@@ -159,15 +188,18 @@ def sparse_encode(
     rows: torch.Tensor,
     latents: torch.Tensor,
     layout: Layout,
+    stash: GradStash | None = None,
 ) -> torch.Tensor:
     """ReLU'd values of the chosen entries of ``(x − shift) @ W_enc + b_enc``, differentiable.
 
     ``sae_in`` (= x − shift) and ``pre_values`` (the chosen entries) are those of the
     forward pass, taken without a graph; gradients reach ``x``, ``shift``, ``W_enc`` and
     ``b_enc`` through the chosen pairs only. Entries must be sorted by row (``Selection``
-    keeps them so).
+    keeps them so). ``stash``: block encodes of the same pass leave their gradient there.
     """
-    return _SparseEncode.apply(x, shift, W_enc, b_enc, sae_in.detach(), pre_values.detach(), rows, latents, layout)
+    return _SparseEncode.apply(
+        x, shift, W_enc, b_enc, sae_in.detach(), pre_values.detach(), rows, latents, layout, stash
+    )
 
 
 def sparse_decode(
@@ -188,9 +220,10 @@ class _BlockEncode(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, shift, W_enc, b_enc, sae_in, block_pre, columns, mask):
+    def forward(ctx, x, shift, W_enc, b_enc, sae_in, block_pre, columns, mask, stash, after):
         keep = mask & (block_pre > 0)
         ctx.save_for_backward(sae_in, W_enc, columns, keep)
+        ctx.stash = stash
         return block_pre * keep
 
     @staticmethod
@@ -199,17 +232,19 @@ class _BlockEncode(torch.autograd.Function):
         G = grad_codes * keep
         need_x, need_shift, need_w, need_b = ctx.needs_input_grad[:4]
         grad_x = grad_shift = grad_w = grad_b = None
-        W_cols = W_enc.index_select(1, columns) if (need_x or need_shift) else None
         block_b = G.sum(0)
-        if need_shift:
-            grad_shift = -(W_cols @ block_b)
         if need_x:
-            grad_x = G @ W_cols.T
+            grad_x = G @ W_enc.index_select(1, columns).T
+        if ctx.stash is not None:  # the selection's encode adds these into its gradients (and ∂shift)
+            ctx.stash.parts.append((columns, G.T @ sae_in if need_w else None, block_b))
+            return grad_x, None, None, None, None, None, None, None, None, None
+        if need_shift:
+            grad_shift = -(W_enc.index_select(1, columns) @ block_b)
         if need_w:
             grad_w = torch.zeros_like(W_enc).index_copy_(1, columns, sae_in.T @ G)
         if need_b:
             grad_b = torch.zeros(W_enc.shape[1], dtype=G.dtype, device=G.device).index_copy_(0, columns, block_b)
-        return grad_x, grad_shift, grad_w, grad_b, None, None, None, None
+        return grad_x, grad_shift, grad_w, grad_b, None, None, None, None, None, None
 
 
 def block_encode(
@@ -221,7 +256,16 @@ def block_encode(
     block_pre: torch.Tensor,
     columns: torch.Tensor,
     mask: torch.Tensor,
+    stash: GradStash | None = None,
+    after: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[batch, n_columns]`` codes: the chosen (``mask``) ReLU'd pre-activations of ``columns``,
-    differentiable through those columns only; ``block_pre`` is ``pre[:, columns]`` without a graph."""
-    return _BlockEncode.apply(x, shift, W_enc, b_enc, sae_in.detach(), block_pre.detach(), columns, mask)
+    differentiable through those columns only; ``block_pre`` is ``pre[:, columns]`` without a graph.
+
+    With ``stash`` and ``after`` (the values a ``sparse_encode`` holding that stash
+    returned), the block's ``W_enc``/``b_enc``/shift gradients are left in the stash for
+    that encode to add; ``after`` makes autograd run this backward before that one.
+    """
+    if (stash is None) != (after is None):
+        raise ValueError("block_encode: give stash and after together (after: the stash's sparse_encode values)")
+    return _BlockEncode.apply(x, shift, W_enc, b_enc, sae_in.detach(), block_pre.detach(), columns, mask, stash, after)

@@ -30,7 +30,7 @@ from torch import nn
 
 from sae.collective import SINGLE, Collective
 from sae.config import FrozenConfig
-from sae.kernels import Layout, block_encode, group_order, sparse_decode, sparse_encode
+from sae.kernels import GradStash, Layout, block_encode, group_order, sparse_decode, sparse_encode
 
 
 class SAEConfig(FrozenConfig):
@@ -301,32 +301,42 @@ class EncoderPass:
     W_enc: torch.Tensor
     b_enc: torch.Tensor
     sparse: bool
+    #: the first sparse attach's values and the stash its backward empties (``sae.kernels.GradStash``)
+    _main: tuple[torch.Tensor, GradStash] | None = field(default=None, repr=False)
 
     def attach(self, selection: Selection) -> Selection:
-        """The selection with values that carry gradients."""
+        """The selection with values that carry gradients (the first one also gathers the
+        encoder gradient of any later ``block`` of this pass)."""
         # one flat gather: 5x cheaper than the two-tensor advanced index on CPU
         d_sae = self.pre.shape[1]
         chosen = self.pre.reshape(-1).index_select(0, selection.rows * d_sae + selection.latents)
         if not self.sparse:
             return selection.with_values(chosen.relu())
         layout = selection.layout(self.W_enc.shape[1])
-        return selection.with_values(
-            sparse_encode(
-                self.x,
-                self.shift,
-                self.W_enc,
-                self.b_enc,
-                self.sae_in,
-                chosen,
-                selection.rows,
-                selection.latents,
-                layout,
-            )
+        stash = GradStash() if self._main is None else None
+        values = sparse_encode(
+            self.x,
+            self.shift,
+            self.W_enc,
+            self.b_enc,
+            self.sae_in,
+            chosen,
+            selection.rows,
+            selection.latents,
+            layout,
+            stash,
         )
+        if stash is not None and values.requires_grad:
+            self._main = (values, stash)
+        return selection.with_values(values)
 
     def block(self, columns: torch.Tensor, block_pre: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Dense ``[batch, n_columns]`` codes of the chosen entries of a column block (sparse path)."""
-        return block_encode(self.x, self.shift, self.W_enc, self.b_enc, self.sae_in, block_pre, columns, mask)
+        """Dense ``[batch, n_columns]`` codes of the chosen entries of a column block (sparse path);
+        its encoder gradient goes through the first attach's, when there was one."""
+        after, stash = self._main if self._main is not None else (None, None)
+        return block_encode(
+            self.x, self.shift, self.W_enc, self.b_enc, self.sae_in, block_pre, columns, mask, stash, after
+        )
 
 
 class SparseAutoencoder(nn.Module, abc.ABC):

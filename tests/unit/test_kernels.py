@@ -207,3 +207,40 @@ def test_auxk_block_padding_widens_with_columns_never_chosen(monkeypatch):
     torch.testing.assert_close(padded.losses["aux_k"], plain.losses["aux_k"], atol=1e-6, rtol=1e-6)
     for name in grads_plain:
         torch.testing.assert_close(grads_padded[name], grads_plain[name], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("x_needs_grad", [False, True])
+def test_a_block_leaves_its_encoder_gradient_to_the_selection_encode(x_needs_grad):
+    """With a stash, the block's W_enc/b_enc/shift gradients reach the parameters through
+    the selection's encode (one dense gradient written, not two added): the same gradients."""
+    from sae.kernels import GradStash, block_encode
+
+    torch.manual_seed(3)
+    B, n_cols = 12, 9
+    W = torch.randn(D, F, requires_grad=True)
+    b = torch.randn(F, requires_grad=True)
+    shift = torch.randn(D, requires_grad=True)
+    x = torch.randn(B, D, requires_grad=x_needs_grad)
+    rows = torch.arange(B).repeat_interleave(3)
+    latents = torch.stack([torch.randperm(F)[:3].sort().values for _ in range(B)]).reshape(-1)
+    columns = torch.randperm(F)[:n_cols]
+    mask = torch.rand(B, n_cols) > 0.4
+    r1, r2 = torch.randn(rows.numel()), torch.randn(B, n_cols)
+
+    def grads(stashed: bool):
+        for t in (W, b, shift, x):
+            t.grad = None
+        sae_in = (x - shift).detach()
+        pre = sae_in @ W.detach() + b.detach()
+        stash = GradStash() if stashed else None
+        layout = Layout.of(rows, latents, B, F)
+        values = sparse_encode(x, shift, W, b, sae_in, pre[rows, latents], rows, latents, layout, stash)
+        codes = block_encode(x, shift, W, b, sae_in, pre[:, columns], columns, mask, stash, values if stashed else None)
+        ((values * r1).sum() + (codes * r2).sum()).backward()
+        assert stash is None or stash.parts == []  # emptied by the selection's backward
+        return [t.grad.clone() for t in (W, b, shift) + ((x,) if x_needs_grad else ())]
+
+    for got, want in zip(grads(True), grads(False), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="give stash and after together"):
+        block_encode(x, shift, W, b, x, torch.zeros(B, n_cols), columns, mask, GradStash(), None)
