@@ -1,0 +1,164 @@
+"""SAEDashboard's feature tables and histograms, computed sparsely for every feature at once.
+
+What Neuronpedia shows beside a feature's contexts, defined as ``sae_dashboard`` 0.8.0 defines it:
+
+- **correlated features / neurons** (``RollingCorrCoef``): Pearson ``(n·Σxy − ΣxΣy) /
+  (sqrt((n·Σx² − (Σx)²)(n·Σy² − (Σy)²)) + 1e-6)`` and cosine ``Σxy / (sqrt(Σx²·Σy²) + 1e-6)``
+  (exported under the ``*_l1`` keys, as SAEDashboard does), the top ``n`` by Pearson, a feature
+  never its own neighbour (diagonal set to 0). "Neurons" are the ``d_in`` coordinates of the
+  hooked activation. Computed over the build's first ``corr_tokens`` kept positions, whose codes
+  are stored sparse (``CodeSample``), so the feature-feature Gram is made in chunks of features
+  from a sparse product and never held as a dense ``d_sae²`` matrix.
+- **neuron alignment** (``add_neuron_alignment_data``): the ``n`` *largest signed* coordinates of
+  ``W_dec[f]`` (SAEDashboard's ``TopK(largest=True)``, not the largest ``|W_dec|``) and each one's
+  ``|value| / ‖W_dec[f]‖₁``.
+- **histograms** (``HistogramData.from_data``): ``bins`` equal-width bins from the data's min to
+  its max (``torch.histc``: the max falls in the last bin), bar values at the bin centres. The
+  logit histogram is over all ``d_vocab`` entries of ``W_dec[f]·W_U``; the activation histogram
+  over the feature's nonzero activations in the sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+EPS = 1e-6  # SAEDashboard's denominators
+
+
+class CodeSample:
+    """Sparse codes (and, for correlated neurons, the running sums against the hooked
+    activations) of the first ``max_rows`` kept positions of the build."""
+
+    def __init__(self, d_sae: int, d_in: int, max_rows: int):
+        self.d_sae, self.d_in, self.max_rows = d_sae, d_in, max_rows
+        self.rows = 0
+        self.parts: list[sp.csr_matrix] = []
+        self.xy = torch.zeros(d_sae, d_in, dtype=torch.float64)  # Σ code·act
+        self.a_sum = torch.zeros(d_in, dtype=torch.float64)
+        self.a2_sum = torch.zeros(d_in, dtype=torch.float64)
+
+    @property
+    def full(self) -> bool:
+        return self.rows >= self.max_rows
+
+    def update(self, codes: torch.Tensor, acts: torch.Tensor, keep: torch.Tensor) -> None:
+        """Add ``codes [rows, d_sae]`` and ``acts [rows, d_in]`` at the positions ``keep`` marks."""
+        take = self.max_rows - self.rows
+        if take <= 0:
+            return
+        idx = keep.nonzero().flatten()[:take]
+        c = codes[idx].float().cpu()
+        a = acts[idx].reshape(len(idx), -1).double().cpu()
+        r, f = c.nonzero(as_tuple=True)
+        v = c[r, f]
+        self.parts.append(
+            sp.csr_matrix((v.numpy(), (r.numpy(), f.numpy())), shape=(len(idx), self.d_sae), dtype=np.float64)
+        )
+        self.xy.index_add_(0, f, v.double().unsqueeze(1) * a[r])
+        self.a_sum += a.sum(0)
+        self.a2_sum += (a * a).sum(0)
+        self.rows += len(idx)
+
+    def matrix(self) -> sp.csc_matrix:
+        if not self.parts:
+            return sp.csc_matrix((0, self.d_sae))
+        return sp.vstack(self.parts).tocsc()
+
+
+def _pearson_cos(n, xy, x_sum, x2_sum, y_sum, y2_sum):
+    pearson = (n * xy - np.outer(x_sum, y_sum)) / (
+        np.sqrt(np.clip(np.outer(n * x2_sum - x_sum**2, n * y2_sum - y_sum**2), 0, None)) + EPS
+    )
+    cos = xy / (np.sqrt(np.outer(x2_sum, y2_sum)) + EPS)
+    return pearson, cos
+
+
+def _top(pearson: np.ndarray, cos: np.ndarray, n: int):
+    n = min(n, pearson.shape[1])
+    t = torch.from_numpy(pearson).topk(n, dim=1)  # ties: torch's order, as SAEDashboard
+    ids = t.indices.numpy()
+    return ids, t.values.numpy(), np.take_along_axis(cos, ids, 1)
+
+
+def correlated_features(sample: CodeSample, n: int, chunk: int = 512):
+    """``(ids, pearson, cosine)``, each ``[d_sae, n]``."""
+    X = sample.matrix()
+    rows = max(sample.rows, 1)
+    x_sum = np.asarray(X.sum(0)).ravel()
+    x2_sum = np.asarray(X.multiply(X).sum(0)).ravel()
+    XT = X.T.tocsr()
+    out = ([], [], [])
+    for lo in range(0, sample.d_sae, chunk):
+        hi = min(lo + chunk, sample.d_sae)
+        xy = (XT[lo:hi] @ X).toarray()
+        pearson, cos = _pearson_cos(rows, xy, x_sum[lo:hi], x2_sum[lo:hi], x_sum, x2_sum)
+        d = np.arange(hi - lo)
+        pearson[d, d + lo] = 0.0
+        cos[d, d + lo] = 0.0
+        for lst, part in zip(out, _top(pearson, cos, n), strict=True):
+            lst.append(part)
+    return tuple(np.concatenate(x) for x in out)
+
+
+def correlated_neurons(sample: CodeSample, n: int):
+    """``(ids, pearson, cosine)``, each ``[d_sae, n]``: the hooked activation's coordinates."""
+    X = sample.matrix()
+    x_sum = np.asarray(X.sum(0)).ravel()
+    x2_sum = np.asarray(X.multiply(X).sum(0)).ravel()
+    pearson, cos = _pearson_cos(
+        max(sample.rows, 1), sample.xy.numpy(), x_sum, x2_sum, sample.a_sum.numpy(), sample.a2_sum.numpy()
+    )
+    return _top(pearson, cos, n)
+
+
+def neuron_alignment(W_dec: torch.Tensor, n: int):
+    """``(ids, values, share_of_l1)``, each ``[d_sae, n]``."""
+    W = W_dec.detach().float().cpu()
+    top = W.topk(min(n, W.shape[1]), dim=1)
+    l1 = W.abs().sum(1, keepdim=True)
+    return top.indices.numpy(), top.values.numpy(), (top.values.abs() / l1).numpy()
+
+
+def histograms(data: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of ``data [rows, m]``: ``(heights [rows, bins], centres [rows, bins])`` of ``bins``
+    equal-width bins over the row's ``[min, max]`` (``torch.histc`` per row)."""
+    data = data.float()
+    lo, hi = data.min(1, keepdim=True).values, data.max(1, keepdim=True).values
+    width = (hi - lo) / bins
+    safe = torch.where(width > 0, width, torch.ones_like(width))
+    index = ((data - lo) / safe).floor().long().clamp(0, bins - 1)
+    heights = torch.zeros(data.shape[0], bins, dtype=torch.long).scatter_add_(1, index, torch.ones_like(index))
+    centres = lo + width * (torch.arange(bins) + 0.5)
+    return heights, centres
+
+
+def logit_histograms(resid: torch.Tensor, W_U: torch.Tensor, bins: int, chunk: int = 512):
+    """The histogram of every feature's ``resid[f] @ W_U``, as ``(heights, centres)``."""
+    W_U = W_U.detach().float().cpu()
+    hs, cs = [], []
+    for lo in range(0, resid.shape[0], chunk):
+        h, c = histograms(resid[lo : lo + chunk].float() @ W_U, bins)
+        hs.append(h)
+        cs.append(c)
+    return torch.cat(hs).numpy(), torch.cat(cs).numpy()
+
+
+def activation_histograms(sample: CodeSample, bins: int):
+    """Per feature, the histogram of its nonzero activations in the sample: ``(heights, centres)``
+    lists (empty for a feature that never fired there)."""
+    X = sample.matrix()
+    heights: list[list[int]] = []
+    centres: list[list[float]] = []
+    for f in range(sample.d_sae):
+        vals = torch.from_numpy(X.data[X.indptr[f] : X.indptr[f + 1]]).float()
+        vals = vals[vals > 0]
+        if vals.numel() == 0:
+            heights.append([])
+            centres.append([])
+            continue
+        h, c = histograms(vals.unsqueeze(0), bins)
+        heights.append(h[0].tolist())
+        centres.append(c[0].tolist())
+    return heights, centres
