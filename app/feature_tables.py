@@ -67,50 +67,61 @@ class CodeSample:
         return sp.vstack(self.parts).tocsc()
 
 
-def _pearson_cos(n, xy, x_sum, x2_sum, y_sum, y2_sum):
-    pearson = (n * xy - np.outer(x_sum, y_sum)) / (
-        np.sqrt(np.clip(np.outer(n * x2_sum - x_sum**2, n * y2_sum - y_sum**2), 0, None)) + EPS
-    )
-    cos = xy / (np.sqrt(np.outer(x2_sum, y2_sum)) + EPS)
-    return pearson, cos
+def _top_pearson(xy: torch.Tensor, n_rows: int, x_sum, x2_sum, y_sum, y2_sum, n: int, exclude_from: int | None):
+    """Top ``n`` by Pearson of each row of the co-moment block ``xy [X, Y]`` (float32, in place),
+    and the cosine of the pairs picked. ``exclude_from``: row ``i`` is column ``exclude_from + i``
+    (a feature against all features: the diagonal counts 0, as SAEDashboard's)."""
+    gram = xy.clone()
+    pearson = xy.mul_(n_rows).addr_(x_sum, y_sum, alpha=-1)
+    var_x = (n_rows * x2_sum - x_sum**2).clamp_min(0).sqrt()
+    var_y = (n_rows * y2_sum - y_sum**2).clamp_min(0).sqrt()
+    pearson.div_(torch.outer(var_x, var_y).add_(EPS))
+    if exclude_from is not None:
+        d = torch.arange(pearson.shape[0])
+        pearson[d, d + exclude_from] = 0.0
+        gram[d, d + exclude_from] = 0.0
+    top = pearson.topk(min(n, pearson.shape[1]), dim=1)  # ties: torch's order, as SAEDashboard's TopK
+    ids = top.indices
+    cos = gram.gather(1, ids) / ((x2_sum.unsqueeze(1) * y2_sum[ids]).sqrt() + EPS)
+    return ids.numpy(), top.values.numpy(), cos.numpy()
 
 
-def _top(pearson: np.ndarray, cos: np.ndarray, n: int):
-    n = min(n, pearson.shape[1])
-    t = torch.from_numpy(pearson).topk(n, dim=1)  # ties: torch's order, as SAEDashboard
-    ids = t.indices.numpy()
-    return ids, t.values.numpy(), np.take_along_axis(cos, ids, 1)
+def _sums(X: sp.csc_matrix) -> tuple[torch.Tensor, torch.Tensor]:
+    x_sum = torch.from_numpy(np.asarray(X.sum(0)).ravel()).float()
+    x2_sum = torch.from_numpy(np.asarray(X.multiply(X).sum(0)).ravel()).float()
+    return x_sum, x2_sum
 
 
-def correlated_features(sample: CodeSample, n: int, chunk: int = 512):
-    """``(ids, pearson, cosine)``, each ``[d_sae, n]``."""
-    X = sample.matrix()
+def correlated_features(sample: CodeSample, n: int, chunk: int = 1024):
+    """``(ids, pearson, cosine)``, each ``[d_sae, n]``; float32 blocks of ``chunk`` features
+    against all, from a sparse product (pairs that never fire together cost nothing there)."""
+    X = sample.matrix().astype(np.float32)
     rows = max(sample.rows, 1)
-    x_sum = np.asarray(X.sum(0)).ravel()
-    x2_sum = np.asarray(X.multiply(X).sum(0)).ravel()
+    x_sum, x2_sum = _sums(X)
     XT = X.T.tocsr()
     out = ([], [], [])
     for lo in range(0, sample.d_sae, chunk):
         hi = min(lo + chunk, sample.d_sae)
-        xy = (XT[lo:hi] @ X).toarray()
-        pearson, cos = _pearson_cos(rows, xy, x_sum[lo:hi], x2_sum[lo:hi], x_sum, x2_sum)
-        d = np.arange(hi - lo)
-        pearson[d, d + lo] = 0.0
-        cos[d, d + lo] = 0.0
-        for lst, part in zip(out, _top(pearson, cos, n), strict=True):
-            lst.append(part)
+        xy = torch.from_numpy((XT[lo:hi] @ X).toarray())
+        part = _top_pearson(xy, rows, x_sum[lo:hi], x2_sum[lo:hi], x_sum, x2_sum, n, exclude_from=lo)
+        for lst, p in zip(out, part, strict=True):
+            lst.append(p)
     return tuple(np.concatenate(x) for x in out)
 
 
 def correlated_neurons(sample: CodeSample, n: int):
     """``(ids, pearson, cosine)``, each ``[d_sae, n]``: the hooked activation's coordinates."""
-    X = sample.matrix()
-    x_sum = np.asarray(X.sum(0)).ravel()
-    x2_sum = np.asarray(X.multiply(X).sum(0)).ravel()
-    pearson, cos = _pearson_cos(
-        max(sample.rows, 1), sample.xy.numpy(), x_sum, x2_sum, sample.a_sum.numpy(), sample.a2_sum.numpy()
+    x_sum, x2_sum = _sums(sample.matrix())
+    return _top_pearson(
+        sample.xy.float(),
+        max(sample.rows, 1),
+        x_sum,
+        x2_sum,
+        sample.a_sum.float(),
+        sample.a2_sum.float(),
+        n,
+        exclude_from=None,
     )
-    return _top(pearson, cos, n)
 
 
 def neuron_alignment(W_dec: torch.Tensor, n: int):
