@@ -109,9 +109,9 @@ def _read_build(entry: SAEEntry) -> tuple[dict, object, object]:
     return meta, features, contexts
 
 
-def _activation(c, context_size: int, bin_min, bin_max, bin_contains) -> dict:
-    tokens, values, centre = list(c.tokens), list(c.acts), int(c.centre)
-    if int(c.row) % context_size - centre == 0:  # the window starts the sequence: drop its BOS
+def _activation(c: dict, context_size: int, bin_min, bin_max, bin_contains) -> dict:
+    tokens, values, centre = list(c["tokens"]), list(c["acts"]), int(c["centre"])
+    if int(c["row"]) % context_size - centre == 0:  # the window starts the sequence: drop its BOS
         tokens, values, centre = tokens[1:], values[1:], centre - 1
     return {
         "bin_min": bin_min,
@@ -123,35 +123,36 @@ def _activation(c, context_size: int, bin_min, bin_max, bin_contains) -> dict:
     }
 
 
-def _activations(ctx, row, context_size: int) -> list[dict]:
+def _activations(ctx: list[dict] | None, row: dict, context_size: int) -> list[dict]:
+    """The top group, then the intervals highest first (each in rank order)."""
     out = []
-    if ctx is None or len(ctx) == 0:
+    if not ctx:
         return out
-    top = ctx[ctx.group == "top"].sort_values("rank")
-    for _, c in top.iterrows():
-        out.append(_activation(c, context_size, -1, float(f"{float(row.max_act):.3f}"), -1))
-    inter = ctx[ctx.group == "interval"]
-    density = float(row.density)
-    for i in sorted(inter.interval.unique(), reverse=True):
-        part = inter[inter.interval == i].sort_values("rank")
-        first = part.iloc[0]
-        pct = float(first.share) * density + (1.0 - density if int(i) == 0 else 0.0)
-        lo, hi, contains = float(f"{first.lo:.3f}"), float(f"{first.hi:.3f}"), float(f"{pct:.3%}".rstrip("%")) / 100
-        for _, c in part.iterrows():
-            out.append(_activation(c, context_size, lo, hi, contains))
+    top = sorted((c for c in ctx if c["group"] == "top"), key=lambda c: c["rank"])
+    for c in top:
+        out.append(_activation(c, context_size, -1, float(f"{float(row['max_act']):.3f}"), -1))
+    inter = sorted((c for c in ctx if c["group"] == "interval"), key=lambda c: (-c["interval"], c["rank"]))
+    density = float(row["density"])
+    bounds = None
+    for c in inter:
+        if bounds is None or bounds[0] != c["interval"]:
+            pct = float(c["share"]) * density + (1.0 - density if int(c["interval"]) == 0 else 0.0)
+            contains = float(f"{pct:.3%}".rstrip("%")) / 100
+            bounds = (c["interval"], float(f"{c['lo']:.3f}"), float(f"{c['hi']:.3f}"), contains)
+        out.append(_activation(c, context_size, *bounds[1:]))
     return out
 
 
-def _col(row, name):
-    return row[name] if name in row.index else None
+def _col(row: dict, name: str):
+    return row.get(name)
 
 
-def feature_record(row, ctx, meta: dict) -> dict:
+def feature_record(row: dict, ctx: list[dict] | None, meta: dict) -> dict:
     """One feature as ``NeuronpediaDashboardFeature.to_dict`` gives it."""
     settings = meta.get("config") or {}
     text = meta.get("text") or {}
     return {
-        "feature_index": int(row.feature),
+        "feature_index": int(row["feature"]),
         "neuron_alignment_indices": _ints(_col(row, "align_ids")),
         "neuron_alignment_values": _round(_col(row, "align_values")),
         "neuron_alignment_l1": _round(_col(row, "align_l1")),
@@ -165,7 +166,7 @@ def feature_record(row, ctx, meta: dict) -> dict:
         "neg_values": _round(_col(row, "neg_values")),
         "pos_str": [_token(t) for t in (_col(row, "pos_tokens") if _col(row, "pos_tokens") is not None else [])],
         "pos_values": _round(_col(row, "pos_values")),
-        "frac_nonzero": float(f"{float(row.density):.3%}".rstrip("%")) / 100,
+        "frac_nonzero": float(f"{float(row['density']):.3%}".rstrip("%")) / 100,
         "freq_hist_data_bar_values": _round(_col(row, "act_hist_values")),
         "freq_hist_data_bar_heights": _round(_col(row, "act_hist_heights")),
         "logits_hist_data_bar_heights": _round(_col(row, "logit_hist_heights")),
@@ -207,7 +208,9 @@ def export_sae(
     log_density = features["log10_density"].to_numpy()
     skipped = [int(i) for i in features.feature[~(log_density >= sparsity_threshold)]]
     targets = [int(i) for i in features.feature[log_density >= sparsity_threshold]]
-    by_feature = {int(f): g for f, g in contexts.groupby("feature")}
+    by_feature: dict[int, list[dict]] = {}
+    for c in contexts.to_dict("records"):
+        by_feature.setdefault(int(c["feature"]), []).append(c)
     settings = meta.get("config") or {}
     written = []
     run_settings = {
@@ -244,14 +247,14 @@ def export_sae(
         indent=None,
     )
     written += [out / "run_settings.json", out / "skipped_indexes.json"]
-    rows = features.set_index("feature", drop=False)
+    rows = {int(r["feature"]): r for r in features.to_dict("records")}
     for n, part in enumerate(batches(targets, n_features_at_a_time)):
         doc = {
             "model_id": model_id,
             "layer": layer,
             "sae_set": sae_set,
             "sae_id_suffix": None,
-            "features": [feature_record(rows.loc[f], by_feature.get(f), meta) for f in part],
+            "features": [feature_record(rows[f], by_feature.get(f), meta) for f in part],
         }
         write_json(out / f"batch-{n}.json", doc, indent=None)
         written.append(out / f"batch-{n}.json")

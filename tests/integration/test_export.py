@@ -14,28 +14,37 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "app" / "schemas"
 HOOK = "blocks.1.hook_resid_post"
 
 
+def _like_trained(arch: str):
+    """An SAE of ``arch`` with its buffers moved as training moves them (EMA thresholds,
+    running densities) and nonzero biases: the export reads only the saved files and the
+    dashboard build, so a few train-mode passes stand in for a training run (fast tier)."""
+    from sae.architectures import family, sae_class
+
+    cls = sae_class(arch)
+    torch.manual_seed(3)
+    sae = cls(cls.config_class(d_in=128, d_sae=32, **({"k": 4} if family(arch).has_k else {}))).train()
+    with torch.no_grad():
+        for bias in ("b_enc", "b_gate", "b_mag", "r_mag"):
+            if isinstance(getattr(sae, bias, None), torch.nn.Parameter):
+                getattr(sae, bias).normal_(0, 0.1)
+    for _ in range(3):
+        sae(torch.randn(64, 128))
+    return sae.eval()
+
+
 @pytest.fixture(scope="session")
 def family_run(tmp_path_factory, organism):
-    """One tiny run with an SAE of every trainable family (one pass trains them all), with its
-    dashboard build: the smallest real run each export must handle."""
+    """A run directory with an SAE of every trainable family on the organism's residual stream,
+    with its dashboard build: the smallest run each export must handle."""
     from app.dashboard_config import DashboardConfig
     from app.dashboard_data import build_run
-    from sae.architectures import family, trainable
-    from sae.train_run import RunConfig, train
+    from sae.architectures import trainable
+    from sae.saving import save_sae
 
-    saes = []
-    for i, arch in enumerate(trainable()):
-        sae = {"architecture": arch, "d_sae": 32, **({"k": 4} if family(arch).has_k else {})}
-        saes.append({"name": arch, "hook": HOOK, "sae": sae, "seed": 100 + i})
-    run = {
-        "data": {"model": "organism", "n_tokens": 2048, "context_size": 32, "lm_batch_size": 32},
-        "saes": saes,
-        "trainer": {"batch_size": 256, "wandb_project": None, "checkpoint_every": 0},
-        "heldout": None,
-    }
     out = tmp_path_factory.mktemp("family_run")
+    for arch in trainable():
+        save_sae(_like_trained(arch), out / arch, metadata={"hook": HOOK, "model": "organism", "name": arch})
     model, tok = organism
-    train(RunConfig.model_validate(run), out, progress=False, model=model, tokenizer=tok)
     cfg = DashboardConfig(n_tokens=1024, context_size=32, lm_batch_size=32, n_top=5, n_intervals=5, left=4, right=2)
     build_run(out, cfg, progress=False, model=model, tokenizer=tok)
     return out
@@ -72,8 +81,11 @@ def test_neuronpedia_export_validates_for_every_family(family_run, tmp_path, cap
 
     batch_v, skipped_v = _validators()
     out = tmp_path / "np"
-    assert main(["export", "neuronpedia", str(family_run), "--out", str(out), "--features-per-batch", "12"]) == 0
-    assert capsys.readouterr().out.count("wrote") == len(trainable())
+    out.mkdir()
+    (out / "stray.txt").write_text("x")  # --force replaces a non-empty folder whole
+    argv = ["export", "neuronpedia", str(family_run), "--out", str(out), "--features-per-batch", "12", "--force"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("wrote") == len(trainable()) and not (out / "stray.txt").exists()
     for arch in trainable():
         folder = out / arch
         feats = read_features(family_run / arch)
@@ -121,16 +133,14 @@ def test_neuronpedia_export_validates_for_every_family(family_run, tmp_path, cap
 def test_bos_dropped_and_index_shifted_at_the_sequence_start(family_run, organism):
     """A window that starts its sequence loses the BOS and its index moves by one, as
     SAEDashboard's ``tokens[1:]`` and ``qualifying_token_index - 1``."""
-    import pandas as pd
-
     from app.export_neuronpedia import _activation
 
     tok = organism[1]
     bos = tok.convert_ids_to_tokens(tok.bos_token_id)
-    c = pd.Series({"tokens": [bos, "Ġa", "Ġb"], "acts": [0.0, 1.23456, 0.5], "centre": 1, "row": 64 + 1})
+    c = {"tokens": [bos, "Ġa", "Ġb"], "acts": [0.0, 1.23456, 0.5], "centre": 1, "row": 64 + 1}
     a = _activation(c, 32, -1, 2.0, -1)
     assert a["tokens"] == [" a", " b"] and a["values"] == [1.235, 0.5] and a["qualifying_token_index"] == 0
-    c = pd.Series({"tokens": ["x", "Ġa", "Ġb"], "acts": [0.1, 1.0, 0.5], "centre": 1, "row": 64 + 5})
+    c = {"tokens": ["x", "Ġa", "Ġb"], "acts": [0.1, 1.0, 0.5], "centre": 1, "row": 64 + 5}
     a = _activation(c, 32, -1, 2.0, -1)
     assert a["tokens"] == ["x", " a", " b"] and a["qualifying_token_index"] == 1
 
@@ -144,8 +154,14 @@ def test_neuronpedia_export_refusals(family_run, tmp_path, capsys):
     assert main(["export", "neuronpedia", str(family_run), "--out", str(out)]) == 2
     assert "not empty; pass --force" in capsys.readouterr().err
     assert (out / "keep.txt").exists()
-    assert main(["export", "neuronpedia", str(family_run), "--out", str(out), "--force"]) == 0
-    assert not (out / "keep.txt").exists() and (out / "topk" / "batch-0.json").exists()
+    built = family_run / "topk" / "dashboard" / "meta.json"
+    meta = json.loads(built.read_text())
+    try:  # a build from before the feature tables: rebuild, not a half-filled export
+        built.write_text(json.dumps({**meta, "schema_version": 1}))
+        assert main(["export", "neuronpedia", str(family_run), "--out", str(tmp_path / "np2")]) == 2
+        assert "older saelab" in capsys.readouterr().err and not (tmp_path / "np2").exists()
+    finally:
+        built.write_text(json.dumps(meta))
 
 
 def _peer_python() -> Path | None:
@@ -192,6 +208,7 @@ def test_hf_export_loads_back_identically(family_run, tmp_path, capsys, monkeypa
     assert "hub is disabled" in capsys.readouterr().err and (out / "README.md").is_file()
 
 
+@pytest.mark.slow
 def test_hf_export_loads_in_saelens(family_run, tmp_path):
     """SAELens' own ``SAE.load_from_disk`` reads the exported folders (when its venv is there)."""
     import subprocess
