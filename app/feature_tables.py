@@ -20,6 +20,8 @@ What Neuronpedia shows beside a feature's contexts, defined as ``sae_dashboard``
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -158,18 +160,22 @@ def logit_histograms(resid: torch.Tensor, W_U: torch.Tensor, bins: int, chunk: i
 
 def activation_histograms(sample: CodeSample, bins: int):
     """Per feature, the histogram of its nonzero activations in the sample: ``(heights, centres)``
-    lists (empty for a feature that never fired there)."""
+    lists (empty for a feature that never fired there); ``histograms``' binning, all features at once."""
     X = sample.matrix()
-    heights: list[list[int]] = []
-    centres: list[list[float]] = []
-    for f in range(sample.d_sae):
-        vals = torch.from_numpy(X.data[X.indptr[f] : X.indptr[f + 1]]).float()
-        vals = vals[vals > 0]
-        if vals.numel() == 0:
-            heights.append([])
-            centres.append([])
-            continue
-        h, c = histograms(vals.unsqueeze(0), bins)
-        heights.append(h[0].tolist())
-        centres.append(c[0].tolist())
-    return heights, centres
+    X.eliminate_zeros()
+    counts = np.diff(X.indptr)
+    live = counts > 0
+    feat = np.repeat(np.arange(sample.d_sae), counts)
+    vals = torch.from_numpy(X.data).float()
+    f_t = torch.from_numpy(feat)
+    lo = torch.full((sample.d_sae,), math.inf).scatter_reduce_(0, f_t, vals, "amin")
+    hi = torch.full((sample.d_sae,), -math.inf).scatter_reduce_(0, f_t, vals, "amax")
+    width = torch.where(torch.from_numpy(live), (hi - lo) / bins, torch.zeros(()))
+    safe = torch.where(width > 0, width, torch.ones_like(width))
+    index = ((vals - lo[f_t]) / safe[f_t]).floor().long().clamp(0, bins - 1)
+    heights = torch.bincount(f_t * bins + index, minlength=sample.d_sae * bins).view(sample.d_sae, bins)
+    centres = lo.unsqueeze(1) + width.unsqueeze(1) * (torch.arange(bins) + 0.5)
+    return (
+        [heights[f].tolist() if live[f] else [] for f in range(sample.d_sae)],
+        [centres[f].tolist() if live[f] else [] for f in range(sample.d_sae)],
+    )
