@@ -55,10 +55,9 @@ class CodeSample:
         a = acts[idx].reshape(len(idx), -1).double().cpu()
         r, f = c.nonzero(as_tuple=True)
         v = c[r, f]
-        self.parts.append(
-            sp.csr_matrix((v.numpy(), (r.numpy(), f.numpy())), shape=(len(idx), self.d_sae), dtype=np.float64)
-        )
-        self.xy.index_add_(0, f, v.double().unsqueeze(1) * a[r])
+        part = sp.csr_matrix((v.numpy(), (r.numpy(), f.numpy())), shape=(len(idx), self.d_sae), dtype=np.float64)
+        self.parts.append(part)
+        self.xy += torch.from_numpy(np.asarray(part.T @ a.numpy()))  # sparse: no [nnz, d_in] temporary
         self.a_sum += a.sum(0)
         self.a2_sum += (a * a).sum(0)
         self.rows += len(idx)
