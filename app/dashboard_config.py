@@ -37,4 +37,14 @@ class DashboardConfig(FrozenConfig):
     hist_bins: int = Field(64, ge=4, description="Bins of the activation histogram (a power of two).")
     n_logits: int = Field(10, gt=0, description="Top and bottom logit-effect tokens kept.")
     n_neighbours: int = Field(10, gt=0, description="Decoder-cosine neighbours kept.")
+    n_table_rows: int = Field(
+        3, gt=0, description="Correlated features, correlated neurons and aligned neurons kept (SAEDashboard: 3)."
+    )
+    corr_tokens: int = Field(
+        65_536,
+        ge=0,
+        description="Kept positions (the first of the build) whose sparse codes are stored for the "
+        "correlations and the 50-bin activation histogram (0: none).",
+    )
+    plot_bins: int = Field(50, ge=2, description="Bins of the logit and activation histograms (SAEDashboard: 50).")
     device: str = Field("cpu", description="Device of the model and SAE.")

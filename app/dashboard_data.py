@@ -4,7 +4,9 @@ For every SAE of a run directory the build writes ``<sae>/dashboard/`` (atomical
 
 - ``features.parquet``: one row per feature: density, max and mean activation, the exact
   activation histogram, top and bottom logit effects, decoder-cosine neighbours,
-  per-head shares (``hook_z`` SAEs), the token at its maximum;
+  per-head shares (``hook_z`` SAEs), the token at its maximum, and SAEDashboard's tables
+  (``app.feature_tables``): correlated features and neurons, neuron alignment, the 50-bin
+  logit histogram and the 50-bin activation histogram;
 - ``contexts.parquet``: sorted by feature, so the app reads one feature's rows through a
   row-group filter: the exact top contexts and the interval contexts, each with the
   tokens of its window and the feature's activation at every one;
@@ -25,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from app import feature_tables as ft
 from app.dashboard_config import DashboardConfig
 from app.feature_stats import FeatureStats
 from app.run_dir import model_name
@@ -34,7 +37,7 @@ from sae.atomic import atomic_directory, write_json
 from sae.errors import SaelabError
 from sae.run_dir import SAEEntry, find_saes
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: SAEDashboard's feature tables and 50-bin histograms
 ROW_GROUP = 64  # features per row group of contexts.parquet
 
 
@@ -93,6 +96,7 @@ def build(
         FeatureStats(s.cfg.d_sae, cfg.n_top, cfg.sample_size, cfg.left, cfg.right, cfg.hist_bins, cfg.seed)
         for s in saes
     ]
+    samples = [ft.CodeSample(s.cfg.d_sae, s.cfg.d_in, cfg.corr_tokens) for s in saes]
     token_rows: list[torch.Tensor] = []
     n_positions = 0
     total = math.ceil(scfg.n_sequences / cfg.lm_batch_size)
@@ -103,20 +107,23 @@ def build(
         n_positions += int(keep.sum())
         acts = harvester.full(tokens)
         with torch.no_grad():
-            for entry, sae, st in zip(entries, saes, stats, strict=True):
-                codes = sae.encode(acts[entry.hook].flatten(0, 1).to(sae.W_enc.dtype)).float().cpu()
+            for entry, sae, st, sample in zip(entries, saes, stats, samples, strict=True):
+                x = acts[entry.hook].flatten(0, 1)
+                codes = sae.encode(x.to(sae.W_enc.dtype)).float().cpu()
                 codes[~keep] = 0
                 st.update(codes, tokens.shape[1])
+                if not sample.full:
+                    sample.update(codes, x, keep)
         token_rows.append(tokens.to(torch.int32).flatten())
     if n_positions == 0:
         raise SaelabError("the text source produced no token to build dashboards from")
     flat_tokens = torch.cat(token_rows).numpy()
     vocab = [str(t) for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))]
     out = []
-    for entry, sae, st in zip(entries, saes, stats, strict=True):
+    for entry, sae, st, sample in zip(entries, saes, stats, samples, strict=True):
         spec = resolve_hook(model, entry.hook)
         with atomic_directory(entry.dashboard) as tmp:
-            features = feature_table(sae, spec, model, st, n_positions, flat_tokens, vocab, cfg)
+            features = feature_table(sae, spec, model, st, n_positions, flat_tokens, vocab, cfg, sample)
             pq.write_table(features, tmp / "features.parquet")
             pq.write_table(
                 context_table(st, flat_tokens, vocab, cfg),
@@ -135,6 +142,8 @@ def build(
                     "architecture": entry.architecture,
                     "d_sae": sae.cfg.d_sae,
                     "n_positions": n_positions,
+                    "n_sequences": int(flat_tokens.size // cfg.context_size),
+                    "corr_positions": sample.rows,
                     "text": scfg.source.model_dump(mode="json"),
                     "config": cfg.model_dump(mode="json"),
                     "seconds": round(time.time() - started, 1),
@@ -157,6 +166,7 @@ def feature_table(
     flat_tokens: np.ndarray,
     vocab: list[str],
     cfg: DashboardConfig,
+    sample: ft.CodeSample | None = None,
 ) -> pa.Table:
     W_dec = sae.W_dec.detach().float().cpu()
     d_sae = W_dec.shape[0]
@@ -184,9 +194,25 @@ def feature_table(
         columns["neg_tokens"] = pa.array([_tokens(vocab, r) for r in neg_ids.tolist()])
         columns["neg_values"] = pa.array(list(neg_vals.numpy()))
         columns["top_logit"] = pa.array([r[0] for r in columns["pos_tokens"].to_pylist()])
+        heights, centres = ft.logit_histograms(resid, model.W_U, cfg.plot_bins)
+        columns["logit_hist_heights"] = pa.array(list(heights.astype(np.int64)))
+        columns["logit_hist_values"] = pa.array(list(centres.astype(np.float32)))
     ids, cos = decoder_neighbours(W_dec, cfg.n_neighbours)
     columns["neighbours"] = pa.array(list(ids.numpy().astype(np.int32)))
     columns["neighbour_cos"] = pa.array(list(cos.numpy()))
+    tables = [("align", ft.neuron_alignment(W_dec, cfg.n_table_rows))]
+    if sample is not None and sample.rows > 0:
+        tables.append(("corr_feat", ft.correlated_features(sample, cfg.n_table_rows)))
+        tables.append(("corr_neuron", ft.correlated_neurons(sample, cfg.n_table_rows)))
+    for key, arrays in tables:
+        ids, values, second = arrays
+        columns[f"{key}_ids"] = pa.array(list(ids.astype(np.int32)))
+        columns[f"{key}_{'values' if key == 'align' else 'pearson'}"] = pa.array(list(values.astype(np.float32)))
+        columns[f"{key}_{'l1' if key == 'align' else 'cos'}"] = pa.array(list(second.astype(np.float32)))
+    if sample is not None and sample.rows > 0:
+        heights, centres = ft.activation_histograms(sample, cfg.plot_bins)
+        columns["act_hist_heights"] = pa.array(heights, type=pa.list_(pa.int64()))
+        columns["act_hist_values"] = pa.array(centres, type=pa.list_(pa.float32()))
     shares = head_shares(W_dec, spec)
     if shares is not None:
         columns["head_shares"] = pa.array(list(shares.numpy()))

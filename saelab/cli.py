@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "circuits.cli",
     "evals.cli",
     "app.cli",
+    "app.cli_export",
     "bench.commands",
     "saelab.demo",
     "saelab.config_cli",

@@ -83,8 +83,47 @@ if entry is not None:
                 },
                 hide_index=True,
             )
+            if "logit_hist_heights" in df and row.logit_hist_heights is not None:
+                lfig = go.Figure(
+                    go.Bar(
+                        x=np.asarray(row.logit_hist_values), y=np.asarray(row.logit_hist_heights), marker_color="#888"
+                    )
+                )
+                lfig.update_layout(
+                    title="Logit effects over the vocabulary (W_dec·W_U)",
+                    height=250,
+                    xaxis_title="logit",
+                    yaxis_title="tokens",
+                    margin={"t": 40, "b": 30},
+                )
+                st.plotly_chart(lfig, key="logit_hist")
         else:
             st.caption("No logit effects: this hook has no linear path to the residual stream.")
+        if "corr_feat_ids" in df and row.corr_feat_ids is not None:
+            st.subheader("Correlated features")
+            st.caption("Pearson and cosine of the activations over the build's first positions (as SAEDashboard)")
+            ids = [int(i) for i in row.corr_feat_ids]
+            st.dataframe(
+                {
+                    "feature": ids,
+                    "pearson": np.round(row.corr_feat_pearson, 3),
+                    "cosine": np.round(row.corr_feat_cos, 3),
+                    "top token": [df.top_token.iloc[i] for i in ids],
+                },
+                hide_index=True,
+            )
+            st.markdown("Open: " + " · ".join(f"[{i}]({feature_url(entry.name, i)})" for i in ids))
+        tables = {}
+        if "corr_neuron_ids" in df and row.corr_neuron_ids is not None:
+            tables["correlated neuron"] = [int(i) for i in row.corr_neuron_ids]
+            tables["pearson"] = np.round(row.corr_neuron_pearson, 3)
+        if "align_ids" in df and row.align_ids is not None:
+            tables["aligned neuron"] = [int(i) for i in row.align_ids]
+            tables["W_dec value"] = np.round(row.align_values, 3)
+            tables["share of |W_dec|₁"] = np.round(row.align_l1, 3)
+        if tables:
+            st.subheader("Neurons (coordinates of the hooked activation)")
+            st.dataframe(tables, hide_index=True)
         if "head_shares" in df and row.head_shares is not None:
             shares = np.asarray(row.head_shares)
             hfig = go.Figure(go.Bar(x=[f"head {h}" for h in range(len(shares))], y=shares))

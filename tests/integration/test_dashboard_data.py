@@ -225,3 +225,41 @@ def test_dashboard_cli_builds_and_rejects_bad_settings(tmp_path, capsys, organis
     sae, _ = load_sae(tmp_path / "mlp")
     logits = sae.W_dec[0].detach() @ model.W_out[0] @ model.W_U  # mlp.hook_post goes through W_out
     assert read_features(tmp_path / "mlp").pos_tokens[0][0] == tok.convert_ids_to_tokens(int(logits.argmax()))
+
+
+def test_feature_tables_equal_brute_force(tiny_run, organism):
+    """The build's SAEDashboard tables (one pass, sparse) equal dense ones from brute-force codes."""
+    from app import feature_tables as ft
+    from app.dashboard_data import read_features
+    from sae.harvest import Harvester
+
+    root, cfg = tiny_run
+    model, tok = organism
+    hook = "blocks.1.hook_resid_post"
+    flat, codes, sae = _brute_codes(root, hook, cfg, model, tok)
+    feats = read_features(root / hook)
+    keep = Harvester(model, tok, [hook]).mask(flat.view(-1, cfg.context_size)).flatten()
+    x = codes[keep].double()
+    n = len(x)
+    xs, x2 = x.sum(0), (x * x).sum(0)
+    pear = (n * x.T @ x - torch.outer(xs, xs)) / ((torch.outer(n * x2 - xs**2, n * x2 - xs**2)).sqrt() + 1e-6)
+    pear.fill_diagonal_(0)
+    W_U = model.W_U.detach()
+    for f in (0, 5, 17):
+        want = pear[f].topk(cfg.n_table_rows)
+        assert np.allclose(feats.corr_feat_pearson[f], want.values.numpy(), atol=1e-4)
+        assert np.allclose(pear.numpy()[f, list(feats.corr_feat_ids[f])], want.values.numpy(), atol=1e-4)
+        logits = (sae.W_dec[f].detach() @ W_U).numpy()
+        h, _ = np.histogram(logits, bins=cfg.plot_bins, range=(logits.min(), logits.max()))
+        assert np.abs(feats.logit_hist_heights[f] - h).sum() <= 2  # float32 edges may move a value one bin
+        v = x[:, f][x[:, f] > 0].numpy()
+        h, _ = np.histogram(v, bins=cfg.plot_bins, range=(v.min(), v.max()))
+        assert np.abs(feats.act_hist_heights[f] - h).sum() <= 2 and sum(feats.act_hist_heights[f]) == len(v)
+        ids, _, _ = ft.neuron_alignment(sae.W_dec[f : f + 1], cfg.n_table_rows)
+        assert feats.align_ids[f].tolist() == ids[0].tolist()
+    # the neurons: the hooked activation's coordinates at the same positions
+    a = Harvester(model, tok, [hook]).full(flat.view(-1, cfg.context_size))[hook].flatten(0, 1)[keep].double()
+    a_s, a2 = a.sum(0), (a * a).sum(0)
+    npear = (n * x.T @ a - torch.outer(xs, a_s)) / ((torch.outer(n * x2 - xs**2, n * a2 - a_s**2)).sqrt() + 1e-6)
+    for f in (0, 5):
+        assert np.allclose(feats.corr_neuron_pearson[f], npear[f].topk(cfg.n_table_rows).values.numpy(), atol=1e-4)

@@ -112,8 +112,13 @@ def test_feature_dashboard_shows_top_token_and_charts(explorer_run):
     assert feats.top_token[f] == top.tokens[top.centre]
     assert str(feats.top_token[f]).replace(" ", "&nbsp;") in page  # highlighted contexts
     assert "Interval (" in "\n".join(h.value for h in at.subheader)
-    assert len(at.get("plotly_chart")) == 2  # histogram and per-head attribution
+    assert len(at.get("plotly_chart")) == 3  # histogram, logit histogram and per-head attribution
     assert feats.pos_tokens[f][0] in at.dataframe[0].value["top token"].tolist()
+    heads = [h.value for h in at.subheader]
+    assert "Correlated features" in heads and "Neurons (coordinates of the hooked activation)" in heads
+    corr = next(d.value for d in at.dataframe if "pearson" in d.value.columns and "feature" in d.value.columns)
+    assert corr.feature.tolist() == [int(i) for i in feats.corr_feat_ids[f]]
+    assert f"feature={int(feats.corr_feat_ids[f][0])}" in page  # links to the correlated features' pages
 
 
 def test_prompt_explorer_steers(explorer_run):
