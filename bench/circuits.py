@@ -12,7 +12,8 @@ seconds, fraction_of_acdc_time, ...}``; verdicts (where a baseline beats discret
 go to stderr. ``--out-dir`` keeps every ``circuit`` results document
 (``circuit_<model>_<task>_<method>.json``) and the HTML report built from them;
 ``--resume`` reuses a document already there when it was made with the same settings
-(so a long run split across processes, or cut short, is finished rather than redone).
+(so a long run split across processes, or cut short, is finished rather than redone);
+such rows say ``reused: true``, and their seconds are those of the run that made them.
 """
 
 from __future__ import annotations
@@ -124,7 +125,11 @@ def run(args: argparse.Namespace) -> list[dict]:
         "forward_passes",
         "n_prompts",
     )
-    return [{k: r[k] for k in keep} for r in summary_rows(docs)]
+    reused = {(d["model"], d["task"], d["method"]) for d in docs if d.get("reused")}
+    return [
+        {**{k: r[k] for k in keep}, "reused": (r["model"], r["task"], r["method"]) in reused}
+        for r in summary_rows(docs)
+    ]
 
 
 def _run_model(args: argparse.Namespace, name: str, tasks: list[str], methods: list[str]) -> list[dict]:
@@ -158,7 +163,7 @@ def _run_model(args: argparse.Namespace, name: str, tasks: list[str], methods: l
             target = Path(args.out_dir) / f"circuit_{name}_{task}_{method}.json" if args.out_dir else None
             done = _reusable(target, base.model_copy(update={"seed": 0}), len(seeds)) if args.resume else None
             if done is not None:
-                docs.append(done)
+                docs.append({**done, "reused": True})
                 continue
             found = []
             for seed in seeds:

@@ -256,6 +256,14 @@ def _circuits(doc: dict) -> list[str]:
             ]
         )
     n_prompts = {r.get("n_prompts") for r in doc["result"]}
+    reused = sum(bool(r.get("reused")) for r in doc["result"])
+    provenance = (
+        f" {reused} of {len(doc['result'])} rows were assembled with `--resume` from results documents that "
+        "earlier invocations wrote to the same `--out-dir` (their seconds are those runs'; docs/validation.md "
+        "says how this run was split)."
+        if reused
+        else ""
+    )
     return [
         f"Every method on {', '.join(f'`{m}`' for m in models)}, "
         f"{', '.join(fmt(n) for n in sorted(n_prompts))} prompts each "
@@ -263,7 +271,7 @@ def _circuits(doc: dict) -> list[str]:
         "node ROC AUC against the path-patching and the faithfulness ground truths (mean ± sd over "
         "seeds where a method ran several); F1 at the top-|GT| heads and, against path patching, the edge "
         "AUC (over edges: ACDC, EAP), the discrete-SAE edge method's head-level AUC (the paper's \"edge ROC "
-        "AUC\") and the discrete-SAE head-pair AUC (the lab's; not the paper's).",
+        "AUC\") and the discrete-SAE head-pair AUC (the lab's; not the paper's)." + provenance,
         "",
         *table(
             [

@@ -22,9 +22,14 @@ def test_the_page_quotes_the_figures_the_readme_quoted():
     # figures as the README's tables gave them, read off the same JSON by hand
     assert "| 8,192 | 32 | 6,276 | 1,289 | 1,018 | 6.17 | 4.87 | 2.00 |" in page  # train, d_sae 8192
     assert "| topk | 0.0321 | 0.0322 | 0.9964 | 0.9875 |" in page  # parity's widest pair
-    # the discrete-SAE 0.788 is its head-pair AUC, not an edge AUC; 0.629 is the paper's edge-method figure
+    # the discrete-SAE 0.816 is its head-pair AUC, not an edge AUC; 0.677 is the paper's edge-method figure
     assert (
-        "| organism | ioi | discrete-sae | 0.739 ± 0.066 | 0.645 ± 0.082 | – | 0.629 | 0.788 | 0.75 | 2.3 | 0.012 |"
+        "| organism | ioi | discrete-sae | 0.742 ± 0.045 | 0.666 ± 0.081 | – | 0.677 | 0.816 | 0.58 | 1.8 | 0.008 |"
+        in page
+    )
+    # the held-out organism, the same columns (docs/validation.md)
+    assert (
+        "| organism-b | ioi | discrete-sae | 0.720 ± 0.050 | 0.800 ± 0.070 | – | 0.582 | 0.718 | 0.54 | 3.2 | 0.006 |"
         in page
     )
     assert "| minor page faults per 1M tokens, harvest | 16,730 | 662,445 |" in page
