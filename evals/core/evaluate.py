@@ -158,11 +158,14 @@ def evaluate_saes(
     progress: bool = True,
     total: int | None = None,
     error_check_batches: int = 2,
+    observe=None,
 ) -> dict[str, dict]:
     """Metrics of every SAE in ``entries`` on ``batches`` of ``[B, T]`` token ids (BOS-led rows).
 
     The x̂ + (x − x̂) pass is a check of the splice, not a metric, so it runs on the first
     ``error_check_batches`` batches only (against the clean CE of those batches).
+    ``observe(name, x, selection, x_hat)``, if given, sees every batch's rows of every SAE
+    (the SAEBench core evaluation accumulates its own formulas on the same rows).
 
     Returns name → metrics (keys as in ``DEFINITIONS`` and ``SPLICE_DEFINITIONS``) plus
     ``densities`` (per latent) and ``density_histogram``.
@@ -204,6 +207,8 @@ def evaluate_saes(
             else:
                 selection, x_hat = e.sae.reconstruct(x)
             stats[e.name].update(rows[e.written.name], selection, x_hat)
+            if observe is not None:
+                observe(e.name, rows[e.written.name], selection, x_hat)
             x_hats[e.name] = x_hat
         if splice:
             scored = scored_positions(tokens, keep, tokenizer.pad_token_id)

@@ -1,0 +1,49 @@
+"""SAEBench evaluations through the suite on the tiny trained run: files, shapes, report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evals.suite import run_suite
+from evals.suite_config import SuiteConfig
+
+SMALL_SAEBENCH = {
+    "data": {"n_tokens": 2048, "lm_batch_size": 32},
+    "mean_ablation": {"n_tokens": 1024},
+    "attention": {"enabled": False},
+    "saebench": {"evals": ["core"]},
+}
+
+
+@pytest.fixture(scope="session")
+def saebench_results(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("saebench")
+    return run_suite(SuiteConfig.model_validate(SMALL_SAEBENCH), [tiny_run], out, progress=False), out
+
+
+def _docs(out, name):
+    lab = json.loads((out / f"saebench_{name}.json").read_text())
+    assert lab["kind"] == f"saebench_{name}"
+    return {s["name"]: (s, json.loads((out / s["file"]).read_text())) for s in lab["saes"]}
+
+
+def test_core_documents(saebench_results):
+    results, out = saebench_results
+    docs = _docs(out, "core")
+    assert set(docs) == {"topk", "attn", "head5"}
+    by_name = {s["name"]: s for s in results["saes"]}
+    for name, (_entry, doc) in docs.items():
+        assert doc["eval_type_id"] == "core" and doc["sae_bench_commit_hash"] == "saelab"
+        m, lab = doc["eval_result_metrics"], by_name[name]["metrics"]
+        # reused from the lab's pass where SAEBench computes the same thing
+        assert m["model_performance_preservation"]["ce_loss_score"] == lab["ce_loss_recovered_zero"]
+        assert m["model_behavior_preservation"]["kl_div_score"] == lab["kl_score_zero"]
+        assert m["sparsity"]["l0"] == pytest.approx(lab["l0"])
+        assert m["reconstruction_quality"]["explained_variance_saelab"] == lab["explained_variance"]
+        assert m["misc_metrics"]["frac_alive"] == pytest.approx(1 - lab["dead_fraction"])
+        assert len(doc["eval_result_details"]) == by_name[name]["d_sae"]
+        for block in m.values():
+            assert all(not isinstance(v, dict | list) for v in block.values())
+    assert "SAEBench core metrics" in (out / "report.html").read_text()
