@@ -26,6 +26,8 @@
                      chance: d_sae → the same scores for a random dictionary of that shape,
                      mcc_chance: chance MCC at the first family's width}
     claims           (claims suite) {l0_band, table: [...], claims: [...]}
+    saebench         (saebench.evals) name → {file: saebench_<name>.json, saes}; SAEBench-format
+                     documents per SAE under saebench/<eval_type_id>/ (see evals.saebench)
 
 Splice-metric keys are absent when ``splice: false``.
 """

@@ -13,7 +13,11 @@ SMALL_SAEBENCH = {
     "data": {"n_tokens": 2048, "lm_batch_size": 32},
     "mean_ablation": {"n_tokens": 1024},
     "attention": {"enabled": False},
-    "saebench": {"evals": ["core"]},
+    "saebench": {
+        "evals": ["core", "sparse_probing", "absorption"],
+        "sparse_probing": {"datasets": ["category", "gender"], "k_values": [1, 5], "contexts": 2},
+        "absorption": {"contexts": 4},
+    },
 }
 
 
@@ -47,3 +51,39 @@ def test_core_documents(saebench_results):
         for block in m.values():
             assert all(not isinstance(v, dict | list) for v in block.values())
     assert "SAEBench core metrics" in (out / "report.html").read_text()
+
+
+def test_sparse_probing_on_the_organism(saebench_results):
+    _results, out = saebench_results
+    docs = _docs(out, "sparse_probing")
+    assert set(docs) == {"topk", "attn", "head5"}
+    for _entry, doc in docs.values():
+        m = doc["eval_result_metrics"]
+        assert set(m) == {"llm", "sae"}
+        assert set(m["sae"]) == {"sae_test_accuracy", "sae_top_1_test_accuracy", "sae_top_5_test_accuracy"}
+        names = [d["dataset_name"] for d in doc["eval_result_details"]]
+        assert names == ["organism/category", "organism/gender"]
+        for d in doc["eval_result_details"]:
+            assert 0 <= d["sae_top_1_test_accuracy"] <= 1 and d["classes"] and d["test_items"]
+    # real prompts: the residual stream after block 1 tells a word's category and a name's gender
+    _entry, topk = docs["topk"]
+    for d in topk["eval_result_details"]:
+        assert d["llm_test_accuracy"] > 0.8, d
+    assert "SAEBench sparse probing" in (out / "report.html").read_text()
+
+
+def test_absorption_on_the_organism(saebench_results):
+    _results, out = saebench_results
+    docs = _docs(out, "absorption")
+    _entry, doc = docs["topk"]
+    assert doc["eval_type_id"] == "absorption_category"
+    m = doc["eval_result_metrics"]["mean"]
+    assert doc["eval_result_unstructured"] is None, doc["eval_result_unstructured"]
+    assert 0 <= m["mean_absorption_fraction_score"] <= 1 and 0 <= m["mean_full_absorption_score"] <= 1
+    assert m["mean_num_split_features"] >= 1
+    details = doc["eval_result_details"]
+    assert len(details) >= 3 and all(d["probe_f1"] >= 0.6 for d in details)
+    for d in details:
+        assert d["num_full_absorption"] <= d["num_probe_true_positives"]
+        assert all(lat["latent"] not in d["split_features"] for lat in d["absorbing_latents"])
+    assert "SAEBench feature absorption" in (out / "report.html").read_text()
