@@ -11,7 +11,8 @@ apples, bread, ...; ``concepts.world_categories``). The procedure is SAEBench's
    the word (``"... Say it again: WORD"``), fitted on the train prompts; categories whose
    probe F1 on the test prompts is below ``min_probe_f1`` are not scored;
 2. split (main) latents: an L1 probe on the SAE's codes ranks latents by signed weight; for
-   k = 1..max_k_value an L2 probe on the top k gives F1 on the test prompts; k grows while
+   k = 1..max_k_value an L2 probe (class-balanced, as SAEBench's sklearn one) on the top k
+   gives F1 on the test prompts; k grows while
    F1 beats the best so far by more than ``f1_jump_threshold``: the main latents are the
    last such set;
 3. on each test prompt of the category that the probe calls positive (the true positives),
@@ -58,7 +59,8 @@ DEFINITIONS = {
     "mean_absorption_fraction_score": "mean over scored categories of (sum of absorption fractions over the "
     "category's probe true positives) / true positives (SAEBench's fraction, by D. Till)",
     "mean_full_absorption_score": "mean over scored categories of full absorptions / probe true positives",
-    "mean_num_split_features": "mean over scored categories of the number of main (split) latents",
+    "mean_num_split_features": "mean over scored categories of the number of main (split) latents beyond the "
+    "first (SAEBench: len(split_feats) - 1)",
     "std_dev_absorption_fraction_score": "standard deviation over categories of the fraction score",
     "std_dev_full_absorption_score": "standard deviation over categories of the full-absorption rate",
     "std_dev_num_split_features": "standard deviation over categories of the number of split latents",
@@ -86,7 +88,7 @@ class CategoryResult:
             "full_absorption_rate": sum(self.full) / n if n else 0.0,
             "num_full_absorption": int(sum(self.full)),
             "num_probe_true_positives": n,
-            "num_split_features": len(self.split_latents),
+            "num_split_features": len(self.split_latents) - 1,
             "split_features": self.split_latents,
             "probe_f1": self.probe_f1,
             "k_sparse_f1": self.split_f1,
@@ -113,7 +115,7 @@ def split_latents(codes_tr, y_tr, codes_te, y_te, settings, C: float = 1.0) -> t
     best, chosen, f1s = -1.0, order[:1], []
     for k in range(1, min(settings.max_k_value, len(order)) + 1):
         idx = order[:k]
-        probe = fit_logistic(codes_tr[:, idx], y_tr, C)
+        probe = fit_logistic(codes_tr[:, idx], y_tr, C, balanced=True)
         score = f1(probe.predict(codes_te[:, idx]), y_te)
         f1s.append(score)
         if k == 1:
@@ -179,7 +181,7 @@ def absorption_scores(
         y_te = torch.tensor([lab == c for lab in labels_te]).long()
         if y_tr.sum() == 0 or y_te.sum() == 0:
             continue
-        probe = fit_logistic(x_tr, y_tr)
+        probe = fit_logistic(x_tr, y_tr, balanced=True)
         pred = probe.predict(x_te)
         probe_f1 = f1(pred, y_te)
         if probe_f1 < settings.min_probe_f1:

@@ -19,9 +19,10 @@ differently is accumulated here, batch by batch, on the same rows (``CoreStats``
 Deviations: SAEBench splices the SAE on every position and masks BOS from the averages;
 the lab never splices BOS (SAEs are trained without it), so CE/KL are over the lab's
 scored positions. SAEBench takes the variance metrics on one batch and CE/KL on ten;
-here both come from every evaluated batch. ``consistent_activation_heuristic`` needs
-per-prompt firing and is null. The feature-density histogram (the lab's log10 bins) goes
-to ``eval_result_unstructured`` because SAEBench's metrics must be flat numbers.
+here both come from every evaluated batch. ``consistent_activation_heuristic`` of a latent
+that never fires is null (SAEBench writes NaN, which JSON lacks). The feature-density
+histogram (the lab's log10 bins) goes to ``eval_result_unstructured`` because SAEBench's
+metrics must be flat numbers.
 """
 
 from __future__ import annotations
@@ -72,9 +73,12 @@ class CoreStats:
         self.sums = dict.fromkeys(("legacy", "mse", "cos", "norm_in", "norm_out", "ratio", "l0", "l1"), 0.0)
         self.batch_sums = dict.fromkeys(("sum_sq", "mean_sq_dim", "resid", "rrb"), 0.0)
         self.fired = torch.zeros(d_sae, dtype=torch.float64)
+        self.fired_sequences = torch.zeros(d_sae, dtype=torch.float64)
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor, selection, x_hat: torch.Tensor) -> None:
+    def update(self, x: torch.Tensor, selection, x_hat: torch.Tensor, sequence: torch.Tensor | None = None) -> None:
+        """Add one batch: rows ``x``, codes ``selection``, ``x_hat``, and each row's sequence index
+        (for the consistent-activation heuristic; None: every row its own sequence)."""
         x, x_hat = x.double().cpu(), x_hat.double().cpu()
         n = x.shape[0]
         if n == 0:
@@ -99,8 +103,13 @@ class CoreStats:
         b["mean_sq_dim"] += float(x.pow(2).mean(0).mean())
         b["resid"] += float(resid.mean())
         b["rrb"] += float(norm_out.pow(2).mean() / (x * x_hat).sum(-1).mean())
-        latents = selection.latents[selection.values > 0].cpu()
+        positive = selection.values > 0
+        latents = selection.latents[positive].cpu()
         self.fired += torch.bincount(latents, minlength=self.d_sae).double()
+        rows = selection.rows[positive].cpu()
+        seq = sequence.cpu()[rows] if sequence is not None else rows + self.tokens
+        pairs = torch.unique(seq.long() * self.d_sae + latents.long())  # (sequence, latent) pairs that fire
+        self.fired_sequences += torch.bincount(pairs % self.d_sae, minlength=self.d_sae).double()
         self.tokens += n
         self.batches += 1
 
@@ -124,6 +133,11 @@ class CoreStats:
 
     def densities(self) -> torch.Tensor:
         return self.fired / max(self.tokens, 1)
+
+    def consistent_activation(self) -> torch.Tensor:
+        """SAEBench's consistent_activation_heuristic: tokens a latent fires on / sequences it fires in
+        (NaN for a latent that never fires, written as null)."""
+        return self.fired / self.fired_sequences
 
 
 def observers(entries: list) -> dict[str, CoreStats]:
@@ -217,18 +231,20 @@ def core_document(entry, stats: CoreStats, suite) -> dict:
         "dead_fraction_saelab": lab["dead_fraction"],
         "dense_fraction_saelab": lab["dense_fraction"],
     }
+    cah = stats.consistent_activation()
     details = [
         {
             "index": i,
             "feature_density": round(float(density[i]), 8),
-            "consistent_activation_heuristic": None,
+            "consistent_activation_heuristic": float(cah[i]),
             **{k: round(float(v[i]), 6) for k, v in w.items()},
         }
         for i in range(density.numel())
     ]
     config = {
         "model_name": entry.info["model"],
-        "dataset": suite.data.source.model_dump(),
+        "dataset": f"{suite.data.source.kind} (held-out seed {suite.data.seed})",
+        "text_source": suite.data.source.model_dump(),
         "seed": suite.data.seed,
         "n_tokens": suite.data.n_tokens,
         "context_size": entry.info.get("_data", {}).get("context_size"),

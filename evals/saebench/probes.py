@@ -26,9 +26,17 @@ class Probe:
         return (self.scores(x) > 0).long()
 
 
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, C: float = 1.0, max_iter: int = 200) -> Probe:
-    """sklearn's L2 logistic regression (labels 0/1)."""
+def fit_logistic(
+    x: torch.Tensor, y: torch.Tensor, C: float = 1.0, max_iter: int = 200, balanced: bool = False
+) -> Probe:
+    """sklearn's L2 logistic regression (labels 0/1); ``balanced``: sklearn's ``class_weight="balanced"``,
+    each row weighted n / (2 n_its_class)."""
     x, t = x.double(), y.double() * 2 - 1
+    weight = torch.ones_like(t)
+    if balanced:
+        n_pos = float((y == 1).sum())
+        counts = torch.where(y == 1, n_pos, len(y) - n_pos).double()
+        weight = len(y) / (2 * counts)
     w = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS(
         [w], lr=1, max_iter=max_iter, tolerance_grad=1e-8, tolerance_change=1e-12, line_search_fn="strong_wolfe"
@@ -37,7 +45,7 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, C: float = 1.0, max_iter: int
     def closure():
         opt.zero_grad()
         margin = t * (x @ w[:-1] + w[-1])
-        loss = 0.5 * w[:-1].pow(2).sum() + C * torch.nn.functional.softplus(-margin).sum()
+        loss = 0.5 * w[:-1].pow(2).sum() + C * (weight * torch.nn.functional.softplus(-margin)).sum()
         loss.backward()
         return loss
 

@@ -49,14 +49,14 @@ def observers(names: list[str], entries: list) -> dict[str, dict[str, object]]:
 
 
 def combined(observed: dict[str, dict[str, object]]) -> Callable | None:
-    """One ``(sae name, x, selection, x_hat)`` callback feeding every observer (None: none)."""
+    """One ``(sae name, x, selection, x_hat, sequence)`` callback feeding every observer (None: none)."""
     if not observed:
         return None
 
-    def call(name, x, selection, x_hat) -> None:
+    def call(name, x, selection, x_hat, sequence) -> None:
         for per_sae in observed.values():
             if name in per_sae:
-                per_sae[name].update(x, selection, x_hat)
+                per_sae[name].update(x, selection, x_hat, sequence)
 
     return call
 

@@ -80,7 +80,7 @@ def test_absorption_on_the_organism(saebench_results):
     m = doc["eval_result_metrics"]["mean"]
     assert doc["eval_result_unstructured"] is None, doc["eval_result_unstructured"]
     assert 0 <= m["mean_absorption_fraction_score"] <= 1 and 0 <= m["mean_full_absorption_score"] <= 1
-    assert m["mean_num_split_features"] >= 1
+    assert m["mean_num_split_features"] >= 0
     details = doc["eval_result_details"]
     assert len(details) >= 3 and all(d["probe_f1"] >= 0.6 for d in details)
     for d in details:

@@ -33,6 +33,17 @@ def test_core_formulas_by_hand():
     assert stats.densities().tolist() == [0.5, 0.5, 0.0]  # f > 0 only
 
 
+def test_consistent_activation_heuristic_by_hand():
+    # rows 0, 1 from sequence 0, row 2 from sequence 1; latent 0 fires on rows 0, 1, 2; latent 1 on row 2
+    codes = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 2.0, 0.0]])
+    x = torch.ones(3, 2)
+    stats = CoreStats(3)
+    stats.update(x, Selection.from_dense(codes), x, torch.tensor([0, 0, 1]))
+    stats.update(x, Selection.from_dense(codes), x, torch.tensor([0, 0, 1]))  # a second batch: two more sequences
+    cah = stats.consistent_activation()
+    assert cah[0] == pytest.approx(6 / 4) and cah[1] == pytest.approx(1.0) and math.isnan(cah[2])
+
+
 def test_misc_metrics_and_max_cosine():
     density = torch.tensor([0.0, 0.005, 0.05, 0.5])
     vecs = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [-1.0, 0.0]])

@@ -27,6 +27,16 @@ def test_logistic_is_sklearns_optimum():
     assert p.w[0] > 0 > p.w[1]
 
 
+def test_balanced_weights_match_duplicating_the_minority():
+    """class_weight="balanced" with 1 positive in 4 rows weighs it 2 and each negative 2/3; the same optimum
+    as the unweighted problem on 3 copies of the positive and 1 of each negative, with C scaled by 2/3."""
+    x = torch.tensor([[2.0, 1.0], [0.0, 1.0], [1.0, -1.0], [-1.0, 0.5]], dtype=torch.float64)
+    y = torch.tensor([1, 0, 0, 0])
+    balanced = fit_logistic(x, y, C=1.0, balanced=True)
+    copies = fit_logistic(torch.cat([x[:1], x[:1], x]), torch.tensor([1, 1, 1, 0, 0, 0]), C=2 / 3)
+    assert torch.allclose(balanced.w, copies.w, atol=1e-6) and balanced.b == pytest.approx(copies.b, abs=1e-6)
+
+
 def test_top_k_mean_diff_and_f1_by_hand():
     x = torch.tensor([[1.0, 5.0, 0.0], [3.0, 5.0, -4.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
     y = torch.tensor([1, 1, 0, 0])
