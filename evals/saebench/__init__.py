@@ -19,4 +19,5 @@ EVALS: dict[str, str] = {
     "core": "evals.saebench.core:run",
     "sparse_probing": "evals.saebench.sparse_probing:run",
     "absorption": "evals.saebench.absorption:run",
+    "tpp": "evals.saebench.tpp:run",
 }

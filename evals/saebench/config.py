@@ -76,17 +76,35 @@ class AbsorptionSettings(FrozenConfig):
     seed: int = Field(42, description="Seed of the prompts and the split.")
 
 
+class TPPSettings(FrozenConfig):
+    """Targeted probe perturbation on the world's word categories."""
+
+    n_values: list[int] = Field([2, 5, 10, 20], description="Latents ablated per class (SAEBench also 50, 100, 500).")
+    contexts: int = Field(4, gt=0, description="Prompts per word, each after another corpus sentence.")
+    test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of each category's words held out for testing.")
+    max_classes: int = Field(5, gt=1, description="Categories used, the most populous first (SAEBench: 5 classes).")
+    seed: int = Field(42, description="Seed of the prompts, the split and the negative sampling.")
+
+    @field_validator("n_values")
+    @classmethod
+    def _positive(cls, ns: list[int]) -> list[int]:
+        if not ns or any(n <= 0 for n in ns):
+            raise ValueError("n_values must be positive integers")
+        return sorted(set(ns))
+
+
 class SAEBenchSuite(FrozenConfig):
     """SAEBench's evaluations on the organism (``evals.saebench``); none run unless listed."""
 
     evals: list[str] = Field(
         default_factory=list,
-        description="Evaluations to run, in the registry's order: core, sparse_probing, absorption (empty: none).",
+        description="Evaluations to run, in the registry's order: core, sparse_probing, absorption, tpp (empty: none).",
     )
     sparse_probing: SparseProbingSettings = Field(
         default_factory=SparseProbingSettings, description="Sparse-probing settings."
     )
     absorption: AbsorptionSettings = Field(default_factory=AbsorptionSettings, description="Absorption settings.")
+    tpp: TPPSettings = Field(default_factory=TPPSettings, description="Targeted-probe-perturbation settings.")
 
     @field_validator("evals")
     @classmethod

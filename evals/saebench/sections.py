@@ -32,6 +32,11 @@ HEADLINES = {
         ("mean", "mean_full_absorption_score"),
         ("mean", "mean_num_split_features"),
     ],
+    "tpp": [
+        ("tpp_metrics", "tpp_threshold_2_total_metric"),
+        ("tpp_metrics", "tpp_threshold_10_total_metric"),
+        ("tpp_metrics", "tpp_threshold_20_total_metric"),
+    ],
 }
 TITLES = {
     "core": (
@@ -52,6 +57,12 @@ TITLES = {
         "A ground-truth probe per category on the raw activations; k-sparse probing picks each category's main "
         "(split) latents; absorption is measured on held-out prompts of the category's words, by cosine with "
         "the probe and the share of the probe projection the absorbing latents carry.",
+    ),
+    "tpp": (
+        "SAEBench targeted probe perturbation (word categories)",
+        "Per category, the top-n latents by effect on its probe are zero-ablated (error term kept): the "
+        "category's own probe should lose accuracy (intended) and the other categories' probes should not "
+        "(unintended); total = intended − unintended.",
     ),
 }
 
@@ -100,3 +111,7 @@ def sparse_probing_section(results: list[dict]) -> list[Section]:
 
 def absorption_section(results: list[dict]) -> list[Section]:
     return section("absorption", results)
+
+
+def tpp_section(results: list[dict]) -> list[Section]:
+    return section("tpp", results)

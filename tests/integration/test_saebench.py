@@ -14,9 +14,10 @@ SMALL_SAEBENCH = {
     "mean_ablation": {"n_tokens": 1024},
     "attention": {"enabled": False},
     "saebench": {
-        "evals": ["core", "sparse_probing", "absorption"],
+        "evals": ["core", "sparse_probing", "absorption", "tpp"],
         "sparse_probing": {"datasets": ["category", "gender"], "k_values": [1, 5], "contexts": 2},
         "absorption": {"contexts": 4},
+        "tpp": {"contexts": 2, "n_values": [2, 20]},
     },
 }
 
@@ -87,3 +88,24 @@ def test_absorption_on_the_organism(saebench_results):
         assert d["num_full_absorption"] <= d["num_probe_true_positives"]
         assert all(lat["latent"] not in d["split_features"] for lat in d["absorbing_latents"])
     assert "SAEBench feature absorption" in (out / "report.html").read_text()
+
+
+def test_tpp_on_the_organism(saebench_results):
+    _results, out = saebench_results
+    docs = _docs(out, "tpp")
+    assert set(docs) == {"topk", "attn", "head5"}
+    for _entry, doc in docs.values():
+        m = doc["eval_result_metrics"]["tpp_metrics"]
+        assert set(m) == {
+            f"tpp_threshold_{n}_{k}"
+            for n in (2, 20)
+            for k in ("total_metric", "intended_diff_only", "unintended_diff_only")
+        }
+        (detail,) = doc["eval_result_details"]  # one per dataset, as SAEBench
+        assert detail["dataset_name"] == "organism/category"
+        for d in detail["classes"]:
+            intended, unintended = d["tpp_threshold_20_intended_diff_only"], d["tpp_threshold_20_unintended_diff_only"]
+            assert d["tpp_threshold_20_total_metric"] == pytest.approx(intended - unintended)
+    _entry, topk = docs["topk"]
+    assert all(d["llm_clean_accuracy"] > 0.7 for d in topk["eval_result_details"][0]["classes"])
+    assert "SAEBench targeted probe perturbation" in (out / "report.html").read_text()
