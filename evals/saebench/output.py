@@ -12,7 +12,7 @@ A document is what SAEBench's ``eval_output.to_json_file`` writes::
 the run and the SAE instead); ``sae_cfg_dict`` is the SAE's saved ``cfg.json`` (SAELens
 layout). Non-finite numbers are written as null (JSON has no NaN).
 
-Files: ``OUT/saebench/<eval_type_id>/<run>_<sae>_eval_results.json`` (``/`` → ``_``, as
+Files: ``OUT/saebench/<eval_type_id>/<run>_<sae>_eval_results.json`` (the SAE's suite id) (``/`` → ``_``, as
 SAEBench names them), and one lab results file ``OUT/saebench_<name>.json`` (kind
 ``saebench_<name>``) holding every SAE's document for the report.
 """
@@ -83,8 +83,8 @@ def document(
 
 
 def file_name(info: dict) -> str:
-    run = Path(info.get("run_dir", "run")).name
-    return f"{run}_{info['id']}_eval_results.json".replace("/", "_")
+    """SAEBench's ``{release}_{sae_id}_eval_results.json`` with the SAE's id (``run/name``) for both."""
+    return f"{info['id']}_eval_results.json".replace("/", "_")
 
 
 def write(out: Path, name: str, docs: list[tuple[dict, dict]], definitions: dict[str, str]) -> dict:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from evals.saebench.core import CoreStats, max_cosine, misc_metrics
-from evals.saebench.output import document
+from evals.saebench.output import document, file_name
 from sae.architectures.base import Selection
 
 
@@ -74,5 +74,6 @@ def test_document_shape_refuses_nested_metrics():
         "eval_result_unstructured",
     }
     assert doc["sae_bench_commit_hash"] == "saelab" and doc["eval_result_metrics"]["sparsity"]["l1"] is None
+    assert file_name(info) == "run_topk_eval_results.json"  # SAEBench's '/' -> '_'
     with pytest.raises(ValueError, match=r"sparsity\.l0"):
         document("core", {}, {"sparsity": {"l0": {"nested": 1}}}, [], info)
