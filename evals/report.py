@@ -34,6 +34,10 @@ SECTION_BUILDERS: dict[str, str | Callable[[list[dict]], Section | list[Section]
     "eval": "evals.sections:eval_section",
     "circuit": "circuits.report:circuit_section",
     "supervised": "evals.supervised.report:supervised_section",
+    "saebench_core": "evals.saebench.sections:core_section",
+    "saebench_sparse_probing": "evals.saebench.sections:sparse_probing_section",
+    "saebench_absorption": "evals.saebench.sections:absorption_section",
+    "saebench_tpp": "evals.saebench.sections:tpp_section",
 }
 
 

@@ -26,6 +26,8 @@
                      chance: d_sae → the same scores for a random dictionary of that shape,
                      mcc_chance: chance MCC at the first family's width}
     claims           (claims suite) {l0_band, table: [...], claims: [...]}
+    saebench         (saebench.evals) name → {file: saebench_<name>.json, saes}; SAEBench-format
+                     documents per SAE under saebench/<eval_type_id>/ (see evals.saebench)
 
 Splice-metric keys are absent when ``splice: false``.
 """
@@ -40,6 +42,7 @@ import torch
 
 from evals.core.evaluate import SPLICE_DEFINITIONS, EvalTarget, evaluate_saes, mean_activations
 from evals.core.metrics import DEFINITIONS, underused_fraction
+from evals.saebench import run as saebench
 from evals.suite_config import SuiteConfig, check_heldout, eval_source, split_seed
 from sae.atomic import write_json
 from sae.errors import SaelabError
@@ -160,8 +163,11 @@ def _context_size(cfg: SuiteConfig, entries: list[EvalTarget]) -> int:
     return min(sizes) if sizes else 64
 
 
-def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[EvalTarget], progress: bool) -> None:
-    """Evaluate the SAEs of one language model; fills each entry's ``info``."""
+def evaluate_model_group(
+    cfg: SuiteConfig, model_name: str, entries: list[EvalTarget], progress: bool
+) -> dict[str, list[tuple[dict, dict]]]:
+    """Evaluate the SAEs of one language model; fills each entry's ``info``. Returns the
+    SAEBench documents of the suite's ``saebench.evals`` (name → [(info, document)])."""
     from evals.attention import dfa_examples, head_summary, is_attention_sae
     from sae.hooks import resolve_hook, resolve_pair
     from sae.model import load_model
@@ -191,6 +197,7 @@ def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[EvalTa
         )
         means = mean_activations(model, tokenizer, specs, batches)
     batches, n_seq = _token_batches(cfg, tokenizer, hooks, model_name, cfg.data.seed, cfg.data.n_tokens, ctx)
+    observed = saebench.observers(cfg.saebench.evals, entries)
     results = evaluate_saes(
         model,
         tokenizer,
@@ -201,6 +208,7 @@ def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[EvalTa
         dense_threshold=cfg.dense_threshold,
         progress=progress,
         total=n_seq,
+        observe=saebench.combined(observed),
     )
     for e in entries:
         r = results[e.name]
@@ -226,6 +234,8 @@ def evaluate_model_group(cfg: SuiteConfig, model_name: str, entries: list[EvalTa
     e_data = {"model": model_name, "context_size": ctx}
     for e in entries:
         e.info["_data"] = e_data
+    group = saebench.EvalGroup(model, tokenizer, entries, cfg, observed, progress)
+    return saebench.run_evals(group)
 
 
 def definitions() -> dict:
@@ -263,8 +273,10 @@ def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, pro
     for entry, info in pairs:
         groups.setdefault(info["model"], []).append(entry)
     data = []
+    collected: dict[str, list] = {}
     for model_name, entries in progress_bar(groups.items(), desc="models", disable=not progress or len(groups) < 2):
-        evaluate_model_group(cfg, model_name, entries, progress)
+        for name, docs in evaluate_model_group(cfg, model_name, entries, progress).items():
+            collected.setdefault(name, []).extend(docs)
         data.append(entries[0].info["_data"])
     saes = []
     for _entry, info in pairs:
@@ -294,6 +306,11 @@ def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, pro
         from evals.claims import evaluate_claims
 
         results["claims"] = evaluate_claims(saes, cfg)
+    if collected:
+        results["saebench"] = {
+            name: {"file": f"saebench_{name}.json", "saes": len(r["saes"])}
+            for name, r in saebench.write_all(out, collected).items()
+        }
     results["seconds"] = round(time.time() - start, 1)
     write_json(out / RESULTS, results)
     build_report(out)

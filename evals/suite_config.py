@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from evals.saebench.config import SAEBenchSuite
 from sae import providers
 from sae.config import FrozenConfig
 from sae.errors import ConfigError
@@ -171,6 +172,11 @@ class SuiteConfig(FrozenConfig):
     claims: bool = Field(False, description="Test the seed papers' claims on the trained SAEs (needs train).")
     l0_target: float | None = Field(None, gt=0, description="Matched held-out L0 the compared SAEs should have.")
     l0_tolerance: float = Field(0.1, ge=0, description="Band half-width as a fraction of l0_target.")
+    saebench: SAEBenchSuite = Field(
+        default_factory=SAEBenchSuite,
+        description="SAEBench's evaluations (core, sparse probing, absorption) on the organism's world; "
+        "off unless 'evals' lists some.",
+    )
     gradient_inference: bool = Field(
         False,
         description="Also evaluate every gradient SAE (g-SAE) with its training rule at inference (gradient "

@@ -158,11 +158,15 @@ def evaluate_saes(
     progress: bool = True,
     total: int | None = None,
     error_check_batches: int = 2,
+    observe=None,
 ) -> dict[str, dict]:
     """Metrics of every SAE in ``entries`` on ``batches`` of ``[B, T]`` token ids (BOS-led rows).
 
     The x̂ + (x − x̂) pass is a check of the splice, not a metric, so it runs on the first
     ``error_check_batches`` batches only (against the clean CE of those batches).
+    ``observe(name, x, selection, x_hat, sequence)``, if given, sees every batch's rows of every
+    SAE and the index (in its batch) of the sequence each row belongs to (the SAEBench core evaluation
+    accumulates its own formulas on the same rows).
 
     Returns name → metrics (keys as in ``DEFINITIONS`` and ``SPLICE_DEFINITIONS``) plus
     ``densities`` (per latent) and ``density_histogram``.
@@ -196,6 +200,7 @@ def evaluate_saes(
         rows = {h: r.float() for h, r in clean_rows.items()}
         grads = harvester(tokens).grads if harvester is not None else {}
         x_hats = {}
+        sequence = keep.nonzero(as_tuple=True)[0] if observe is not None else None
         for e in entries:
             x = rows[e.spec.name]
             if e.info.get("inference_rule") == "gradient":
@@ -204,6 +209,8 @@ def evaluate_saes(
             else:
                 selection, x_hat = e.sae.reconstruct(x)
             stats[e.name].update(rows[e.written.name], selection, x_hat)
+            if observe is not None:
+                observe(e.name, rows[e.written.name], selection, x_hat, sequence)
             x_hats[e.name] = x_hat
         if splice:
             scored = scored_positions(tokens, keep, tokenizer.pad_token_id)

@@ -20,6 +20,7 @@ OTHER = {
     "eval_suite.yaml": "suite",
     "organism.yaml": "organism",
     "organism_b.yaml": "organism",
+    "saebench.yaml": "suite",
 }
 #: every other shipped config trains SAEs (one per family, the transcoders, the sweep): which
 #: families they cover is checked against the registry below, not listed here

@@ -1,0 +1,117 @@
+"""The ``saebench`` section of a suite config: which SAEBench evaluations run, and their settings.
+
+Defaults follow SAEBench (v0.6.0) where the organism allows; where its datasets or sizes
+cannot apply (a 4-layer word-level model, concepts of 5 to 13 members), the field says what
+it replaces.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from sae.config import FrozenConfig
+
+CONCEPT_DATASETS = ("category", "gender", "city", "job")
+
+
+class SparseProbingSettings(FrozenConfig):
+    """Sparse probing: one-vs-rest concepts of the organism's world, top-k latents by mean difference."""
+
+    datasets: list[str] = Field(
+        list(CONCEPT_DATASETS),
+        description="Concept datasets (SAEBench: bias_in_bios, amazon reviews, ...): 'category' (a word's "
+        "category, read at the word), 'gender' (a name's gender, read after the name), 'city' and 'job' "
+        "(a name's fact, read where the model predicts it).",
+    )
+    k_values: list[int] = Field(
+        [1, 2, 5, 10, 20], description="Latent counts k of the top-k probes (SAEBench: 1, 2, 5)."
+    )
+    contexts: int = Field(8, gt=0, description="Prompts per word or name, each after another corpus sentence.")
+    test_fraction: float = Field(
+        0.3, gt=0, lt=1, description="Share of each class's words/names held out for testing (split by item)."
+    )
+    max_classes: int = Field(5, gt=1, description="Classes per dataset, the most populous first (SAEBench: <= 5).")
+    C: float = Field(1.0, gt=0, description="Inverse L2 strength of the logistic probes (sklearn's C; SAEBench 1.0).")
+    max_iter: int = Field(200, gt=0, description="L-BFGS iterations per probe.")
+    seed: int = Field(42, description="Seed of the prompts, the split and the negative sampling (SAEBench 42).")
+
+    @field_validator("datasets")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        unknown = sorted(set(names) - set(CONCEPT_DATASETS))
+        if unknown or not names:
+            raise ValueError(f"unknown concept datasets {unknown}; known: {list(CONCEPT_DATASETS)}")
+        return names
+
+    @field_validator("k_values")
+    @classmethod
+    def _positive(cls, ks: list[int]) -> list[int]:
+        if not ks or any(k <= 0 for k in ks):
+            raise ValueError("k_values must be positive integers")
+        return sorted(set(ks))
+
+
+class AbsorptionSettings(FrozenConfig):
+    """Feature absorption with a word-category hierarchy in place of first letters."""
+
+    contexts: int = Field(8, gt=0, description="Prompts per word ('Say it again: WORD' after a corpus sentence).")
+    test_fraction: float = Field(
+        0.5, gt=0, lt=1, description="Share of each word's prompts held out for measuring absorption."
+    )
+    max_k_value: int = Field(10, gt=0, description="Largest k of the k-sparse probes (SAEBench 10).")
+    f1_jump_threshold: float = Field(0.03, ge=0, description="F1 gain that admits one more split latent (SAEBench).")
+    k_sparse_probe_l1_decay: float = Field(
+        0.01, ge=0, description="L1 strength of the latent-ranking probe (SAEBench)."
+    )
+    min_probe_f1: float = Field(
+        0.6, ge=0, le=1, description="Categories whose ground-truth probe F1 is lower are skipped."
+    )
+    min_categories: int = Field(
+        3, gt=0, description="Fewer scored categories aborts (SAEBench: 20 of 26 letters; the world has 8 categories)."
+    )
+    full_absorption_cos_threshold: float = Field(0.025, description="Top latent's probe cosine for full absorption.")
+    fraction_cos_threshold: float = Field(0.1, description="Probe cosine an absorbing latent needs (fraction).")
+    projection_threshold: float = Field(0.4, description="Share of the probe projection absorbers must carry.")
+    max_absorbing_latents: int = Field(3, gt=0, description="Absorbing latents summed per prompt (SAEBench 3).")
+    seed: int = Field(42, description="Seed of the prompts and the split.")
+
+
+class TPPSettings(FrozenConfig):
+    """Targeted probe perturbation on the world's word categories."""
+
+    n_values: list[int] = Field([2, 5, 10, 20], description="Latents ablated per class (SAEBench also 50, 100, 500).")
+    contexts: int = Field(4, gt=0, description="Prompts per word, each after another corpus sentence.")
+    test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of each category's words held out for testing.")
+    max_classes: int = Field(5, gt=1, description="Categories used, the most populous first (SAEBench: 5 classes).")
+    seed: int = Field(42, description="Seed of the prompts, the split and the negative sampling.")
+
+    @field_validator("n_values")
+    @classmethod
+    def _positive(cls, ns: list[int]) -> list[int]:
+        if not ns or any(n <= 0 for n in ns):
+            raise ValueError("n_values must be positive integers")
+        return sorted(set(ns))
+
+
+class SAEBenchSuite(FrozenConfig):
+    """SAEBench's evaluations on the organism (``evals.saebench``); none run unless listed."""
+
+    evals: list[str] = Field(
+        default_factory=list,
+        description="Evaluations to run, in the registry's order: core, sparse_probing, absorption, tpp (empty: none).",
+    )
+    sparse_probing: SparseProbingSettings = Field(
+        default_factory=SparseProbingSettings, description="Sparse-probing settings."
+    )
+    absorption: AbsorptionSettings = Field(default_factory=AbsorptionSettings, description="Absorption settings.")
+    tpp: TPPSettings = Field(default_factory=TPPSettings, description="Targeted-probe-perturbation settings.")
+
+    @field_validator("evals")
+    @classmethod
+    def _registered(cls, names: list[str]) -> list[str]:
+        from evals.saebench import EVALS
+
+        unknown = sorted(set(names) - set(EVALS))
+        if unknown:
+            raise ValueError(f"unknown SAEBench evals {unknown}; known: {list(EVALS)}")
+        return [n for n in EVALS if n in names]

@@ -1,0 +1,72 @@
+"""Running the registered SAEBench evaluations on one language model's SAEs.
+
+The suite (``evals.suite``) loads the model and the SAEs once per model; before its
+held-out pass it asks every selected evaluation for per-SAE observers (``observers``,
+called with each batch's rows, codes and reconstructions: the core evaluation reads the
+lab's pass instead of making its own), and after it hands each evaluation an ``EvalGroup``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evals.saebench import EVALS
+from evals.saebench.output import write
+
+
+@dataclass
+class EvalGroup:
+    """One model's SAEs under evaluation, with what the suite's pass measured."""
+
+    model: object
+    tokenizer: object
+    entries: list  # evals.core.evaluate.EvalTarget, info filled by the suite's pass
+    suite: object  # evals.suite_config.SuiteConfig
+    observed: dict[str, dict[str, object]] = field(default_factory=dict)  # eval → SAE name → observer
+    progress: bool = False
+
+
+def _module(name: str):
+    return importlib.import_module(EVALS[name].partition(":")[0])
+
+
+def _function(name: str) -> Callable:
+    module, _, fn = EVALS[name].partition(":")
+    return getattr(importlib.import_module(module), fn)
+
+
+def observers(names: list[str], entries: list) -> dict[str, dict[str, object]]:
+    """eval → SAE name → observer, for the selected evaluations that watch the suite's pass."""
+    out = {}
+    for name in names:
+        make = getattr(_module(name), "observers", None)
+        if make is not None:
+            out[name] = make(entries)
+    return out
+
+
+def combined(observed: dict[str, dict[str, object]]) -> Callable | None:
+    """One ``(sae name, x, selection, x_hat, sequence)`` callback feeding every observer (None: none)."""
+    if not observed:
+        return None
+
+    def call(name, x, selection, x_hat, sequence) -> None:
+        for per_sae in observed.values():
+            if name in per_sae:
+                per_sae[name].update(x, selection, x_hat, sequence)
+
+    return call
+
+
+def run_evals(group: EvalGroup) -> dict[str, list[tuple[dict, dict]]]:
+    """Run every selected evaluation on ``group``: name → [(SAE info, SAEBench document)]."""
+    cfg = group.suite.saebench
+    return {name: _function(name)(group, getattr(cfg, name, None)) for name in cfg.evals}
+
+
+def write_all(out: Path, collected: dict[str, list[tuple[dict, dict]]]) -> dict[str, dict]:
+    """Write every evaluation's files (all models' SAEs together); name → the lab results file."""
+    return {name: write(out, name, docs, _module(name).DEFINITIONS) for name, docs in collected.items()}

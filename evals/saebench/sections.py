@@ -1,0 +1,117 @@
+"""Report sections of the SAEBench evaluations (kinds ``saebench_<eval>``).
+
+Each section plots the eval's headline metrics against L0 across the SAEs (SAEBench's
+frontier plots: one series per architecture) and tabulates every SAE's metrics; the
+per-SAE SAEBench files are named in a note.
+"""
+
+from __future__ import annotations
+
+from evals import figures
+from evals.report import Section, Table
+
+HEADLINES = {
+    "core": [
+        ("reconstruction_quality", "explained_variance"),
+        ("reconstruction_quality", "explained_variance_legacy"),
+        ("reconstruction_quality", "explained_variance_saelab"),
+        ("model_performance_preservation", "ce_loss_score"),
+        ("model_behavior_preservation", "kl_div_score"),
+        ("misc_metrics", "frac_alive"),
+        ("misc_metrics", "freq_over_10_percent"),
+    ],
+    "sparse_probing": [
+        ("sae", "sae_top_1_test_accuracy"),
+        ("sae", "sae_top_5_test_accuracy"),
+        ("sae", "sae_test_accuracy"),
+        ("llm", "llm_top_1_test_accuracy"),
+        ("llm", "llm_test_accuracy"),
+    ],
+    "absorption": [
+        ("mean", "mean_absorption_fraction_score"),
+        ("mean", "mean_full_absorption_score"),
+        ("mean", "mean_num_split_features"),
+    ],
+    "tpp": [
+        ("tpp_metrics", "tpp_threshold_2_total_metric"),
+        ("tpp_metrics", "tpp_threshold_10_total_metric"),
+        ("tpp_metrics", "tpp_threshold_20_total_metric"),
+    ],
+}
+TITLES = {
+    "core": (
+        "SAEBench core metrics",
+        "SAEBench's core evaluation from the suite's held-out pass. Explained variance three ways: SAEBench 0.6's "
+        "formula (its total variance subtracts the squared mean of x², about the variance around zero), the "
+        "SAEBench paper's legacy per-token formula, and the lab's 1 − E‖x−x̂‖²/(E‖x‖² − ‖E x‖²). CE and KL "
+        "scores are against zero ablation, as SAEBench.",
+    ),
+    "sparse_probing": (
+        "SAEBench sparse probing on the organism's world",
+        "Binary concepts of the organism's world (a word's category, a name's gender, city, job), split by word "
+        "or name; logistic probes on the top-k latents by mean difference, beside the same probes on the raw "
+        "activations (the 'llm' rows).",
+    ),
+    "absorption": (
+        "SAEBench feature absorption (word categories in place of first letters)",
+        "A ground-truth probe per category on the raw activations; k-sparse probing picks each category's main "
+        "(split) latents; absorption is measured on held-out prompts of the category's words, by cosine with "
+        "the probe and the share of the probe projection the absorbing latents carry.",
+    ),
+    "tpp": (
+        "SAEBench targeted probe perturbation (word categories)",
+        "Per category, the top-n latents by effect on its probe are zero-ablated (error term kept): the "
+        "category's own probe should lose accuracy (intended) and the other categories' probes should not "
+        "(unintended); total = intended − unintended.",
+    ),
+}
+
+
+def _metric(doc: dict, category: str, name: str):
+    return (doc["eval_result_metrics"].get(category) or {}).get(name)
+
+
+def section(name: str, results: list[dict]) -> list[Section]:
+    saes = [s for r in results for s in r.get("saes", [])]
+    if not saes:
+        return []
+    headlines = HEADLINES[name]
+    rows, figs = [], []
+    for s in saes:
+        row = {"id": s["id"], "architecture": s.get("architecture"), "hook": s.get("hook"), "l0": s.get("l0")}
+        row.update({m: _metric(s["document"], c, m) for c, m in headlines})
+        rows.append(row)
+    for _c, metric in headlines:
+        points = [
+            {
+                "id": r["id"],
+                "architecture": r["architecture"],
+                "hook": r["hook"],
+                "metrics": {"l0": r["l0"], metric: r[metric]},
+            }
+            for r in rows
+            if r["l0"] is not None and r[metric] is not None
+        ]
+        figs.append(figures.pareto(points, metric))
+    title, intro = TITLES[name]
+    notes = [f"SAEBench-format files: {', '.join(s['file'] for s in saes)}."]
+    defs = results[-1].get("definitions", {})
+    notes += [f"{m}: {defs[m]}" for _c, m in headlines if m in defs]
+    columns = ["id", "architecture", "hook", "l0", *(m for _c, m in headlines)]
+    return [Section(title, intro, figs, [Table(title, columns, rows)], notes)]
+
+
+def core_section(results: list[dict]) -> list[Section]:
+    return section("core", results)
+
+
+def sparse_probing_section(results: list[dict]) -> list[Section]:
+    return section("sparse_probing", results)
+
+
+def absorption_section(results: list[dict]) -> list[Section]:
+    return section("absorption", results)
+
+
+def tpp_section(results: list[dict]) -> list[Section]:
+    return section("tpp", results)
