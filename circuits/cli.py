@@ -149,7 +149,7 @@ def check_args(args: argparse.Namespace, cfg) -> None:
         )
     if args.sweep and args.method != "discrete-sae":
         raise ConfigError("--sweep applies to --method discrete-sae only")
-    if cfg.n_train > 2 * cfg.n_prompts and not args.sweep:
+    if args.method == "discrete-sae" and cfg.n_train > 2 * cfg.n_prompts and not args.sweep:
         raise ConfigError(
             f"--n-train {cfg.n_train} is more than the {2 * cfg.n_prompts} positive and negative "
             f"prompts of --n-prompts {cfg.n_prompts}"

@@ -44,7 +44,7 @@ from circuits.feature_attribution import (
     site_activations,
 )
 from circuits.graph import Node
-from sae.errors import SaelabError
+from sae.errors import ConfigError
 
 TOP_NODES = 100
 TOP_EDGES = 100
@@ -56,7 +56,7 @@ def load_site_saes(run_dir: str | Path | None, sites: list[Site], device) -> lis
     from sae.saving import load_sae
 
     if run_dir is None:
-        raise SaelabError(
+        raise ConfigError(
             "feature-circuit needs --saes RUN_DIR: SAEs at every layer's hook_attn_out, hook_mlp_out and "
             "hook_resid_post (saelab train configs/feature_circuit.yaml --out RUN_DIR)"
         )
@@ -65,7 +65,7 @@ def load_site_saes(run_dir: str | Path | None, sites: list[Site], device) -> lis
         by_hook.setdefault(entry.hook, entry)
     missing = [s.hook for s in sites if s.hook not in by_hook]
     if missing:
-        raise SaelabError(
+        raise ConfigError(
             f"{run_dir}: no SAE at {', '.join(missing)} (feature-circuit needs one at every layer's "
             "hook_attn_out, hook_mlp_out and hook_resid_post: saelab train configs/feature_circuit.yaml)"
         )
@@ -73,7 +73,7 @@ def load_site_saes(run_dir: str | Path | None, sites: list[Site], device) -> lis
     for s in sites:
         sae, _cfg = load_sae(by_hook[s.hook].path, device=device)
         if getattr(sae.cfg, "d_out", None) is not None:
-            raise SaelabError(f"{by_hook[s.hook].path}: a transcoder, not an SAE of {s.hook}")
+            raise ConfigError(f"{by_hook[s.hook].path}: a transcoder, not an SAE of {s.hook}")
         saes.append(sae.eval().requires_grad_(False))
     return saes
 

@@ -18,7 +18,7 @@ from saelab.cli import main
 
 @pytest.fixture(scope="session")
 def site_run_dir(tmp_path_factory, organism):
-    """A run directory with a random TopK SAE (d_sae 64, k 4) at each of the 12 sites."""
+    """A run directory with a random TopK SAE (d_sae 32, k 4) at each of the 12 sites."""
     from sae.architectures import sae_class
     from sae.saving import save_sae
 
@@ -27,7 +27,7 @@ def site_run_dir(tmp_path_factory, organism):
     cls = sae_class("topk")
     torch.manual_seed(0)
     for site in model_sites(model.cfg.n_layers):
-        sae = cls(cls.config_class(architecture="topk", d_in=128, d_sae=64, k=4))
+        sae = cls(cls.config_class(architecture="topk", d_in=128, d_sae=32, k=4))
         with torch.no_grad():
             sae.b_enc.normal_(0, 0.1)
         save_sae(sae, root / site.name, metadata={"hook": site.hook, "model": "organism"})
@@ -67,8 +67,8 @@ def test_head_terms_add_up_to_the_latent_change(organism, site_run_dir):
 
 def test_cli_scores_a_feature_circuit(site_run_dir, tmp_path, capsys):
     out = tmp_path / "fc.json"
-    argv = ["circuit", "ioi", "--method", "feature-circuit", "--saes", str(site_run_dir), "--n-prompts", "8"]
-    assert main([*argv, "--ig-steps", "2", "--node-threshold", "0.5", "--json", "--quiet", "--out", str(out)]) == 0
+    argv = ["circuit", "ioi", "--method", "feature-circuit", "--saes", str(site_run_dir), "--n-prompts", "4"]
+    assert main([*argv, "--ig-steps", "1", "--node-threshold", "1.0", "--json", "--quiet", "--out", str(out)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc == json.loads(out.read_text())
     assert doc["method"] == "feature-circuit" and 0 <= doc["roc_auc"] <= 1
@@ -77,7 +77,7 @@ def test_cli_scores_a_feature_circuit(site_run_dir, tmp_path, capsys):
     d = doc["details"]
     assert d["splice_max_abs_logit_diff"] < 1e-3
     for rows in d["curves"].values():
-        assert rows[0]["n_features"] == 0 and rows[-1]["n_features"] == 12 * 64
+        assert rows[0]["n_features"] == 0 and rows[-1]["n_features"] == 12 * 32
         assert rows[0]["faithfulness"] == pytest.approx(0.0, abs=1e-9)
         assert rows[-1]["faithfulness"] == pytest.approx(1.0, abs=1e-3)
     assert out.with_suffix(".faithfulness.html").is_file()

@@ -189,6 +189,10 @@ def test_faithfulness_is_one_for_everything_and_zero_for_nothing(errors):
     assert rows[0]["faithfulness"] == pytest.approx(0.0, abs=1e-12)
     assert rows[-1]["faithfulness"] == pytest.approx(1.0, abs=1e-9)
     assert rows[0]["completeness"] == pytest.approx(1.0, abs=1e-9)  # nothing ablated: the model
+    one_by_one = FeatureAblator(toy.run, toy.saes, batch, lambda out, b: toy.metric(out), corrupt, max_rows=B)
+    again = curves(one_by_one, ranked, errors)  # batching the ablations changes nothing
+    for key in ("faithfulness", "completeness"):
+        assert [r[key] for r in again] == pytest.approx([r[key] for r in rows], abs=1e-12)
     assert rows[-1]["completeness"] == pytest.approx(0.0, abs=1e-9)
 
     # mean ablation by hand: every latent and error of both sites at its template mean
@@ -215,3 +219,21 @@ def test_circuit_of_counts_latents_and_thresholds_errors_alike():
     assert circuit_of(ranked, 2, "keep") == {(0, 3), (1, 2)}
     assert circuit_of(ranked, 3, "nodes") == {n[:2] for n in ranked}
     assert curve_sizes(120) == [0, 1, 2, 5, 10, 20, 50, 100, 120]
+
+
+def test_bench_resume_reads_documents_written_before_the_feature_circuit_options(tmp_path):
+    """A results document made before MethodConfig had the feature-circuit fields was made
+    with their defaults: ``bench circuits --resume`` reuses it, and not once they differ."""
+    import json
+
+    from bench.circuits import _reusable
+    from circuits.methods import MethodConfig
+
+    cfg = MethodConfig(n_prompts=10)
+    new = ("sae_dir", "ig_steps", "node_threshold", "edge_threshold")
+    doc = {"kind": "circuit", "config": {k: v for k, v in cfg.model_dump(mode="json").items() if k not in new}}
+    path = tmp_path / "circuit.json"
+    path.write_text(json.dumps(doc))
+    assert _reusable(path, cfg, 1) == doc
+    assert _reusable(path, cfg.model_copy(update={"sae_dir": "elsewhere"}), 1) == doc  # where, not how
+    assert _reusable(path, cfg.model_copy(update={"ig_steps": 3}), 1) is None
