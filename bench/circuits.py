@@ -24,6 +24,8 @@ import tempfile
 from pathlib import Path
 
 ALL_METHODS = ("discrete-sae", "mean-diff", "patching", "eap", "attn-sae", "acdc")
+#: run only when named in --methods: feature-circuit needs SAE runs (--feature-saes DIR/<model>)
+OPT_IN_METHODS = ("feature-circuit",)
 #: the organisms the benchmark knows, first the one every variant is chosen on
 ORGANISMS = ("organism", "organism-b")
 
@@ -56,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-prompts", type=int, default=40)
     parser.add_argument("--attn-saes", help="reuse (or train into) this directory of per-layer hook_z SAEs")
     parser.add_argument("--attn-sae-tokens", type=int, default=500_000)
+    parser.add_argument(
+        "--feature-saes",
+        help="feature-circuit (opt-in): DIR/<model> is a run of configs/feature_circuit.yaml for each model",
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--out-dir", help="also write every circuit results document here")
     parser.add_argument(
@@ -78,9 +84,12 @@ def run(args: argparse.Namespace) -> list[dict]:
     models = [m for m in args.models.split(",") if m] if args.models else default_models()
     tasks = [t for t in args.tasks.split(",") if t]
     methods = [m for m in args.methods.split(",") if m]
-    unknown = sorted(set(methods) - set(ALL_METHODS))
+    unknown = sorted(set(methods) - set(ALL_METHODS) - set(OPT_IN_METHODS))
     if unknown:
-        raise ConfigError(f"--methods: unknown {', '.join(unknown)} (known: {', '.join(ALL_METHODS)})")
+        known = ", ".join(ALL_METHODS + OPT_IN_METHODS)
+        raise ConfigError(f"--methods: unknown {', '.join(unknown)} (known: {known})")
+    if "feature-circuit" in methods and not args.feature_saes:
+        raise ConfigError("--methods feature-circuit needs --feature-saes DIR (DIR/<model>: its SAE run)")
     foreign = [m for m in models if ground_truth.circuits_file(m) is None]
     if foreign or not models or len(set(models)) < len(models):
         raise ConfigError(
@@ -150,6 +159,7 @@ def _run_model(args: argparse.Namespace, name: str, tasks: list[str], methods: l
         # the layer SAEs of one model are no use to another (other depth, other weights)
         attn_sae_dir=str(Path(args.attn_saes) / name),
         attn_sae_tokens=args.attn_sae_tokens,
+        sae_dir=str(Path(args.feature_saes) / name) if getattr(args, "feature_saes", None) else None,
         progress=not args.quiet,
     )
     docs = []
@@ -180,7 +190,7 @@ def _run_model(args: argparse.Namespace, name: str, tasks: list[str], methods: l
 
 
 #: MethodConfig fields that do not change a result
-_NOT_SETTINGS = ("progress", "attn_sae_dir")
+_NOT_SETTINGS = ("progress", "attn_sae_dir", "sae_dir")
 
 
 def _reusable(target: Path, cfg, n_seeds: int) -> dict | None:
@@ -191,6 +201,8 @@ def _reusable(target: Path, cfg, n_seeds: int) -> dict | None:
     import json
 
     def settings(config: dict) -> dict:
+        # a document written before a MethodConfig field existed was made with its default
+        config = {**type(cfg)().model_dump(mode="json"), **config}
         return {k: v for k, v in config.items() if k not in _NOT_SETTINGS}
 
     try:

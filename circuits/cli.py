@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 TASKS = ("ioi", "greater-than")
-METHOD_NAMES = ("discrete-sae", "acdc", "patching", "eap", "attn-sae", "mean-diff")
+METHOD_NAMES = ("discrete-sae", "acdc", "patching", "eap", "attn-sae", "mean-diff", "feature-circuit")
 SWEEP_NAMES = ("n-train", "n-prompts", "n-codes", "family", "position")
 
 
@@ -64,6 +64,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--validation-prompts", type=int, default=40, help="acdc: prompts that choose τ (default 40)")
     p.add_argument("--attn-saes", help="attn-sae: directory of per-layer hook_z SAEs (trained there if missing)")
     p.add_argument("--attn-sae-tokens", type=int, default=500_000, help="attn-sae: training tokens (default 500k)")
+    p.add_argument(
+        "--saes",
+        metavar="RUN_DIR",
+        help="feature-circuit: run directory of SAEs at every layer's hook_attn_out, hook_mlp_out and "
+        "hook_resid_post (saelab train configs/feature_circuit.yaml)",
+    )
+    p.add_argument(
+        "--ig-steps", type=int, default=10, help="feature-circuit: IG steps (default 10; 1: attribution patching)"
+    )
+    p.add_argument(
+        "--node-threshold", type=float, default=0.1, help="feature-circuit: node |effect| threshold (default 0.1)"
+    )
+    p.add_argument(
+        "--edge-threshold", type=float, default=0.01, help="feature-circuit: edge |effect| threshold (default 0.01)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, default=1, help="repeat over seeds seed..seed+N-1 and report mean ± sd")
     p.add_argument("--sweep", choices=SWEEP_NAMES, help="discrete-sae: run one of the paper's sweeps over --seeds")
@@ -95,6 +110,10 @@ def method_config(args: argparse.Namespace):
         "validation_prompts": args.validation_prompts,
         "attn_sae_dir": args.attn_saes,
         "attn_sae_tokens": args.attn_sae_tokens,
+        "sae_dir": args.saes,
+        "ig_steps": args.ig_steps,
+        "node_threshold": args.node_threshold,
+        "edge_threshold": args.edge_threshold,
         "progress": not args.quiet,
     }
     if args.taus:
@@ -116,9 +135,21 @@ def check_args(args: argparse.Namespace, cfg) -> None:
         trainable_family(args.sae_arch, "--sae-arch: ")
     if args.sae_arch and args.method != "discrete-sae":
         raise ConfigError("--sae-arch applies to --method discrete-sae only")
+    if args.saes and args.method != "feature-circuit":
+        raise ConfigError("--saes applies to --method feature-circuit only (attn-sae reads --attn-saes)")
+    if args.saes:
+        from pathlib import Path
+
+        if not Path(args.saes).is_dir():
+            raise ConfigError(f"--saes {args.saes}: no such run directory")
+    if args.method == "feature-circuit" and not args.saes:
+        raise ConfigError(
+            "--method feature-circuit needs --saes RUN_DIR "
+            "(train one: saelab train configs/feature_circuit.yaml --out RUN_DIR)"
+        )
     if args.sweep and args.method != "discrete-sae":
         raise ConfigError("--sweep applies to --method discrete-sae only")
-    if cfg.n_train > 2 * cfg.n_prompts and not args.sweep:
+    if args.method == "discrete-sae" and cfg.n_train > 2 * cfg.n_prompts and not args.sweep:
         raise ConfigError(
             f"--n-train {cfg.n_train} is more than the {2 * cfg.n_prompts} positive and negative "
             f"prompts of --n-prompts {cfg.n_prompts}"
@@ -206,6 +237,14 @@ def run(args: argparse.Namespace) -> int:
         out = with_repeats(docs[0], docs[1:]) if len(docs) > 1 else docs[0]
     if args.out:
         write_json(args.out, out)
+        if "faithfulness" in out:
+            from pathlib import Path
+
+            from circuits.figures import faithfulness_curves
+            from sae.atomic import write_text
+
+            figure = Path(args.out).with_suffix(".faithfulness.html")
+            write_text(figure, faithfulness_curves(out).to_html(include_plotlyjs="cdn"))
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -239,6 +278,12 @@ def summary(doc: dict) -> str:
         f"{name} {s['roc_auc']:.3f}" for name, s in doc["by_ground_truth"].items() if name != doc.get("ground_truth")
     ]
     lines = [head]
+    if "faithfulness" in doc:
+        lines.append(
+            f"  circuit at node threshold {doc['details']['node_threshold']}: {doc['n_nodes']} latents + "
+            f"{doc['n_error_nodes']} error nodes, {doc['n_edges']} edges; faithfulness {doc['faithfulness']:.3f}, "
+            f"completeness {doc['completeness']:.3f}"
+        )
     if others:
         lines.append("  also against: " + ", ".join(others))
     lines.append(

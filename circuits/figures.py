@@ -233,3 +233,32 @@ def sweep_figure(doc: dict) -> go.Figure:
         height=420,
     )
     return fig
+
+
+def faithfulness_curves(doc: dict) -> go.Figure:
+    """A feature circuit's faithfulness and completeness against the number of latents kept
+    (log x axis; errors as nodes solid, errors kept clean dashed)."""
+    fig = go.Figure()
+    curves = doc["details"]["curves"]
+    styles = {"errors_as_nodes": "solid", "errors_kept": "dash"}
+    for variant, rows in curves.items():
+        xs = [max(r["n_features"], 0.5) for r in rows]  # 0 latents drawn at 0.5 on the log axis
+        for key, color in (("faithfulness", "#1f77b4"), ("completeness", "#d62728")):
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=[r[key] for r in rows],
+                    mode="lines+markers",
+                    name=f"{key} ({variant.replace('_', ' ')})",
+                    line={"color": color, "dash": styles.get(variant, "dot")},
+                    customdata=[[r["n_features"], r["n_errors"]] for r in rows],
+                    hovertemplate="%{customdata[0]} latents, %{customdata[1]} error nodes: %{y:.3f}<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        title=f"Feature circuit · {_where(doc)}: mean ablation",
+        xaxis={"type": "log", "title": "latents kept (0 drawn at 0.5)"},
+        yaxis={"title": "fraction of the metric (m(C) - m(∅)) / (m(M) - m(∅))"},
+        template="plotly_white",
+    )
+    return fig

@@ -8,7 +8,9 @@ it against a ground truth.
 
 Methods: ``discrete-sae`` (O'Neill & Bui), ``acdc`` (Conmy et al.), ``patching`` (node
 activation patching), ``eap`` (Syed et al.), ``attn-sae`` (Kissane et al.'s attention
-SAEs), and ``mean-diff``, a baseline with no SAE and no patching: each head's score is
+SAEs), ``feature-circuit`` (Marks et al.'s sparse feature circuits, from a run directory of
+SAEs at every layer's attention output, MLP output and residual stream, mapped to heads
+and MLPs), and ``mean-diff``, a baseline with no SAE and no patching: each head's score is
 ‖E_pos x − E_neg x‖ over the same pooled head outputs the discrete-SAE method reads, so
 what the SAE and its codes add over a plain positive-vs-negative contrast is visible.
 Both read the paper's negatives (``paper_contrast``); the patching methods read the
@@ -32,7 +34,7 @@ from circuits.tasks import TASKS
 from sae.config import FrozenConfig
 from sae.model import model_device
 
-METHODS = ("discrete-sae", "acdc", "patching", "eap", "attn-sae", "mean-diff")
+METHODS = ("discrete-sae", "acdc", "patching", "eap", "attn-sae", "mean-diff", "feature-circuit")
 
 
 class MethodConfig(FrozenConfig):
@@ -72,6 +74,20 @@ class MethodConfig(FrozenConfig):
     validation_prompts: int = Field(40, ge=2, description="acdc: prompts of the validation split that chooses τ.")
     attn_sae_dir: str | None = Field(None, description="attn-sae: per-layer hook_z SAEs (trained there if missing).")
     attn_sae_tokens: int = Field(500_000, gt=0, description="attn-sae: training tokens per layer SAE.")
+    sae_dir: str | None = Field(
+        None,
+        description="feature-circuit: run directory with an SAE at every layer's hook_attn_out, hook_mlp_out "
+        "and hook_resid_post (configs/feature_circuit.yaml).",
+    )
+    ig_steps: int = Field(
+        10, ge=1, description="feature-circuit: integrated-gradient steps (the paper: 10); 1 is attribution patching."
+    )
+    node_threshold: float = Field(
+        0.1, ge=0, description="feature-circuit: nodes with |effect| above this, in metric units (the paper: 0.1)."
+    )
+    edge_threshold: float = Field(
+        0.01, ge=0, description="feature-circuit: edges with |effect| above this, in metric units (the paper: 0.01)."
+    )
     progress: bool = Field(False, description="Show progress bars.")
 
 
@@ -88,6 +104,9 @@ class MethodResult:
     alt_head_scores: dict[str, dict[Node, float]] = field(default_factory=dict)
     forward_passes: int | None = None
     details: dict = field(default_factory=dict)
+    #: top-level figures of the results document beyond the common ones (feature-circuit:
+    #: faithfulness, completeness, n_nodes, n_error_nodes, n_edges)
+    summary: dict = field(default_factory=dict)
 
     @property
     def head_scores(self) -> dict[Node, float]:
@@ -272,6 +291,36 @@ def run_attn_sae(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult
     )
 
 
+def run_feature_circuit(model, tokenizer, task: str, cfg: MethodConfig) -> MethodResult:
+    from circuits.feature_attribution import model_sites
+    from circuits.feature_circuits import feature_circuit, load_site_saes
+
+    device = model_device(model)
+    saes = load_site_saes(cfg.sae_dir, model_sites(model.cfg.n_layers), device)
+    module, batch = make_batches(tokenizer, task, cfg.n_prompts, cfg.seed, device)
+    start = time.time()
+    res = feature_circuit(
+        model,
+        batch,
+        module.metric,
+        saes,
+        steps=cfg.ig_steps,
+        node_threshold=cfg.node_threshold,
+        edge_threshold=cfg.edge_threshold,
+        progress=cfg.progress,
+    )
+    return MethodResult(
+        task,
+        "feature-circuit",
+        res.node_scores,
+        time.time() - start,
+        cfg.n_prompts,
+        forward_passes=res.forward_passes,
+        details={**res.details, "sae": str(cfg.sae_dir), "metric": module.metric.__name__},
+        summary=res.summary,
+    )
+
+
 RUNNERS = {
     "discrete-sae": run_discrete_sae,
     "acdc": run_acdc,
@@ -279,6 +328,7 @@ RUNNERS = {
     "eap": run_eap,
     "attn-sae": run_attn_sae,
     "mean-diff": run_mean_diff,
+    "feature-circuit": run_feature_circuit,
 }
 
 

@@ -8,7 +8,8 @@ One run of one method (``kind: "circuit"``, ``schema_version: 1``)::
     model                      "organism", "organism-b", a directory or a hub name (a document
                                without it means "organism")
     n_layers, n_heads          the model's shape (heads per layer)
-    method                     discrete-sae | acdc | patching | eap | attn-sae | mean-diff
+    method                     discrete-sae | acdc | patching | eap | attn-sae | mean-diff |
+                               feature-circuit
     hook, sae                  what the method read, and the SAE it trained or loaded (or null)
     config                     the MethodConfig of the run
     ground_truth               name of the primary ground truth (null when none applies)
@@ -33,6 +34,9 @@ One run of one method (``kind: "circuit"``, ``schema_version: 1``)::
                                the head pairs a ground-truth edge joins; not the paper's)}
     ground_truths              {name: {heads: ["L.H"], mlps: ["mlpL"], source}}
     details                    method-specific: ablation, metric, timings, chosen τ, ...
+    faithfulness, completeness, n_nodes, n_error_nodes, n_edges
+                               feature-circuit only: the circuit at the node threshold (latents
+                               counted in n_nodes, error nodes apart); its curves are in details
     repeats (optional)         {seeds, roc_auc, seconds, roc_auc_mean, roc_auc_sd}: the same run
                                over several seeds (top-level numbers are the first seed's)
 
@@ -63,7 +67,7 @@ def result_json(res, model_name: str, n_layers: int, n_heads: int, truths: list,
     if res.edge_scores:
         edges = sorted(res.edge_scores.items(), key=lambda kv: (-abs(kv[1]), str(kv[0])))[:TOP_EDGES]
     details = {k: v for k, v in res.details.items() if k not in ("signed_scores", "hook", "sae")}
-    return {
+    doc = {
         "kind": "circuit",
         "schema_version": SCHEMA_VERSION,
         "task": res.task,
@@ -96,6 +100,8 @@ def result_json(res, model_name: str, n_layers: int, n_heads: int, truths: list,
         },
         "details": details,
     }
+    doc.update({k: v for k, v in res.summary.items() if k not in doc})  # a method's own figures, never a common key
+    return doc
 
 
 def with_repeats(first: dict, others: list[dict]) -> dict:
