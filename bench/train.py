@@ -17,7 +17,8 @@ Each side runs in a process of its own (so each reports its own peak RSS), on th
 thread count; the sides alternate within one invocation, the median step of each round is
 kept and the best round reported, so a noisy neighbour slows all sides alike rather than
 one. The denominator of ``step_over_encoder_gemm`` is the best of at least 5
-``torch.addmm(b_enc, x, W_enc)`` on the same shapes: the roofline's floor on a CPU.
+``torch.addmm(b_enc, x, W_enc)`` on the same shapes in every round (the best round's):
+the roofline's floor on a CPU, measured as the sides are.
 """
 
 from __future__ import annotations
@@ -142,13 +143,14 @@ def measure(args: argparse.Namespace, d_sae: int, k: int | None = None) -> dict:
     best: dict[str, float] = {}
     rss: dict[str, float] = {}
     info: dict[str, dict] = {}
-    for _ in range(args.rounds):  # alternate, so drift hits every side alike
+    gemm = float("inf")
+    for _ in range(args.rounds):  # alternate, so drift hits every side (and the floor) alike
         for side in sides(args):
             got = run_side(side, payload)
             best[side] = min(best.get(side, float("inf")), got["median_step_seconds"])
             rss[side] = max(rss.get(side, 0.0), got["peak_rss_mib"])
             info[side] = got
-    gemm = encoder_gemm_seconds(args.d_in, d_sae, args.batch_size, device)
+        gemm = min(gemm, encoder_gemm_seconds(args.d_in, d_sae, args.batch_size, device))
     tps = {side: args.batch_size / seconds for side, seconds in best.items()}
     row = {
         "d_in": args.d_in,
