@@ -135,14 +135,15 @@ def check_args(args: argparse.Namespace, cfg) -> None:
         trainable_family(args.sae_arch, "--sae-arch: ")
     if args.sae_arch and args.method != "discrete-sae":
         raise ConfigError("--sae-arch applies to --method discrete-sae only")
-    if args.saes and args.method != "feature-circuit":
+    saes = getattr(args, "saes", None)  # callers that predate feature circuits build Namespaces without it
+    if saes and args.method != "feature-circuit":
         raise ConfigError("--saes applies to --method feature-circuit only (attn-sae reads --attn-saes)")
-    if args.saes:
+    if saes:
         from pathlib import Path
 
-        if not Path(args.saes).is_dir():
-            raise ConfigError(f"--saes {args.saes}: no such run directory")
-    if args.method == "feature-circuit" and not args.saes:
+        if not Path(saes).is_dir():
+            raise ConfigError(f"--saes {saes}: no such run directory")
+    if args.method == "feature-circuit" and not saes:
         raise ConfigError(
             "--method feature-circuit needs --saes RUN_DIR "
             "(train one: saelab train configs/feature_circuit.yaml --out RUN_DIR)"

@@ -58,7 +58,10 @@ class FeatureAblator:
             k = len(chunk)
             sites = range(len(self.saes))
             keep_f = [torch.stack([c[0][i] for c in chunk]).repeat_interleave(n, 0)[:, None] for i in sites]
-            keep_e = [torch.tensor([bool(c[1][i]) for c in chunk]).repeat_interleave(n)[:, None, None] for i in sites]
+            keep_e = [
+                torch.tensor([bool(c[1][i]) for c in chunk], device=tokens.device).repeat_interleave(n)[:, None, None]
+                for i in sites
+            ]
 
             def edit(i, f, e, keep_f=keep_f, keep_e=keep_e, k=k):
                 mean_f = self.mean_f[i].to(f.dtype).repeat(k, *([1] * (f.dim() - 1)))
@@ -108,7 +111,7 @@ def _masks(saes, nodes: set[tuple[int, int]], complement: bool, errors: str):
     keep_f, keep_e = [], []
     for i, sae in enumerate(saes):
         d_sae = sae.W_dec.shape[0]
-        inside = torch.zeros(d_sae, dtype=torch.bool)
+        inside = torch.zeros(d_sae, dtype=torch.bool, device=sae.W_dec.device)
         idx = [j for (s, j) in nodes if s == i and j != ERROR]
         if idx:
             inside[idx] = True
