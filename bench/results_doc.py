@@ -59,9 +59,22 @@ def table(columns: list[str], rows: list[list]) -> list[str]:
 TRAIN_PEERS = {"saelens": "SAELens", "sparsify": "sparsify", "dictionary_learning": "dictionary_learning"}
 
 
+def _train_peers(rows: list[dict]) -> list[str]:
+    """The training peers measured in ``rows``, in table order."""
+    return [p for p in TRAIN_PEERS if any(f"{p}_tokens_per_s" in r for r in rows)]
+
+
+def _rss_header(peers: list[str]) -> str:
+    return "peak RSS MiB (saelab" + "".join(f" / {TRAIN_PEERS[p]}" for p in peers) + ")"
+
+
+def _rss_cell(row: dict, peers: list[str]) -> str:
+    return " / ".join(fmt(row.get(f"{s}_peak_rss_mib"), RATE) for s in ("saelab", *peers))
+
+
 def _train(doc: dict) -> list[str]:
     rows = doc["result"]
-    peers = [p for p in TRAIN_PEERS if any(f"{p}_tokens_per_s" in r for r in rows)]
+    peers = _train_peers(rows)
     lines = table(
         [
             "d_sae",
@@ -72,7 +85,7 @@ def _train(doc: dict) -> list[str]:
             *(f"speedup_vs_{p}" for p in peers),
             "sparse_over_dense",
             "step_over_encoder_gemm",
-            "peak RSS MiB (saelab" + "".join(f" / {TRAIN_PEERS[p]}" for p in peers) + ")",
+            _rss_header(peers),
         ],
         [
             [
@@ -82,7 +95,7 @@ def _train(doc: dict) -> list[str]:
                 *(fmt(r.get(f"{p}_tokens_per_s"), RATE) for p in peers),
                 *(fmt(r.get(f"speedup_vs_{p}"), ".2f") for p in peers),
                 *(fmt(r.get(k), ".2f") for k in ("sparse_over_dense", "step_over_encoder_gemm")),
-                " / ".join(fmt(r.get(f"{s}_peak_rss_mib"), RATE) for s in ("saelab", *peers)),
+                _rss_cell(r, peers),
             ]
             for r in rows
         ],
@@ -105,7 +118,7 @@ def _train(doc: dict) -> list[str]:
 
 def _scaling(doc: dict) -> list[str]:
     rows = doc["result"]
-    peers = [p for p in TRAIN_PEERS if any(f"{p}_tokens_per_s" in r for r in rows)]
+    peers = _train_peers(rows)
     return [
         "Drawn by `saelab bench report --html PAGE` (tokens/s and peak RSS against d_sae and k, log-log).",
         "",
@@ -114,7 +127,7 @@ def _scaling(doc: dict) -> list[str]:
                 *("axis", "d_sae", "k", "saelab tok/s"),
                 *(f"{TRAIN_PEERS[p]} tok/s" for p in peers),
                 "step_over_encoder_gemm",
-                "peak RSS MiB (saelab" + "".join(f" / {TRAIN_PEERS[p]}" for p in peers) + ")",
+                _rss_header(peers),
             ],
             [
                 [
@@ -124,7 +137,7 @@ def _scaling(doc: dict) -> list[str]:
                     fmt(r.get("saelab_tokens_per_s"), RATE),
                     *(fmt(r.get(f"{p}_tokens_per_s"), RATE) for p in peers),
                     fmt(r.get("step_over_encoder_gemm"), ".2f"),
-                    " / ".join(fmt(r.get(f"{s}_peak_rss_mib"), RATE) for s in ("saelab", *peers)),
+                    _rss_cell(r, peers),
                 ]
                 for r in rows
             ],

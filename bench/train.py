@@ -144,8 +144,9 @@ def measure(args: argparse.Namespace, d_sae: int, k: int | None = None) -> dict:
     rss: dict[str, float] = {}
     info: dict[str, dict] = {}
     gemm = float("inf")
+    measured = sides(args)
     for _ in range(args.rounds):  # alternate, so drift hits every side (and the floor) alike
-        for side in sides(args):
+        for side in measured:
             got = run_side(side, payload)
             best[side] = min(best.get(side, float("inf")), got["median_step_seconds"])
             rss[side] = max(rss.get(side, 0.0), got["peak_rss_mib"])
