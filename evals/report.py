@@ -38,6 +38,7 @@ SECTION_BUILDERS: dict[str, str | Callable[[list[dict]], Section | list[Section]
     "saebench_sparse_probing": "evals.saebench.sections:sparse_probing_section",
     "saebench_absorption": "evals.saebench.sections:absorption_section",
     "saebench_tpp": "evals.saebench.sections:tpp_section",
+    "saebench_autointerp": "evals.saebench.sections:autointerp_section",
 }
 
 

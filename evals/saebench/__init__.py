@@ -20,4 +20,5 @@ EVALS: dict[str, str] = {
     "sparse_probing": "evals.saebench.sparse_probing:run",
     "absorption": "evals.saebench.absorption:run",
     "tpp": "evals.saebench.tpp:run",
+    "autointerp": "evals.saebench.autointerp:run",
 }

@@ -7,7 +7,9 @@ it replaces.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from sae.config import FrozenConfig
 
@@ -93,18 +95,96 @@ class TPPSettings(FrozenConfig):
         return sorted(set(ns))
 
 
+class AutointerpSettings(FrozenConfig):
+    """Autointerp: explanations of latents and their scores, delphi's and SAEBench's, both named."""
+
+    explainer: Literal["statistical-baseline", "llm"] = Field(
+        "statistical-baseline",
+        description="Who explains a latent: 'llm' (the endpoint llm_url) or the offline 'statistical-baseline' "
+        "(the tokens and world categories with the highest log-odds at activating positions).",
+    )
+    scorer: Literal["statistical-baseline", "llm"] = Field(
+        "statistical-baseline",
+        description="Who scores an explanation: 'llm' (the endpoint) or the offline 'statistical-baseline' "
+        "(a rule: the explanation's tokens and categories are present, or are the marked ones).",
+    )
+    llm_url: str | None = Field(
+        None,
+        description="Base URL of an OpenAI-compatible endpoint (POST {url}/chat/completions), e.g. "
+        "http://127.0.0.1:8000/v1; also `saelab eval --llm-url`.",
+    )
+    llm_model: str | None = Field(
+        None, description="Model name sent to the endpoint (SAEBench: gpt-4o-mini); also `saelab eval --llm-model`."
+    )
+    api_key_env: list[str] = Field(
+        ["SAELAB_LLM_API_KEY", "OPENAI_API_KEY"],
+        description="Environment variables read, in order, for the endpoint's key (none set: no key sent).",
+    )
+    timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for one reply.")
+    retries: int = Field(0, ge=0, description="Extra attempts after a failed request (off by default).")
+    cache_dir: str | None = Field(
+        None,
+        description="Where every prompt and reply is cached (keyed by a hash of model and messages); default "
+        "~/.cache/saelab/autointerp.",
+    )
+    n_latents: int = Field(30, gt=0, description="Latents scored per SAE (seeded sample of live ones; SAEBench 1000).")
+    n_tokens: int = Field(
+        32768, gt=0, description="Held-out tokens searched for contexts (the suite's text and seed; SAEBench 2M)."
+    )
+    context_size: int = Field(64, gt=0, description="Tokens per row of that text (SAEBench 128).")
+    buffer: int = Field(10, ge=1, description="Window = ±buffer tokens around a centre (SAEBench 10).")
+    min_examples: int = Field(
+        25, gt=0, description="Fewer activating windows skips the latent (delphi min_examples 200)."
+    )
+    max_examples: int = Field(
+        1000, gt=0, description="Activating windows kept per latent, strongest first (delphi's cache keeps all)."
+    )
+    n_examples_train: int = Field(20, gt=0, description="delphi: activating windows shown to the explainer (40).")
+    n_examples_test: int = Field(20, gt=0, description="delphi: activating windows scored (50).")
+    n_quantiles: int = Field(5, gt=0, description="delphi: activation quantiles the windows are drawn from (10).")
+    n_non_activating: int = Field(20, gt=0, description="delphi: random non-activating windows scored (50).")
+    examples_per_prompt: int = Field(5, gt=0, description="delphi: windows per scorer prompt (5).")
+    n_top_ex_for_generation: int = Field(10, gt=0, description="SAEBench: top windows shown to the explainer.")
+    n_iw_sampled_ex_for_generation: int = Field(
+        5, ge=0, description="SAEBench: importance-weighted windows shown to the explainer."
+    )
+    n_top_ex_for_scoring: int = Field(2, ge=0, description="SAEBench: top windows scored.")
+    n_iw_sampled_ex_for_scoring: int = Field(2, ge=0, description="SAEBench: importance-weighted windows scored.")
+    n_random_ex_for_scoring: int = Field(10, ge=0, description="SAEBench: random windows scored.")
+    act_threshold_frac: float = Field(
+        0.01, ge=0, lt=1, description="SAEBench: a token is active above this fraction of the top windows' max."
+    )
+    max_terms: int = Field(3, gt=0, description="Statistical baseline: tokens/categories in one explanation.")
+    min_log_odds: float = Field(
+        1.0, description="Statistical baseline: smallest log-odds (activating vs not) a term needs."
+    )
+    seed: int = Field(42, description="Seed of the latent sample, the windows and the shuffles (SAEBench 42).")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if "llm" in (self.explainer, self.scorer) and not (self.llm_url and self.llm_model):
+            raise ValueError("an 'llm' explainer or scorer needs llm_url and llm_model (or --llm-url, --llm-model)")
+        if self.context_size < 2 * self.buffer + 2:
+            raise ValueError(f"context_size {self.context_size} leaves no window centre for buffer {self.buffer}")
+        if self.n_examples_train < self.n_quantiles or self.n_examples_test < self.n_quantiles:
+            raise ValueError("n_examples_train and n_examples_test must be at least n_quantiles")
+        return self
+
+
 class SAEBenchSuite(FrozenConfig):
     """SAEBench's evaluations on the organism (``evals.saebench``); none run unless listed."""
 
     evals: list[str] = Field(
         default_factory=list,
-        description="Evaluations to run, in the registry's order: core, sparse_probing, absorption, tpp (empty: none).",
+        description="Evaluations to run, in the registry's order: core, sparse_probing, absorption, tpp, "
+        "autointerp (empty: none).",
     )
     sparse_probing: SparseProbingSettings = Field(
         default_factory=SparseProbingSettings, description="Sparse-probing settings."
     )
     absorption: AbsorptionSettings = Field(default_factory=AbsorptionSettings, description="Absorption settings.")
     tpp: TPPSettings = Field(default_factory=TPPSettings, description="Targeted-probe-perturbation settings.")
+    autointerp: AutointerpSettings = Field(default_factory=AutointerpSettings, description="Autointerp settings.")
 
     @field_validator("evals")
     @classmethod

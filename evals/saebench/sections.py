@@ -37,6 +37,11 @@ HEADLINES = {
         ("tpp_metrics", "tpp_threshold_10_total_metric"),
         ("tpp_metrics", "tpp_threshold_20_total_metric"),
     ],
+    "autointerp": [
+        ("autointerp", "autointerp_score"),
+        ("delphi", "detection_balanced_accuracy"),
+        ("delphi", "fuzzing_balanced_accuracy"),
+    ],
 }
 TITLES = {
     "core": (
@@ -63,6 +68,15 @@ TITLES = {
         "Per category, the top-n latents by effect on its probe are zero-ablated (error term kept): the "
         "category's own probe should lose accuracy (intended) and the other categories' probes should not "
         "(unintended); total = intended − unintended.",
+    ),
+    "autointerp": (
+        "Autointerp: delphi's detection and fuzzing, SAEBench's autointerp score",
+        "Latents explained from their activating windows of held-out organism text, and the explanations scored "
+        "two ways, named apart: delphi's detection and fuzzing (balanced accuracy over held-out activating and "
+        "random non-activating windows, pooled over latents; chance 0.5) and SAEBench's autointerp score (share "
+        "of 14 shuffled windows classified correctly; all-'no' scores 10/14 ≈ 0.71 when the 10 random windows are "
+        "silent). The judge (explainer and scorer) is named in the table: 'statistical-baseline' is the offline "
+        "log-odds explainer with a rule-based scorer, a floor for an LLM judge, not an LLM result.",
     ),
 }
 
@@ -94,11 +108,50 @@ def section(name: str, results: list[dict]) -> list[Section]:
         ]
         figs.append(figures.pareto(points, metric))
     title, intro = TITLES[name]
+    columns = ["id", "architecture", "hook", "l0", *(m for _c, m in headlines)]
+    if name == "autointerp":
+        for r, s in zip(rows, saes, strict=True):
+            r["judge"] = s["document"]["eval_config"].get("judge")
+        columns.append("judge")
+        figs.append(autointerp_distribution(saes))
     notes = [f"SAEBench-format files: {', '.join(s['file'] for s in saes)}."]
     defs = results[-1].get("definitions", {})
     notes += [f"{m}: {defs[m]}" for _c, m in headlines if m in defs]
-    columns = ["id", "architecture", "hook", "l0", *(m for _c, m in headlines)]
     return [Section(title, intro, figs, [Table(title, columns, rows)], notes)]
+
+
+def autointerp_distribution(saes: list[dict]):
+    """Per-latent score distributions: delphi detection, delphi fuzzing, SAEBench score, one box per SAE."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    pick = {
+        "delphi detection (balanced acc.)": lambda d: (
+            (d.get("delphi") or {}).get("detection", {}).get("balanced_accuracy")
+        ),
+        "delphi fuzzing (balanced acc.)": lambda d: (d.get("delphi") or {}).get("fuzzing", {}).get("balanced_accuracy"),
+        "SAEBench score": lambda d: (d.get("saebench") or {}).get("score"),
+    }
+    for s in saes:
+        details = s["document"]["eval_result_details"]
+        judge = s["document"]["eval_config"].get("judge", "")
+        xs, ys = [], []
+        for label, get in pick.items():
+            for d in details:
+                v = get(d)
+                if v is not None:
+                    xs.append(label)
+                    ys.append(v)
+        fig.add_trace(go.Box(x=xs, y=ys, name=f"{s['id']} ({judge})", boxpoints="all", jitter=0.4))
+    fig.update_layout(
+        title="Autointerp: per-latent scores",
+        boxmode="group",
+        height=420,
+        template="plotly_white",
+        yaxis_title="score per latent",
+        yaxis_range=[0, 1.02],
+    )
+    return fig
 
 
 def core_section(results: list[dict]) -> list[Section]:
@@ -115,3 +168,7 @@ def absorption_section(results: list[dict]) -> list[Section]:
 
 def tpp_section(results: list[dict]) -> list[Section]:
     return section("tpp", results)
+
+
+def autointerp_section(results: list[dict]) -> list[Section]:
+    return section("autointerp", results)
