@@ -13,7 +13,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate saved SAEs on held-out text: reconstruction, sparsity, spliced-in CE and KL against "
         "zero and mean ablation, attention-SAE head attribution and DFA, the synthetic ground-truth "
         "benchmark, and (claims suites) the seed papers' claims. Writes results.json and report.html.",
-        usage="saelab eval --suite SUITE [RUN_DIR ...] [--out OUT] [--set KEY=VALUE] [--quiet]\n"
+        usage="saelab eval --suite SUITE [RUN_DIR ...] [--out OUT] [--set KEY=VALUE] [--llm-url URL] "
+        "[--llm-model NAME] [--quiet]\n"
         "       saelab eval supervised [options]",
         epilog="The other form: 'saelab eval supervised --model organism [--sae RUN_DIR ...] [--out DIR]' runs the "
         "supervised-dictionary evaluations (sufficiency, necessity, control, interpretability); "
@@ -33,8 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a suite key, e.g. data.n_tokens=65536 or synthetic.enabled=false",
     )
+    parser.add_argument(
+        "--llm-url",
+        help="autointerp: base URL of an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+        "(saebench.autointerp.llm_url; the key is read from SAELAB_LLM_API_KEY or OPENAI_API_KEY)",
+    )
+    parser.add_argument(
+        "--llm-model", help="autointerp: the model name sent to that endpoint (saebench.autointerp.llm_model)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def llm_flags(args: argparse.Namespace) -> dict | None:
+    """``--llm-url`` / ``--llm-model`` as a config layer over the suite file (None: neither given)."""
+    given = {k: v for k, v in (("llm_url", args.llm_url), ("llm_model", args.llm_model)) if v is not None}
+    return {"saebench": {"autointerp": given}} if given else None
 
 
 def summary_lines(results: dict) -> list[str]:
@@ -72,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from sae.config import load_config
 
     args = build_parser().parse_args(argv)
-    cfg = load_config(SuiteConfig, args.suite, args.set)
+    cfg = load_config(SuiteConfig, args.suite, args.set, over=llm_flags(args))
     results = run_suite(cfg, args.runs, args.out, progress=not args.quiet)
     for line in summary_lines(results):
         print(line)

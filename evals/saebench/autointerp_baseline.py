@@ -6,12 +6,12 @@ eval has a floor any LLM judge should beat, and a test can run the whole pipelin
 **Explainer.** Candidates are single tokens (stripped of their leading space) and the
 word categories of the organism's world (``organism.world``: city, job, food, colour,
 animal, day, month, number word; a person's name, a woman's name, a man's name). Each is
-scored by the smoothed log-odds of occurring at a marked (activating) position versus at
-an unmarked one (the unmarked tokens of the activating windows and every token of the
-non-activating training windows): log((a+½)/(A−a+½)) − log((b+½)/(B−b+½)). Candidates
-with log-odds > ``min_log_odds`` and at least two marked hits are added greedily, best
-first, while the position-level balanced accuracy of "marked iff the token is in the
-explanation" rises, up to ``max_terms``. The explanation is plain text (quoted tokens and
+scored on contexts (windows), as the scorers judge them: a = activating windows (of A)
+where it is among the marked tokens, b = non-activating training windows (of B) where it
+occurs at all; smoothed log-odds log((a+½)/(A−a+½)) − log((b+½)/(B−b+½)). Candidates
+with log-odds > ``min_log_odds`` and a ≥ 2 are added greedily, best first, while the
+window-level balanced accuracy of the union (marked in an activating window, present
+in a non-activating one) rises, up to ``max_terms``. The explanation is plain text (quoted tokens and
 fixed category phrases; tokens quoted as JSON strings), e.g. ``the tokens "in" or a word that is a city``, so an LLM
 scorer can read it too.
 
@@ -67,38 +67,44 @@ def log_odds(a: int, A: int, b: int, B: int) -> float:
     return math.log((a + 0.5) / (A - a + 0.5)) - math.log((b + 0.5) / (B - b + 0.5))
 
 
-def _balanced(covered: set[str], marked: list[str], unmarked: list[str]) -> float:
-    tpr = sum(t in covered for t in marked) / len(marked)
-    tnr = sum(t not in covered for t in unmarked) / len(unmarked) if unmarked else 1.0
+def _balanced(covered: set[str], marked: list[set[str]], quiet: list[set[str]]) -> float:
+    """Window-level balanced accuracy of "activates iff a token of ``covered`` is there" (marked tokens of an
+    activating window, any token of a non-activating one)."""
+    tpr = sum(bool(m & covered) for m in marked) / len(marked)
+    tnr = sum(not (q & covered) for q in quiet) / len(quiet) if quiet else 1.0
     return (tpr + tnr) / 2
 
 
-def explain(marked_windows: list[tuple[list[str], list[bool]]], quiet: list[list[str]], cfg) -> str:
+def explain(marked_windows: list[tuple[list[str], list[bool]]], quiet_windows: list[list[str]], cfg) -> str:
     """An explanation from activating windows (tokens, marked flags) and non-activating windows' tokens."""
-    marked = [_norm(t) for toks, flags in marked_windows for t, f in zip(toks, flags, strict=True) if f]
-    unmarked = [_norm(t) for toks, flags in marked_windows for t, f in zip(toks, flags, strict=True) if not f]
-    unmarked += [_norm(t) for toks in quiet for t in toks]
+    marked = [{_norm(t) for t, f in zip(toks, flags, strict=True) if f} for toks, flags in marked_windows]
+    marked = [m for m in marked if m]
+    quiet = [{_norm(t) for t in toks} for toks in quiet_windows]
     if not marked:
         return describe([], [])
-    cats = categories()
     candidates: list[tuple[float, str, frozenset[str]]] = []
-    A, B = len(marked), len(unmarked)
-    for tok in sorted(set(marked)):
-        a, b = marked.count(tok), unmarked.count(tok)
-        candidates.append((log_odds(a, A, b, B), f"token:{tok}", frozenset([tok])))
-    for cat, words in cats.items():
-        a, b = sum(t in words for t in marked), sum(t in words for t in unmarked)
-        candidates.append((log_odds(a, A, b, B), f"category:{cat}", words))
+    A, B = len(marked), len(quiet)
+
+    def add(label: str, words: frozenset[str]) -> None:
+        a = sum(bool(m & words) for m in marked)
+        if a >= 2:
+            b = sum(bool(q & words) for q in quiet)
+            candidates.append((log_odds(a, A, b, B), label, words))
+
+    for tok in sorted(set().union(*marked)):
+        add(f"token:{tok}", frozenset([tok]))
+    for cat, words in categories().items():
+        add(f"category:{cat}", words)
     candidates.sort(key=lambda c: (-c[0], c[1]))
     chosen: list[str] = []
     covered: set[str] = set()
-    best = _balanced(covered, marked, unmarked)
+    best = _balanced(covered, marked, quiet)
     for score, label, words in candidates:
         if len(chosen) == cfg.max_terms or score <= cfg.min_log_odds:
             break
-        if sum(t in words for t in marked) < 2 or words <= covered:
+        if words <= covered:
             continue
-        trial = _balanced(covered | words, marked, unmarked)
+        trial = _balanced(covered | words, marked, quiet)
         if trial > best:
             chosen.append(label)
             covered |= words

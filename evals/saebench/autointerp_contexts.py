@@ -144,17 +144,16 @@ def peaks(values: torch.Tensor, buffer: int, k: int | None = None) -> list[tuple
     return out
 
 
-def split_quantiles(examples: list, n_quantiles: int, n_samples: int, rng: random.Random) -> list:
-    """delphi's ``split_quantiles``: ``n_samples // n_quantiles`` random picks from each even slice."""
+def split_quantiles(examples: list, n_quantiles: int, n_samples: int, rng: random.Random) -> list[tuple]:
+    """delphi's ``split_quantiles``: ``n_samples // n_quantiles`` random picks from each even slice of the
+    strongest-first ``examples``, as (example, quantile) pairs."""
     size = len(examples) // n_quantiles
     per = n_samples // n_quantiles
     out = []
     for q in range(n_quantiles):
         part = examples[q * size : (q + 1) * size]
         pick = part if len(part) < per else rng.sample(part, per)
-        for w in pick:
-            w.quantile = q
-        out += pick
+        out += [(x, q) for x in pick]
     return out
 
 
@@ -180,14 +179,15 @@ def latent_contexts(h: Harvested, name: str, column: int, cfg, seed: int) -> Lat
     if len(found) < cfg.min_examples:
         return None
     rng = random.Random(f"{seed}:autointerp:{name}:{latent}")
-    ranked = [window(h, values, r, c, buffer, "quantile") for r, c in found[: cfg.max_examples]]
+    ranked = found[: cfg.max_examples]
     out = LatentContexts(latent, float(values.max()), len(found))
 
     # delphi: quantile samples, train and test disjoint
-    out.delphi_train = split_quantiles(ranked, cfg.n_quantiles, cfg.n_examples_train, rng)
-    taken = {id(w) for w in out.delphi_train}
-    rest = [w for w in ranked if id(w) not in taken]
-    out.delphi_test = split_quantiles(rest, cfg.n_quantiles, cfg.n_examples_test, rng)
+    train = split_quantiles(ranked, cfg.n_quantiles, cfg.n_examples_train, rng)
+    taken = {where for where, _q in train}
+    test = split_quantiles([p for p in ranked if p not in taken], cfg.n_quantiles, cfg.n_examples_test, rng)
+    out.delphi_train = [window(h, values, r, c, buffer, "quantile", quantile=q) for (r, c), q in train]
+    out.delphi_test = [window(h, values, r, c, buffer, "quantile", quantile=q) for (r, c), q in test]
 
     # delphi: random non-activating windows (the latent is zero throughout)
     def silent(row: int, centre: int) -> bool:
