@@ -260,6 +260,8 @@ def run(group, settings) -> list[tuple[dict, dict]]:
         "dataset_name": f"organism held-out text (seed {scfg.seed})",
         "total_tokens": cfg.n_tokens,
         "llm_context_size": cfg.context_size,
+        "random_seed": cfg.seed,
+        "no_overlap": True,
         **cfg.model_dump(mode="json", exclude=NOT_IN_CONFIG),
     }
     out = []
