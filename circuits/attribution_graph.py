@@ -27,7 +27,7 @@ MLP_IN = "blocks.{layer}.mlp.hook_in"
 MLP_OUT = "blocks.{layer}.hook_mlp_out"
 
 
-def load_transcoders(run_dir: str | Path, n_layers: int, device="cpu") -> tuple[list, list[str]]:
+def load_transcoders(run_dir: str | Path, n_layers: int, device) -> tuple[list, list[str]]:
     """One transcoder per MLP layer from ``run_dir`` (the first found from
     ``blocks.L.mlp.hook_in`` to ``blocks.L.hook_mlp_out``), frozen; and their names."""
     from sae.run_dir import find_saes
@@ -81,6 +81,15 @@ class AttributionGraph:
     def scores(self) -> tuple[float, float]:
         return graph_scores(self.adjacency, self.layout, self.probabilities)
 
+    def scores_without_constant(self) -> tuple[float, float]:
+        """The scores with the constant node's row and column removed, as circuit-tracer
+        (which has no such node) computes them: only tokens count as inputs."""
+        keep = torch.ones(self.layout.n, dtype=torch.bool, device=self.adjacency.device)
+        keep[self.layout.inputs.stop - 1] = False
+        lay = self.layout
+        smaller = Layout(lay.n_features, lay.n_errors, lay.n_inputs - 1, lay.n_logits)
+        return graph_scores(self.adjacency[keep][:, keep], smaller, self.probabilities)
+
     def prune(self, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> Pruned:
         return prune_graph(self.adjacency, self.layout, self.probabilities, node_threshold, edge_threshold)
 
@@ -106,9 +115,13 @@ def build_graph(
     return AttributionGraph(prompt, rm, A, layout)
 
 
-def graph_summary(graph: AttributionGraph, pruned: Pruned, node_threshold: float, edge_threshold: float) -> dict:
-    """What ``saelab graph --json`` prints: scores and node counts before and after pruning."""
+def graph_summary(
+    graph: AttributionGraph, pruned: Pruned, node_threshold: float, edge_threshold: float, tokenizer=None
+) -> dict:
+    """What ``saelab graph --json`` prints: scores and node counts before and after pruning
+    (``n_nodes_pruned``: the nodes the pruned graph keeps; ``kept_fraction``: their share)."""
     replacement, completeness = graph.scores()
+    replacement_ct, completeness_ct = graph.scores_without_constant()
     lay = graph.layout
     kept = pruned.node_mask
     n_feat_kept = int(kept[: lay.n_features].sum())
@@ -120,19 +133,22 @@ def graph_summary(graph: AttributionGraph, pruned: Pruned, node_threshold: float
         "n_tokens": rm.n_pos,
         "replacement_score": replacement,
         "completeness_score": completeness,
+        "replacement_score_without_constant": replacement_ct,
+        "completeness_score_without_constant": completeness_ct,
         "n_nodes": lay.n,
         "n_feature_nodes": lay.n_features,
         "n_error_nodes": lay.n_errors,
         "n_nodes_pruned": int(kept.sum()),
         "n_feature_nodes_pruned": n_feat_kept,
         "n_error_nodes_pruned": n_err_kept,
-        "pruned_fraction": float(kept.sum()) / lay.n,
-        "pruned_fraction_features": n_feat_kept / max(lay.n_features, 1),
+        "kept_fraction": float(kept.sum()) / lay.n,
+        "kept_fraction_features": n_feat_kept / max(lay.n_features, 1),
         "n_edges_pruned": int(pruned.edge_mask.sum()),
         "node_threshold": node_threshold,
         "edge_threshold": edge_threshold,
         "target_logits": [
-            {"token": int(t), "probability": float(p)} for t, p in zip(rm.target_tokens, rm.target_probs, strict=True)
+            {"token": int(t), "text": tokenizer.decode([int(t)]) if tokenizer else None, "probability": float(p)}
+            for t, p in zip(rm.target_tokens, rm.target_probs, strict=True)
         ],
         "note": "attention patterns and LayerNorm scales are frozen: query/key effects are not attributed",
     }

@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(saelab train configs/transcoders.yaml)",
     )
     p.add_argument("--model", default="organism", help="'organism' (default), 'organism-b' or a GPT-2-style model")
+    p.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda, cuda:1, mps")
     p.add_argument("--out", help="write the graph JSON here (circuit-tracer / Neuronpedia format)")
     p.add_argument("--slug", help="the graph's slug in the JSON (default: from --out)")
     p.add_argument(
@@ -62,14 +63,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from circuits.attribution_graph import build_graph, graph_summary, load_transcoders, prompt_tokens
+    from circuits.cli import check_device
     from circuits.graph_json import graph_json
     from sae.atomic import write_json
-    from sae.model import load_model
+    from sae.model import load_model, model_device
 
     check_args(args)
-    model, tokenizer = load_model(args.model)
+    check_device(args.device)
+    model, tokenizer = load_model(args.model, device=args.device)
     prompt_tokens(model, args.prompt)  # before the transcoders load: a too-long prompt is one line
-    transcoders, names = load_transcoders(args.transcoders, model.cfg.n_layers)
+    transcoders, names = load_transcoders(args.transcoders, model.cfg.n_layers, model_device(model))
     graph = build_graph(
         model,
         transcoders,
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     pruned = graph.prune(args.node_threshold, args.edge_threshold)
-    summary = graph_summary(graph, pruned, args.node_threshold, args.edge_threshold)
+    summary = graph_summary(graph, pruned, args.node_threshold, args.edge_threshold, tokenizer)
     summary["transcoders"] = str(args.transcoders)
     if args.out:
         slug = args.slug or Path(args.out).stem
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             f"attribution graph of {summary['n_tokens']} tokens: replacement score "
             f"{summary['replacement_score']:.3f}, completeness score {summary['completeness_score']:.3f}; "
             f"{summary['n_nodes_pruned']} of {summary['n_nodes']} nodes kept at node threshold "
-            f"{args.node_threshold} ({summary['pruned_fraction']:.1%}), {summary['n_edges_pruned']} edges"
+            f"{args.node_threshold} ({summary['kept_fraction']:.1%}), {summary['n_edges_pruned']} edges"
             + (f"; wrote {args.out}" if args.out else "")
         )
         print("  (attention patterns and LayerNorm scales frozen: query/key effects are not attributed)")

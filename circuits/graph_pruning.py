@@ -79,7 +79,8 @@ def find_threshold(scores: torch.Tensor, threshold: float) -> torch.Tensor:
     """The score at which the nodes (or edges) ranked above it first carry ``threshold`` of the total."""
     sorted_scores = torch.sort(scores, descending=True).values
     cumulative = torch.cumsum(sorted_scores, dim=0) / torch.sum(sorted_scores)
-    index = int(torch.searchsorted(cumulative, torch.tensor(threshold, dtype=cumulative.dtype)).item())
+    tau = torch.tensor(threshold, dtype=cumulative.dtype, device=cumulative.device)
+    index = int(torch.searchsorted(cumulative, tau).item())
     return sorted_scores[min(index, len(cumulative) - 1)]
 
 

@@ -102,7 +102,8 @@ def frozen_weights(model) -> FrozenWeights:
         b_O.append(c_proj.bias)
         ln2.append((_raw(block.ln_2).weight, _raw(block.ln_2).bias))
     head = _raw(hf.lm_head)
-    b_U = head.bias if getattr(head, "bias", None) is not None else torch.zeros(head.weight.shape[0])
+    w_u = head.weight
+    b_U = head.bias if getattr(head, "bias", None) is not None else w_u.new_zeros(w_u.shape[0])
     lnf = _raw(tr.ln_f)
     return FrozenWeights(
         W_E=_raw(tr.wte).weight,
@@ -255,12 +256,12 @@ class ReplacementModel:
 
         nS, nF, nL = self.n_sources, self.n_features, len(self.target_tokens)
         N = nS + nL
-        A = torch.zeros(N, N, dtype=self.errors.dtype)
+        A = torch.zeros(N, N, dtype=self.errors.dtype, device=self.errors.device)
         eye = torch.eye(nS, dtype=self.errors.dtype, device=self.errors.device)
         starts = range(0, nS, batch_size)
         with torch.no_grad():
             for start in progress_bar(starts, desc="edges", disable=not progress, unit="batch"):
-                cols = self.forward(eye[start : start + batch_size]).T.cpu()  # [targets, batch]
+                cols = self.forward(eye[start : start + batch_size]).T  # [targets, batch]
                 stop = start + cols.shape[1]
                 A[:nF, start:stop] = cols[:nF]
                 A[nS:, start:stop] = cols[nF:]
@@ -272,7 +273,8 @@ def salient_logits(logits: torch.Tensor, max_n_logits: int = 10, desired_logit_p
     first reaches ``desired_logit_prob``, at most ``max_n_logits``; ``(ids, probabilities)``."""
     probs = torch.softmax(logits.double(), dim=-1).to(logits.dtype)
     top_p, top_idx = torch.topk(probs, min(max_n_logits, probs.shape[-1]))
-    cutoff = int(torch.searchsorted(torch.cumsum(top_p, 0), torch.tensor(desired_logit_prob, dtype=top_p.dtype))) + 1
+    tau = torch.tensor(desired_logit_prob, dtype=top_p.dtype, device=top_p.device)
+    cutoff = int(torch.searchsorted(torch.cumsum(top_p, 0), tau)) + 1
     return top_idx[:cutoff], top_p[:cutoff]
 
 

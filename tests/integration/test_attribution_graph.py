@@ -191,10 +191,11 @@ def test_saelab_graph_cli(transcoders, tmp_path, capsys):
     out = tmp_path / "graph.json"
     assert main(["graph", PROMPT, "--transcoders", str(run), "--out", str(out), "--json", "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    for key in ("replacement_score", "completeness_score", "n_nodes", "n_nodes_pruned", "pruned_fraction"):
+    for key in ("replacement_score", "completeness_score", "n_nodes", "n_nodes_pruned", "kept_fraction"):
         assert key in summary
     assert 0 < summary["n_nodes_pruned"] < summary["n_nodes"]
-    assert summary["pruned_fraction"] == pytest.approx(summary["n_nodes_pruned"] / summary["n_nodes"])
+    assert 0 < summary["replacement_score_without_constant"] <= 1
+    assert summary["kept_fraction"] == pytest.approx(summary["n_nodes_pruned"] / summary["n_nodes"])
     doc = json.loads(out.read_text())
     validate(doc)
     assert doc["metadata"]["transcoder_list"] == ["tc0", "tc1", "tc2", "tc3"]

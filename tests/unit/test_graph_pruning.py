@@ -112,3 +112,13 @@ def test_cumulative_scores_rank_nodes():
     top = int(torch.argmax(pruned.influence))
     assert pruned.cumulative_scores[top] == pytest.approx(float(pruned.influence.max() / pruned.influence.sum()))
     assert float(pruned.cumulative_scores.max()) == pytest.approx(1.0)
+
+
+def test_salient_logits_stop_at_the_token_crossing_the_probability():
+    from circuits.replacement_model import salient_logits
+
+    logits = torch.log(torch.tensor([0.05, 0.6, 0.3, 0.04, 0.01]))
+    ids, probs = salient_logits(logits, max_n_logits=10, desired_logit_prob=0.85)
+    assert ids.tolist() == [1, 2]  # 0.6 < 0.85 <= 0.9: the crossing token is included
+    np.testing.assert_allclose(probs.numpy(), [0.6, 0.3], rtol=1e-5)
+    assert salient_logits(logits, max_n_logits=1, desired_logit_prob=0.99)[0].tolist() == [1]
