@@ -200,3 +200,66 @@ def test_saelab_graph_cli(transcoders, tmp_path, capsys):
     validate(doc)
     assert doc["metadata"]["transcoder_list"] == ["tc0", "tc1", "tc2", "tc3"]
     assert doc["saelab"]["replacement_score"] == summary["replacement_score"]
+
+
+def test_edges_match_finite_differences_in_the_frozen_bridge(organism, graph, transcoders):
+    """methods-2.md §F: in the model with attention patterns, LayerNorm scales and every MLP
+    output frozen (bar a skip transcoder's linear path), adding δ·W_dec[f] at a feature's
+    (layer, pos) moves a target by A[t,s]·δ/a_s. Run through the bridge's own hooks:
+    independent of the explicit frozen model."""
+    model, _ = organism
+    rm, lay, A = graph.replacement, graph.layout, graph.adjacency
+    run = rm.run
+    frozen = {}
+    for layer in range(model.cfg.n_layers):
+        frozen[f"blocks.{layer}.ln1.hook_scale"] = run.ln1_scale[layer][None, :, None]
+        frozen[f"blocks.{layer}.ln2.hook_scale"] = run.ln2_scale[layer][None, :, None]
+        frozen[f"blocks.{layer}.attn.hook_pattern"] = run.pattern[layer][None]
+    frozen["ln_final.hook_scale"] = run.ln_final_scale[None, :, None]
+
+    def targets(extra: dict[int, torch.Tensor]) -> torch.Tensor:
+        hooks = [(name, lambda act, hook, v=v: v.expand_as(act).clone()) for name, v in frozen.items()]
+        store = {}
+
+        def mlp_out(act, hook, layer):
+            # frozen, except a skip transcoder's linear path (live, as circuit-tracer's
+            # skip + (mlp_out - skip).detach())
+            out = run.mlp_out[layer] + extra.get(layer, 0)
+            skip = transcoders[layer].skip_output(store[layer] - run.mlp_in[layer])
+            if skip is not None:
+                out = out + skip
+            return out[None].clone()
+
+        for layer in range(model.cfg.n_layers):
+            hooks.append((f"blocks.{layer}.mlp.hook_in", lambda act, hook, la=layer: store.__setitem__(la, act[0])))
+            hooks.append((f"blocks.{layer}.hook_mlp_out", lambda act, hook, la=layer: mlp_out(act, hook, la)))
+        with torch.no_grad():
+            logits = model.run_with_hooks(run.tokens[None], fwd_hooks=hooks)[0, -1]
+        pre = torch.stack(
+            [
+                store[la][p] @ transcoders[la].W_enc[:, f] + transcoders[la].b_enc[f]
+                for la, p, f in rm.features.index.tolist()
+            ]
+        )
+        return torch.cat([pre, logits[rm.target_tokens] - logits.mean()])
+
+    base = targets({})
+    torch.testing.assert_close(base, graph.replacement.targets_at_prompt(), atol=2e-5, rtol=1e-5)
+    rows = torch.cat([torch.arange(lay.n_features), torch.arange(lay.n - lay.n_logits, lay.n)])
+    layers = rm.features.index[:, 0]
+    # the strongest source feature of the first layer, and one error node
+    first = int(torch.nonzero(layers == 0)[A[rows][:, : lay.n_features][:, layers == 0].abs().sum(0).argmax()])
+    layer, pos, feat = rm.features.index[first].tolist()
+    delta = 0.5
+    bump = torch.zeros_like(run.mlp_out[0])
+    bump[pos] = delta * transcoders[layer].W_dec[feat]
+    moved = targets({layer: bump})
+    expected = A[rows, first] * delta / rm.features.activation[first]
+    torch.testing.assert_close(moved - base, expected, atol=5e-4, rtol=1e-3)
+    assert expected.abs().max() > 1e-2  # the check is not vacuous
+    err_layer, err_pos = 1, rm.n_pos - 1
+    col = lay.n_features + err_layer * rm.n_pos + err_pos
+    bump = torch.zeros_like(run.mlp_out[0])
+    bump[err_pos] = delta * rm.errors[err_layer, err_pos]
+    moved = targets({err_layer: bump})
+    torch.testing.assert_close(moved - base, A[rows, col] * delta, atol=5e-4, rtol=1e-3)
