@@ -263,3 +263,45 @@ def test_edges_match_finite_differences_in_the_frozen_bridge(organism, graph, tr
     bump[err_pos] = delta * rm.errors[err_layer, err_pos]
     moved = targets({err_layer: bump})
     torch.testing.assert_close(moved - base, A[rows, col] * delta, atol=5e-4, rtol=1e-3)
+
+
+def test_circuit_tracer_reads_the_graph_and_agrees_on_pruning_and_scores(graph, organism, tmp_path):
+    """circuit-tracer 0.5.0 itself (the peer venv, ``bench/peers.py``): its pydantic ``Model``
+    parses our JSON, and its ``prune_graph`` / ``compute_graph_scores`` on our adjacency
+    (without the constant node, which it does not have) give our masks and scores."""
+    from safetensors.torch import save_file
+
+    from bench.peers import run_peer, venv
+    from circuits.graph_pruning import Layout, prune_graph
+
+    if not (venv("circuit_tracer") / ".saelab-pins.json").exists():
+        pytest.skip("no circuit_tracer peer venv: build it with bench.peers.peer_python(peer='circuit_tracer')")
+    _, tokenizer = organism
+    pruned = graph.prune(0.8, 0.98)
+    doc = graph_json(graph, pruned, tokenizer, "ioi", "saelab:organism", ["tc0", "tc1", "tc2", "tc3"], 0.8)
+    (tmp_path / "graph.json").write_text(json.dumps(doc))
+    lay = graph.layout
+    keep = torch.ones(lay.n, dtype=torch.bool)
+    keep[lay.inputs.stop - 1] = False  # the constant node
+    A = graph.adjacency[keep][:, keep].contiguous()
+    save_file({"A": A, "probabilities": graph.probabilities.contiguous()}, tmp_path / "adjacency.safetensors")
+    payload = {
+        "graph_json": str(tmp_path / "graph.json"),
+        "adjacency": str(tmp_path / "adjacency.safetensors"),
+        "n_features": lay.n_features,
+        "n_tokens": graph.replacement.n_pos,
+        "n_layers": graph.replacement.weights.n_layers,
+        "node_threshold": 0.8,
+        "edge_threshold": 0.98,
+    }
+    peer = run_peer("circuit_tracer_graph.py", payload, peer="circuit_tracer", timeout=600)
+    assert peer["peer_version"] == "0.5.0"
+    assert peer["node_ids"] == [n["node_id"] for n in doc["nodes"]] and peer["n_links"] == len(doc["links"])
+    ours_scores = graph.scores_without_constant()
+    assert peer["replacement"] == pytest.approx(ours_scores[0], rel=1e-5)
+    assert peer["completeness"] == pytest.approx(ours_scores[1], rel=1e-5)
+    smaller = Layout(lay.n_features, lay.n_errors, lay.n_inputs - 1, lay.n_logits)
+    ours = prune_graph(A, smaller, graph.probabilities, 0.8, 0.98)
+    assert peer["node_mask"] == ours.node_mask.tolist()
+    assert peer["n_edges"] == int(ours.edge_mask.sum())
+    torch.testing.assert_close(torch.tensor(peer["cumulative_scores"]), ours.cumulative_scores, rtol=1e-5, atol=1e-6)
