@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=explore_main)
 
 
-PAGE_CHOICES = ("runs", "browser", "feature", "prompt", "circuits", "supervised")
+PAGE_CHOICES = ("runs", "browser", "feature", "prompt", "circuits", "supervised", "graph")
 
 
 def dashboard_main(args: argparse.Namespace) -> int:
@@ -92,4 +92,5 @@ PAGE_URLS = {
     "prompt": "Prompt_explorer",
     "circuits": "Circuits",
     "supervised": "Supervised",
+    "graph": "Graph",
 }

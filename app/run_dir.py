@@ -50,6 +50,11 @@ def _result_documents(run_dir: str | Path) -> Iterator[tuple[Path, dict]]:
 RESULT_KINDS = ("sweep", "eval", "circuit", "supervised")
 
 
+def is_graph(doc: dict) -> bool:
+    """An attribution graph in circuit-tracer's JSON (``saelab graph --out``): it has no ``kind``."""
+    return isinstance(doc.get("metadata"), dict) and isinstance(doc.get("nodes"), list) and "links" in doc
+
+
 def check_run_dir(run_dir: str | Path) -> None:
     """Refuse a directory with nothing for the explorer: no saved SAE and no results file."""
     try:
@@ -59,9 +64,9 @@ def check_run_dir(run_dir: str | Path) -> None:
         if not Path(run_dir).is_dir():
             raise
         reason = str(e)
-    if not any(doc.get("kind") in RESULT_KINDS for _, doc in _result_documents(run_dir)):
+    if not any(doc.get("kind") in RESULT_KINDS or is_graph(doc) for _, doc in _result_documents(run_dir)):
         detail = "" if "no saved SAE" in reason else f"; {reason}"
         raise SaelabError(
             f"{run_dir}: not a run directory (no saved SAE and no results JSON of kind "
-            f"{', '.join(RESULT_KINDS)}){detail}"
+            f"{', '.join(RESULT_KINDS)}, no attribution graph){detail}"
         )

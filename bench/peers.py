@@ -1,4 +1,5 @@
-"""The peer virtual environments (``bench/.peers/<peer>/``): SAELens, sparsify and dictionary_learning.
+"""The peer virtual environments (``bench/.peers/<peer>/``): SAELens, sparsify, dictionary_learning
+and circuit-tracer.
 
 Peers run in their own interpreters so their pins never touch ours, one venv per peer
 because their pins conflict (dictionary_learning wants nnsight 0.3, SAELens 6.54 a newer
@@ -27,6 +28,9 @@ PINS: dict[str, list[str]] = {
     # dictionary-learning 0.1.0 imports nnsight 0.3 (its pin), which breaks on transformers 5;
     # 4.46.3 is the transformers release current with nnsight 0.3
     "dictionary_learning": ["dictionary-learning==0.1.0", "transformers==4.46.3"],
+    # reads saelab's attribution-graph JSON with its own pydantic models and recomputes
+    # pruning and scores with its own graph.py (tests/integration/test_attribution_graph_peer.py)
+    "circuit_tracer": ["circuit-tracer==0.5.0"],
 }
 #: packages a peer's dependencies pull in that break on the CPU torch wheel, removed after install:
 #: nnsight requires torchvision, and PyPI's torchvision (built for the CUDA torch) fails to register
@@ -36,8 +40,14 @@ PROBES = {
     "saelens": "import sae_lens, transformer_lens",
     "sparsify": "import sparsify",
     "dictionary_learning": "import dictionary_learning.trainers",
+    "circuit_tracer": "import circuit_tracer.graph, circuit_tracer.frontend.graph_models",
 }
-DISTRIBUTIONS = {"saelens": "sae-lens", "sparsify": "eai-sparsify", "dictionary_learning": "dictionary-learning"}
+DISTRIBUTIONS = {
+    "saelens": "sae-lens",
+    "sparsify": "eai-sparsify",
+    "dictionary_learning": "dictionary-learning",
+    "circuit_tracer": "circuit-tracer",
+}
 
 
 def venv(peer: str = "saelens") -> Path:

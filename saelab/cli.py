@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "sae.cli_train",
     "sae.cli_sae",
     "circuits.cli",
+    "circuits.cli_graph",
     "evals.cli",
     "app.cli",
     "app.cli_export",

@@ -15,6 +15,7 @@ PAGES = {
     "prompt": "pages/3_Prompt_explorer.py",
     "circuits": "pages/4_Circuits.py",
     "supervised": "pages/5_Supervised.py",
+    "graph": "pages/6_Graph.py",
 }
 
 
@@ -156,3 +157,80 @@ def test_broken_records_and_results_are_messages(explorer_run, tmp_path):
         assert any("unreadable" in e.value for e in at.error), page
     at = _run("supervised", broken)
     assert any("could not read the supervised results" in e.value for e in at.error)
+
+
+def small_graph() -> dict:
+    """A hand-made attribution graph in circuit-tracer's JSON (checked against the schema)."""
+    import json
+
+    def node(node_id, feature_type, layer, ctx, influence=None, **extra):
+        base = {
+            "node_id": node_id,
+            "feature": 0,
+            "layer": layer,
+            "ctx_idx": ctx,
+            "feature_type": feature_type,
+            "token_prob": 0.0,
+            "is_target_logit": False,
+            "run_idx": 0,
+            "reverse_ctx_idx": 0,
+            "jsNodeId": node_id,
+            "clerp": "",
+            "influence": influence,
+            "activation": None,
+        }
+        return {**base, **extra}
+
+    doc = {
+        "metadata": {
+            "slug": "tiny",
+            "scan": "saelab:organism",
+            "transcoder_list": ["tc0", "tc1"],
+            "prompt_tokens": ["<|endoftext|>", "Mary"],
+            "prompt": "Mary",
+            "node_threshold": 0.8,
+            "schema_version": 1,
+        },
+        "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
+        "nodes": [
+            node("E_0_0", "embedding", "E", 0, 0.95),
+            node("E_5_1", "embedding", "E", 1, 0.5),
+            node("0_7_1", "cross layer transcoder", "0", 1, 0.3, activation=1.5),
+            node("1_9_1", "cross layer transcoder", "1", 1, 0.7, activation=0.5),
+            node("0_-1_1", "mlp reconstruction error", "0", 1, 0.9),
+            node("3_12_1", "logit", "3", 1, None, is_target_logit=True, token_prob=0.9),
+        ],
+        "links": [
+            {"source": "E_5_1", "target": "0_7_1", "weight": 2.0},
+            {"source": "0_7_1", "target": "1_9_1", "weight": -1.0},
+            {"source": "1_9_1", "target": "3_12_1", "weight": 3.0},
+            {"source": "0_-1_1", "target": "3_12_1", "weight": 0.5},
+        ],
+        "saelab": {"replacement_score": 0.9, "completeness_score": 0.95, "n_nodes": 40, "n_nodes_pruned": 6},
+    }
+    import jsonschema
+
+    schema = json.loads((APP.parent / "circuits" / "schemas" / "attribution_graph.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    return doc
+
+
+def test_graph_page_draws_prunes_and_links_features(tmp_path):
+    from sae.atomic import write_json
+
+    run = tmp_path / "run"
+    at = _run("graph", run.parent)
+    assert "saelab graph" in at.info[0].value  # no graph yet: how to make one
+    write_json(run / "graph.json", small_graph())
+    from app.run_dir import check_run_dir
+
+    check_run_dir(run)  # a directory holding only a graph is something to explore
+    at = _run("graph", run)
+    assert len(at.get("plotly_chart")) == 1
+    text = _text(at)
+    assert "Feature_dashboard?sae=tc0&feature=7" in text and "Feature_dashboard?sae=tc1&feature=9" in text
+    assert "5 nodes, 3 links at threshold 0.80" in text  # the error (cumulative 0.9) is pruned
+    at.slider[0].set_value(0.5).run()
+    text = _text(at)
+    assert "feature=9" not in text and "feature=7" in text
+    assert "4 nodes, 1 links at threshold 0.50" in text
