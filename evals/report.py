@@ -37,6 +37,7 @@ SECTION_BUILDERS: dict[str, str | Callable[[list[dict]], Section | list[Section]
     "saebench_core": "evals.saebench.sections:core_section",
     "saebench_sparse_probing": "evals.saebench.sections:sparse_probing_section",
     "saebench_absorption": "evals.saebench.sections:absorption_section",
+    "saebench_scr": "evals.saebench.sections:scr_section",
     "saebench_tpp": "evals.saebench.sections:tpp_section",
 }
 

@@ -19,5 +19,6 @@ EVALS: dict[str, str] = {
     "core": "evals.saebench.core:run",
     "sparse_probing": "evals.saebench.sparse_probing:run",
     "absorption": "evals.saebench.absorption:run",
+    "scr": "evals.saebench.scr:run",
     "tpp": "evals.saebench.tpp:run",
 }

@@ -93,18 +93,53 @@ class TPPSettings(FrozenConfig):
         return sorted(set(ns))
 
 
+class SCRSettings(FrozenConfig):
+    """Spurious correlation removal: gender and job stated in constructed prompts."""
+
+    pairs: list[list[str]] = Field(
+        [["doctor", "nurse"], ["pilot", "teacher"], ["lawyer", "cook"], ["farmer", "singer"]],
+        description="Job pairs (P1, P2): the biased probe sees male names with P1 against female names with P2 "
+        "(SAEBench: professor/nurse, architect/journalist, surgeon/psychologist, attorney/teacher).",
+    )
+    n_values: list[int] = Field([2, 5, 10, 20], description="Latents ablated (SAEBench also 50, 100, 500).")
+    contexts: int = Field(2, gt=0, description="Prompts per (name, job), each after another corpus sentence.")
+    test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of each gender's names held out for testing.")
+    seed: int = Field(42, description="Seed of the prompts and the name split.")
+
+    @field_validator("pairs")
+    @classmethod
+    def _pairs(cls, pairs: list[list[str]]) -> list[list[str]]:
+        from organism.world import JOBS
+
+        for p in pairs:
+            if len(p) != 2 or p[0] == p[1] or not set(p) <= set(JOBS):
+                raise ValueError(f"each pair is two different jobs of the world {list(JOBS)}; got {p}")
+        if not pairs:
+            raise ValueError("pairs must not be empty")
+        return pairs
+
+    @field_validator("n_values")
+    @classmethod
+    def _positive(cls, ns: list[int]) -> list[int]:
+        if not ns or any(n <= 0 for n in ns):
+            raise ValueError("n_values must be positive integers")
+        return sorted(set(ns))
+
+
 class SAEBenchSuite(FrozenConfig):
     """SAEBench's evaluations on the organism (``evals.saebench``); none run unless listed."""
 
     evals: list[str] = Field(
         default_factory=list,
-        description="Evaluations to run, in the registry's order: core, sparse_probing, absorption, tpp (empty: none).",
+        description="Evaluations to run, in the registry's order: core, sparse_probing, absorption, scr, tpp, "
+        "ravel (empty: none).",
     )
     sparse_probing: SparseProbingSettings = Field(
         default_factory=SparseProbingSettings, description="Sparse-probing settings."
     )
     absorption: AbsorptionSettings = Field(default_factory=AbsorptionSettings, description="Absorption settings.")
     tpp: TPPSettings = Field(default_factory=TPPSettings, description="Targeted-probe-perturbation settings.")
+    scr: SCRSettings = Field(default_factory=SCRSettings, description="Spurious-correlation-removal settings.")
 
     @field_validator("evals")
     @classmethod

@@ -32,6 +32,11 @@ HEADLINES = {
         ("mean", "mean_full_absorption_score"),
         ("mean", "mean_num_split_features"),
     ],
+    "scr": [
+        ("scr_metrics", "scr_metric_threshold_2"),
+        ("scr_metrics", "scr_metric_threshold_10"),
+        ("scr_metrics", "scr_metric_threshold_20"),
+    ],
     "tpp": [
         ("tpp_metrics", "tpp_threshold_2_total_metric"),
         ("tpp_metrics", "tpp_threshold_10_total_metric"),
@@ -57,6 +62,12 @@ TITLES = {
         "A ground-truth probe per category on the raw activations; k-sparse probing picks each category's main "
         "(split) latents; absorption is measured on held-out prompts of the category's words, by cosine with "
         "the probe and the share of the probe projection the absorbing latents carry.",
+    ),
+    "scr": (
+        "SAEBench spurious correlation removal (gender and job)",
+        "A probe trained where gender and job coincide (male names with one job, female names with the other) "
+        "leans on gender; zero-ablating the top-n latents chosen for the spurious attribute should restore its "
+        "accuracy on the other: (A_abl − A) / (A_skyline − A), 1 = fully debiased, 0 = unchanged.",
     ),
     "tpp": (
         "SAEBench targeted probe perturbation (word categories)",
@@ -111,6 +122,10 @@ def sparse_probing_section(results: list[dict]) -> list[Section]:
 
 def absorption_section(results: list[dict]) -> list[Section]:
     return section("absorption", results)
+
+
+def scr_section(results: list[dict]) -> list[Section]:
+    return section("scr", results)
 
 
 def tpp_section(results: list[dict]) -> list[Section]:
