@@ -21,4 +21,5 @@ EVALS: dict[str, str] = {
     "absorption": "evals.saebench.absorption:run",
     "scr": "evals.saebench.scr:run",
     "tpp": "evals.saebench.tpp:run",
+    "ravel": "evals.saebench.ravel:run",
 }

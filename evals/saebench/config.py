@@ -7,6 +7,8 @@ it replaces.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from sae.config import FrozenConfig
@@ -126,6 +128,30 @@ class SCRSettings(FrozenConfig):
         return sorted(set(ns))
 
 
+class RavelSettings(FrozenConfig):
+    """RAVEL: a name's city, job and food, each patched through its own latents."""
+
+    n_values: list[int] = Field(
+        [1, 2, 5, 10, 20],
+        description="Candidate latent counts per attribute; the one with the best train-name disentanglement is "
+        "reported (SAEBench learns a mask instead, MDBM).",
+    )
+    n_pairs: int = Field(48, gt=0, description="Base/source pairs per attribute, for cause and for isolation each.")
+    contexts: int = Field(2, gt=0, description="Corpus sentences each prompt may follow.")
+    test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of the names held out (pairs scored there).")
+    position: Literal["entity", "last"] = Field(
+        "entity", description="Where codes are patched: the name (SAEBench's entity position) or the last token."
+    )
+    seed: int = Field(42, description="Seed of the prompts, the name split and the pairs.")
+
+    @field_validator("n_values")
+    @classmethod
+    def _positive(cls, ns: list[int]) -> list[int]:
+        if not ns or any(n <= 0 for n in ns):
+            raise ValueError("n_values must be positive integers")
+        return sorted(set(ns))
+
+
 class SAEBenchSuite(FrozenConfig):
     """SAEBench's evaluations on the organism (``evals.saebench``); none run unless listed."""
 
@@ -140,6 +166,7 @@ class SAEBenchSuite(FrozenConfig):
     absorption: AbsorptionSettings = Field(default_factory=AbsorptionSettings, description="Absorption settings.")
     tpp: TPPSettings = Field(default_factory=TPPSettings, description="Targeted-probe-perturbation settings.")
     scr: SCRSettings = Field(default_factory=SCRSettings, description="Spurious-correlation-removal settings.")
+    ravel: RavelSettings = Field(default_factory=RavelSettings, description="RAVEL settings.")
 
     @field_validator("evals")
     @classmethod

@@ -42,6 +42,11 @@ HEADLINES = {
         ("tpp_metrics", "tpp_threshold_10_total_metric"),
         ("tpp_metrics", "tpp_threshold_20_total_metric"),
     ],
+    "ravel": [
+        ("ravel", "disentanglement_score"),
+        ("ravel", "cause_score"),
+        ("ravel", "isolation_score"),
+    ],
 }
 TITLES = {
     "core": (
@@ -74,6 +79,12 @@ TITLES = {
         "Per category, the top-n latents by effect on its probe are zero-ablated (error term kept): the "
         "category's own probe should lose accuracy (intended) and the other categories' probes should not "
         "(unintended); total = intended − unintended.",
+    ),
+    "ravel": (
+        "SAEBench RAVEL (a name's city, job and food)",
+        "Each attribute's latents (chosen on train names) are patched at the name from another name: the queried "
+        "attribute's completion should follow (cause), the other attributes' should not (isolation); "
+        "disentanglement = (cause + isolation) / 2, on held-out names.",
     ),
 }
 
@@ -130,3 +141,7 @@ def scr_section(results: list[dict]) -> list[Section]:
 
 def tpp_section(results: list[dict]) -> list[Section]:
     return section("tpp", results)
+
+
+def ravel_section(results: list[dict]) -> list[Section]:
+    return section("ravel", results)
