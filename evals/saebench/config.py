@@ -160,6 +160,12 @@ class SAEBenchSuite(FrozenConfig):
         description="Evaluations to run, in the registry's order: core, sparse_probing, absorption, scr, tpp, "
         "ravel (empty: none).",
     )
+    controls: bool = Field(
+        True,
+        description="Run every eval's controls too (a random-decoder SAE of the same width and measured L0, "
+        "rank-L0 PCA, the raw activations where the eval probes); their headlines go to summary.json.",
+    )
+    controls_seed: int = Field(0, description="Seed of the random-decoder control.")
     sparse_probing: SparseProbingSettings = Field(
         default_factory=SparseProbingSettings, description="Sparse-probing settings."
     )

@@ -15,21 +15,23 @@ and the model runs on x_b + decode(f') − decode(f_b) there (the SAE's error te
   the share whose completion stays b's value;
 - disentanglement = (cause + isolation) / 2 (SAEBench's code; its README writes a 4-term mean).
 
-A's latents are chosen on the **train names** only: each latent's share of variance explained
-by A's value (η², between-value over total variance of its name-position code over the
-train names' prompts), the top n; n is the value of ``n_values`` with the best
-disentanglement on train-name pairs, and the scores are reported on pairs of held-out test
-names (each n's test scores are in the details). A full-residual patch at the same position
-(every dimension from s) is reported beside them: its cause is the most any dictionary can
-reach at this hook and position.
+A's latents are chosen on pairs of **train names** only, by attribution patching (the
+first-order effect of patching one latent: (f_s,i − f_b,i) · (∂L/∂x · W_dec,i), L the source
+value's logit lead over the base value on cause pairs, the base value's lead over the source's
+on isolation pairs; score = mean cause gain − mean isolation loss), the top n; n is the value
+of ``n_values`` with the best disentanglement on train-name pairs, and the scores are reported
+on pairs of held-out test names (each n's test scores are in the details). A full-residual
+patch at the same position (every dimension from s) is reported beside them: its cause is the
+most any dictionary can reach at this hook and position.
 
 Deviations from SAEBench: SAEBench learns a binary mask over latents per attribute (MDBM,
-trained by gradient on cause and isolation losses); here the latents are ranked by η² and
-the mask size is picked on train names, a closed-form stand-in without gradients through the
-model. The error term is kept (SAEBench's default replaces the residual by decode(f')),
-so the score measures the patched latents, not the SAE's reconstruction error. One token
-is generated (the organism's facts are one token; SAEBench generates 6 and matches the
-value in the text). The position is the name (SAEBench's entity position): at the lab's
+trained by gradient on cause and isolation losses, temperature-annealed); here the mask is the
+top-n of a one-step linearisation of the same objective (one backward pass per pair batch)
+with n picked on train names: cheaper, and exact for a model linear in the patched row.
+The error term is kept (SAEBench's default replaces the residual by decode(f')), so the
+score measures the patched latents, not the SAE's reconstruction error. One token is
+generated (the organism's facts are one token; SAEBench generates 6 and matches the value
+in the text). The position is the name (SAEBench's entity position): at the lab's
 usual hook (blocks.1 resid_post) the facts are still at the name, moved to the last
 position by layer 2's attention (a full patch at the last position there moves ≤ 5% of
 completions, at the name ≥ 95%); ``position: last`` patches the prompt's last token instead.
@@ -45,6 +47,7 @@ import torch
 from evals.saebench import concepts
 from evals.saebench.output import document
 from evals.saebench.scr import codec
+from evals.saebench.tpp import decoder_rows
 from sae.errors import SaelabError
 from sae.progress import progress_bar
 
@@ -57,8 +60,9 @@ DEFINITIONS = {
     "isolation_score": "share of base prompts querying another attribute B whose completion stays the base "
     "name's value under the same patch (B's values differ), held-out names",
     "disentanglement_score": "(cause_score + isolation_score) / 2",
-    "latents": "per attribute, the top-n latents by eta^2 (variance of the code explained by the attribute's "
-    "value) at the patched position over the train names; n picked by train-name disentanglement",
+    "latents": "per attribute, the top-n latents by attribution patching on train-name pairs (first-order gain "
+    "of the source value's logit lead on cause pairs minus loss of the base value's lead on isolation pairs); "
+    "n picked by train-name disentanglement",
 }
 
 
@@ -167,16 +171,63 @@ def read_at(model, spec, w: World) -> dict[tuple[int, str, str], torch.Tensor]:
     return out
 
 
-def eta_squared(codes: torch.Tensor, labels: list[str]) -> torch.Tensor:
-    """Per column, between-group over total sum of squares (0 for a constant column)."""
-    codes = codes.double()
-    mean = codes.mean(0)
-    total = (codes - mean).pow(2).sum(0)
-    between = torch.zeros_like(mean)
-    for v in set(labels):
-        m = torch.tensor([lab == v for lab in labels])
-        between += m.sum() * (codes[m].mean(0) - mean).pow(2)
-    return torch.where(total > 1e-12, between / total.clamp_min(1e-12), torch.zeros_like(total))
+def logit_gradients(model, spec, w: World, x: dict, pairs: list, targets: list[tuple[int, int]], batch_size=32):
+    """Per pair, ∂(logit[up] − logit[down])/∂x at the patched position of its base prompt (x unedited)."""
+    device = next(model.parameters()).device
+    out = []
+    for lo in range(0, len(pairs), batch_size):
+        chunk, tgt = pairs[lo : lo + batch_size], targets[lo : lo + batch_size]
+        keys = [(p[0], p[1], p[3] if len(p) == 4 else None) for p in chunk]
+        prompts = [w.tokens[k] for k in keys]
+        width = max(len(p) for p in prompts)
+        tokens = torch.zeros(len(chunk), width, dtype=torch.long)
+        for i, p in enumerate(prompts):
+            tokens[i, : len(p)] = torch.tensor(p)
+        where = torch.tensor([w.position[k] for k in keys], device=device)
+        idx = torch.arange(len(chunk), device=device)
+        delta = torch.zeros(len(chunk), x[keys[0]].shape[0], device=device, requires_grad=True)
+
+        def patch(act, hook=None, delta=delta, where=where, idx=idx):
+            rows = spec.read(act).clone()
+            rows[idx, where] = rows[idx, where] + delta.to(rows.dtype)
+            return spec.write(act, rows)
+
+        with torch.enable_grad():
+            logits = model.run_with_hooks(tokens.to(device), fwd_hooks=[(spec.tl_name, patch)])
+            last = torch.tensor([len(p) - 1 for p in prompts], device=device)
+            final = logits[idx, last]
+            up = torch.tensor([t[0] for t in tgt], device=device)
+            down = torch.tensor([t[1] for t in tgt], device=device)
+            objective = (final[idx, up] - final[idx, down]).sum()
+            (grad,) = torch.autograd.grad(objective, delta)
+        out.append(grad.detach().double().cpu())
+    return torch.cat(out)
+
+
+def attribution_scores(model, spec, w: World, x: dict, encode, W: torch.Tensor, cause: list, iso: list, attr: str):
+    """Per latent, the first-order effect of patching it alone: its mean gain of the source value's logit lead on
+    cause pairs minus its mean loss of the base value's lead on isolation pairs (attribution patching)."""
+
+    def codes(key):
+        with torch.no_grad():
+            return encode(x[key][None])[0].double()
+
+    def effects(pairs, targets):
+        if not pairs:
+            return torch.zeros(W.shape[0], dtype=torch.float64)
+        grads = logit_gradients(model, spec, w, x, pairs, targets)  # [pairs, d_in]
+        diffs = torch.stack(
+            [codes((p[0], p[2], attr)) - codes((p[0], p[1], p[3] if len(p) == 4 else attr)) for p in pairs]
+        )
+        return diffs * (grads @ W.T)  # [pairs, d_sae]
+
+    ids = w.value_ids
+    cause_pairs = [(ci, b, s, attr) for ci, b, s in cause]  # queried attribute: attr
+    cause_t = [(ids[attr][w.facts[s][attr]], ids[attr][w.facts[b][attr]]) for _ci, b, s in cause]
+    iso_t = [(ids[o][w.facts[b][o]], ids[o][w.facts[s][o]]) for _ci, b, s, o in iso]
+    gain = effects(cause_pairs, cause_t).mean(0) if cause else 0
+    loss = (-effects(iso, iso_t)).clamp_min(0).mean(0) if iso else 0
+    return gain - loss
 
 
 def make_pairs(w: World, names: set[str], n_pairs: int, seed: int):
@@ -238,18 +289,16 @@ def scores(model, spec, w: World, x: dict, encode, decode, chosen, cause_pairs, 
 def ravel_scores(model, spec, w: World, encode, decode, n_values, n_pairs: int, seed: int):
     """(headline metrics, details) for one SAE given by ``encode``/``decode`` at ``spec``."""
     x = read_at(model, spec, w)
-    eta = {}
-    for a in ATTRIBUTES:  # each attribute's own prompts (at the name, the rows of every attribute are the same)
-        keys = [k for k in x if k[1] in w.train_names and k[2] == a]
-        with torch.no_grad():
-            codes = encode(torch.stack([x[k] for k in keys])).double()
-        eta[a] = eta_squared(codes, [w.facts[k[1]][a] for k in keys])
     test_names = set(w.names) - w.train_names
     train_pairs = make_pairs(w, w.train_names, n_pairs, seed)
     test_pairs = make_pairs(w, test_names, n_pairs, seed + 1)
+    W = decoder_rows(decode, encode(next(iter(x.values()))[None]).shape[1])
+    score = {
+        a: attribution_scores(model, spec, w, x, encode, W, train_pairs[0][a], train_pairs[1][a], a) for a in ATTRIBUTES
+    }
     per_n = {}
     for n in n_values:
-        chosen = {a: torch.argsort(eta[a], descending=True, stable=True)[: min(n, codes.shape[1])] for a in ATTRIBUTES}
+        chosen = {a: torch.argsort(score[a], descending=True, stable=True)[: min(n, W.shape[0])] for a in ATTRIBUTES}
         per_n[n] = {
             "train": scores(model, spec, w, x, encode, decode, chosen, *train_pairs),
             "test": scores(model, spec, w, x, encode, decode, chosen, *test_pairs),
@@ -290,7 +339,7 @@ def run(group, settings) -> list[tuple[dict, dict]]:
         "contexts_per_name": settings.contexts,
         "test_fraction": settings.test_fraction,
         "position": settings.position,
-        "latent_selection": "eta^2 on train names; n by train disentanglement (SAEBench: MDBM)",
+        "latent_selection": "attribution patching on train-name pairs; n by train disentanglement (SAEBench: MDBM)",
         "n_generated_tokens": 1,
     }
     out = []

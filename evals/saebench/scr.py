@@ -134,9 +134,9 @@ def build(tokenizer, pair: tuple[str, str], n_contexts: int, test_fraction: floa
     enc = concepts.Encoder(tokenizer)
     for w in pair:
         if not enc.single(w):
-            from sae.errors import SaelabError
+            from sae.errors import ConfigError
 
-            raise SaelabError(f"scr: job {w!r} is not one token of the organism's vocabulary")
+            raise ConfigError(f"scr: job {w!r} is not one token of the organism's vocabulary")
     rng = random.Random(f"{seed}:scr:{pair}")
     ctx = concepts.contexts(n_contexts * 4, seed)
     by_gender = {g: sorted(n for n in NAMES if (n in FEMALE_NAMES) == (g == 0)) for g in (0, 1)}

@@ -3,10 +3,9 @@ patches one fact only (cause = isolation = 1); a rotated dictionary mixes them."
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from evals.saebench.ravel import ATTRIBUTES, World, eta_squared, ravel_scores
+from evals.saebench.ravel import ATTRIBUTES, World, ravel_scores
 
 N_VALUES, N_NAMES = 4, 24
 D = 3 * N_VALUES  # one block of one-hot value axes per attribute
@@ -71,12 +70,6 @@ def _world():
 
 def _linear(W):
     return (lambda x: x @ W.T), (lambda f: f @ W)
-
-
-def test_eta_squared():
-    codes = torch.tensor([[1.0, 5.0], [1.0, 3.0], [3.0, 5.0], [3.0, 3.0]])
-    eta = eta_squared(codes, ["a", "a", "b", "b"])
-    assert eta.tolist() == pytest.approx([1.0, 0.0])
 
 
 def test_separate_latents_give_full_cause_and_isolation():
