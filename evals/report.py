@@ -40,6 +40,7 @@ SECTION_BUILDERS: dict[str, str | Callable[[list[dict]], Section | list[Section]
     "saebench_scr": "evals.saebench.sections:scr_section",
     "saebench_tpp": "evals.saebench.sections:tpp_section",
     "saebench_ravel": "evals.saebench.sections:ravel_section",
+    "saebench_summary": "evals.saebench.sections:summary_section",
 }
 
 

@@ -145,3 +145,47 @@ def tpp_section(results: list[dict]) -> list[Section]:
 
 def ravel_section(results: list[dict]) -> list[Section]:
     return section("ravel", results)
+
+
+def summary_section(results: list[dict]) -> list[Section]:
+    """The frontier plots of every eval's headline against L0 (families coloured), each SAE's controls as
+    series of their own at the SAE's L0 (``summary.json``), and the table of SAE vs controls."""
+    saes = [s for r in results for s in r.get("saes", [])]
+    evals = list(dict.fromkeys(name for s in saes for name in s.get("evals", {})))
+    if not evals:
+        return []
+    figs, rows = [], []
+    for name in evals:
+        points = []
+        metric = None
+        for s in saes:
+            row = s["evals"].get(name)
+            if row is None or s.get("l0") is None:
+                continue
+            metric = metric or row.get("metric")
+            for who in ("sae", "random_decoder", "pca", "raw_probe"):
+                if row.get(who) is None:
+                    continue
+                family = s.get("architecture") if who == "sae" else f"control: {who}"
+                points.append(
+                    {
+                        "id": s["id"] if who == "sae" else f"{s['id']} ({who})",
+                        "architecture": family,
+                        "hook": s.get("hook"),
+                        "metrics": {"l0": s["l0"], name: row[who]},
+                    }
+                )
+            rows.append({"id": s["id"], "eval": name, **{k: row.get(k) for k in ("metric", *CONTROL_KEYS)}})
+        fig = figures.pareto(points, name)
+        fig.update_layout(title=f"{name}: {metric} vs L0 (SAEs and their controls)")
+        figs.append(fig)
+    intro = (
+        "Each evaluation's headline metric against the SAE's held-out L0, one series per family; every SAE's "
+        "controls are plotted at its L0: a random-decoder SAE of the same width and measured L0, rank-L0 PCA, "
+        "and the raw activations where the eval probes. Controls: " + (results[-1].get("controls") or "")
+    )
+    columns = ["id", "eval", "metric", *CONTROL_KEYS]
+    return [Section("SAEBench frontier and controls", intro, figs, [Table("SAE vs controls", columns, rows)], [])]
+
+
+CONTROL_KEYS = ("sae", "random_decoder", "pca", "raw_probe")

@@ -66,6 +66,7 @@ def test_scr_and_ravel_documents(saebench_cli):
     assert detail["full_patch"]["cause_score"] > 0.8  # the facts are at the name at blocks.1
     report = (saebench_cli / "report.html").read_text()
     assert "SAEBench spurious correlation removal" in report and "SAEBench RAVEL" in report
+    assert "SAEBench frontier and controls" in report
 
 
 def test_unknown_eval_is_one_line(capsys, tmp_path):
