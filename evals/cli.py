@@ -1,9 +1,10 @@
 """``saelab eval``: the evaluation suite, and the supervised-dictionary evaluations.
 
-Two forms share the command, so each keeps its own parser (and its own ``--help``):
+Three forms share the command, so each keeps its own parser (and its own ``--help``):
 
     saelab eval --suite configs/eval_suite.yaml RUN_DIR... [--out DIR]    (evals.suite_cli)
     saelab eval supervised --model organism [--sae RUN_DIR...] [--out DIR] (evals.supervised.cli)
+    saelab eval saebench RUN_DIR... --evals core,scr,... [--out DIR]      (evals.saebench.cli)
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-FORMS = {"supervised": "evals.supervised.cli"}
+FORMS = {"supervised": "evals.supervised.cli", "saebench": "evals.saebench.cli"}
 DEFAULT = "evals.suite_cli"
 
 
@@ -23,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate SAEs: the metric suite and report, or 'eval supervised'",
         add_help=False,
         prefix_chars="\x00",
-        usage="saelab eval --suite SUITE RUN_DIR... [--out DIR]\n       saelab eval supervised [options]",
+        usage="saelab eval --suite SUITE RUN_DIR... [--out DIR]\n       saelab eval supervised [options]\n"
+        "       saelab eval saebench RUN_DIR... [--evals LIST] [--out DIR]",
     )
     parser.add_argument("argv", nargs=argparse.REMAINDER)
     parser.set_defaults(func=run)

@@ -37,8 +37,11 @@ SECTION_BUILDERS: dict[str, str | Callable[[list[dict]], Section | list[Section]
     "saebench_core": "evals.saebench.sections:core_section",
     "saebench_sparse_probing": "evals.saebench.sections:sparse_probing_section",
     "saebench_absorption": "evals.saebench.sections:absorption_section",
+    "saebench_scr": "evals.saebench.sections:scr_section",
     "saebench_tpp": "evals.saebench.sections:tpp_section",
+    "saebench_ravel": "evals.saebench.sections:ravel_section",
     "saebench_autointerp": "evals.saebench.sections:autointerp_section",
+    "saebench_summary": "evals.saebench.sections:summary_section",
 }
 
 

@@ -19,6 +19,8 @@ EVALS: dict[str, str] = {
     "core": "evals.saebench.core:run",
     "sparse_probing": "evals.saebench.sparse_probing:run",
     "absorption": "evals.saebench.absorption:run",
+    "scr": "evals.saebench.scr:run",
     "tpp": "evals.saebench.tpp:run",
+    "ravel": "evals.saebench.ravel:run",
     "autointerp": "evals.saebench.autointerp:run",
 }

@@ -95,6 +95,63 @@ class TPPSettings(FrozenConfig):
         return sorted(set(ns))
 
 
+class SCRSettings(FrozenConfig):
+    """Spurious correlation removal: gender and job stated in constructed prompts."""
+
+    pairs: list[list[str]] = Field(
+        [["doctor", "nurse"], ["pilot", "teacher"], ["lawyer", "cook"], ["farmer", "singer"]],
+        description="Job pairs (P1, P2): the biased probe sees male names with P1 against female names with P2 "
+        "(SAEBench: professor/nurse, architect/journalist, surgeon/psychologist, attorney/teacher).",
+    )
+    n_values: list[int] = Field([2, 5, 10, 20], description="Latents ablated (SAEBench also 50, 100, 500).")
+    contexts: int = Field(2, gt=0, description="Prompts per (name, job), each after another corpus sentence.")
+    test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of each gender's names held out for testing.")
+    seed: int = Field(42, description="Seed of the prompts and the name split.")
+
+    @field_validator("pairs")
+    @classmethod
+    def _pairs(cls, pairs: list[list[str]]) -> list[list[str]]:
+        from organism.world import JOBS
+
+        for p in pairs:
+            if len(p) != 2 or p[0] == p[1] or not set(p) <= set(JOBS):
+                raise ValueError(f"each pair is two different jobs of the world {list(JOBS)}; got {p}")
+        if not pairs:
+            raise ValueError("pairs must not be empty")
+        return pairs
+
+    @field_validator("n_values")
+    @classmethod
+    def _positive(cls, ns: list[int]) -> list[int]:
+        if not ns or any(n <= 0 for n in ns):
+            raise ValueError("n_values must be positive integers")
+        return sorted(set(ns))
+
+
+class RavelSettings(FrozenConfig):
+    """RAVEL: a name's city, job and food, each patched through its own latents."""
+
+    n_values: list[int] = Field(
+        [1, 2, 5, 10, 20],
+        description="Candidate latent counts per attribute; the one with the best train-name disentanglement is "
+        "reported (SAEBench learns a mask instead, MDBM).",
+    )
+    n_pairs: int = Field(48, gt=0, description="Base/source pairs per attribute, for cause and for isolation each.")
+    contexts: int = Field(2, gt=0, description="Corpus sentences each prompt may follow.")
+    test_fraction: float = Field(0.3, gt=0, lt=1, description="Share of the names held out (pairs scored there).")
+    position: Literal["entity", "last"] = Field(
+        "entity", description="Where codes are patched: the name (SAEBench's entity position) or the last token."
+    )
+    seed: int = Field(42, description="Seed of the prompts, the name split and the pairs.")
+
+    @field_validator("n_values")
+    @classmethod
+    def _positive(cls, ns: list[int]) -> list[int]:
+        if not ns or any(n <= 0 for n in ns):
+            raise ValueError("n_values must be positive integers")
+        return sorted(set(ns))
+
+
 class AutointerpSettings(FrozenConfig):
     """Autointerp: explanations of latents and their scores, delphi's and SAEBench's, both named."""
 
@@ -176,14 +233,22 @@ class SAEBenchSuite(FrozenConfig):
 
     evals: list[str] = Field(
         default_factory=list,
-        description="Evaluations to run, in the registry's order: core, sparse_probing, absorption, tpp, "
-        "autointerp (empty: none).",
+        description="Evaluations to run, in the registry's order: core, sparse_probing, absorption, scr, tpp, "
+        "ravel, autointerp (empty: none).",
     )
+    controls: bool = Field(
+        True,
+        description="Run every eval's controls too (a random-decoder SAE of the same width and measured L0, "
+        "rank-L0 PCA, the raw activations where the eval probes); their headlines go to summary.json.",
+    )
+    controls_seed: int = Field(0, description="Seed of the random-decoder control.")
     sparse_probing: SparseProbingSettings = Field(
         default_factory=SparseProbingSettings, description="Sparse-probing settings."
     )
     absorption: AbsorptionSettings = Field(default_factory=AbsorptionSettings, description="Absorption settings.")
     tpp: TPPSettings = Field(default_factory=TPPSettings, description="Targeted-probe-perturbation settings.")
+    scr: SCRSettings = Field(default_factory=SCRSettings, description="Spurious-correlation-removal settings.")
+    ravel: RavelSettings = Field(default_factory=RavelSettings, description="RAVEL settings.")
     autointerp: AutointerpSettings = Field(default_factory=AutointerpSettings, description="Autointerp settings.")
 
     @field_validator("evals")

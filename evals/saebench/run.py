@@ -9,12 +9,14 @@ lab's pass instead of making its own), and after it hands each evaluation an ``E
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from evals.saebench import EVALS
 from evals.saebench.output import write
+from sae.atomic import write_json
 
 
 @dataclass
@@ -62,11 +64,56 @@ def combined(observed: dict[str, dict[str, object]]) -> Callable | None:
 
 
 def run_evals(group: EvalGroup) -> dict[str, list[tuple[dict, dict]]]:
-    """Run every selected evaluation on ``group``: name → [(SAE info, SAEBench document)]."""
+    """Run every selected evaluation on ``group``: name → [(SAE info, SAEBench document)]; then the
+    controls (``evals.saebench.controls``), whose headlines go to each SAE's ``info["saebench_controls"]``."""
+    from evals.saebench.controls import run_controls
+
     cfg = group.suite.saebench
-    return {name: _function(name)(group, getattr(cfg, name, None)) for name in cfg.evals}
+    docs = {name: _function(name)(group, getattr(cfg, name, None)) for name in cfg.evals}
+
+    def evaluate(name: str, entries: list) -> list[tuple[dict, dict]]:
+        sub = EvalGroup(group.model, group.tokenizer, entries, group.suite, {}, group.progress)
+        return _function(name)(sub, getattr(cfg, name, None))
+
+    if cfg.evals:
+        run_controls(group, cfg.evals, docs, cfg.controls_seed, evaluate, controls=cfg.controls)
+    return docs
+
+
+def summary(collected: dict[str, list[tuple[dict, dict]]]) -> dict:
+    """``summary.json``: per SAE and eval, the headline metric for the SAE and each control."""
+    from evals.saebench.controls import __doc__ as about
+
+    saes, seen = [], set()
+    for docs in collected.values():
+        for info, _doc in docs:
+            if info["id"] in seen:
+                continue
+            seen.add(info["id"])
+            ctrl = info.get("saebench_controls") or {}
+            saes.append(
+                {
+                    "id": info["id"],
+                    "architecture": info.get("architecture"),
+                    "hook": info.get("hook"),
+                    "l0": (info.get("metrics") or {}).get("l0"),
+                    **{k: v for k, v in ctrl.items() if k != "headlines"},
+                    "evals": ctrl.get("headlines", {}),
+                }
+            )
+    return {
+        "kind": "saebench_summary",
+        "schema_version": 1,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "evals": list(collected),
+        "controls": " ".join(about.split()),
+        "saes": saes,
+    }
 
 
 def write_all(out: Path, collected: dict[str, list[tuple[dict, dict]]]) -> dict[str, dict]:
-    """Write every evaluation's files (all models' SAEs together); name → the lab results file."""
-    return {name: write(out, name, docs, _module(name).DEFINITIONS) for name, docs in collected.items()}
+    """Write every evaluation's files (all models' SAEs together) and ``summary.json``; name → the lab results
+    file."""
+    written = {name: write(out, name, docs, _module(name).DEFINITIONS) for name, docs in collected.items()}
+    write_json(Path(out) / "summary.json", summary(collected))
+    return written

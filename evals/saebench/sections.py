@@ -32,10 +32,20 @@ HEADLINES = {
         ("mean", "mean_full_absorption_score"),
         ("mean", "mean_num_split_features"),
     ],
+    "scr": [
+        ("scr_metrics", "scr_metric_threshold_2"),
+        ("scr_metrics", "scr_metric_threshold_10"),
+        ("scr_metrics", "scr_metric_threshold_20"),
+    ],
     "tpp": [
         ("tpp_metrics", "tpp_threshold_2_total_metric"),
         ("tpp_metrics", "tpp_threshold_10_total_metric"),
         ("tpp_metrics", "tpp_threshold_20_total_metric"),
+    ],
+    "ravel": [
+        ("ravel", "disentanglement_score"),
+        ("ravel", "cause_score"),
+        ("ravel", "isolation_score"),
     ],
     "autointerp": [
         ("autointerp", "autointerp_score"),
@@ -63,11 +73,23 @@ TITLES = {
         "(split) latents; absorption is measured on held-out prompts of the category's words, by cosine with "
         "the probe and the share of the probe projection the absorbing latents carry.",
     ),
+    "scr": (
+        "SAEBench spurious correlation removal (gender and job)",
+        "A probe trained where gender and job coincide (male names with one job, female names with the other) "
+        "leans on gender; zero-ablating the top-n latents chosen for the spurious attribute should restore its "
+        "accuracy on the other: (A_abl − A) / (A_skyline − A), 1 = fully debiased, 0 = unchanged.",
+    ),
     "tpp": (
         "SAEBench targeted probe perturbation (word categories)",
         "Per category, the top-n latents by effect on its probe are zero-ablated (error term kept): the "
         "category's own probe should lose accuracy (intended) and the other categories' probes should not "
         "(unintended); total = intended − unintended.",
+    ),
+    "ravel": (
+        "SAEBench RAVEL (a name's city, job and food)",
+        "Each attribute's latents (chosen on train names) are patched at the name from another name: the queried "
+        "attribute's completion should follow (cause), the other attributes' should not (isolation); "
+        "disentanglement = (cause + isolation) / 2, on held-out names.",
     ),
     "autointerp": (
         "Autointerp: delphi's detection and fuzzing, SAEBench's autointerp score",
@@ -166,8 +188,60 @@ def absorption_section(results: list[dict]) -> list[Section]:
     return section("absorption", results)
 
 
+def scr_section(results: list[dict]) -> list[Section]:
+    return section("scr", results)
+
+
 def tpp_section(results: list[dict]) -> list[Section]:
     return section("tpp", results)
+
+
+def ravel_section(results: list[dict]) -> list[Section]:
+    return section("ravel", results)
+
+
+def summary_section(results: list[dict]) -> list[Section]:
+    """The frontier plots of every eval's headline against L0 (families coloured), each SAE's controls as
+    series of their own at the SAE's L0 (``summary.json``), and the table of SAE vs controls."""
+    saes = [s for r in results for s in r.get("saes", [])]
+    evals = list(dict.fromkeys(name for s in saes for name in s.get("evals", {})))
+    if not evals:
+        return []
+    figs, rows = [], []
+    for name in evals:
+        points = []
+        metric = None
+        for s in saes:
+            row = s["evals"].get(name)
+            if row is None or s.get("l0") is None:
+                continue
+            metric = metric or row.get("metric")
+            for who in ("sae", "random_decoder", "pca", "raw_probe"):
+                if row.get(who) is None:
+                    continue
+                family = s.get("architecture") if who == "sae" else f"control: {who}"
+                points.append(
+                    {
+                        "id": s["id"] if who == "sae" else f"{s['id']} ({who})",
+                        "architecture": family,
+                        "hook": s.get("hook"),
+                        "metrics": {"l0": s["l0"], name: row[who]},
+                    }
+                )
+            rows.append({"id": s["id"], "eval": name, **{k: row.get(k) for k in ("metric", *CONTROL_KEYS)}})
+        fig = figures.pareto(points, name)
+        fig.update_layout(title=f"{name}: {metric} vs L0 (SAEs and their controls)")
+        figs.append(fig)
+    intro = (
+        "Each evaluation's headline metric against the SAE's held-out L0, one series per family; every SAE's "
+        "controls are plotted at its L0: a random-decoder SAE of the same width and measured L0, rank-L0 PCA, "
+        "and the raw activations where the eval probes. Controls: " + (results[-1].get("controls") or "")
+    )
+    columns = ["id", "eval", "metric", *CONTROL_KEYS]
+    return [Section("SAEBench frontier and controls", intro, figs, [Table("SAE vs controls", columns, rows)], [])]
+
+
+CONTROL_KEYS = ("sae", "random_decoder", "pca", "raw_probe")
 
 
 def autointerp_section(results: list[dict]) -> list[Section]:

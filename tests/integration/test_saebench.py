@@ -15,6 +15,7 @@ SMALL_SAEBENCH = {
     "attention": {"enabled": False},
     "saebench": {
         "evals": ["core", "sparse_probing", "absorption", "tpp"],
+        "controls": False,  # the controls are tested on one SAE in test_saebench_controls.py
         "sparse_probing": {"datasets": ["category", "gender"], "k_values": [1, 5], "contexts": 2},
         "absorption": {"contexts": 4},
         "tpp": {"contexts": 2, "n_values": [2, 20]},

@@ -1,0 +1,247 @@
+"""SAEBench's spurious correlation removal (``eval_type_id: scr``) with gender and job on constructed prompts.
+
+Prompts state both attributes: ``"{corpus sentence} {NAME} works as a {JOB}."`` (the name
+carries the gender, the job word the profession); each prompt is mean-pooled over the
+positions of its constructed sentence (the name to the full stop), as SAEBench mean-pools
+a biography. For each job pair (P1, P2) of ``pairs`` (SAEBench: professor/nurse, ...):
+
+- the **biased probe** is trained on perfectly correlated data: male names with P1
+  (label 1) against female names with P2 (label 0);
+- a **profession probe** (label P1, both genders) and a **gender probe** (label male, both
+  jobs) are trained on balanced data of the same train names; they give the oracle
+  accuracies A_skyline and choose the latents;
+- latent effects for a probe w: e = |(μ_pos − μ_neg) · (W_dec w)| (mean pooled codes of the
+  probe's train set; SAEBench's SCR uses the absolute effect), top-n among non-zero;
+- dir1: zero-ablate the top-n latents of the gender probe at every position, keeping the
+  SAE's error term (x' = decode(f_abl) + x − decode(f)), pool, and score the biased
+  probe on the profession test set (A_abl); A = the biased probe there before ablation,
+  A_skyline = the profession probe there. dir2 is the reverse (the profession probe's
+  latents; the biased probe on the gender test set; the gender probe as skyline).
+- S = (A_abl − A) / (A_skyline − A), 0 when A_skyline − A < 0.001 (SAEBench);
+  ``scr_metric_threshold_n`` is dir1 when the biased probe is worse on the profession test
+  set than on the gender test set, else dir2 (SAEBench's rule); pairs are averaged.
+
+Deviations from SAEBench: the organism's constructed prompts replace bias_in_bios (the
+world's facts are per name, too few names per (gender, job) to bias a probe on the facts
+alone, so the prompt states the job); train and test sets are split **by name** (test names
+unseen), each (name, job) prompt appearing after ``contexts`` corpus sentences; probes are
+the lab's L2 logistic regressions (sklearn's objective, C = 1, fitted to convergence)
+instead of SAEBench's minibatch-16 L1 GPU probes with early stopping, so the biased probe's
+mix of gender and profession is the converged one; n defaults to 2, 5, 10, 20.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from evals.saebench import concepts
+from evals.saebench.output import document
+from evals.saebench.probes import Probe, accuracy, fit_logistic
+from evals.saebench.tpp import decoder_rows, top_n
+from sae.progress import progress_bar
+
+EVAL_TYPE_ID = "scr"
+TEMPLATE = "{c} {name} works as a {job}."
+DEFINITIONS = {
+    "scr_metric_threshold_{n}": "normalised SCR score (A_abl - A) / (A_skyline - A) of the direction in which the "
+    "biased probe is the more spurious (dir1 when it is worse on profession than on gender), mean over job pairs",
+    "scr_dir1_threshold_{n}": "gender latents ablated (top-n by |effect| on the gender probe), biased probe scored "
+    "on the profession test set, skyline = the profession probe",
+    "scr_dir2_threshold_{n}": "profession latents ablated, biased probe scored on the gender test set, skyline = "
+    "the gender probe",
+    "prompts": "'{corpus sentence} NAME works as a JOB.' mean-pooled from the name to the full stop; split by name",
+}
+
+
+@dataclass
+class Pooled:
+    """Per-position rows of a set of prompts and which prompt each row belongs to."""
+
+    rows: torch.Tensor  # [n_positions, d]
+    owner: torch.Tensor  # [n_positions] prompt index
+    n: int
+
+    def pool(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        rows = self.rows if rows is None else rows
+        out = torch.zeros(self.n, rows.shape[1], dtype=rows.dtype)
+        out.index_add_(0, self.owner, rows)
+        count = torch.bincount(self.owner, minlength=self.n).clamp_min(1).to(rows.dtype)
+        return out / count[:, None]
+
+
+def effects(codes: torch.Tensor, y: torch.Tensor, W: torch.Tensor, probe: Probe) -> torch.Tensor:
+    """SAEBench's SCR latent effect |(μ_pos − μ_neg) · (W_dec w)| of pooled codes ``codes`` (labels ``y``)."""
+    diff = codes[y == 1].double().mean(0) - codes[y == 0].double().mean(0)
+    return (diff * (W @ probe.w)).abs()
+
+
+def normalised(a_abl: float, a_base: float, a_skyline: float) -> float:
+    """SAEBench's S_SHIFT; 0 when the skyline is not above the biased probe by 0.001."""
+    denom = a_skyline - a_base
+    return (a_abl - a_base) / denom if denom >= 0.001 else 0.0
+
+
+def scr_scores(data: Pooled, gender, job, train, test, encode, decode, n_values) -> dict:
+    """One job pair's SCR scores. ``gender``/``job``: 0/1 per prompt (1 = male / P1); ``train``/``test``: prompt
+    indices. ``encode``/``decode``: the SAE on [rows, d] tensors."""
+    gender, job = torch.as_tensor(gender), torch.as_tensor(job)
+    train, test = torch.as_tensor(train), torch.as_tensor(test)
+    x = data.pool().double()
+    biased_rows = train[job[train] == gender[train]]  # male with P1, female with P2
+    biased = fit_logistic(x[biased_rows], job[biased_rows], balanced=True)
+    prof = fit_logistic(x[train], job[train], balanced=True)
+    gend = fit_logistic(x[train], gender[train], balanced=True)
+    base = {"prof": accuracy(biased, x[test], job[test]), "gender": accuracy(biased, x[test], gender[test])}
+    skyline = {"prof": accuracy(prof, x[test], job[test]), "gender": accuracy(gend, x[test], gender[test])}
+    with torch.no_grad():
+        codes = encode(data.rows).double()
+        error = data.rows.double() - decode(codes.float()).double()
+    pooled_codes = data.pool(codes)
+    W = decoder_rows(decode, codes.shape[1])
+    chosen_by = {
+        "dir1": effects(pooled_codes[train], gender[train], W, gend),
+        "dir2": effects(pooled_codes[train], job[train], W, prof),
+    }
+    target = {"dir1": ("prof", job), "dir2": ("gender", gender)}
+    out: dict[str, float] = {
+        "biased_probe_profession_accuracy": base["prof"],
+        "biased_probe_gender_accuracy": base["gender"],
+        "profession_probe_accuracy": skyline["prof"],
+        "gender_probe_accuracy": skyline["gender"],
+    }
+    use = "dir1" if base["prof"] < base["gender"] else "dir2"
+    for n in n_values:
+        for d, eff in chosen_by.items():
+            ablated = codes.clone()
+            ablated[:, top_n(eff, n)] = 0
+            with torch.no_grad():
+                x_abl = data.pool(decode(ablated.float()).double() + error)
+            key, y = target[d]
+            a_abl = accuracy(biased, x_abl[test], y[test])
+            out[f"scr_{d}_threshold_{n}"] = normalised(a_abl, base[key], skyline[key])
+            out[f"scr_{d}_accuracy_after_ablation_{n}"] = a_abl
+        out[f"scr_metric_threshold_{n}"] = out[f"scr_{use}_threshold_{n}"]
+    return out
+
+
+def build(tokenizer, pair: tuple[str, str], n_contexts: int, test_fraction: float, seed: int):
+    """(items, gender 0/1, job 0/1, train prompt ids, test prompt ids, span starts) for one job pair."""
+    from circuits.tasks.vocabulary import FEMALE_NAMES, NAMES
+
+    enc = concepts.Encoder(tokenizer)
+    for w in pair:
+        if not enc.single(w):
+            from sae.errors import ConfigError
+
+            raise ConfigError(f"scr: job {w!r} is not one token of the organism's vocabulary")
+    rng = random.Random(f"{seed}:scr:{pair}")
+    ctx = concepts.contexts(n_contexts * 4, seed)
+    by_gender = {g: sorted(n for n in NAMES if (n in FEMALE_NAMES) == (g == 0)) for g in (0, 1)}
+    test_names = set()
+    for names in by_gender.values():
+        order = names[:]
+        rng.shuffle(order)
+        test_names.update(order[: max(1, round(test_fraction * len(order)))])
+    items, gender, job, train, test, starts = [], [], [], [], [], []
+    for name in NAMES:
+        g = 0 if name in FEMALE_NAMES else 1
+        for j, word in ((1, pair[0]), (0, pair[1])):
+            for c in rng.sample(ctx, n_contexts):
+                ids = enc(TEMPLATE.format(c=c, name=name, job=word))
+                span = len(enc(TEMPLATE.format(c=c, name=name, job=word).rpartition(f" {name} works")[0]))
+                (test if name in test_names else train).append(len(items))
+                items.append(concepts.Item(ids, name, word))
+                gender.append(g)
+                job.append(j)
+                starts.append(span)
+    return items, gender, job, train, test, starts
+
+
+@torch.no_grad()
+def read_spans(model, specs: list, items: list, starts: list[int], batch_size: int = 64) -> dict[str, Pooled]:
+    """Per hook, every prompt's rows from ``starts[i]`` to its last token (right-padded batches)."""
+    device = next(model.parameters()).device
+    rows: dict[str, list[torch.Tensor]] = {s.name: [] for s in specs}
+    owner: list[torch.Tensor] = []
+    tl_names = sorted({s.tl_name for s in specs})
+    for lo in range(0, len(items), batch_size):
+        chunk = items[lo : lo + batch_size]
+        width = max(len(it.tokens) for it in chunk)
+        tokens = torch.zeros(len(chunk), width, dtype=torch.long)
+        mask = torch.zeros(len(chunk), width, dtype=torch.bool)
+        for i, it in enumerate(chunk):
+            tokens[i, : len(it.tokens)] = torch.tensor(it.tokens)
+            mask[i, starts[lo + i] : len(it.tokens)] = True
+        cache: dict[str, torch.Tensor] = {}
+
+        def capture(name, cache=cache):
+            def hook(act, hook=None):
+                cache[name] = act.detach()
+                return act
+
+            return hook
+
+        model.run_with_hooks(tokens.to(device), fwd_hooks=[(n, capture(n)) for n in tl_names])
+        for s in specs:
+            rows[s.name].append(s.read(cache[s.tl_name])[mask.to(device)].float().cpu())
+        owner.append((torch.arange(len(chunk))[:, None] + lo).expand(-1, width)[mask])
+    own = torch.cat(owner)
+    return {k: Pooled(torch.cat(v), own, len(items)) for k, v in rows.items()}
+
+
+def mean_rows(rows: list[dict]) -> dict[str, float]:
+    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+
+
+def run(group, settings) -> list[tuple[dict, dict]]:
+    entries = [e for e in group.entries if e.out_spec is None]  # a transcoder writes another hook than it reads
+    if not entries:
+        return []
+    model_name = entries[0].info["model"]
+    specs = list({e.spec.name: e.spec for e in entries}.values())
+    per_pair: dict[str, dict[str, dict]] = {e.name: {} for e in entries}
+    for pair in progress_bar(settings.pairs, desc="scr", disable=not group.progress, leave=False):
+        items, gender, job, train, test, starts = build(
+            group.tokenizer, tuple(pair), settings.contexts, settings.test_fraction, settings.seed
+        )
+        acts = read_spans(group.model, specs, items, starts)
+        for e in entries:
+            encode, decode = codec(e.sae)
+            per_pair[e.name]["/".join(pair)] = scr_scores(
+                acts[e.spec.name], gender, job, train, test, encode, decode, settings.n_values
+            )
+    config = {
+        "model_name": model_name,
+        "random_seed": settings.seed,
+        "dataset_names": ["organism/gender_job"],
+        "column1_vals_lookup": {"organism/gender_job": [list(p) for p in settings.pairs]},
+        "n_values": settings.n_values,
+        "contexts_per_item": settings.contexts,
+        "test_fraction": settings.test_fraction,
+        "template": TEMPLATE,
+        "split": "by name",
+    }
+    out = []
+    for e in entries:
+        pairs = per_pair[e.name]
+        overall = mean_rows(list(pairs.values()))
+        metrics = {k: v for k, v in overall.items() if k.startswith("scr_") and "accuracy" not in k}
+        details = [{"dataset_name": f"organism/gender_job/{p}", **r} for p, r in pairs.items()]
+        out.append((e.info, document(EVAL_TYPE_ID, config, {"scr_metrics": metrics}, details, e.info)))
+    return out
+
+
+def codec(sae):
+    """(encode, decode) on CPU tensors for a module on any device."""
+    device = next(sae.parameters()).device
+
+    def encode(x):
+        return sae.encode(x.to(device)).cpu()
+
+    def decode(f):
+        return sae.decode(f.to(device)).cpu()
+
+    return encode, decode
