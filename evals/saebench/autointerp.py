@@ -228,7 +228,7 @@ def run(group, settings) -> list[tuple[dict, dict]]:
     entries = group.entries
     model_name = entries[0].info["model"]
     picks = {
-        e.name: contexts.candidate_latents(e.sae.cfg.d_sae, e.info.get("densities"), 3 * cfg.n_latents, cfg.seed)
+        e.name: contexts.candidate_latents(e.sae.W_dec.shape[0], e.info.get("densities"), 3 * cfg.n_latents, cfg.seed)
         for e in entries
     }
     scfg = StoreConfig(

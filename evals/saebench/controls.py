@@ -217,7 +217,7 @@ def run_controls(
                 table[e.info["id"]][name] = {"metric": f"{key[1]} (control sample)", **sets[e.name].core}
             continue
         chosen = [(e, c, t) for e, c, t in shadow if c != "raw_probe" or name in RAW]
-        if name in {"core", "autointerp"} or not chosen:
+        if name == "core" or not chosen:
             continue
         results = {info["id"]: doc for info, doc in evaluate(name, [t for _e, _c, t in chosen])}
         for e, cname, t in chosen:

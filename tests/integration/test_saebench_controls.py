@@ -18,6 +18,8 @@ saebench:
   sparse_probing: {datasets: [gender], k_values: [1], contexts: 1}
   scr: {contexts: 1, pairs: [[doctor, nurse]], n_values: [2, 20]}
   ravel: {contexts: 1, n_pairs: 8, n_values: [2]}
+  autointerp: {n_latents: 6, n_tokens: 8192, min_examples: 10, n_examples_train: 10, n_examples_test: 10,
+               n_non_activating: 10}
 """
 
 
@@ -26,7 +28,7 @@ def saebench_cli(tiny_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("saebench_cli")
     (root / "suite.yaml").write_text(SUITE)
     out = root / "out"
-    argv = ["eval", "saebench", str(tiny_run / "topk"), "--evals", "sparse_probing,scr,ravel"]
+    argv = ["eval", "saebench", str(tiny_run / "topk"), "--evals", "sparse_probing,scr,ravel,autointerp"]
     assert main([*argv, "--suite", str(root / "suite.yaml"), "--out", str(out), "--quiet"]) == 0
     return out
 
@@ -36,12 +38,14 @@ def test_summary_has_every_control(saebench_cli):
     assert summary["kind"] == "saebench_summary"
     (sae,) = summary["saes"]
     assert sae["measured_l0"] > 0 and sae["pca_rank"] == max(1, round(sae["measured_l0"]))
-    assert set(sae["evals"]) == {"sparse_probing", "scr", "ravel"}
+    assert set(sae["evals"]) == {"sparse_probing", "scr", "ravel", "autointerp"}
     for name, row in sae["evals"].items():
-        assert set(row) == {"metric", "sae", "random_decoder", "pca", "raw_probe"}, name
-        for key in ("sae", "random_decoder", "pca", "raw_probe"):
+        keys = ("sae", "random_decoder", "pca") + (() if name == "autointerp" else ("raw_probe",))
+        assert set(row) == {"metric", *keys}, name
+        for key in keys:
             assert isinstance(row[key], float) and math.isfinite(row[key]), (name, key, row)
     assert sae["evals"]["scr"]["metric"] == "scr_metrics/scr_metric_threshold_20"
+    assert sae["evals"]["autointerp"]["metric"] == "delphi/detection_balanced_accuracy"
     assert 0 <= sae["evals"]["sparse_probing"]["random_decoder"] <= 1
     # the raw probe of sparse probing is the eval's own raw-activation baseline
     lab = json.loads((saebench_cli / "saebench_sparse_probing.json").read_text())
