@@ -10,6 +10,7 @@ For every SAE of a run directory the build writes ``<sae>/dashboard/`` (atomical
 - ``contexts.parquet``: sorted by feature, so the app reads one feature's rows through a
   row-group filter: the exact top contexts and the interval contexts, each with the
   tokens of its window and the feature's activation at every one;
+- ``token_index.parquet``: token → the features firing most on it (``app.search``), sparse;
 - ``meta.json``: ``kind: dashboard``, the SAE, hook, model, text and settings.
 
 One pass over the text serves every SAE of the run (one forward pass reads all their
@@ -31,6 +32,7 @@ from app import feature_tables as ft
 from app.dashboard_config import DashboardConfig
 from app.feature_stats import FeatureStats
 from app.run_dir import model_name
+from app.search import TOKEN_INDEX, token_index
 from app.weights import decoder_neighbours, head_shares, logit_effects, residual_directions
 from sae import providers
 from sae.atomic import atomic_directory, write_json
@@ -125,6 +127,17 @@ def build(
         with atomic_directory(entry.dashboard) as tmp:
             features = feature_table(sae, spec, model, st, n_positions, flat_tokens, vocab, cfg, sample)
             pq.write_table(features, tmp / "features.parquet")
+            pq.write_table(
+                token_index(
+                    st.sample.where.numpy(),
+                    st.sample.value.numpy(),
+                    st.count.numpy(),
+                    flat_tokens,
+                    vocab,
+                    cfg.token_index_features,
+                ),
+                tmp / TOKEN_INDEX,
+            )
             pq.write_table(
                 context_table(st, flat_tokens, vocab, cfg),
                 tmp / "contexts.parquet",

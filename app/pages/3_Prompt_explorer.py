@@ -1,12 +1,15 @@
-"""Prompt explorer: the top features at each token of a prompt, and steering with one feature."""
+"""Prompt explorer: the top features at each token of a prompt, steering with one feature
+(sampled), and the steering panel: several features with coefficients through the spliced
+model, greedy generations and next-token distributions without and with."""
 
 from __future__ import annotations
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import all_saes, feature_link, highlight, load_sae_cached, model_and_tokenizer, pick_sae
-from app.prompt import prompt_tokens, sample, steer, token_codes, top_features
+from app.prompt import prompt_tokens, sample, steer, steer_many, token_codes, top_features, top_token_union
 from app.run_dir import model_name
 from sae.errors import SaelabError
 
@@ -18,7 +21,7 @@ if entry is not None:
     k = st.slider("Features per token", 1, 10, 5)
     try:
         model, tok = model_and_tokenizer(model_name(entry))
-        sae, _ = load_sae_cached(str(entry.path))
+        sae, _cfg = load_sae_cached(str(entry.path))
         tokens = prompt_tokens(tok, text)
         if tokens.shape[1] < 2:
             raise SaelabError("the prompt has no tokens")
@@ -63,3 +66,36 @@ if entry is not None:
     steered_ids = sample(model, tokens, n, seed, hooks=[hook])
     st.markdown(f"**Clean:** {text}**{tok.decode(base)}**")
     st.markdown(f"**Steered:** {text}**{tok.decode(steered_ids)}**")
+
+    st.header("Steering panel")
+    st.caption(
+        "The SAE spliced in with its error term (HookedSAETransformer): each picked feature's code is raised by its "
+        "coefficient at every position but BOS; generations are greedy."
+    )
+    active = [int(i) for i in codes.max(0).values.topk(min(3, sae.cfg.d_sae)).indices]
+    picked = st.multiselect("Features", list(range(sae.cfg.d_sae)), default=active[:2], key="steer_features")
+    cols = st.columns(max(len(picked), 1))
+    coefficients = {
+        int(f): float(cols[i].number_input(f"coefficient of {f}", value=10.0, step=1.0, key=f"coef_{f}"))
+        for i, f in enumerate(picked)
+    }
+    n_greedy = st.slider("Greedy tokens", 1, 30, 10, key="greedy_n")
+    from sae.spliceable import SAE
+
+    result = steer_many(model, tok, SAE.from_cfg(sae, _cfg), tokens, coefficients, n_greedy)
+    g1, g2 = st.columns(2)
+    g1.markdown(f"**Without:** {text}**{tok.decode(result['clean_ids'])}**")
+    g2.markdown(f"**With {coefficients}:** {text}**{tok.decode(result['steered_ids'])}**")
+    clean_p, steered_p = result["clean_probs"], result["steered_probs"]
+    ids = top_token_union(clean_p, steered_p, 8)
+    labels = [repr(t) for t in tok.convert_ids_to_tokens(ids)]
+    fig = go.Figure(
+        [
+            go.Bar(name="without", x=labels, y=[float(clean_p[i]) for i in ids], marker_color="#888"),
+            go.Bar(name="with", x=labels, y=[float(steered_p[i]) for i in ids], marker_color="#ff8c00"),
+        ]
+    )
+    fig.update_layout(
+        barmode="group", title="Next-token probabilities, top tokens both ways", height=320, margin={"t": 40, "b": 30}
+    )
+    st.plotly_chart(fig, key="steer_bars")
