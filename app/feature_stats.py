@@ -158,12 +158,24 @@ class FeatureStats:
         self.rows_seen += n_rows
 
     def _offer(self, kept: Kept, rows, feats, vals, score, lookup: Lookup, n_rows: int, seq_len: int) -> None:
-        """Put this batch's entries that beat kept ones into the slots they free (in place)."""
-        n_features, n = kept.score.shape
-        slot = best_per_feature(feats, score, n_features, n)  # [F, n] entry index or -1
+        """Put this batch's entries that beat kept ones into the slots they free (in place).
+
+        Only entries above their feature's weakest kept score can enter, and only the
+        features with such entries are touched: after the first batches that is a small
+        share of both (top-k thresholds rise; a bottom-k key enters with chance n/count)."""
+        weakest = kept.score.min(1).values
+        can = score > weakest[feats]
+        if not bool(can.any()):
+            return
+        idx = can.nonzero().flatten()
+        feats_c = feats[idx]
+        touched, local = torch.unique(feats_c, return_inverse=True)
+        n = kept.score.shape[1]
+        slot = best_per_feature(local, score[idx], len(touched), n)  # [T, n] index into idx, or -1
         valid = slot >= 0
-        cand = score[slot.clamp_min(0)].masked_fill(~valid, -math.inf)
-        both = torch.cat([kept.score, cand], 1)
+        cand = score[idx][slot.clamp_min(0)].masked_fill(~valid, -math.inf)
+        old = kept.score[touched]
+        both = torch.cat([old, cand], 1)
         chosen = torch.zeros_like(both, dtype=torch.bool).scatter_(1, both.topk(n, dim=1).indices, True)
         chosen &= both > -math.inf
         new, freed = chosen[:, n:], ~chosen[:, :n]  # freed slots ≥ chosen candidates, per feature
@@ -171,13 +183,11 @@ class FeatureStats:
         dst = torch.where(freed, ar, n + ar).sort(1).values
         src = torch.where(new, ar, n + ar).sort(1).values
         pair = ar < new.sum(1, keepdim=True)
-        if not bool(pair.any()):
-            return
-        f = torch.arange(n_features).unsqueeze(1).expand(-1, n)[pair]
+        t = torch.arange(len(touched)).unsqueeze(1).expand(-1, n)[pair]
         dst, src = dst[pair], src[pair]
-        entry = slot[f, src]
-        r = rows[entry]
-        kept.score[f, dst] = cand[f, src]
+        entry = idx[slot[t, src]]
+        f, r = touched[t], rows[entry]
+        kept.score[f, dst] = cand[t, src]
         kept.value[f, dst] = vals[entry]
         kept.where[f, dst] = r + self.rows_seen
         kept.window[f, dst] = windows(lookup, seq_len, n_rows, r, f, self.left, self.right)
