@@ -12,7 +12,12 @@ Two sources, both read, never computed here:
   ``hook_name`` or ``site``) or the SAE (``sae``); a node that names only a ``layer`` is
   matched by layer and reported as such (a layer alone cannot tell two SAEs at one layer
   apart). Edges (``links`` or ``edges``, with ``source``/``target`` naming node ids
-  ``id``/``node_id``/``node``) touching a matched node are counted.
+  ``id``/``node_id``/``node``) touching a matched node are counted. Attribution graphs in
+  circuit-tracer's JSON (``saelab graph``) are read by their own rule: a node of
+  ``feature_type`` "cross layer transcoder" has id ``layer_feature_pos`` (its ``feature``
+  field is circuit-tracer's Cantor number, not the index), and ``metadata.transcoder_list``
+  names the SAE of each layer; its other node types (embeddings, errors, logits) are no
+  feature's.
 """
 
 from __future__ import annotations
@@ -74,30 +79,56 @@ def circuit_places(doc: dict, hook: str, feature: int) -> list[dict]:
     return out
 
 
+TRACER_FEATURE = "cross layer transcoder"
+
+
+def _tracer_match(node: dict, doc: dict, layer: int | None, sae_name: str, feature: int) -> str | None:
+    """How a circuit-tracer feature node is this feature (None: it is not)."""
+    m = re.fullmatch(r"(\d+)_(\d+)_(\d+)", str(node.get("node_id", "")))
+    if not m or int(m.group(2)) != feature:
+        return None
+    names = (doc.get("metadata") or {}).get("transcoder_list") or []
+    at = int(m.group(1))
+    if at < len(names) and isinstance(names[at], str):
+        named = names[at]
+        return "transcoder_list" if named == sae_name or Path(named).name == sae_name else None
+    return "layer only" if at == layer else None
+
+
+def _generic_match(node: dict, hook: str, layer: int | None, sae_name: str, feature: int) -> str | None:
+    """How a generic graph node is this feature (None: it is not)."""
+    idx = next((_int(node[k]) for k in FEATURE_KEYS if k in node), None)
+    if idx != feature:
+        return None
+    named = next((node[k] for k in HOOK_KEYS if isinstance(node.get(k), str)), None)
+    if named is not None or node.get("sae") is not None:
+        return "hook" if named == hook else "sae" if node.get("sae") == sae_name else None
+    return "layer only" if layer is not None and _int(node.get("layer")) == layer else None
+
+
 def graph_places(doc: dict, hook: str, sae_name: str, feature: int) -> list[dict]:
-    """This feature's nodes in a generic graph document, with the number of edges at each."""
+    """This feature's nodes in a graph document, with the number of edges at each."""
     layer = hook_layer(hook)
+    edges = [e for e in (doc.get("links") or doc.get("edges") or []) if isinstance(e, dict)]
     out = []
     for node in doc.get("nodes") or []:
         if not isinstance(node, dict):
             continue
-        idx = next((_int(node[k]) for k in FEATURE_KEYS if k in node), None)
-        if idx != feature:
-            continue
-        named = next((node[k] for k in HOOK_KEYS if isinstance(node.get(k), str)), None)
-        if named is not None or node.get("sae") is not None:
-            if named != hook and node.get("sae") != sae_name:
-                continue
-            how = "hook" if named == hook else "sae"
-        elif layer is not None and _int(node.get("layer")) == layer:
-            how = "layer only"
+        if "feature_type" in node:  # circuit-tracer's graph JSON
+            tracer = node["feature_type"] == TRACER_FEATURE
+            how = _tracer_match(node, doc, layer, sae_name, feature) if tracer else None
         else:
+            how = _generic_match(node, hook, layer, sae_name, feature)
+        if how is None:
             continue
         node_id = next((node[k] for k in ID_KEYS if k in node), None)
-        edges = [e for e in (doc.get("links") or doc.get("edges") or []) if isinstance(e, dict)]
         n_in = sum(1 for e in edges if node_id is not None and e.get("target") == node_id)
         n_out = sum(1 for e in edges if node_id is not None and e.get("source") == node_id)
-        scores = {k: v for k, v in node.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        scores = {
+            k: v
+            for k, v in node.items()
+            if k not in FEATURE_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         out.append({"node": node_id, "matched by": how, "edges in": n_in, "edges out": n_out, **scores})
     return out
 

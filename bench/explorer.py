@@ -42,7 +42,7 @@ PAGES = {
     "prompt_explorer": "pages/3_Prompt_explorer.py",
     "circuits": "pages/4_Circuits.py",
     "supervised": "pages/5_Supervised.py",
-    "search": "pages/6_Search.py",
+    "search": "pages/7_Search.py",
 }
 PRECOMPUTED = (
     "density, activation histograms (exact; 50-bin), top and interval contexts, logit effects and histogram, "

@@ -15,7 +15,7 @@ PAGES = {
     "prompt": "pages/3_Prompt_explorer.py",
     "circuits": "pages/4_Circuits.py",
     "supervised": "pages/5_Supervised.py",
-    "search": "pages/6_Search.py",
+    "search": "pages/7_Search.py",
 }
 
 

@@ -105,3 +105,22 @@ def test_feature_places(tmp_path):
     (tmp_path / "g.json").write_text(json.dumps({"kind": "graph", **graph}))
     found = feature_places([tmp_path], "blocks.1.hook_attn_out", "attn1", 42)
     assert [f["kind"] for f in found] == ["feature circuit", "graph"]
+
+
+def test_circuit_tracer_graph_nodes_are_read_by_their_id():
+    """circuit-tracer's JSON: ``feature`` is a Cantor number; the index is in ``layer_feature_pos``."""
+    graph = {
+        "metadata": {"transcoder_list": ["tc0", "tc1"]},
+        "nodes": [
+            {"node_id": "1_42_3", "feature": 999, "layer": "1", "feature_type": "cross layer transcoder"},
+            {"node_id": "0_42_3", "feature": 42, "layer": "0", "feature_type": "cross layer transcoder"},
+            {"node_id": "1_-1_3", "feature": 42, "layer": "1", "feature_type": "mlp reconstruction error"},
+            {"node_id": "E_42_0", "feature": 42, "layer": "E", "feature_type": "embedding"},
+        ],
+        "links": [{"source": "1_42_3", "target": "27_5_3", "weight": 0.1}],
+    }
+    rows = graph_places(graph, "blocks.1.hook_mlp_out", "tc1", 42)
+    assert [(r["node"], r["matched by"], r["edges out"]) for r in rows] == [("1_42_3", "transcoder_list", 1)]
+    assert graph_places(graph, "blocks.1.hook_mlp_out", "tc1", 999) == []
+    graph["metadata"] = {}
+    assert [r["matched by"] for r in graph_places(graph, "blocks.0.hook_mlp_out", "x", 42)] == ["layer only"]
