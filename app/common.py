@@ -102,7 +102,9 @@ def load_sae_cached(path: str):
     return load_sae(path)
 
 
-@st.cache_data(show_spinner=False)
+# cache_resource, not cache_data: cache_data unpickles a copy on every read, which for a
+# 16,384-row table with list columns costs most of a page's second; callers copy what they change
+@st.cache_resource(show_spinner=False, max_entries=16)
 def features_cached(path: str, mtime: float):
     from app.dashboard_data import read_features
 
@@ -178,7 +180,7 @@ def results_page(kind: str, empty: str) -> None:
             st.info(empty)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_resource(show_spinner=False, max_entries=16)
 def _token_index_cached(path: str, mtime: float):
     from app.search import read_token_index
 

@@ -14,9 +14,12 @@ contexts (Feature dashboard), explanation and circuit/graph look-ups (files read
   ``blocks.1.hook_resid_post`` over ``--n-tokens`` (default 2^20 ≥ 1M) tokens of the
   organism corpus; the model load is not counted. Without ``--run-dir`` the SAEs are
   randomly initialised: the build does the same work whatever the weights (k nonzeros per
-  token either way). ``--measure-tokens`` builds over fewer tokens and reports the figure
-  extrapolated to ``--n-tokens`` from two measured token counts (the per-token slope plus the
-  fixed cost), with the measured ones beside it.
+  token either way). ``--measure-tokens`` builds over fewer tokens (after a small warm-up
+  build) and reports ``build_s`` extrapolated to ``--n-tokens`` linearly from the larger
+  measurement (an upper bound: the fixed costs, correlations over the first 65,536
+  positions, decoder neighbours, the tables, are scaled too), with both measurements and the
+  two-point fit (slope plus fixed cost; None when the noise of a shared machine makes the
+  smaller build the slower) beside it.
 - ``pages``: per page, the median and max wall time of a warm rerun through
   ``streamlit.testing`` AppTest (after one cold run), ``--pages`` reruns each, on the largest
   SAE's records (the Feature dashboard changes feature every rerun; its loss effect is
@@ -140,17 +143,19 @@ def run(args: argparse.Namespace) -> dict:
                 model, tok = load_model(model_name(entry))
             row = {"d_sae": entry.d_sae, "n_tokens": args.n_tokens}
             if args.measure_tokens:
+                _build(root, 8192, model, tok, True)  # warm-up: first-call costs are not the build's
                 half = args.measure_tokens // 2
                 t_half = _build(root, half, model, tok, quiet)
                 t_full = _build(root, args.measure_tokens, model, tok, quiet)
-                slope = max(t_full - t_half, 0.0) / (args.measure_tokens - half)
-                fixed = max(t_half - slope * half, 0.0)
+                linear = t_full * args.n_tokens / args.measure_tokens  # every second scaled: an upper bound
+                slope = (t_full - t_half) / (args.measure_tokens - half)
+                fit = t_half - slope * half + slope * args.n_tokens if slope > 0 else None
                 row.update(
-                    build_s=round(fixed + slope * args.n_tokens, 1),
+                    build_s=round(linear, 1),
                     extrapolated=True,
                     measured={str(half): round(t_half, 1), str(args.measure_tokens): round(t_full, 1)},
-                    fixed_s=round(fixed, 1),
-                    per_million_tokens_s=round(slope * 1_000_000, 1),
+                    linear_upper_s=round(linear, 1),
+                    two_point_fit_s=None if fit is None else round(fit, 1),
                 )
             else:
                 row.update(build_s=round(_build(root, args.n_tokens, model, tok, quiet), 1), extrapolated=False)
