@@ -41,6 +41,13 @@ def single(sae_path: str, model: str, hook: str, text: str, feature: int, alpha:
     }
 
 
+def bold(continuation: str) -> str:
+    """A continuation in bold: markdown does not bold ``** text**``, so the space goes outside."""
+    core = continuation.strip()
+    lead = " " if continuation[:1].isspace() else ""
+    return f"{lead}**{core}**" if core else continuation
+
+
 st.set_page_config(page_title="Prompt explorer", layout="wide")
 st.title("Prompt explorer")
 entry = pick_sae(all_saes())
@@ -91,8 +98,8 @@ if entry is not None:
         ),
         hide_index=True,
     )
-    st.markdown(f"**Clean:** {text}**{tok.decode(one['base'])}**")
-    st.markdown(f"**Steered:** {text}**{tok.decode(one['steered_ids'])}**")
+    st.markdown(f"**Clean:** {text}{bold(tok.decode(one['base']))}")
+    st.markdown(f"**Steered:** {text}{bold(tok.decode(one['steered_ids']))}")
     st.header("Steering panel")
     st.caption(
         "The SAE spliced in with its error term (HookedSAETransformer): each picked feature's code is raised by its "
@@ -108,8 +115,8 @@ if entry is not None:
     n_greedy = st.slider("Greedy tokens", 1, 30, 10, key="greedy_n")
     result = panel(str(entry.path), model_name(entry), text, tuple(sorted(coefficients.items())), n_greedy)
     g1, g2 = st.columns(2)
-    g1.markdown(f"**Without:** {text}**{tok.decode(result['clean_ids'])}**")
-    g2.markdown(f"**With {coefficients}:** {text}**{tok.decode(result['steered_ids'])}**")
+    g1.markdown(f"**Without:** {text}{bold(tok.decode(result['clean_ids']))}")
+    g2.markdown(f"**With {coefficients}:** {text}{bold(tok.decode(result['steered_ids']))}")
     clean_p, steered_p = result["clean_probs"], result["steered_probs"]
     ids = top_token_union(torch.from_numpy(clean_p), torch.from_numpy(steered_p), 8)
     labels = [repr(t) for t in tok.convert_ids_to_tokens(ids)]

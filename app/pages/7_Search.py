@@ -38,7 +38,7 @@ st.title("Search features")
 entry = pick_sae(all_saes(), need_dashboard=True)
 if entry is not None:
     df = features(entry)
-    tab_text, tab_token, tab_prompt = st.tabs(["By explanation", "By token", "By prompt"])
+    tab_token, tab_prompt, tab_text = st.tabs(["By token", "By prompt", "By explanation"])
     with tab_text:
         table, files = explanations(entry, run_dirs())
         if files:

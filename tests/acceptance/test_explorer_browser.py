@@ -164,7 +164,7 @@ def test_explore_serves_every_page(tmp_path_factory, organism):
         ("prompt_explorer", "/Prompt_explorer" + q, ("Top features at each token", "Steering panel", "Without:"), 1),
         ("circuits", "/Circuits", ("Circuits",), 1),
         ("supervised", "/Supervised", ("No supervised",), 0),
-        ("search", "/Search" + q, ("Search features", "By token", "No autointerp explanations"), 0),
+        ("search", "/Search" + q, ("Search features", "By explanation", "Estimated mean activation"), 0),
     ]
     out = ARTEFACTS / "explorer"
     out.mkdir(parents=True, exist_ok=True)
