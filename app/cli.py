@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=explore_main)
 
 
-PAGE_CHOICES = ("runs", "browser", "feature", "prompt", "circuits", "supervised", "graph")
+PAGE_CHOICES = ("runs", "browser", "feature", "prompt", "circuits", "supervised", "graph", "search")
 
 
 def dashboard_main(args: argparse.Namespace) -> int:
@@ -93,4 +93,5 @@ PAGE_URLS = {
     "circuits": "Circuits",
     "supervised": "Supervised",
     "graph": "Graph",
+    "search": "Search",
 }

@@ -102,7 +102,9 @@ def load_sae_cached(path: str):
     return load_sae(path)
 
 
-@st.cache_data(show_spinner=False)
+# cache_resource, not cache_data: cache_data unpickles a copy on every read, which for a
+# 16,384-row table with list columns costs most of a page's second; callers copy what they change
+@st.cache_resource(show_spinner=False, max_entries=16)
 def features_cached(path: str, mtime: float):
     from app.dashboard_data import read_features
 
@@ -176,3 +178,30 @@ def results_page(kind: str, empty: str) -> None:
             render_sections(kind, docs)
         else:
             st.info(empty)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _token_index_cached(path: str, mtime: float):
+    from app.search import read_token_index
+
+    return read_token_index(path)
+
+
+def token_index(entry: SAEEntry):
+    """The SAE's token → features index (raises SaelabError when absent or unreadable)."""
+    from app.search import TOKEN_INDEX
+
+    f = entry.dashboard / TOKEN_INDEX
+    return _token_index_cached(str(entry.path), f.stat().st_mtime if f.exists() else 0.0)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def _explanations_cached(path: str, name: str, dirs: tuple[str, ...]):
+    from app.search import read_explanations
+
+    return read_explanations(path, name, [Path(d) for d in dirs])
+
+
+def explanations(entry: SAEEntry, dirs: list[Path]):
+    """``(table, files)`` of the SAE's autointerp explanations (``app.search.read_explanations``)."""
+    return _explanations_cached(str(entry.path), entry.name, tuple(str(d) for d in dirs))

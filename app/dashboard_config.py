@@ -47,4 +47,7 @@ class DashboardConfig(FrozenConfig):
         "correlations and the 50-bin activation histogram (0: none).",
     )
     plot_bins: int = Field(50, ge=2, description="Bins of the logit and activation histograms (SAEDashboard: 50).")
+    token_index_features: int = Field(
+        20, gt=0, description="Features kept per token in the token index of the Search page."
+    )
     device: str = Field("cpu", description="Device of the model and SAE.")

@@ -10,6 +10,7 @@ For every SAE of a run directory the build writes ``<sae>/dashboard/`` (atomical
 - ``contexts.parquet``: sorted by feature, so the app reads one feature's rows through a
   row-group filter: the exact top contexts and the interval contexts, each with the
   tokens of its window and the feature's activation at every one;
+- ``token_index.parquet``: token → the features firing most on it (``app.search``), sparse;
 - ``meta.json``: ``kind: dashboard``, the SAE, hook, model, text and settings.
 
 One pass over the text serves every SAE of the run (one forward pass reads all their
@@ -31,6 +32,7 @@ from app import feature_tables as ft
 from app.dashboard_config import DashboardConfig
 from app.feature_stats import FeatureStats
 from app.run_dir import model_name
+from app.search import TOKEN_INDEX, token_index
 from app.weights import decoder_neighbours, head_shares, logit_effects, residual_directions
 from sae import providers
 from sae.atomic import atomic_directory, write_json
@@ -103,16 +105,18 @@ def build(
     for tokens in progress_bar(
         token_batches(scfg, tokenizer), total=total, desc="dashboard", unit="batch", disable=not progress
     ):
-        keep = harvester.mask(tokens).flatten()
+        keep = harvester.mask(tokens).flatten().cpu()
         n_positions += int(keep.sum())
         acts = harvester.full(tokens)
         with torch.no_grad():
             for entry, sae, st, sample in zip(entries, saes, stats, samples, strict=True):
                 x = acts[entry.hook].flatten(0, 1)
-                codes = sae.encode(x.to(sae.W_enc.dtype)).float().cpu()
-                codes[~keep] = 0
-                st.update(codes, tokens.shape[1])
+                rows, feats, vals = sparse_codes(sae, x.to(sae.W_enc.dtype))
+                active = keep[rows] & (vals > 0)
+                rows, feats, vals = rows[active], feats[active], vals[active]
+                st.update_sparse(rows, feats, vals, x.shape[0], tokens.shape[1])
                 if not sample.full:
+                    codes = torch.zeros(x.shape[0], sae.cfg.d_sae).index_put_((rows, feats), vals)
                     sample.update(codes, x, keep)
         token_rows.append(tokens.to(torch.int32).flatten())
     if n_positions == 0:
@@ -125,6 +129,17 @@ def build(
         with atomic_directory(entry.dashboard) as tmp:
             features = feature_table(sae, spec, model, st, n_positions, flat_tokens, vocab, cfg, sample)
             pq.write_table(features, tmp / "features.parquet")
+            pq.write_table(
+                token_index(
+                    st.sample.where.numpy(),
+                    st.sample.value.numpy(),
+                    st.count.numpy(),
+                    flat_tokens,
+                    vocab,
+                    cfg.token_index_features,
+                ),
+                tmp / TOKEN_INDEX,
+            )
             pq.write_table(
                 context_table(st, flat_tokens, vocab, cfg),
                 tmp / "contexts.parquet",
@@ -151,6 +166,28 @@ def build(
             )
         out.append(entry.dashboard)
     return out
+
+
+def sparse_codes(sae, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(rows, feats, vals)`` of the codes of ``[rows, d_in]`` inputs, on the CPU.
+
+    Families whose inference codes are their selection (``encode`` and ``inference_encode``
+    not overridden: topk, batchtopk, ...) give them sparse, so no dense ``[rows, d_sae]``
+    matrix is made (at 16,384 latents writing it costs more than the encoder GEMM); the
+    others are encoded densely and their nonzero entries taken."""
+    from sae.architectures.base import SparseAutoencoder
+
+    cls = type(sae)
+    if (
+        isinstance(sae, SparseAutoencoder)
+        and cls.encode is SparseAutoencoder.encode
+        and cls.inference_encode is SparseAutoencoder.inference_encode
+    ):
+        sel = sae.encode_selection(x)
+        return sel.rows.long().cpu(), sel.latents.long().cpu(), sel.values.float().cpu()
+    codes = sae.encode(x).float().cpu()
+    rows, feats = codes.nonzero(as_tuple=True)
+    return rows, feats, codes[rows, feats]
 
 
 def _tokens(vocab: list[str], ids) -> list[str]:
@@ -219,108 +256,83 @@ def feature_table(
     return pa.table(columns)
 
 
-def _interval_picks(values: np.ndarray, rows: np.ndarray, maximum: float, n_intervals: int, per: int):
-    """Per interval ``i`` of ``(i·M/n, (i+1)·M/n]``: the share of the sample in it and up to ``per``
-    sample slots from it (the sample is in random key order, so the first ``per`` are random)."""
-    valid = rows >= 0
-    n_valid = int(valid.sum())
-    out = []
-    if n_valid == 0 or maximum <= 0:
-        return out
-    index = np.clip(np.ceil(values / maximum * n_intervals).astype(int), 1, n_intervals) - 1
-    for i in range(n_intervals):
-        slots = np.nonzero(valid & (index == i))[0]
-        out.append((i, len(slots) / n_valid, slots[:per]))
-    return out
+def _interval_slots(values: np.ndarray, where: np.ndarray, maxima: np.ndarray, n_intervals: int, per: int):
+    """Per feature f and interval ``i`` of ``(i·M_f/n, (i+1)·M_f/n]``: up to ``per`` sample slots
+    from it (the sample is in random key order, so the first ``per`` are random) and the share
+    of the feature's sample in it. Returns ``(f, slot, interval, rank, share, n_valid)`` arrays."""
+    valid = where >= 0
+    n_valid = valid.sum(1)
+    valid &= (maxima > 0)[:, None]
+    f, j = np.nonzero(valid)  # row-major: per feature, slots in order
+    m = maxima[f]
+    interval = np.clip(np.ceil(values[f, j] / m * n_intervals).astype(np.int64), 1, n_intervals) - 1
+    group = f.astype(np.int64) * n_intervals + interval
+    order = np.argsort(group, kind="stable")
+    f, j, interval, group = f[order], j[order], interval[order], group[order]
+    starts = np.r_[0, np.nonzero(np.diff(group))[0] + 1]
+    sizes = np.diff(np.r_[starts, len(group)])
+    rank = np.arange(len(group)) - np.repeat(starts, sizes)
+    share = np.repeat(sizes, sizes) / np.maximum(n_valid[f], 1)
+    keep = rank < per
+    return f[keep], j[keep], interval[keep], rank[keep], share[keep], n_valid[f][keep]
+
+
+def _windows(rows: np.ndarray, wins: np.ndarray, flat_tokens: np.ndarray, vocab_arr: np.ndarray, left: int):
+    """``(tokens, acts, centre)`` list columns of contexts centred on global ``rows`` with
+    activation windows ``wins`` [m, W] (NaN outside the sequence)."""
+    width = wins.shape[1]
+    inside = ~np.isnan(wins)
+    ids = flat_tokens[np.clip(rows[:, None] + np.arange(-left, width - left), 0, len(flat_tokens) - 1)]
+    offsets = np.r_[0, np.cumsum(inside.sum(1))].astype(np.int32)
+    tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(vocab_arr[ids[inside]], type=pa.string()))
+    acts = pa.ListArray.from_arrays(pa.array(offsets), pa.array(wins[inside].astype(np.float32)))
+    centre = (left - inside.argmax(1)).astype(np.int16)
+    return tokens, acts, centre
 
 
 def context_table(st: FeatureStats, flat_tokens: np.ndarray, vocab: list[str], cfg: DashboardConfig) -> pa.Table:
-    cols: dict[str, list] = {
-        k: []
-        for k in (
-            "feature",
-            "group",
-            "interval",
-            "lo",
-            "hi",
-            "share",
-            "sample_size",
-            "rank",
-            "value",
-            "row",
-            "centre",
-            "tokens",
-            "acts",
-        )
-    }
+    """Every feature's top contexts (exact, by rank) and interval contexts (from its uniform
+    sample), sorted by feature, built column-wise (no per-row Python)."""
     top_where, top_val, top_win = st.top.where.numpy(), st.top.value.numpy(), st.top.window.numpy()
     s_where, s_val, s_win = st.sample.where.numpy(), st.sample.value.numpy(), st.sample.window.numpy()
     maxima = st.max.numpy()
-    n_tokens = len(flat_tokens)
-
-    def add(f, group, interval, lo, hi, share, n_sample, rank, value, row, window):
-        inside = ~np.isnan(window)
-        first = int(np.argmax(inside))
-        ids = flat_tokens[np.clip(np.arange(row - cfg.left, row + cfg.right + 1), 0, n_tokens - 1)][inside]
-        for key, v in (
-            ("feature", f),
-            ("group", group),
-            ("interval", interval),
-            ("lo", lo),
-            ("hi", hi),
-            ("share", share),
-            ("sample_size", n_sample),
-            ("rank", rank),
-            ("value", float(value)),
-            ("row", int(row)),
-            ("centre", cfg.left - first),
-            ("tokens", _tokens(vocab, ids)),
-            ("acts", window[inside].astype(np.float32)),
-        ):
-            cols[key].append(v)
-
-    for f in range(top_where.shape[0]):
-        for rank in range(top_where.shape[1]):
-            if top_where[f, rank] < 0:
-                break
-            add(f, "top", -1, None, None, None, None, rank, top_val[f, rank], top_where[f, rank], top_win[f, rank])
-        n_sample = int((s_where[f] >= 0).sum())
-        for i, share, slots in _interval_picks(
-            s_val[f], s_where[f], float(maxima[f]), cfg.n_intervals, cfg.per_interval
-        ):
-            lo, hi = maxima[f] * i / cfg.n_intervals, maxima[f] * (i + 1) / cfg.n_intervals
-            for rank, j in enumerate(slots):
-                add(
-                    f,
-                    "interval",
-                    i,
-                    float(lo),
-                    float(hi),
-                    share,
-                    n_sample,
-                    rank,
-                    s_val[f, j],
-                    s_where[f, j],
-                    s_win[f, j],
-                )
-    schema = pa.schema(
-        [
-            ("feature", pa.int32()),
-            ("group", pa.string()),
-            ("interval", pa.int16()),
-            ("lo", pa.float32()),
-            ("hi", pa.float32()),
-            ("share", pa.float32()),
-            ("sample_size", pa.int32()),
-            ("rank", pa.int16()),
-            ("value", pa.float32()),
-            ("row", pa.int64()),
-            ("centre", pa.int16()),
-            ("tokens", pa.list_(pa.string())),
-            ("acts", pa.list_(pa.float32())),
-        ]
+    n_int = cfg.n_intervals
+    tf, tr = np.nonzero(top_where >= 0)
+    sf, sj, si, srank, sshare, sn = _interval_slots(s_val, s_where, maxima, n_int, cfg.per_interval)
+    m_top, m_int = len(tf), len(sf)
+    feature = np.r_[tf, sf].astype(np.int32)
+    is_int = np.r_[np.zeros(m_top, bool), np.ones(m_int, bool)]
+    interval = np.r_[np.full(m_top, -1), si].astype(np.int16)
+    rank = np.r_[tr, srank].astype(np.int16)
+    order = np.lexsort((rank, interval, is_int, feature))  # feature, top first, interval, rank
+    rows = np.r_[top_where[tf, tr], s_where[sf, sj]].astype(np.int64)
+    wins = np.concatenate([top_win[tf, tr], s_win[sf, sj]]) if m_top + m_int else np.zeros((0, top_win.shape[2]))
+    lo = np.r_[np.full(m_top, np.nan), maxima[sf] * si / n_int].astype(np.float32)
+    hi = np.r_[np.full(m_top, np.nan), maxima[sf] * (si + 1) / n_int].astype(np.float32)
+    share = np.r_[np.full(m_top, np.nan), sshare].astype(np.float32)
+    n_sample = np.r_[np.full(m_top, -1), sn].astype(np.int32)
+    value = np.r_[top_val[tf, tr], s_val[sf, sj]].astype(np.float32)
+    rows, wins = rows[order], wins[order]
+    tokens, acts, centre = _windows(rows, wins, flat_tokens, np.asarray(vocab, dtype=object), cfg.left)
+    is_int = is_int[order]
+    null = lambda a: pa.array(a[order], mask=~is_int)  # noqa: E731 - top contexts have no interval fields
+    return pa.table(
+        {
+            "feature": pa.array(feature[order]),
+            "group": pa.array(np.where(is_int, "interval", "top")),
+            "interval": pa.array(interval[order]),
+            "lo": null(lo),
+            "hi": null(hi),
+            "share": null(share),
+            "sample_size": null(n_sample),
+            "rank": pa.array(rank[order]),
+            "value": pa.array(value[order]),
+            "row": pa.array(rows),
+            "centre": pa.array(centre),
+            "tokens": tokens,
+            "acts": acts,
+        }
     )
-    return pa.table(cols, schema=schema)
 
 
 # ---- readers (the app) ----

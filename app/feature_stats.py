@@ -23,7 +23,8 @@ import torch
 
 @dataclass
 class Kept:
-    """Kept candidates of every feature: ``score`` orders them (higher is kept)."""
+    """Kept candidates of every feature: ``score`` orders them (higher is kept). Slots are in
+    no particular order while streaming; ``ordered()`` sorts them by score, highest first."""
 
     score: torch.Tensor  # [F, n]
     value: torch.Tensor  # [F, n] the activation at the centre token
@@ -39,18 +40,32 @@ class Kept:
             window=torch.full((n_features, n, width), math.nan),
         )
 
-    def merge(self, other: Kept) -> Kept:
-        n = self.score.shape[1]
-        score = torch.cat([self.score, other.score], 1)
-        top = score.topk(n, dim=1).indices  # ties: any order
-        pick = lambda a, b: torch.cat([a, b], 1).gather(1, top)  # noqa: E731
-        idx3 = top.unsqueeze(-1).expand(-1, -1, self.window.shape[2])
+    def ordered(self) -> Kept:
+        order = self.score.sort(dim=1, descending=True, stable=True).indices
+        idx3 = order.unsqueeze(-1).expand(-1, -1, self.window.shape[2])
         return Kept(
-            score=score.gather(1, top),
-            value=pick(self.value, other.value),
-            where=pick(self.where, other.where),
-            window=torch.cat([self.window, other.window], 1).gather(1, idx3),
+            self.score.gather(1, order),
+            self.value.gather(1, order),
+            self.where.gather(1, order),
+            self.window.gather(1, idx3),
         )
+
+
+class Lookup:
+    """The code of feature ``f`` at batch row ``r`` from sparse ``(rows, feats, vals)`` entries
+    (0 where there is none): sorted keys and a binary search, no dense ``[rows, F]`` matrix."""
+
+    def __init__(self, rows: torch.Tensor, feats: torch.Tensor, vals: torch.Tensor, n_features: int):
+        self.n_features = n_features
+        self.keys, order = (rows * n_features + feats).sort()
+        self.vals = vals[order]
+
+    def __call__(self, r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        if len(self.keys) == 0:
+            return torch.zeros(r.shape)
+        q = r * self.n_features + f
+        i = torch.searchsorted(self.keys, q).clamp(max=len(self.keys) - 1)
+        return torch.where(self.keys[i] == q, self.vals[i], 0.0)
 
 
 def best_per_feature(feats: torch.Tensor, score: torch.Tensor, n_features: int, n: int) -> torch.Tensor:
@@ -68,23 +83,25 @@ def best_per_feature(feats: torch.Tensor, score: torch.Tensor, n_features: int, 
     return out
 
 
-def windows(codes: torch.Tensor, seq_len: int, rows: torch.Tensor, left: int, right: int) -> torch.Tensor:
-    """``[F, n, W]`` activations of feature f around batch row ``rows[f, j]`` (same sequence only)."""
-    n_features = rows.shape[0]
+def windows(lookup: Lookup, seq_len: int, n_rows: int, rows: torch.Tensor, feats: torch.Tensor, left: int, right: int):
+    """``[m, W]`` activations of feature ``feats[i]`` around batch row ``rows[i]`` (same sequence
+    only; NaN outside it)."""
     offsets = torch.arange(-left, right + 1)
-    pos = rows % seq_len
-    r = rows.unsqueeze(-1) + offsets  # [F, n, W]
-    inside = (
-        ((pos.unsqueeze(-1) + offsets) >= 0) & ((pos.unsqueeze(-1) + offsets) < seq_len) & (rows.unsqueeze(-1) >= 0)
-    )
-    r = r.clamp(0, codes.shape[0] - 1)
-    f = torch.arange(n_features).view(-1, 1, 1).expand_as(r)
-    out = codes[r, f]
+    pos = (rows % seq_len).unsqueeze(-1) + offsets
+    inside = (pos >= 0) & (pos < seq_len)
+    r = (rows.unsqueeze(-1) + offsets).clamp(0, max(n_rows - 1, 0))
+    out = lookup(r, feats.unsqueeze(-1).expand_as(r))
     return torch.where(inside, out, torch.tensor(math.nan))
 
 
 class FeatureStats:
-    """One-pass statistics of ``n_features`` features over batches of ``[rows, F]`` codes."""
+    """One-pass statistics of ``n_features`` features over batches of codes (dense
+    ``[rows, F]`` through ``update``, or sparse entries through ``update_sparse``).
+
+    Kept candidates live in fixed slots: a batch's candidate replaces a kept one only when it
+    scores higher, and only then is its context window read, so the work per batch after the
+    first few is proportional to the entries that actually enter (few) rather than to
+    ``F × n × W``. ``top`` and ``sample`` return the slots sorted by score."""
 
     def __init__(
         self, n_features: int, n_top: int, sample_size: int, left: int, right: int, hist_bins: int, seed: int = 0
@@ -93,8 +110,9 @@ class FeatureStats:
             raise ValueError("hist_bins must be a power of two")
         width = left + right + 1
         self.left, self.right, self.bins = left, right, hist_bins
-        self.top = Kept.empty(n_features, n_top, width)
-        self.sample = Kept.empty(n_features, sample_size, width)
+        self._top = Kept.empty(n_features, n_top, width)
+        self._sample = Kept.empty(n_features, sample_size, width)
+        self._ordered: dict[str, Kept] = {}
         self.count = torch.zeros(n_features, dtype=torch.long)
         self.total = torch.zeros(n_features, dtype=torch.float64)
         self.max = torch.zeros(n_features)
@@ -103,36 +121,79 @@ class FeatureStats:
         self.rows_seen = 0
         self.generator = torch.Generator().manual_seed(seed)
 
+    @property
+    def top(self) -> Kept:
+        if "top" not in self._ordered:
+            self._ordered["top"] = self._top.ordered()
+        return self._ordered["top"]
+
+    @property
+    def sample(self) -> Kept:
+        """In random key order (bottom-k keys), so its first entries are a random subset."""
+        if "sample" not in self._ordered:
+            self._ordered["sample"] = self._sample.ordered()
+        return self._ordered["sample"]
+
     def update(self, codes: torch.Tensor, seq_len: int) -> None:
         """Add a batch of ``[rows, F]`` codes (rows are whole sequences of ``seq_len``, flattened;
         excluded positions such as BOS carry zeros)."""
         codes = codes.float().cpu()
-        n_rows, n_features = codes.shape
         rows, feats = (codes > 0).nonzero(as_tuple=True)  # sparse: only the active entries are ranked
-        vals = codes[rows, feats]
+        self.update_sparse(rows, feats, codes[rows, feats], codes.shape[0], seq_len)
+
+    def update_sparse(
+        self, rows: torch.Tensor, feats: torch.Tensor, vals: torch.Tensor, n_rows: int, seq_len: int
+    ) -> None:
+        """Add a batch of ``n_rows`` rows given by its positive entries ``(rows, feats, vals)``."""
+        n_features = self.count.shape[0]
+        rows, feats, vals = rows.long().cpu(), feats.long().cpu(), vals.float().cpu()
+        self._ordered.clear()
         self.count += torch.bincount(feats, minlength=n_features)
         self.total.index_add_(0, feats, vals.double())
-        self._update_hist(codes, rows, feats, vals)
+        self._update_hist(n_features, feats, vals)
         keys = -torch.rand(vals.shape, generator=self.generator)  # highest -key = lowest key: bottom-k sampling
-        self.top = self.top.merge(self._kept(codes, rows, feats, vals, vals, self.top.score.shape[1], seq_len))
-        self.sample = self.sample.merge(self._kept(codes, rows, feats, vals, keys, self.sample.score.shape[1], seq_len))
+        lookup = Lookup(rows, feats, vals, n_features)
+        for kept, score in ((self._top, vals), (self._sample, keys)):
+            self._offer(kept, rows, feats, vals, score, lookup, n_rows, seq_len)
         self.rows_seen += n_rows
 
-    def _kept(self, codes, rows, feats, vals, score, n: int, seq_len: int) -> Kept:
-        """This batch's best ``n`` entries per feature by ``score``, as candidates to merge."""
-        slot = best_per_feature(feats, score, codes.shape[1], n)  # [F, n] entry index or -1
-        valid = slot >= 0
-        safe = slot.clamp_min(0)
-        batch_rows = torch.where(valid, rows[safe], -1)
-        return Kept(
-            score=score[safe].masked_fill(~valid, -math.inf),
-            value=vals[safe] * valid,
-            where=torch.where(valid, batch_rows + self.rows_seen, -1),
-            window=windows(codes, seq_len, batch_rows, self.left, self.right),
-        )
+    def _offer(self, kept: Kept, rows, feats, vals, score, lookup: Lookup, n_rows: int, seq_len: int) -> None:
+        """Put this batch's entries that beat kept ones into the slots they free (in place).
 
-    def _update_hist(self, codes, rows, feats, vals) -> None:
-        batch_max = torch.zeros(codes.shape[1]).scatter_reduce_(0, feats, vals, "amax")
+        Only entries above their feature's weakest kept score can enter, and only the
+        features with such entries are touched: after the first batches that is a small
+        share of both (top-k thresholds rise; a bottom-k key enters with chance n/count)."""
+        weakest = kept.score.min(1).values
+        can = score > weakest[feats]
+        if not bool(can.any()):
+            return
+        idx = can.nonzero().flatten()
+        feats_c = feats[idx]
+        touched, local = torch.unique(feats_c, return_inverse=True)
+        n = kept.score.shape[1]
+        slot = best_per_feature(local, score[idx], len(touched), n)  # [T, n] index into idx, or -1
+        valid = slot >= 0
+        cand = score[idx][slot.clamp_min(0)].masked_fill(~valid, -math.inf)
+        old = kept.score[touched]
+        both = torch.cat([old, cand], 1)
+        chosen = torch.zeros_like(both, dtype=torch.bool).scatter_(1, both.topk(n, dim=1).indices, True)
+        chosen &= both > -math.inf
+        new, freed = chosen[:, n:], ~chosen[:, :n]  # freed slots ≥ chosen candidates, per feature
+        ar = torch.arange(n)
+        dst = torch.where(freed, ar, n + ar).sort(1).values
+        src = torch.where(new, ar, n + ar).sort(1).values
+        pair = ar < new.sum(1, keepdim=True)
+        t = torch.arange(len(touched)).unsqueeze(1).expand(-1, n)[pair]
+        dst, src = dst[pair], src[pair]
+        entry = idx[slot[t, src]]
+        f, r = touched[t], rows[entry]
+        kept.score[f, dst] = cand[t, src]
+        kept.value[f, dst] = vals[entry]
+        kept.where[f, dst] = r + self.rows_seen
+        kept.window[f, dst] = windows(lookup, seq_len, n_rows, r, f, self.left, self.right)
+
+    def _update_hist(self, n_features: int, feats, vals) -> None:
+        batch_max = torch.zeros(n_features).scatter_reduce_(0, feats, vals, "amax")
         self.max = torch.maximum(self.max, batch_max)
         fresh = (self.range == 0) & (batch_max > 0)
         self.range[fresh] = batch_max[fresh]

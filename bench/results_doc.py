@@ -306,6 +306,8 @@ def _auc(row: dict) -> str:
 
 def _explorer(doc: dict) -> list[str]:
     r = doc["result"]
+    if "builds" in r:
+        return _explorer_pages(r)
     targets = r.get("targets", {})
     return [
         f"A {fmt(r['d_sae'])}-latent SAE on `{r['hook']}`: its dashboard records over "
@@ -329,6 +331,31 @@ def _explorer(doc: dict) -> list[str]:
                 ["`feature_page_max_s`", fmt(r["feature_page_max_s"], ".2f"), ""],
             ],
         ),
+    ]
+
+
+def _explorer_pages(r: dict) -> list[str]:
+    """The explorer bench with builds at several sizes and every page timed."""
+    builds = [
+        [
+            fmt(b["d_sae"]),
+            fmt(b["n_tokens"]),
+            fmt(b["build_s"], ".0f") + (" (extrapolated)" if b.get("extrapolated") else ""),
+            ", ".join(f"{fmt(int(k))}: {v:.0f} s" for k, v in (b.get("measured") or {}).items()) or "–",
+        ]
+        for b in r["builds"]
+    ]
+    pages = [[f"`{k}`", fmt(v["median_s"], ".2f"), fmt(v["max_s"], ".2f")] for k, v in r["pages"].items()]
+    return [
+        f"Dashboard builds of random topk SAEs on `{r['hook']}`, and a warm rerun of every page (AppTest) on the "
+        f"{fmt(r['pages_d_sae'])}-latent records; {r['torch_threads']} torch thread(s)."
+        + (f" {r['note'][0].upper()}{r['note'][1:]}." if r.get("note") else ""),
+        "",
+        *table(["latents", "tokens", "build, s", "measured"], builds),
+        "",
+        *table(["page", "median, s", "max, s"], pages),
+        "",
+        f"Precomputed: {r['precomputed']}. On demand: {r['on_demand']}.",
     ]
 
 

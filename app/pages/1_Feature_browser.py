@@ -16,7 +16,9 @@ if entry is not None:
     ids = c1.text_input("Feature ids (e.g. 3, 10-20)", "")
     lo, hi = c2.slider("log10 density", -8.0, 0.0, (-8.0, 0.0), 0.1)
     query = c3.text_input("Text (top token, top logit or any logit token)", "")
-    view = df.copy()
+    wanted_cols = ("feature", "density", "log10_density", "max_act", "mean_act", "top_token", "top_logit")
+    cols = [c for c in wanted_cols if c in df]
+    view = df[cols + (["pos_tokens"] if "pos_tokens" in df else [])].copy()
     view["log10_density"] = view["log10_density"].clip(lower=-8.0)
     keep = (view.log10_density >= lo) & (view.log10_density <= hi)
     if ids.strip():
@@ -34,7 +36,7 @@ if entry is not None:
         if "pos_tokens" in view:
             text = text + " " + view.pos_tokens.map(lambda t: " ".join(t).lower())
         keep &= text.str.contains(q, regex=False)
-    cols = [c for c in ("feature", "density", "max_act", "mean_act", "top_token", "top_logit") if c in view]
+    cols = [c for c in cols if c != "log10_density"]
     shown = view.loc[keep, cols].sort_values("density", ascending=False)
     st.caption(
         f"{len(shown)} of {len(df)} features; click a column to sort. "

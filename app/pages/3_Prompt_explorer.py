@@ -1,14 +1,52 @@
-"""Prompt explorer: the top features at each token of a prompt, and steering with one feature."""
+"""Prompt explorer: the top features at each token of a prompt, steering with one feature
+(sampled), and the steering panel: several features with coefficients through the spliced
+model, greedy generations and next-token distributions without and with."""
 
 from __future__ import annotations
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
+import torch
 
 from app.common import all_saes, feature_link, highlight, load_sae_cached, model_and_tokenizer, pick_sae
-from app.prompt import prompt_tokens, sample, steer, token_codes, top_features
+from app.prompt import prompt_tokens, sample, steer, steer_many, token_codes, top_features, top_token_union
 from app.run_dir import model_name
 from sae.errors import SaelabError
+
+
+@st.cache_data(show_spinner="Steering…", max_entries=64)
+def panel(sae_path: str, model: str, text: str, coefficients: tuple[tuple[int, float], ...], n: int) -> dict:
+    """The steering panel's runs for one setting (cached: a rerun with the same inputs is free)."""
+    from sae.spliceable import SAE
+
+    bridge, tok = model_and_tokenizer(model)
+    module, cfg = load_sae_cached(sae_path)
+    out = steer_many(bridge, tok, SAE.from_cfg(module, cfg), prompt_tokens(tok, text), dict(coefficients), n)
+    return {k: v.cpu().numpy() if hasattr(v, "cpu") else v for k, v in out.items()}
+
+
+@st.cache_data(show_spinner="Steering…", max_entries=64)
+def single(sae_path: str, model: str, hook: str, text: str, feature: int, alpha: float, n: int, seed: int) -> dict:
+    """One feature's additive steering: next-token probabilities and seeded samples (cached)."""
+    bridge, tok = model_and_tokenizer(model)
+    module, _ = load_sae_cached(sae_path)
+    tokens = prompt_tokens(tok, text)
+    clean, steered, fwd = steer(bridge, module, hook, tokens, feature, alpha)
+    return {
+        "clean": clean.cpu().numpy(),
+        "steered": steered.cpu().numpy(),
+        "base": sample(bridge, tokens, n, seed),
+        "steered_ids": sample(bridge, tokens, n, seed, hooks=[fwd]),
+    }
+
+
+def bold(continuation: str) -> str:
+    """A continuation in bold: markdown does not bold ``** text**``, so the space goes outside."""
+    core = continuation.strip()
+    lead = " " if continuation[:1].isspace() else ""
+    return f"{lead}**{core}**" if core else continuation
+
 
 st.set_page_config(page_title="Prompt explorer", layout="wide")
 st.title("Prompt explorer")
@@ -18,7 +56,7 @@ if entry is not None:
     k = st.slider("Features per token", 1, 10, 5)
     try:
         model, tok = model_and_tokenizer(model_name(entry))
-        sae, _ = load_sae_cached(str(entry.path))
+        sae, _cfg = load_sae_cached(str(entry.path))
         tokens = prompt_tokens(tok, text)
         if tokens.shape[1] < 2:
             raise SaelabError("the prompt has no tokens")
@@ -43,9 +81,11 @@ if entry is not None:
         f"Feature {feature} on the prompt: " + highlight(names[1:], codes[1:, feature].tolist()), unsafe_allow_html=True
     )
     feature_link(entry.name, feature)
-    clean, steered, hook = steer(model, sae, entry.hook, tokens, feature, alpha)
+    n = st.slider("Continuation tokens", 1, 30, 12)
+    one = single(str(entry.path), model_name(entry), entry.hook, text, feature, alpha, n, seed)
+    clean, steered = one["clean"], one["steered"]
     delta = steered - clean
-    order = delta.abs().topk(min(10, len(delta))).indices.tolist()
+    order = (-abs(delta)).argsort()[: min(10, len(delta))].tolist()
     st.subheader(f"Next-token probabilities with α·W_dec[{feature}] added at {entry.hook}")
     st.dataframe(
         pd.DataFrame(
@@ -58,8 +98,35 @@ if entry is not None:
         ),
         hide_index=True,
     )
-    n = st.slider("Continuation tokens", 1, 30, 12)
-    base = sample(model, tokens, n, seed)
-    steered_ids = sample(model, tokens, n, seed, hooks=[hook])
-    st.markdown(f"**Clean:** {text}**{tok.decode(base)}**")
-    st.markdown(f"**Steered:** {text}**{tok.decode(steered_ids)}**")
+    st.markdown(f"**Clean:** {text}{bold(tok.decode(one['base']))}")
+    st.markdown(f"**Steered:** {text}{bold(tok.decode(one['steered_ids']))}")
+    st.header("Steering panel")
+    st.caption(
+        "The SAE spliced in with its error term (HookedSAETransformer): each picked feature's code is raised by its "
+        "coefficient at every position but BOS; generations are greedy."
+    )
+    active = [int(i) for i in codes.max(0).values.topk(min(3, sae.cfg.d_sae)).indices]
+    picked = st.multiselect("Features", list(range(sae.cfg.d_sae)), default=active[:2], key="steer_features")
+    cols = st.columns(max(len(picked), 1))
+    coefficients = {
+        int(f): float(cols[i].number_input(f"coefficient of {f}", value=10.0, step=1.0, key=f"coef_{f}"))
+        for i, f in enumerate(picked)
+    }
+    n_greedy = st.slider("Greedy tokens", 1, 30, 10, key="greedy_n")
+    result = panel(str(entry.path), model_name(entry), text, tuple(sorted(coefficients.items())), n_greedy)
+    g1, g2 = st.columns(2)
+    g1.markdown(f"**Without:** {text}{bold(tok.decode(result['clean_ids']))}")
+    g2.markdown(f"**With {coefficients}:** {text}{bold(tok.decode(result['steered_ids']))}")
+    clean_p, steered_p = result["clean_probs"], result["steered_probs"]
+    ids = top_token_union(torch.from_numpy(clean_p), torch.from_numpy(steered_p), 8)
+    labels = [repr(t) for t in tok.convert_ids_to_tokens(ids)]
+    fig = go.Figure(
+        [
+            go.Bar(name="without", x=labels, y=[float(clean_p[i]) for i in ids], marker_color="#888"),
+            go.Bar(name="with", x=labels, y=[float(steered_p[i]) for i in ids], marker_color="#ff8c00"),
+        ]
+    )
+    fig.update_layout(
+        barmode="group", title="Next-token probabilities, top tokens both ways", height=320, margin={"t": 40, "b": 30}
+    )
+    st.plotly_chart(fig, key="steer_bars")

@@ -16,6 +16,7 @@ PAGES = {
     "circuits": "pages/4_Circuits.py",
     "supervised": "pages/5_Supervised.py",
     "graph": "pages/6_Graph.py",
+    "search": "pages/7_Search.py",
 }
 
 
@@ -55,6 +56,17 @@ def explorer_dirs(tiny_run, tiny_results, tmp_path_factory, organism):
             ]
         )
         == 0
+    )
+    from sae.atomic import write_json
+
+    # an autointerp explanation file and a graph naming a feature of "topk" (read generically)
+    write_json(
+        root / "topk" / "autointerp.json",
+        {"kind": "autointerp", "explanations": [{"latent": 3, "explanation": "tokens about a shop", "score": 0.7}]},
+    )
+    write_json(
+        root / "graph_ioi.json",
+        {"kind": "graph", "nodes": [{"id": "n1", "hook": "blocks.1.hook_resid_post", "feature": 3, "influence": 0.4}]},
     )
     return root, tiny_results[1]
 
@@ -113,7 +125,8 @@ def test_feature_dashboard_shows_top_token_and_charts(explorer_run):
     assert feats.top_token[f] == top.tokens[top.centre]
     assert str(feats.top_token[f]).replace(" ", "&nbsp;") in page  # highlighted contexts
     assert "Interval (" in "\n".join(h.value for h in at.subheader)
-    assert len(at.get("plotly_chart")) == 3  # histogram, logit histogram and per-head attribution
+    # histogram, SAEDashboard's activation density, logit histogram and per-head attribution
+    assert [c.key for c in at.get("plotly_chart")] == ["hist", "act_density", "logit_hist", "heads"]
     assert feats.pos_tokens[f][0] in at.dataframe[0].value["top token"].tolist()
     heads = [h.value for h in at.subheader]
     assert "Correlated features" in heads and "Neurons (coordinates of the hooked activation)" in heads
@@ -234,3 +247,72 @@ def test_graph_page_draws_prunes_and_links_features(tmp_path):
     text = _text(at)
     assert "feature=9" not in text and "feature=7" in text
     assert "4 nodes, 1 links at threshold 0.50" in text
+def test_feature_page_shows_explanation_places_density_and_loss_effect(explorer_run):
+    from app.dashboard_data import read_features
+
+    feats = read_features(explorer_run / "topk")
+    at = _run("feature", explorer_run, sae="topk", feature="3")
+    assert "tokens about a shop" in at.info[0].value and "score: 0.7" in _text(at)
+    heads = [h.value for h in at.subheader]
+    assert "Loss effect of ablating the feature" in heads and "In saved circuits and graphs" in heads
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Activation density" in s for s in specs) and any("Logit effects over" in s for s in specs)
+    assert "blocks.1.hook_resid_post" in _text(at) or "graph_ioi.json" in _text(at)
+    if feats["count"][3] > 0:
+        assert any("Δ next-token loss" in c.value for c in at.caption)
+        assert 'title="' in _text(at)
+
+
+def test_search_page_by_token_explanation_and_prompt(explorer_run):
+    from app.dashboard_data import read_features
+    from app.search import read_token_index
+
+    at = _run("search", explorer_run, sae="topk")
+    index = read_token_index(explorer_run / "topk")
+    token = index.sort_values("score").token.iloc[-1]
+    at.text_input(key="q_token").input(token).run()
+    assert not at.exception
+    frames = [d.value for d in at.dataframe if "fire_rate" in d.value.columns]
+    assert frames and frames[0].feature.iloc[0] == index[index.token == token].sort_values("score").feature.iloc[-1]
+    at.text_input(key="q_text").input("shop").run()
+    explained = [d.value for d in at.dataframe if "explanation" in d.value.columns]
+    assert explained and explained[0].feature.tolist() == [3]
+    assert "feature=3" in _text(at)
+    prompt = [d.value for d in at.dataframe if "max_act" in d.value.columns]
+    assert prompt and len(prompt[0]) > 0  # the default prompt's top features
+    feats = read_features(explorer_run / "topk")
+    assert prompt[0]["top token"].iloc[0] == feats.top_token[int(prompt[0].feature.iloc[0])]
+
+
+def test_prompt_explorer_steering_panel(explorer_run):
+    at = _run("prompt", explorer_run, sae="topk")
+    assert any(m.value.startswith("**With {") for m in at.markdown)
+    assert len(at.get("plotly_chart")) == 1  # the next-token bars, both ways
+    picked = at.multiselect(key="steer_features")
+    picked.set_value([]).run()
+    assert not at.exception
+    without = next(m.value for m in at.markdown if m.value.startswith("**Without:**"))
+    with_ = next(m.value for m in at.markdown if m.value.startswith("**With {}:**"))
+    assert without.split(":**", 1)[1] == with_.split(":**", 1)[1]  # no feature: the same greedy text
+
+
+def test_bad_feature_index_and_missing_records_are_messages(explorer_run, tmp_path):
+    import shutil
+
+    at = _run("feature", explorer_run, sae="topk", feature="100000")
+    assert any("out of range" in e.value for e in at.error)
+    at = _run("feature", explorer_run, sae="topk", feature="abc")
+    assert any("not a feature index" in e.value for e in at.error)
+    bare = tmp_path / "bare"
+    shutil.copytree(explorer_run / "topk", bare / "topk", ignore=shutil.ignore_patterns("dashboard"))
+    for page in ("browser", "feature", "search"):
+        at = _run(page, bare, sae="topk")
+        assert any("No SAE here has dashboard records" in w.value for w in at.warning), page
+    broken = tmp_path / "broken"
+    shutil.copytree(explorer_run / "topk", broken / "topk")
+    (broken / "topk" / "dashboard" / "contexts.parquet").write_bytes(b"garbage")
+    (broken / "topk" / "dashboard" / "token_index.parquet").write_bytes(b"garbage")
+    at = _run("feature", broken, sae="topk", feature="3")
+    assert any("unreadable" in e.value for e in at.error)
+    at = _run("search", broken, sae="topk")
+    assert any("unreadable" in w.value for w in at.warning)

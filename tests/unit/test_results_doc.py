@@ -78,3 +78,22 @@ def test_circuit_rows_name_their_model_and_old_rows_mean_the_organism(tmp_path):
     page = "\n".join(_circuits(doc))
     assert "| model | task | method |" in page and "Every method on `organism`, `organism-b`" in page
     assert "| organism | ioi | eap | 0.900 |" in page and "| organism-b | ioi | eap | 0.800 |" in page
+
+
+def test_explorer_section_with_builds_and_pages():
+    from bench.results_doc import _explorer
+
+    result = {
+        "builds": [
+            {"d_sae": 16384, "n_tokens": 1048576, "build_s": 512.3, "extrapolated": True, "measured": {"262144": 171.0}}
+        ],
+        "pages": {"search": {"median_s": 0.123, "max_s": 0.456}},
+        "pages_d_sae": 16384,
+        "hook": "blocks.1.hook_resid_post",
+        "torch_threads": 2,
+        "precomputed": "P",
+        "on_demand": "D",
+    }
+    text = "\n".join(_explorer({"result": result}))
+    assert "512 (extrapolated)" in text and "262,144: 171 s" in text
+    assert "| `search` | 0.12 | 0.46 |" in text and "Precomputed: P. On demand: D." in text
