@@ -103,7 +103,7 @@ def harvest(model, tokenizer, saes: dict[str, tuple], batches, latents: dict[str
         for name, (sae, spec) in saes.items():
             x = full[spec.name]
             device = next(sae.parameters()).device
-            codes = sae.encode(x.flatten(0, 1).to(device, sae.W_enc.dtype)).float().cpu()
+            codes = sae.encode(x.flatten(0, 1).to(device, sae.W_dec.dtype)).float().cpu()
             codes = codes[:, latents[name]].reshape(*tokens.shape, -1)
             codes[~keep.cpu()] = 0
             acts[name].append(codes)
