@@ -256,7 +256,10 @@ def test_bench_rows_carry_a_feature_circuits_own_figures_only():
     assert feature_circuit_figures({**doc, "method": "eap"}) == {}
 
 
-@pytest.mark.parametrize(("config", "organism"), [("feature_circuit.yaml", "organism.yaml"), ("feature_circuit_b.yaml", "organism_b.yaml")])
+@pytest.mark.parametrize(
+    ("config", "organism"),
+    [("feature_circuit.yaml", "organism.yaml"), ("feature_circuit_b.yaml", "organism_b.yaml")],
+)
 def test_shipped_feature_circuit_configs_cover_every_site_of_their_organism(config, organism):
     """``bench circuits --feature-saes DIR`` needs DIR/<model> to hold an SAE at every site of
     that model: organism-b has more layers than the organism, so it has its own config."""
