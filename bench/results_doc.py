@@ -320,7 +320,7 @@ def _feature_circuit_rows(result: list[dict]) -> list[str]:
         "Feature circuits (Marks et al.; `--methods feature-circuit`) at the paper's thresholds (node 0.1, "
         "edge 0.01, metric units), mean ablation: faithfulness is the share of the metric the circuit alone "
         "keeps, completeness the share left when it is removed (near 0: complete); the last column is the "
-        "smallest number of latents on the faithfulness curve reaching 0.8 (–: none).",
+        "first size on the faithfulness curve's 1-2-5 grid (errors as nodes) reaching 0.8 (–: none).",
         "",
         *table(
             [
