@@ -135,10 +135,30 @@ def run(args: argparse.Namespace) -> list[dict]:
         "n_prompts",
     )
     reused = {(d["model"], d["task"], d["method"]) for d in docs if d.get("reused")}
+    own = {(d["model"], d["task"], d["method"]): feature_circuit_figures(d) for d in docs}
     return [
-        {**{k: r[k] for k in keep}, "reused": (r["model"], r["task"], r["method"]) in reused}
+        {
+            **{k: r[k] for k in keep},
+            **own.get((r["model"], r["task"], r["method"]), {}),
+            "reused": (r["model"], r["task"], r["method"]) in reused,
+        }
         for r in summary_rows(docs)
     ]
+
+
+#: a feature circuit's own figures at the paper's thresholds (circuits/feature_circuits.py)
+FEATURE_CIRCUIT_FIGURES = ("faithfulness", "completeness", "n_nodes", "n_error_nodes", "n_edges")
+
+
+def feature_circuit_figures(doc: dict) -> dict:
+    """What a head-level AUC does not say about a feature circuit: its faithfulness and
+    completeness at the thresholds, its size, and how many latents the faithfulness curve
+    needs to reach 0.8 (None: not within every latent). Empty for the other methods."""
+    if doc.get("method") != "feature-circuit":
+        return {}
+    out = {k: doc.get(k) for k in FEATURE_CIRCUIT_FIGURES}
+    out["n_features_for_faithfulness_0.8"] = (doc.get("details") or {}).get("n_features_for_faithfulness_0.8")
+    return out
 
 
 def _run_model(args: argparse.Namespace, name: str, tasks: list[str], methods: list[str]) -> list[dict]:

@@ -294,6 +294,41 @@ def _circuits(doc: dict) -> list[str]:
             ],
             rows,
         ),
+        *_feature_circuit_rows(doc["result"]),
+    ]
+
+
+def _feature_circuit_rows(result: list[dict]) -> list[str]:
+    """The feature circuits' own figures (faithfulness, completeness, size), one row per model
+    and task; nothing when no row carries them."""
+    found = {}
+    for r in result:
+        if r.get("faithfulness") is not None:
+            found.setdefault((r.get("model") or "organism", r["task"]), r)
+    if not found:
+        return []
+    rows = [
+        [
+            *(model, task, fmt(r.get("n_nodes")), fmt(r.get("n_error_nodes")), fmt(r.get("n_edges"))),
+            *(fmt(r["faithfulness"], ".3f"), fmt(r.get("completeness"), ".3f")),
+            fmt(r.get("n_features_for_faithfulness_0.8")),
+        ]
+        for (model, task), r in found.items()
+    ]
+    return [
+        "",
+        "Feature circuits (Marks et al.; `--methods feature-circuit`) at the paper's thresholds (node 0.1, "
+        "edge 0.01, metric units), mean ablation: faithfulness is the share of the metric the circuit alone "
+        "keeps, completeness the share left when it is removed (near 0: complete); the last column is the "
+        "first size on the faithfulness curve's 1-2-5 grid (errors as nodes) reaching 0.8 (–: none).",
+        "",
+        *table(
+            [
+                *("model", "task", "latents", "error nodes", "edges", "faithfulness", "completeness"),
+                "latents for faithfulness ≥ 0.8",
+            ],
+            rows,
+        ),
     ]
 
 

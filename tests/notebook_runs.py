@@ -8,6 +8,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ["ioi_circuit.ipynb", "greater_than_circuit.ipynb"]
 #: the SAE-splicing notebook (HookedSAETransformer); slow tier only
 SPLICE = "splice_and_steer.ipynb"
+#: sparse feature circuits and an attribution graph, SAEs and transcoders trained inside; slow tier only
+FEATURE_CIRCUITS = "feature_circuits.ipynb"
 
 
 def execute(name: str, fast: bool, tmp_path: Path, attn_saes: Path | None = None):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from notebook_runs import NAMES, SPLICE, _text, execute
+from notebook_runs import FEATURE_CIRCUITS, NAMES, SPLICE, _text, execute
 
 
 @pytest.fixture(scope="module")
@@ -30,3 +30,17 @@ def test_splice_and_steer_runs(tmp_path):
         o for c in nb.cells for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})
     ]
     assert len(figures) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_feature_circuits_runs(tmp_path):
+    """Trains the site SAEs and transcoders, finds the IOI feature circuit and builds an attribution graph."""
+    nb = execute(FEATURE_CIRCUITS, False, tmp_path)
+    text = _text(nb)
+    assert "all checks passed" in text
+    assert "replacement score" in text and "latents needed for faithfulness" in text
+    figures = [
+        o for c in nb.cells for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})
+    ]
+    assert len(figures) == 3  # faithfulness curves, head heatmap, attribution graph

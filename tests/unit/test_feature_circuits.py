@@ -237,3 +237,40 @@ def test_bench_resume_reads_documents_written_before_the_feature_circuit_options
     assert _reusable(path, cfg, 1) == doc
     assert _reusable(path, cfg.model_copy(update={"sae_dir": "elsewhere"}), 1) == doc  # where, not how
     assert _reusable(path, cfg.model_copy(update={"ig_steps": 3}), 1) is None
+
+
+def test_bench_rows_carry_a_feature_circuits_own_figures_only():
+    """The bench row of a feature circuit keeps the document's faithfulness, completeness,
+    size and the curve's latents-for-0.8; other methods' rows get nothing extra."""
+    from bench.circuits import feature_circuit_figures
+
+    doc = {
+        "method": "feature-circuit",
+        **{"faithfulness": 0.61, "completeness": 0.2, "n_nodes": 40, "n_error_nodes": 3, "n_edges": 9},
+        "details": {"n_features_for_faithfulness_0.8": 500, "curves": {}},
+    }
+    assert feature_circuit_figures(doc) == {
+        **{"faithfulness": 0.61, "completeness": 0.2, "n_nodes": 40, "n_error_nodes": 3, "n_edges": 9},
+        "n_features_for_faithfulness_0.8": 500,
+    }
+    assert feature_circuit_figures({**doc, "method": "eap"}) == {}
+
+
+@pytest.mark.parametrize(
+    ("config", "organism"),
+    [("feature_circuit.yaml", "organism.yaml"), ("feature_circuit_b.yaml", "organism_b.yaml")],
+)
+def test_shipped_feature_circuit_configs_cover_every_site_of_their_organism(config, organism):
+    """``bench circuits --feature-saes DIR`` needs DIR/<model> to hold an SAE at every site of
+    that model: organism-b has more layers than the organism, so it has its own config."""
+    from pathlib import Path
+
+    import yaml
+
+    from circuits.feature_attribution import model_sites
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    run = yaml.safe_load((root / config).read_text())
+    n_layers = yaml.safe_load((root / organism).read_text())["n_layers"]
+    assert run["data"]["model"] == Path(organism).stem.replace("_", "-")
+    assert sorted(s["hook"] for s in run["saes"]) == sorted(s.hook for s in model_sites(n_layers))

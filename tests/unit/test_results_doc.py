@@ -97,3 +97,20 @@ def test_explorer_section_with_builds_and_pages():
     text = "\n".join(_explorer({"result": result}))
     assert "512 (extrapolated)" in text and "262,144: 171 s" in text
     assert "| `search` | 0.12 | 0.46 |" in text and "Precomputed: P. On demand: D." in text
+
+
+def test_feature_circuit_rows_get_their_own_table_and_others_none():
+    from bench.results_doc import _circuits
+
+    base = {"task": "ioi", "ground_truth": "path_patching", "roc_auc": 0.9, "seconds": 1.0, "n_prompts": 100}
+    plain = {"result": [{**base, "method": "eap"}]}
+    assert "Feature circuits" not in "\n".join(_circuits(plain))
+    fc = {
+        **base,
+        **{"method": "feature-circuit", "model": "organism-b", "faithfulness": 0.4567, "completeness": 0.1234},
+        **{"n_nodes": 1234, "n_error_nodes": 7, "n_edges": 88, "n_features_for_faithfulness_0.8": None},
+    }
+    page = "\n".join(_circuits({"result": [{**base, "method": "eap"}, fc, {**fc, "ground_truth": "faithfulness"}]}))
+    assert "Feature circuits" in page
+    assert "| organism-b | ioi | 1,234 | 7 | 88 | 0.457 | 0.123 | – |" in page
+    assert page.count("| organism-b | ioi | 1,234 |") == 1  # one row per model and task, not per ground truth
