@@ -9,6 +9,7 @@ lab's pass instead of making its own), and after it hands each evaluation an ``E
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ class EvalGroup:
     suite: object  # evals.suite_config.SuiteConfig
     observed: dict[str, dict[str, object]] = field(default_factory=dict)  # eval → SAE name → observer
     progress: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)  # eval → wall seconds (summed over models)
 
 
 def _module(name: str):
@@ -62,9 +64,28 @@ def combined(observed: dict[str, dict[str, object]]) -> Callable | None:
 
 
 def run_evals(group: EvalGroup) -> dict[str, list[tuple[dict, dict]]]:
-    """Run every selected evaluation on ``group``: name → [(SAE info, SAEBench document)]."""
+    """Run every selected evaluation on ``group``: name → [(SAE info, SAEBench document)]; each one's
+    wall seconds are added to ``group.seconds``."""
     cfg = group.suite.saebench
-    return {name: _function(name)(group, getattr(cfg, name, None)) for name in cfg.evals}
+    out = {}
+    for name in cfg.evals:
+        start = time.perf_counter()
+        out[name] = _function(name)(group, getattr(cfg, name, None))
+        group.seconds[name] = group.seconds.get(name, 0.0) + time.perf_counter() - start
+    return out
+
+
+def suite_metrics(collected: dict[str, list[tuple[dict, dict]]]) -> None:
+    """Copy each evaluation's ``SUITE_METRICS`` (suite name → (category, metric) of its document) into the
+    SAE's suite ``metrics``, so the claims table can compare them (absorption: ``absorption_fraction``).
+    A skipped SAE's null stays absent."""
+    for name, docs in collected.items():
+        wanted = getattr(_module(name), "SUITE_METRICS", {})
+        for info, doc in docs:
+            for key, (category, metric) in wanted.items():
+                value = (doc["eval_result_metrics"].get(category) or {}).get(metric)
+                if value is not None:
+                    info.setdefault("metrics", {})[key] = value
 
 
 def write_all(out: Path, collected: dict[str, list[tuple[dict, dict]]]) -> dict[str, dict]:
