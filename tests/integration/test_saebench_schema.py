@@ -25,7 +25,7 @@ TINY = {
         "sparse_probing": {"datasets": ["category", "gender"], "k_values": [1, 5], "contexts": 2},
         "absorption": {"contexts": 4},
         "tpp": {"contexts": 2, "n_values": [2, 20]},
-        "autointerp": {"n_latents": 4, "n_tokens": 4096, "min_examples": 5},
+        "autointerp": {"n_latents": 4, "n_tokens": 8192, "min_examples": 5},
     },
 }
 
