@@ -13,6 +13,9 @@ parent concept is SAEBench's ``first_letter``, validated as one letter, where ou
 (``category``: "city", "food", ...). Those details are validated with ``first_letter`` set to "a"
 and every such substitution is listed under ``adapted``; every other field is checked as is.
 
+Core: a never-firing latent's ``consistent_activation_heuristic`` is 0/0; SAEBench writes NaN
+(Python's json), ours null (JSON has no NaN); nulls there are read back as NaN, listed in ``adapted``.
+
 A document the lab wrote for an SAE the evaluation could not score (``eval_result_unstructured``
 holds ``skipped``: its reason; its metrics are null) is reported ``skipped`` and not validated:
 SAEBench aborts such an SAE and writes no file, so its classes have no form for it.
@@ -71,7 +74,10 @@ def undeclared(cls, doc: dict) -> list[str]:
 
 
 def adapt(doc: dict) -> tuple[dict, list[str]]:
-    """The document as validated (absorption over categories: a letter stands in for the category)."""
+    """The document as validated (absorption over categories: a letter stands in for the category;
+    core: null consistent_activation_heuristic back to NaN)."""
+    if doc.get("eval_type_id") == "core":
+        return _core_nan(doc)
     if not doc.get("eval_type_id", "").startswith("absorption") or doc["eval_type_id"] == "absorption_first_letter":
         return doc, []
     details = doc.get("eval_result_details") or []
@@ -79,6 +85,18 @@ def adapt(doc: dict) -> tuple[dict, list[str]]:
         f"eval_result_details.{i}.first_letter: category {d.get('category')!r} -> 'a'" for i, d in enumerate(details)
     ]
     return {**doc, "eval_result_details": [{**d, "first_letter": "a"} for d in details]}, adapted
+
+
+def _core_nan(doc: dict) -> tuple[dict, list[str]]:
+    """SAEBench's core writes a never-firing latent's consistent_activation_heuristic as NaN (0/0,
+    written by Python's json with allow_nan); ours writes null (JSON has no NaN). Null → NaN here."""
+    key = "consistent_activation_heuristic"
+    details = doc.get("eval_result_details") or []
+    nulls = sum(1 for d in details if key in d and d[key] is None)
+    if not nulls:
+        return doc, []
+    fixed = [{**d, key: float("nan")} if key in d and d[key] is None else d for d in details]
+    return {**doc, "eval_result_details": fixed}, [f"eval_result_details.*.{key}: {nulls} null -> NaN (dead latents)"]
 
 
 def validate(path: str) -> dict:

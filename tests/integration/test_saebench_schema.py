@@ -79,9 +79,14 @@ def test_every_eval_validates_with_sae_bench_classes(sae_bench_python, tiny_run,
     wrong = json.loads(json.dumps(doc))
     wrong["eval_result_metrics"]["sparsity"]["l0"] = "sixteen"
     missing = {k: v for k, v in doc.items() if k != "sae_bench_commit_hash"}
+    dead = json.loads(json.dumps(doc))  # a never-firing latent: SAEBench's NaN, our null
+    dead["eval_result_details"][0]["consistent_activation_heuristic"] = None
     (broken / "wrong.json").write_text(json.dumps(wrong))
     (broken / "missing.json").write_text(json.dumps(missing))
-    rows = _validate(sae_bench_python, [broken / "wrong.json", broken / "missing.json"])["results"]
-    assert [r["ok"] for r in rows] == [False, False]
+    (broken / "dead.json").write_text(json.dumps(dead))
+    files = [broken / "wrong.json", broken / "missing.json", broken / "dead.json"]
+    rows = _validate(sae_bench_python, files)["results"]
+    assert [r["ok"] for r in rows] == [False, False, True]
+    assert rows[2]["adapted"] == ["eval_result_details.*.consistent_activation_heuristic: 1 null -> NaN (dead latents)"]
     assert any("sparsity.l0" in e for e in rows[0]["errors"])
     assert any("sae_bench_commit_hash" in e for e in rows[1]["errors"])
