@@ -20,4 +20,5 @@ BENCHMARKS: dict[str, str] = {
     "soak": "bench.soak",
     "interop": "bench.interop",
     "peers": "bench.peer_parity",
+    "evals": "bench.evals",
 }

@@ -1,5 +1,5 @@
-"""The peer virtual environments (``bench/.peers/<peer>/``): SAELens, sparsify, dictionary_learning
-and circuit-tracer.
+"""The peer virtual environments (``bench/.peers/<peer>/``): SAELens, sparsify, dictionary_learning,
+circuit-tracer and sae-bench.
 
 Peers run in their own interpreters so their pins never touch ours, one venv per peer
 because their pins conflict (dictionary_learning wants nnsight 0.3, SAELens 6.54 a newer
@@ -7,6 +7,11 @@ transformers). Every venv gets the same local torch wheel first (``pip install t
 before the peer, so nothing pulls a CUDA torch), so both sides compute with the same kernels.
 ``peer_python(peer)`` builds a venv on first use, once; ``run_peer(script, payload, peer)``
 runs a script from ``bench/peers/`` there and returns the JSON object it prints last.
+
+sae-bench is the exception: its pins (sae-lens, sae-probes, torchvision, numpy < 2, datasets < 4)
+are those of a full GPU benchmark, and all the lab needs from it is its output dataclasses
+(``sae_bench.evals.*.eval_output``), which import only pydantic. So its venv gets pydantic and
+``pip install --no-deps sae-bench``, no torch (``NO_DEPS``, ``NO_TORCH``).
 """
 
 from __future__ import annotations
@@ -31,7 +36,12 @@ PINS: dict[str, list[str]] = {
     # reads saelab's attribution-graph JSON with its own pydantic models and recomputes
     # pruning and scores with its own graph.py (tests/integration/test_attribution_graph_peer.py)
     "circuit_tracer": ["circuit-tracer==0.5.0"],
+    "sae_bench": ["pydantic==2.14.4"],
 }
+#: installed after PINS with ``--no-deps`` (what the lab imports from them needs nothing more)
+NO_DEPS: dict[str, list[str]] = {"sae_bench": ["sae-bench==0.6.0"]}
+#: peers whose venv gets no torch (nothing they run imports it)
+NO_TORCH = {"sae_bench"}
 #: packages a peer's dependencies pull in that break on the CPU torch wheel, removed after install:
 #: nnsight requires torchvision, and PyPI's torchvision (built for the CUDA torch) fails to register
 #: its ops on torch+cpu; transformers imports it whenever it is present
@@ -41,12 +51,14 @@ PROBES = {
     "sparsify": "import sparsify",
     "dictionary_learning": "import dictionary_learning.trainers",
     "circuit_tracer": "import circuit_tracer.graph, circuit_tracer.frontend.graph_models",
+    "sae_bench": "import sae_bench.evals.core.eval_output, sae_bench.evals.absorption.eval_output",
 }
 DISTRIBUTIONS = {
     "saelens": "sae-lens",
     "sparsify": "eai-sparsify",
     "dictionary_learning": "dictionary-learning",
     "circuit_tracer": "circuit-tracer",
+    "sae_bench": "sae-bench",
 }
 
 
@@ -65,12 +77,18 @@ def _marker(peer: str) -> Path:
     return venv(peer) / ".saelab-pins.json"
 
 
+def _requirements(peer: str) -> list[str]:
+    """Everything installed into ``peer``'s venv, in order (the marker records it)."""
+    torch = [] if peer in NO_TORCH else [TORCH]
+    return [*torch, *PINS[peer], *(f"--no-deps {r}" for r in NO_DEPS.get(peer, []))]
+
+
 def _works(peer: str) -> bool:
     """Whether the venv is built with today's pins: a marker written once its import probe
     passed (importing a peer costs seconds to minutes, so it is not redone on every run)."""
     if not _python(peer).exists():
         return False
-    pins = json.dumps([TORCH, *PINS[peer]])
+    pins = json.dumps(_requirements(peer))
     if _marker(peer).exists() and _marker(peer).read_text() == pins:
         return True
     probe = subprocess.run([str(_python(peer)), "-c", PROBES[peer]], capture_output=True)
@@ -90,9 +108,14 @@ def peer_python(build: bool = True, peer: str = "saelens") -> Path:
     steps = [
         [sys.executable, "-m", "venv", "--clear", str(where)],
         [str(_python(peer)), "-m", "pip", "install", "-q", "--upgrade", "pip"],
-        [str(_python(peer)), "-m", "pip", "install", "-q", TORCH],
-        [str(_python(peer)), "-m", "pip", "install", "-q", TORCH, *PINS[peer]],
     ]
+    pip = [str(_python(peer)), "-m", "pip", "install", "-q"]
+    if peer in NO_TORCH:
+        steps.append([*pip, *PINS[peer]])
+    else:
+        steps += [[*pip, TORCH], [*pip, TORCH, *PINS[peer]]]
+    if NO_DEPS.get(peer):
+        steps.append([*pip, "--no-deps", *NO_DEPS[peer]])
     if REMOVE.get(peer):
         steps.append([str(_python(peer)), "-m", "pip", "uninstall", "-y", "-q", *REMOVE[peer]])
     print(f"building the {peer} peer environment in {where} (once) ...", file=sys.stderr)

@@ -484,6 +484,33 @@ def _peers(doc: dict) -> list[str]:
     return lines
 
 
+def _evals(doc: dict) -> list[str]:
+    r = doc["result"]
+    trained = r.get("trained")
+    run = (
+        f"a sweep-like run trained first ({trained['config']}'s SAEs at {trained['n_tokens']:,} tokens, "
+        f"{trained['seconds']:.0f} s, not counted)"
+        if trained
+        else f"`{r['run_dir']}`"
+    )
+    lines = [
+        f"The SAEBench suite ({', '.join(r['evals'])}) on {r['saes']} SAEs of {run}; families "
+        f"{', '.join(r['families'])}. Bar: the whole suite on the organism sweep in ≤ {r['bar_seconds'] // 60} min.",
+        "",
+        *table(["part", "seconds"], [[f"`{k}`", fmt(v, ".1f")] for k, v in r["seconds"].items()]),
+        "",
+        f"Total {r['total_seconds']:.1f} s ({'within' if r['within_bar'] else 'over'} the bar).",
+    ]
+    v = r.get("validation")
+    if v:
+        lines += [
+            "",
+            f"sae-bench {v['sae_bench_version']}'s output classes: {v['valid']} of {v['files']} files valid, "
+            f"{v['skipped']} skipped (an SAE the eval could not score), {len(v['invalid'])} invalid.",
+        ]
+    return lines
+
+
 SECTIONS: dict[str, Callable[[dict], list[str]]] = {
     "train": _train,
     "scaling": _scaling,
@@ -496,6 +523,7 @@ SECTIONS: dict[str, Callable[[dict], list[str]]] = {
     "soak": _soak,
     "interop": _interop,
     "peers": _peers,
+    "evals": _evals,
 }
 
 

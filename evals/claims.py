@@ -29,6 +29,8 @@ TABLE_METRICS = (
     "underused_fraction",
     "underused_fraction_zipf",
     "dense_fraction",
+    "absorption_fraction",
+    "full_absorption_rate",
 )
 
 
@@ -80,6 +82,26 @@ CLAIMS = (
         "Olmo et al. 2024",
         "delta_ce",
         "gsae",
+        "topk",
+        "<",
+    ),
+    Claim(
+        "matryoshka_absorbs_less",
+        "Matryoshka (BatchTopK) absorbs less than TopK at equal L0 (SAEBench's mean absorption fraction, "
+        "word-category hierarchy)",
+        "Bussmann et al. 2025; Karvonen et al. 2025",
+        "absorption_fraction",
+        "matryoshka",
+        "topk",
+        "<",
+    ),
+    Claim(
+        "mc_absorbs_less",
+        "Mutual choice absorbs less than TopK at equal L0 (SAEBench's mean absorption fraction, "
+        "word-category hierarchy)",
+        "issue 23 (SAEBench on the organism)",
+        "absorption_fraction",
+        "mutual_choice",
         "topk",
         "<",
     ),
@@ -142,6 +164,12 @@ def _in_band(sae: dict, band: tuple[float, float] | None) -> bool:
     return band is None or band[0] <= sae["metrics"]["l0"] <= band[1]
 
 
+def _measured(by_seed: dict[int, dict], metric: str) -> bool:
+    """Whether every seed of an SAE has ``metric`` as a number (absorption: only when that eval ran)."""
+    values = [s["metrics"].get(metric) for s in by_seed.values()]
+    return all(isinstance(v, int | float) and not math.isnan(v) for v in values)
+
+
 def evaluate_claim(claim: Claim, groups: dict[str, dict[int, dict]], band: tuple[float, float] | None) -> dict:
     row = {
         "key": claim.key,
@@ -153,6 +181,9 @@ def evaluate_claim(claim: Claim, groups: dict[str, dict[int, dict]], band: tuple
     missing = [n for n in (claim.a, claim.b) if n is not None and n not in groups]
     if missing:
         return {**row, "verdict": "not tested", "why": f"no SAE named {', '.join(missing)} in the suite"}
+    unmeasured = [n for n in (claim.a, claim.b) if n is not None and not _measured(groups[n], claim.metric)]
+    if unmeasured:
+        return {**row, "verdict": "not tested", "why": f"{claim.metric} not measured by this suite"}
     seeds = sorted(
         set(groups[claim.a]) & (set(groups[claim.b]) if claim.b else set(groups[claim.a])), key=lambda s: (s is None, s)
     )

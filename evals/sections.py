@@ -184,6 +184,11 @@ def claims_section(results: list[dict]) -> Section | None:
         "underused_fraction",
         "underused_fraction_zipf",
     ]
+    metrics += [  # the absorption eval's headline, when the suite ran it (configs/claims_absorption.yaml)
+        m
+        for m in ("absorption_fraction", "full_absorption_rate")
+        if any((r.get(m) or {}).get("mean") is not None for r in claims["table"])
+    ]
     table_rows = [
         {
             "name": r["name"],

@@ -25,6 +25,9 @@
     synthetic        (when run) configuration name → {config, steps, families: name → scores,
                      chance: d_sae → the same scores for a random dictionary of that shape,
                      mcc_chance: chance MCC at the first family's width}
+    timings          wall seconds: heldout_pass (mean-ablation means and the held-out pass, every SAE
+                     together) and each SAEBench
+                     eval (summed over models)
     claims           (claims suite) {l0_band, table: [...], claims: [...]}
     saebench         (saebench.evals) name → {file: saebench_<name>.json, saes}; SAEBench-format
                      documents per SAE under saebench/<eval_type_id>/ (see evals.saebench)
@@ -164,10 +167,12 @@ def _context_size(cfg: SuiteConfig, entries: list[EvalTarget]) -> int:
 
 
 def evaluate_model_group(
-    cfg: SuiteConfig, model_name: str, entries: list[EvalTarget], progress: bool
+    cfg: SuiteConfig, model_name: str, entries: list[EvalTarget], progress: bool, seconds: dict | None = None
 ) -> dict[str, list[tuple[dict, dict]]]:
     """Evaluate the SAEs of one language model; fills each entry's ``info``. Returns the
-    SAEBench documents of the suite's ``saebench.evals`` (name → [(info, document)])."""
+    SAEBench documents of the suite's ``saebench.evals`` (name → [(info, document)]);
+    wall seconds of the held-out pass and of each SAEBench eval are added to ``seconds``."""
+    seconds = {} if seconds is None else seconds
     from evals.attention import dfa_examples, head_summary, is_attention_sae
     from sae.hooks import resolve_hook, resolve_pair
     from sae.model import load_model
@@ -190,6 +195,7 @@ def evaluate_model_group(
     ctx = _context_size(cfg, entries)
     hooks = sorted({s.name for e in entries for s in (e.spec, e.out_spec) if s is not None})
     specs = list({e.written.name: e.written for e in entries}.values())  # ablated: the hooks spliced
+    start = time.perf_counter()  # the held-out pass: mean-ablation means and the scored pass
     means = None
     if cfg.splice:
         batches, _ = _token_batches(
@@ -210,6 +216,7 @@ def evaluate_model_group(
         total=n_seq,
         observe=saebench.combined(observed),
     )
+    seconds["heldout_pass"] = seconds.get("heldout_pass", 0.0) + time.perf_counter() - start
     for e in entries:
         r = results[e.name]
         hist, densities = r.pop("density_histogram"), r.pop("densities")
@@ -234,7 +241,7 @@ def evaluate_model_group(
     e_data = {"model": model_name, "context_size": ctx}
     for e in entries:
         e.info["_data"] = e_data
-    group = saebench.EvalGroup(model, tokenizer, entries, cfg, observed, progress)
+    group = saebench.EvalGroup(model, tokenizer, entries, cfg, observed, progress, seconds)
     return saebench.run_evals(group)
 
 
@@ -274,8 +281,9 @@ def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, pro
         groups.setdefault(info["model"], []).append(entry)
     data = []
     collected: dict[str, list] = {}
+    seconds: dict[str, float] = {}
     for model_name, entries in progress_bar(groups.items(), desc="models", disable=not progress or len(groups) < 2):
-        for name, docs in evaluate_model_group(cfg, model_name, entries, progress).items():
+        for name, docs in evaluate_model_group(cfg, model_name, entries, progress, seconds).items():
             collected.setdefault(name, []).extend(docs)
         data.append(entries[0].info["_data"])
     saes = []
@@ -297,11 +305,13 @@ def run_suite(cfg: SuiteConfig, run_dirs: list[str | Path], out: str | Path, pro
             "mean_ablation": cfg.mean_ablation.model_dump() if cfg.splice else None,
         },
         "saes": saes,
+        "timings": {k: round(v, 2) for k, v in seconds.items()},
     }
     if cfg.synthetic.enabled:
         from evals.synthetic.bench import run_benchmark
 
         results["synthetic"] = run_benchmark(cfg.synthetic, progress=progress)
+    saebench.suite_metrics(collected)
     if cfg.claims:
         from evals.claims import evaluate_claims
 

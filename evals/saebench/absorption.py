@@ -69,6 +69,13 @@ DEFINITIONS = {
 }
 
 
+#: the suite metric (``saes[i].metrics``, read by the claims table) → the document's (category, metric)
+SUITE_METRICS = {
+    "absorption_fraction": ("mean", "mean_absorption_fraction_score"),
+    "full_absorption_rate": ("mean", "mean_full_absorption_score"),
+}
+
+
 @dataclass
 class CategoryResult:
     category: str

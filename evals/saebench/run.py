@@ -29,6 +29,7 @@ class EvalGroup:
     suite: object  # evals.suite_config.SuiteConfig
     observed: dict[str, dict[str, object]] = field(default_factory=dict)  # eval → SAE name → observer
     progress: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)  # eval → wall seconds (summed over models)
 
 
 def _module(name: str):
@@ -64,19 +65,26 @@ def combined(observed: dict[str, dict[str, object]]) -> Callable | None:
 
 
 def run_evals(group: EvalGroup) -> dict[str, list[tuple[dict, dict]]]:
-    """Run every selected evaluation on ``group``: name → [(SAE info, SAEBench document)]; then the
-    controls (``evals.saebench.controls``), whose headlines go to each SAE's ``info["saebench_controls"]``."""
+    """Run every selected evaluation on ``group``: name → [(SAE info, SAEBench document)], each one's wall
+    seconds added to ``group.seconds``; then the controls (``evals.saebench.controls``, seconds under
+    ``controls``), whose headlines go to each SAE's ``info["saebench_controls"]``."""
     from evals.saebench.controls import run_controls
 
     cfg = group.suite.saebench
-    docs = {name: _function(name)(group, getattr(cfg, name, None)) for name in cfg.evals}
+    docs = {}
+    for name in cfg.evals:
+        start = time.perf_counter()
+        docs[name] = _function(name)(group, getattr(cfg, name, None))
+        group.seconds[name] = group.seconds.get(name, 0.0) + time.perf_counter() - start
 
     def evaluate(name: str, entries: list) -> list[tuple[dict, dict]]:
         sub = EvalGroup(group.model, group.tokenizer, entries, group.suite, {}, group.progress)
         return _function(name)(sub, getattr(cfg, name, None))
 
     if cfg.evals:
+        start = time.perf_counter()
         run_controls(group, cfg.evals, docs, cfg.controls_seed, evaluate, controls=cfg.controls)
+        group.seconds["controls"] = group.seconds.get("controls", 0.0) + time.perf_counter() - start
     return docs
 
 
@@ -109,6 +117,20 @@ def summary(collected: dict[str, list[tuple[dict, dict]]]) -> dict:
         "controls": " ".join(about.split()),
         "saes": saes,
     }
+
+
+
+def suite_metrics(collected: dict[str, list[tuple[dict, dict]]]) -> None:
+    """Copy each evaluation's ``SUITE_METRICS`` (suite name → (category, metric) of its document) into the
+    SAE's suite ``metrics``, so the claims table can compare them (absorption: ``absorption_fraction``).
+    A skipped SAE's null stays absent."""
+    for name, docs in collected.items():
+        wanted = getattr(_module(name), "SUITE_METRICS", {})
+        for info, doc in docs:
+            for key, (category, metric) in wanted.items():
+                value = (doc["eval_result_metrics"].get(category) or {}).get(metric)
+                if value is not None:
+                    info.setdefault("metrics", {})[key] = value
 
 
 def write_all(out: Path, collected: dict[str, list[tuple[dict, dict]]]) -> dict[str, dict]:
