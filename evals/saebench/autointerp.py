@@ -112,6 +112,9 @@ def fuzz_marks(w: contexts.Window, n_incorrect: int, rng: random.Random) -> list
 
 
 def score_delphi(ctx: contexts.LatentContexts, explainer, scorer, cfg, rng: random.Random, fail) -> dict | None:
+    if not ctx.delphi_test:  # too few activating windows to hold any out: recorded, not scored
+        fail("delphi", JudgeError("no held-out activating window to score"))
+        return None
     try:
         explanation = explainer.explain_delphi(ctx.delphi_train, ctx.max_activation, ctx.non_activating_train)
     except JudgeError as err:

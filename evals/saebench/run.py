@@ -119,7 +119,6 @@ def summary(collected: dict[str, list[tuple[dict, dict]]]) -> dict:
     }
 
 
-
 def suite_metrics(collected: dict[str, list[tuple[dict, dict]]]) -> None:
     """Copy each evaluation's ``SUITE_METRICS`` (suite name → (category, metric) of its document) into the
     SAE's suite ``metrics``, so the claims table can compare them (absorption: ``absorption_fraction``).

@@ -247,6 +247,8 @@ def test_graph_page_draws_prunes_and_links_features(tmp_path):
     text = _text(at)
     assert "feature=9" not in text and "feature=7" in text
     assert "4 nodes, 1 links at threshold 0.50" in text
+
+
 def test_feature_page_shows_explanation_places_density_and_loss_effect(explorer_run):
     from app.dashboard_data import read_features
 

@@ -124,6 +124,16 @@ def test_statistical_baseline_end_to_end_on_hand_built_contexts():
     assert m["delphi"]["detection_balanced_accuracy"] == 1.0
 
 
+def test_a_latent_without_held_out_windows_is_recorded_not_scored(capsys):
+    cfg = AutointerpSettings()
+    ctx = _contexts(4, "Tom")
+    ctx.delphi_test = []  # every activating window went to the explainer
+    d = autointerp.score_latent(ctx, StatisticalExplainer(cfg), RuleScorer(), cfg, 0, autointerp.reporter("run/sae"))
+    assert d["delphi"] is None and d["failures"] == ["delphi: no held-out activating window to score"]
+    assert d["saebench"]["score"] == 1.0  # SAEBench's protocol has its own windows and still runs
+    assert "latent 4: delphi: no held-out activating window" in capsys.readouterr().err
+
+
 def test_client_reply_cache_and_key(tmp_path, monkeypatch):
     monkeypatch.setenv("SAELAB_LLM_API_KEY", "sk-test")
     with MockLLM() as server:
