@@ -102,6 +102,19 @@ def load_sae_cached(path: str):
     return load_sae(path)
 
 
+def prompt_codes(entry, text: str):
+    """``(model, tokenizer, sae, tokens, codes)`` of ``text`` under ``entry``'s SAE at its hook;
+    ``SaelabError`` when the prompt has no token past BOS."""
+    from app.prompt import prompt_tokens, token_codes
+
+    model, tok = model_and_tokenizer(model_name(entry))
+    sae, _cfg = load_sae_cached(str(entry.path))
+    tokens = prompt_tokens(tok, text)
+    if tokens.shape[1] < 2:
+        raise SaelabError("the prompt has no tokens")
+    return model, tok, sae, tokens, token_codes(model, tok, sae, entry.hook, tokens)
+
+
 # cache_resource, not cache_data: cache_data unpickles a copy on every read, which for a
 # 16,384-row table with list columns costs most of a page's second; callers copy what they change
 @st.cache_resource(show_spinner=False, max_entries=16)

@@ -9,8 +9,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from app.common import all_saes, feature_link, highlight, load_sae_cached, model_and_tokenizer, pick_sae
-from app.prompt import prompt_tokens, sample, steer, steer_many, token_codes, top_features, top_token_union
+from app.common import all_saes, feature_link, highlight, load_sae_cached, model_and_tokenizer, pick_sae, prompt_codes
+from app.prompt import prompt_tokens, sample, steer, steer_many, top_features, top_token_union
 from app.run_dir import model_name
 from sae.errors import SaelabError
 
@@ -55,12 +55,7 @@ if entry is not None:
     text = st.text_input("Prompt", "When Mary and John went to the store, John gave a drink to")
     k = st.slider("Features per token", 1, 10, 5)
     try:
-        model, tok = model_and_tokenizer(model_name(entry))
-        sae, _cfg = load_sae_cached(str(entry.path))
-        tokens = prompt_tokens(tok, text)
-        if tokens.shape[1] < 2:
-            raise SaelabError("the prompt has no tokens")
-        codes = token_codes(model, tok, sae, entry.hook, tokens)
+        model, tok, sae, tokens, codes = prompt_codes(entry, text)
     except SaelabError as e:
         st.error(str(e))
         st.stop()

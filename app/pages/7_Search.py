@@ -11,14 +11,11 @@ from app.common import (
     explanations,
     feature_url,
     features,
-    load_sae_cached,
-    model_and_tokenizer,
     pick_sae,
+    prompt_codes,
     run_dirs,
     token_index,
 )
-from app.prompt import prompt_tokens, token_codes
-from app.run_dir import model_name
 from app.search import by_explanation, by_token, prompt_top_features
 from sae.errors import SaelabError
 
@@ -76,12 +73,7 @@ if entry is not None:
         text = st.text_area("Prompt", "When Mary and John went to the store, John gave a drink to", key="q_prompt")
         if text.strip():
             try:
-                model, tok = model_and_tokenizer(model_name(entry))
-                sae, _ = load_sae_cached(str(entry.path))
-                tokens = prompt_tokens(tok, text)
-                if tokens.shape[1] < 2:
-                    raise SaelabError("the prompt has no tokens")
-                codes = token_codes(model, tok, sae, entry.hook, tokens)
+                _model, tok, _sae, tokens, codes = prompt_codes(entry, text)
             except SaelabError as e:
                 st.error(str(e))
             else:

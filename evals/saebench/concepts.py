@@ -176,17 +176,23 @@ def read_last(model, specs: list, items: list[Item], batch_size: int = 128) -> d
             tokens[i, : len(it.tokens)] = torch.tensor(it.tokens)
             tokens[i, len(it.tokens) :] = it.tokens[-1]  # any id: never read
         last = torch.tensor([len(it.tokens) - 1 for it in chunk])
-        cache: dict[str, torch.Tensor] = {}
-
-        def capture(name, cache=cache):
-            def hook(act, hook=None):
-                cache[name] = act.detach()
-                return act
-
-            return hook
-
-        model.run_with_hooks(tokens.to(device), fwd_hooks=[(n, capture(n)) for n in tl_names])
+        cache = run_capturing(model, tokens.to(device), tl_names)
         rows = torch.arange(len(chunk))
         for s in specs:
             out[s.name].append(s.read(cache[s.tl_name])[rows, last.to(device)].float().cpu())
     return {k: torch.cat(v) for k, v in out.items()}
+
+
+def run_capturing(model, tokens: torch.Tensor, tl_names) -> dict[str, torch.Tensor]:
+    """One forward pass of ``tokens``; the (detached) activations at the TransformerLens hooks ``tl_names``."""
+    cache: dict[str, torch.Tensor] = {}
+
+    def capture(name):
+        def hook(act, hook=None):
+            cache[name] = act.detach()
+            return act
+
+        return hook
+
+    model.run_with_hooks(tokens, fwd_hooks=[(n, capture(n)) for n in tl_names])
+    return cache

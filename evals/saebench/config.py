@@ -16,6 +16,13 @@ from sae.config import FrozenConfig
 CONCEPT_DATASETS = ("category", "gender", "city", "job")
 
 
+def positive_counts(values: list[int], name: str) -> list[int]:
+    """A list of latent counts: non-empty, positive, sorted, without repeats."""
+    if not values or any(v <= 0 for v in values):
+        raise ValueError(f"{name} must be positive integers")
+    return sorted(set(values))
+
+
 class SparseProbingSettings(FrozenConfig):
     """Sparse probing: one-vs-rest concepts of the organism's world, top-k latents by mean difference."""
 
@@ -47,10 +54,8 @@ class SparseProbingSettings(FrozenConfig):
 
     @field_validator("k_values")
     @classmethod
-    def _positive(cls, ks: list[int]) -> list[int]:
-        if not ks or any(k <= 0 for k in ks):
-            raise ValueError("k_values must be positive integers")
-        return sorted(set(ks))
+    def _positive(cls, values: list[int]) -> list[int]:
+        return positive_counts(values, "k_values")
 
 
 class AbsorptionSettings(FrozenConfig):
@@ -89,10 +94,8 @@ class TPPSettings(FrozenConfig):
 
     @field_validator("n_values")
     @classmethod
-    def _positive(cls, ns: list[int]) -> list[int]:
-        if not ns or any(n <= 0 for n in ns):
-            raise ValueError("n_values must be positive integers")
-        return sorted(set(ns))
+    def _positive(cls, values: list[int]) -> list[int]:
+        return positive_counts(values, "n_values")
 
 
 class SCRSettings(FrozenConfig):
@@ -122,10 +125,8 @@ class SCRSettings(FrozenConfig):
 
     @field_validator("n_values")
     @classmethod
-    def _positive(cls, ns: list[int]) -> list[int]:
-        if not ns or any(n <= 0 for n in ns):
-            raise ValueError("n_values must be positive integers")
-        return sorted(set(ns))
+    def _positive(cls, values: list[int]) -> list[int]:
+        return positive_counts(values, "n_values")
 
 
 class RavelSettings(FrozenConfig):
@@ -146,10 +147,8 @@ class RavelSettings(FrozenConfig):
 
     @field_validator("n_values")
     @classmethod
-    def _positive(cls, ns: list[int]) -> list[int]:
-        if not ns or any(n <= 0 for n in ns):
-            raise ValueError("n_values must be positive integers")
-        return sorted(set(ns))
+    def _positive(cls, values: list[int]) -> list[int]:
+        return positive_counts(values, "n_values")
 
 
 class AutointerpSettings(FrozenConfig):

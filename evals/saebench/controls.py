@@ -106,16 +106,7 @@ def sample_rows(model, tokenizer, specs: list, n_sentences: int = SAMPLE_SENTENC
         for i, p in enumerate(chunk):
             tokens[i, : len(p)] = torch.tensor(p)
             mask[i, 1 : len(p)] = True
-        cache = {}
-
-        def capture(name, cache=cache):
-            def hook(act, hook=None):
-                cache[name] = act.detach()
-                return act
-
-            return hook
-
-        model.run_with_hooks(tokens.to(device), fwd_hooks=[(n, capture(n)) for n in {s.tl_name for s in specs}])
+        cache = concepts.run_capturing(model, tokens.to(device), {s.tl_name for s in specs})
         for s in specs:
             out[s.name].append(s.read(cache[s.tl_name])[mask.to(device)].float().cpu())
     return {k: torch.cat(v) for k, v in out.items()}

@@ -175,16 +175,7 @@ def read_spans(model, specs: list, items: list, starts: list[int], batch_size: i
         for i, it in enumerate(chunk):
             tokens[i, : len(it.tokens)] = torch.tensor(it.tokens)
             mask[i, starts[lo + i] : len(it.tokens)] = True
-        cache: dict[str, torch.Tensor] = {}
-
-        def capture(name, cache=cache):
-            def hook(act, hook=None):
-                cache[name] = act.detach()
-                return act
-
-            return hook
-
-        model.run_with_hooks(tokens.to(device), fwd_hooks=[(n, capture(n)) for n in tl_names])
+        cache = concepts.run_capturing(model, tokens.to(device), tl_names)
         for s in specs:
             rows[s.name].append(s.read(cache[s.tl_name])[mask.to(device)].float().cpu())
         owner.append((torch.arange(len(chunk))[:, None] + lo).expand(-1, width)[mask])
