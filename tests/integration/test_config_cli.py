@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OTHER = {
     "cache_organism.yaml": "cache",
     "claims.yaml": "suite",
+    "claims_absorption.yaml": "suite",
     "eval_suite.yaml": "suite",
     "organism.yaml": "organism",
     "organism_b.yaml": "organism",

@@ -105,7 +105,7 @@ def test_llm_path_through_the_cli_and_its_cache(tiny_run, tmp_path):
                 "data": {"n_tokens": 1024, "lm_batch_size": 32},
                 "splice": False,
                 "attention": {"enabled": False},
-                "saebench": {"evals": ["autointerp"], "autointerp": settings},
+                "saebench": {"evals": ["autointerp"], "controls": False, "autointerp": settings},
             }
         )
     )
