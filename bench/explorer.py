@@ -179,5 +179,4 @@ def run(args: argparse.Namespace) -> dict:
         "feature_page_max_s": pages["feature_dashboard"]["max_s"],
         "torch_threads": torch.get_num_threads(),
         "targets": {"dashboard_build_s_16384": 600, "page_s": 1.0},
-        "note": "2-core machine shared with other jobs while measured",
     }
