@@ -37,14 +37,20 @@ def _result_documents(run_dir: str | Path) -> Iterator[tuple[Path, dict]]:
     for path in sorted(Path(run_dir).rglob("*.json")):
         if path.name == CFG or any(p.startswith(".") for p in path.parts) or not inside(path, real):
             continue
-        try:
-            if path.stat().st_size > 200_000_000:
-                continue
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(doc, dict):
+        doc = read_json_doc(path)
+        if doc is not None:
             yield path, doc
+
+
+def read_json_doc(path: Path) -> dict | None:
+    """A JSON object from ``path``; None when unreadable, not an object, or over 200 MB (not a results file)."""
+    try:
+        if path.stat().st_size > 200_000_000:
+            return None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 RESULT_KINDS = ("sweep", "eval", "circuit", "supervised")

@@ -27,7 +27,6 @@ and every other numeric field is a score.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from app.run_dir import read_json_doc
 from sae.errors import SaelabError
 
 TOKEN_INDEX = "token_index.parquet"
@@ -167,13 +167,8 @@ def read_explanations(sae_dir: str | Path, name: str, run_dirs: list[Path] = ())
     files = []
     for path, own in _candidates(sae_dir, list(run_dirs)):
         named = path.name.startswith(("autointerp", "explanations"))
-        try:
-            if path.stat().st_size > 200_000_000:
-                continue
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if not isinstance(doc, dict) or not (doc.get("kind") == "autointerp" or named):
+        doc = read_json_doc(path)
+        if doc is None or not (doc.get("kind") == "autointerp" or named):
             continue
         target = doc.get("sae")
         if not own and target not in (name, str(sae_dir), str(sae_dir.resolve())):

@@ -104,8 +104,8 @@ def _classify(call, items: list, per_prompt: int, fail) -> list[bool | None]:
 
 def fuzz_marks(w: contexts.Window, n_incorrect: int, rng: random.Random) -> list[bool]:
     """delphi's false-positive marks: ``n_incorrect`` random tokens below 0.3·max (here: all of them, a
-    non-activating window being zero throughout). delphi forces one mark at ``len − len//4`` (its own
-    TODO calls it wrong); here all positions are random."""
+    non-activating window being zero throughout). delphi forces one mark at ``len − len//4`` (a comment in
+    its own code calls that wrong); here all positions are random."""
     below = [i for i, a in enumerate(w.acts) if a <= 0.3 * w.max_act]
     chosen = set(rng.sample(below, min(n_incorrect, len(below))))
     return [i in chosen for i in range(len(w.acts))]
