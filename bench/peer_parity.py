@@ -100,6 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     keys = sorted({p.key for p in PAIRS})
     parser.add_argument("--families", nargs="+", default=keys, help=f"lab families to compare ({', '.join(keys)})")
     parser.add_argument("--peers", nargs="+", default=list(PEERS), help=f"peers ({', '.join(PEERS)})")
+    parser.add_argument(
+        "--rows",
+        default=None,
+        metavar="PAIR:PEER,...",
+        help="only these rows (e.g. jumprelu:saelens,topk:sparsify; within --families/--peers); the saved "
+        "bench/results/peers.json keeps every other row of the previous run",
+    )
     parser.add_argument("--n-tokens", type=int, default=409_600, help="training tokens (rows) per side")
     parser.add_argument("--heldout-tokens", type=int, default=65_536, help="held-out rows scored")
     parser.add_argument("--batch-size", type=int, default=1024)
@@ -483,7 +490,59 @@ def selected(args) -> list[Pair]:
             raise ConfigError(f"--peers: unknown peer {p!r} (known: {', '.join(PEERS)})")
     if args.n_tokens < 4 * args.batch_size:
         raise ConfigError(f"--n-tokens {args.n_tokens} gives fewer than 4 steps of --batch-size {args.batch_size}")
-    return [p for p in PAIRS if p.key in args.families and p.peer in args.peers]
+    chosen = [p for p in PAIRS if p.key in args.families and p.peer in args.peers]
+    wanted = parse_rows(getattr(args, "rows", None))
+    return chosen if wanted is None else [p for p in chosen if (p.key, p.peer) in wanted]
+
+
+def parse_rows(text: str | None) -> set[tuple[str, str]] | None:
+    """``--rows "jumprelu:saelens,topk:sparsify"`` → {(pair key, peer)}; None when not given."""
+    from sae.errors import ConfigError
+
+    if text is None:
+        return None
+    known = {(p.key, p.peer) for p in PAIRS}
+    wanted = set()
+    for item in (s.strip() for s in text.split(",")):
+        key, _, peer = item.partition(":")
+        if (key, peer) not in known:
+            listed = ", ".join(f"{k}:{p}" for k, p in sorted(known))
+            raise ConfigError(f"--rows: no row {item!r} (known: {listed})")
+        wanted.add((key, peer))
+    return wanted
+
+
+def merge_saved(previous: dict | None, document: dict) -> dict:
+    """The saved result of a ``--rows`` run: the previous file's rows with these rows replaced
+    (matched on pair and peer) or added, in ``PAIRS`` order; ``runs`` records which rows each
+    run produced and when (a row's own ``load_average`` is its own). A run without
+    ``--rows`` replaces the file."""
+    if previous is None or document["args"].get("rows") is None or not isinstance(previous.get("result"), list):
+        return document
+    new = {(r["pair"], r["peer"]): r for r in document["result"]}
+    rows = {(r["pair"], r["peer"]): r for r in previous["result"]}
+    rows.update(new)
+    order = {(p.key, p.peer): i for i, p in enumerate(PAIRS)}
+    merged = sorted(rows.values(), key=lambda r: order.get((r["pair"], r["peer"]), len(order)))
+    runs = list(
+        previous.get("runs")
+        or [
+            {
+                "rows": sorted(f"{k}:{p}" for k, p in rows if (k, p) not in new),
+                "created": previous.get("created"),
+                "args": previous.get("args"),
+            }
+        ]
+    )
+    runs.append(
+        {
+            "rows": [f"{k}:{p}" for k, p in new],
+            "created": document["created"],
+            "args": document["args"],
+            "load_average": document["machine"].get("load_average"),
+        }
+    )
+    return {**document, "result": merged, "runs": runs}
 
 
 def run(args: argparse.Namespace) -> list[dict]:
