@@ -268,3 +268,37 @@ def test_saving_a_rows_run_merges_into_the_previous_file(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "peers.json").read_text())
     assert [(r["pair"], r["fvu"]) for r in saved["result"]] == [("topk", 1.0), ("gated", 2.0)]
     assert saved["args"]["rows"] == "gated:saelens" and len(saved["runs"]) == 2
+
+
+def test_the_threshold_ema_scales_start_and_horizon_together():
+    assert pp.threshold_ema(1000) == {"threshold_start_step": 1000, "threshold_beta": pytest.approx(0.999)}
+    assert pp.threshold_ema(50)["threshold_beta"] == pytest.approx(0.98)
+
+    # dictionary_learning's update on a batch minimum falling 3.0 -> 1.25 over 350 steps (the
+    # organism stream's): β = 0.999 stays near the first value, the scaled β tracks the end
+    def final(beta):
+        theta = -1.0
+        for i in range(350):
+            low = 3.0 - 1.75 * min(1.0, i / 200)
+            theta = low if theta < 0 else beta * theta + (1 - beta) * low
+        return theta
+
+    assert final(0.999) > 2.0
+    assert final(pp.threshold_ema(50)["threshold_beta"]) == pytest.approx(1.25, rel=0.05)
+
+
+def test_the_search_stops_when_l0_does_not_answer_the_knob():
+    # the JumpReLU rows at 400 steps: L0 ~980 of 1024 whatever λ (log θ moves ~lr per step)
+    calls = []
+
+    def flat(c):
+        calls.append(c)
+        return {"l0": 980.0 + math.log(c)}
+
+    best, trail = pp.coefficient_search(flat, 1.0, 16.0, False, max_trials=6)
+    assert [t["knob"] for t in trail] == [1.0, 4.0, 16.0] and len(calls) == 3
+    assert best["knob"] == 1.0 and "does not answer" in best["search_stopped"]
+    # a slow start that then answers is not cut short (dictionary_learning's Gated trail)
+    slow = {0.1: 200.0, 0.4: 187.0, 1.6: 147.0, 6.4: 76.0, 25.6: 14.7}
+    best, trail = pp.coefficient_search(lambda c: {"l0": slow[round(c, 4)]}, 0.1, 16.0, False, max_trials=6)
+    assert best["l0"] == 14.7 and best["search_stopped"] is None and len(trail) == 5
