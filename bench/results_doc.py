@@ -478,6 +478,19 @@ def _peers(doc: dict) -> list[str]:
                 ],
             ),
         ]
+    unmatched = [
+        (r, side, search[f"{side}_stopped"])
+        for r in done
+        if (search := r.get("coefficient_search"))
+        for side in ("ours", "peer")
+        if search.get(f"{side}_stopped")
+    ]
+    if unmatched:
+        lines += ["", "Coefficient searches that stopped short of the target L0:", ""]
+        lines += [
+            f"- {_pair_label(r)} vs {r['peer']}, {'saelab' if side == 'ours' else r['peer']}: {why}"
+            for r, side, why in unmatched
+        ]
     skipped = [r for r in rows if r.get("skipped")]
     if skipped:
         lines += ["", "Skipped:", ""] + [f"- {r['family']} vs {r['peer']}: {r['skipped']}" for r in skipped]
