@@ -129,3 +129,5 @@ def test_peer_rows_whose_coefficient_search_stopped_say_so():
     assert "- jumprelu_ste vs saelens, saelab: L0 does not answer the knob: 980 at 1, 983 at 16 (target 16)" in notes
     assert not any("saelens, saelens" in n or "topk" in n for n in notes)
     assert "Coefficient searches" not in "\n".join(_peers({"result": [row]}))
+    assert "come from 2 runs" in _peers({"result": [row], "runs": [{}, {}]})[0]
+    assert "runs" not in _peers({"result": [row], "runs": [{}]})[0]
