@@ -58,12 +58,20 @@ def _conditions(args: argparse.Namespace) -> dict:
 
 
 def _save(name: str, result, args: argparse.Namespace) -> Path:
-    """``bench/results/NAME.json`` (``NAME_cuda.json`` for GPU runs), with the run's conditions."""
+    """``bench/results/NAME.json`` (``NAME_cuda.json`` for GPU runs), with the run's conditions.
+
+    A benchmark module with ``merge_saved(previous, document)`` decides what a partial run
+    keeps of the previous file (``saelab bench peers --rows``)."""
+    from bench import BENCHMARKS
     from sae.atomic import write_json
 
     suffix = "" if args.device == "cpu" else f"_{args.device}"
     path = RESULTS_DIR / f"{name}{suffix}.json"
-    write_json(path, {"kind": "bench", "schema_version": 1, "name": name, "result": result, **_conditions(args)})
+    document = {"kind": "bench", "schema_version": 1, "name": name, "result": result, **_conditions(args)}
+    merge = getattr(importlib.import_module(BENCHMARKS[name]), "merge_saved", None) if name in BENCHMARKS else None
+    if merge is not None and path.exists():
+        document = merge(json.loads(path.read_text()), document)
+    write_json(path, document)
     return path
 
 

@@ -23,10 +23,12 @@ Matched L0: k-families (TopK, BatchTopK = the lab's ``mutual_choice``, Matryoshk
 same k on both sides. Coefficient families (JumpReLU, Gated) run the same search on both
 sides (``coefficient_search``): start at the side's default knob, multiply or divide it by
 4 until the held-out L0 brackets the target, then bisect geometrically, stopping once L0
-is within ±10% of the target or after ``--search-trials`` trainings; the trial nearest the
-target is reported, with the whole trail. The knob is each library's own (lab: the
-family's registry coefficient; SAELens: ``l0_coefficient``/``l1_coefficient``;
-dictionary_learning: JumpReLU ``target_l0``, whose L0 rises with it, Gated ``l1_penalty``).
+is within ±10% of the target, after ``--search-trials`` trainings, or when two ×4 moves in a
+row leave L0 no nearer the target (the knob does not set L0 at this budget: the row's
+``coefficient_search`` says so); the trial nearest the target is reported, with the whole
+trail. The knob is each library's own (lab: the family's registry coefficient; SAELens:
+``l0_coefficient``/``l1_coefficient``; dictionary_learning: JumpReLU ``target_l0``, whose L0
+rises with it by its documentation, Gated ``l1_penalty``).
 
 Pairs are keyed by registry family names; a pair whose family the registry lacks (or a
 transcoder pair while the lab's trainer has no transcoder target) is skipped with a
@@ -100,6 +102,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     keys = sorted({p.key for p in PAIRS})
     parser.add_argument("--families", nargs="+", default=keys, help=f"lab families to compare ({', '.join(keys)})")
     parser.add_argument("--peers", nargs="+", default=list(PEERS), help=f"peers ({', '.join(PEERS)})")
+    parser.add_argument(
+        "--rows",
+        default=None,
+        metavar="PAIR:PEER,...",
+        help="only these rows (e.g. jumprelu:saelens,topk:sparsify; within --families/--peers); the saved "
+        "bench/results/peers.json keeps every other row of the previous run",
+    )
     parser.add_argument("--n-tokens", type=int, default=409_600, help="training tokens (rows) per side")
     parser.add_argument("--heldout-tokens", type=int, default=65_536, help="held-out rows scored")
     parser.add_argument("--batch-size", type=int, default=1024)
@@ -304,6 +313,20 @@ def train_ours(family_name: str, pair: Pair, stream: Path, args, knob: float | N
     }
 
 
+def threshold_ema(start_step: int) -> dict:
+    """dictionary_learning's BatchTopK/Matryoshka inference threshold, scaled to a short run.
+
+    Its defaults start the EMA θ ← β·θ + (1 − β)·min(selected) at step 1000 and average over
+    1/(1 − β) = 1000 steps (β = 0.999): the horizon equals the start step. A 400-step run must
+    start earlier (else θ is never set); starting at ``start_step`` but keeping β = 0.999 leaves
+    θ 70% the first step's batch minimum (0.999^350), which falls 2.5x over the run as the
+    encoder settles (3.09 at step 51, 1.25 by step 400 on the organism stream), so the
+    held-out L0 lands at half of k (7.5 at k = 16). Scaling both by the same factor keeps
+    their ratio: β = 1 − 1/start_step (0.98 at 50); 1000 gives back the defaults.
+    """
+    return {"threshold_start_step": start_step, "threshold_beta": 1.0 - 1.0 / max(start_step, 1)}
+
+
 def train_peer(pair: Pair, stream: Path, args, knob: float | None, tmp: str) -> dict:
     from bench.peers import run_peer
 
@@ -335,6 +358,7 @@ def train_peer(pair: Pair, stream: Path, args, knob: float | None, tmp: str) -> 
         "seed": args.seed,
         "out": out,
         **schedule(args, steps),
+        **threshold_ema(args.warmup_steps),
     }
     got = run_peer(f"{pair.peer}_parity.py", payload, peer=pair.peer)
     got["outputs"] = ps.read_outputs(out)
@@ -358,15 +382,27 @@ def coefficient_search(
 
     From ``start``, multiply (L0 too low and the knob raises L0, or too high and it lowers
     L0) or divide by 4 until the target is bracketed, then take the geometric mean of the
-    bracket; stop as soon as L0 is within ``tolerance`` of the target.
+    bracket; stop as soon as L0 is within ``tolerance`` of the target. Before a bracket, two
+    ×4 moves in a row that each bring L0 less than ``tolerance`` closer (in |log L0/target|)
+    end the search: L0 does not answer the knob at this budget (a JumpReLU's log θ moves by
+    about lr per Adam step whatever λ is), and more trials would only spend time. The
+    returned result's ``search_stopped`` says so (None when the search ended otherwise).
     """
     lo = hi = None  # knobs giving L0 below / above the target
     knob, trail, best = start, [], None
+    weak = 0  # consecutive unbracketed moves that did not approach the target
+
+    def miss(l0: float) -> float:
+        return abs(math.log(max(l0, 1e-9) / target))
+
+    stopped = None
     for _ in range(max_trials):
         result = trial(knob)
         l0 = result["l0"]
+        if trail and (lo is None or hi is None):
+            weak = weak + 1 if miss(trail[-1]["l0"]) - miss(l0) < math.log1p(tolerance) else 0
         trail.append({"knob": knob, "l0": l0})
-        if best is None or abs(math.log(max(l0, 1e-9) / target)) < abs(math.log(max(best["l0"], 1e-9) / target)):
+        if best is None or miss(l0) < miss(best["l0"]):
             best = {**result, "knob": knob}
         if abs(l0 / target - 1) <= tolerance:
             break
@@ -374,12 +410,20 @@ def coefficient_search(
             lo = knob
         else:
             hi = knob
+        if weak >= 2 and (lo is None or hi is None):
+            first = trail[-3]
+            stopped = (
+                f"L0 does not answer the knob: {first['l0']:.4g} at {first['knob']:.4g}, {l0:.4g} at {knob:.4g} "
+                f"(target {target:g})"
+            )
+            break
         if lo is not None and hi is not None:
             knob = math.sqrt(lo * hi)
         elif (l0 < target) == increasing:  # raise the knob: L0 too low and it raises L0, or too high and it lowers it
             knob *= 4
         else:
             knob /= 4
+    best["search_stopped"] = stopped
     return best, trail
 
 
@@ -467,7 +511,13 @@ def compare(pair: Pair, family_name: str, stream: Path, args, tmp: str) -> dict:
     peer_start = PEER_KNOBS.get((pair.peer, pair.peer_family), float(args.l0))
     peer, peer_trail = coefficient_search(peer_trial, peer_start, args.l0, pair.knob_increasing, args.search_trials)
     out = row(pair, family_name, ours, peer, ours["scores"], peer["scores"], args)
-    out["coefficient_search"] = {"target_l0": args.l0, "ours": our_trail, "peer": peer_trail}
+    out["coefficient_search"] = {
+        "target_l0": args.l0,
+        "ours": our_trail,
+        "peer": peer_trail,
+        "ours_stopped": ours["search_stopped"],
+        "peer_stopped": peer["search_stopped"],
+    }
     return out
 
 
@@ -483,7 +533,59 @@ def selected(args) -> list[Pair]:
             raise ConfigError(f"--peers: unknown peer {p!r} (known: {', '.join(PEERS)})")
     if args.n_tokens < 4 * args.batch_size:
         raise ConfigError(f"--n-tokens {args.n_tokens} gives fewer than 4 steps of --batch-size {args.batch_size}")
-    return [p for p in PAIRS if p.key in args.families and p.peer in args.peers]
+    chosen = [p for p in PAIRS if p.key in args.families and p.peer in args.peers]
+    wanted = parse_rows(getattr(args, "rows", None))
+    return chosen if wanted is None else [p for p in chosen if (p.key, p.peer) in wanted]
+
+
+def parse_rows(text: str | None) -> set[tuple[str, str]] | None:
+    """``--rows "jumprelu:saelens,topk:sparsify"`` → {(pair key, peer)}; None when not given."""
+    from sae.errors import ConfigError
+
+    if text is None:
+        return None
+    known = {(p.key, p.peer) for p in PAIRS}
+    wanted = set()
+    for item in (s.strip() for s in text.split(",")):
+        key, _, peer = item.partition(":")
+        if (key, peer) not in known:
+            listed = ", ".join(f"{k}:{p}" for k, p in sorted(known))
+            raise ConfigError(f"--rows: no row {item!r} (known: {listed})")
+        wanted.add((key, peer))
+    return wanted
+
+
+def merge_saved(previous: dict | None, document: dict) -> dict:
+    """The saved result of a ``--rows`` run: the previous file's rows with these rows replaced
+    (matched on pair and peer) or added, in ``PAIRS`` order; ``runs`` records which rows each
+    run produced and when (a row's own ``load_average`` is its own). A run without
+    ``--rows`` replaces the file."""
+    if previous is None or document["args"].get("rows") is None or not isinstance(previous.get("result"), list):
+        return document
+    new = {(r["pair"], r["peer"]): r for r in document["result"]}
+    rows = {(r["pair"], r["peer"]): r for r in previous["result"]}
+    rows.update(new)
+    order = {(p.key, p.peer): i for i, p in enumerate(PAIRS)}
+    merged = sorted(rows.values(), key=lambda r: order.get((r["pair"], r["peer"]), len(order)))
+    runs = list(
+        previous.get("runs")
+        or [
+            {
+                "rows": sorted(f"{k}:{p}" for k, p in rows if (k, p) not in new),
+                "created": previous.get("created"),
+                "args": previous.get("args"),
+            }
+        ]
+    )
+    runs.append(
+        {
+            "rows": [f"{k}:{p}" for k, p in new],
+            "created": document["created"],
+            "args": document["args"],
+            "load_average": document["machine"].get("load_average"),
+        }
+    )
+    return {**document, "result": merged, "runs": runs}
 
 
 def run(args: argparse.Namespace) -> list[dict]:

@@ -454,7 +454,13 @@ def _peers(doc: dict) -> list[str]:
             f"`blocks.1.hook_mlp_out`; {fmt(first['n_tokens'])} training tokens in one fixed order, "
             f"batch {first['batch_size']}, d_sae {first['d_sae']}, {first['threads']} thread per side); held-out FVU, "
             "L0 and dead fraction (no firing on any held-out row) by one formula from each side's inference outputs. "
-            "Bar: FVU ratio ≤ 1.05 at L0 within ±10%, tokens/s ratio ≥ 1.",
+            "Bar: FVU ratio ≤ 1.05 at L0 within ±10%, tokens/s ratio ≥ 1."
+            + (
+                f" The rows come from {len(doc['runs'])} runs with these arguments (`runs` in the JSON says which "
+                "rows each made, and when); each row's load average is its own."
+                if len(doc.get("runs") or []) > 1
+                else ""
+            ),
             "",
             *table(
                 [
@@ -477,6 +483,19 @@ def _peers(doc: dict) -> list[str]:
                     for r in done
                 ],
             ),
+        ]
+    unmatched = [
+        (r, side, search[f"{side}_stopped"])
+        for r in done
+        if (search := r.get("coefficient_search"))
+        for side in ("ours", "peer")
+        if search.get(f"{side}_stopped")
+    ]
+    if unmatched:
+        lines += ["", "Coefficient searches that stopped short of the target L0:", ""]
+        lines += [
+            f"- {_pair_label(r)} vs {r['peer']}, {'saelab' if side == 'ours' else r['peer']}: {why}"
+            for r, side, why in unmatched
         ]
     skipped = [r for r in rows if r.get("skipped")]
     if skipped:

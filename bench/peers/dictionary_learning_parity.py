@@ -11,10 +11,12 @@ Settings: every trainer argument at its documented default except the shape (d_i
 k, Matryoshka group fractions from the widths), the sparsity knob under search (JumpReLU
 ``target_l0``, Gated ``l1_penalty``) and the schedule, set to the lab's: ``lr``,
 ``warmup_steps``, ``decay_start = steps − decay_steps`` (dictionary_learning's decay is
-linear to 0 at the end, as the lab's). Two step counts scale with the run because their
-defaults exceed a short run and would make the result meaningless (both asserted or used
-before step 1000 only): ``threshold_start_step`` (1000 by default, so the inference
-threshold of BatchTopK/Matryoshka would never be set; set to the lr warm-up) and
+linear to 0 at the end, as the lab's). Three settings scale with the run because their
+defaults exceed a short run and would make the result meaningless: ``threshold_start_step``
+(1000 by default, so the inference threshold of BatchTopK/Matryoshka would never be set;
+set to the lr warm-up) with ``threshold_beta`` scaled alike (the EMA's horizon 1/(1 − β) is
+1000 steps by default, equal to the start step; kept equal: ``peer_parity.threshold_ema``,
+else θ stays near the first batch minimum and held-out L0 is half of k), and
 ``sparsity_warmup_steps`` (2000 by default, must be < steps; set to the lab's coefficient
 warm-up).
 """
@@ -54,6 +56,7 @@ def trainer_config(p: dict, d_in: int, steps: int) -> dict:
         "seed": p["seed"],
         "device": "cpu",
     }
+    ema = {"threshold_start_step": p["threshold_start_step"], "threshold_beta": p["threshold_beta"]}
     match p["peer_family"]:
         case "topk":
             from dictionary_learning.trainers.top_k import TopKTrainer
@@ -62,7 +65,7 @@ def trainer_config(p: dict, d_in: int, steps: int) -> dict:
         case "batchtopk":
             from dictionary_learning.trainers.batch_top_k import BatchTopKTrainer
 
-            return {"trainer": BatchTopKTrainer, **common, "k": p["k"], "threshold_start_step": p["warmup_steps"]}
+            return {"trainer": BatchTopKTrainer, **common, "k": p["k"], **ema}
         case "matryoshka_batchtopk":
             from dictionary_learning.trainers.matryoshka_batch_top_k import MatryoshkaBatchTopKTrainer
 
@@ -73,7 +76,7 @@ def trainer_config(p: dict, d_in: int, steps: int) -> dict:
                 **common,
                 "k": p["k"],
                 "group_fractions": fractions,
-                "threshold_start_step": p["warmup_steps"],
+                **ema,
             }
         case "jumprelu":
             from dictionary_learning.trainers.jumprelu import JumpReluTrainer

@@ -137,6 +137,49 @@ class StepFunction(torch.autograd.Function):
         return None, grad_theta, None
 
 
+class JumpReLUCountFunction(torch.autograd.Function):
+    """``(z·H(z − θ), Σ_i H(z_i − θ_i) per row)`` in one pass: ``JumpReLUFunction`` and
+    ``StepFunction`` (the "step" loss's two terms) with the same pseudo-derivatives.
+
+    Both θ-derivatives use the same kernel window K((z − θ)/ε), so it is computed once and
+    kept as a boolean mask beside the float active mask (instead of z and θ twice); backward is
+    a few passes over ``[B, d_sae]`` instead of two dozen:
+    ∂/∂z = H(z − θ)·ḡ_codes; ∂/∂θ_i = −(1/ε)·Σ_b K_bi·(θ_i·ḡ_codes,bi + ḡ_count,b).
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, theta: torch.Tensor, eps: float):
+        # the active mask once as floats: a bool operand in a product or a float sum is
+        # converted anew each time, and torch.where / masked_fill are slower still on CPU
+        active = (z > theta).to(z.dtype)
+        window = (z - theta).abs_().div_(eps) < 0.5  # rectangle((z − θ)/ε), as a mask
+        ctx.save_for_backward(active, window, theta)
+        ctx.eps = eps
+        return z * active, active.sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad_codes: torch.Tensor | None, grad_count: torch.Tensor | None):
+        active, window, theta = ctx.saved_tensors
+        grad_z = grad_theta = None
+        if ctx.needs_input_grad[0] and grad_codes is not None:
+            grad_z = grad_codes * active
+        if ctx.needs_input_grad[1]:
+            d = theta.shape[-1]
+            w = window.reshape(-1, d).to(theta.dtype)
+            grad_theta = torch.zeros_like(theta)
+            if grad_codes is not None:
+                grad_theta += theta * (grad_codes.reshape(-1, d) * w).sum(0)
+            if grad_count is not None:
+                grad_theta += grad_count.reshape(-1) @ w
+            grad_theta = grad_theta.div_(-ctx.eps)
+        return grad_z, grad_theta, None
+
+
+def jumprelu_count(z: torch.Tensor, theta: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(jumprelu(z, θ, ε), step(z, θ, ε).sum(-1))`` with the same gradients, in one pass."""
+    return JumpReLUCountFunction.apply(z, theta, eps)
+
+
 def jumprelu(z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
     return JumpReLUFunction.apply(z, theta, eps)
 
@@ -180,14 +223,15 @@ class JumpReLUSTESAE(SparseAutoencoder):
     ) -> Output:
         enc = self.encoder_pass(x, sparse=False)
         theta, eps = self.threshold, self.bandwidth
-        codes = jumprelu(enc.pre, theta, eps)
+        if self.cfg.sparsity_loss == "step":
+            codes, count = jumprelu_count(enc.pre, theta, eps)
+            penalty = count.mean()
+        else:
+            codes = jumprelu(enc.pre, theta, eps)
+            penalty = torch.tanh(self.cfg.tanh_scale * codes * self.W_dec.norm(dim=1)).sum(-1).mean()
         x_hat = self.decode(codes)
         losses = self.losses(self.goal(x, target), x_hat, enc, dead)
         weight = self.coefficient_scale * self.cfg.l0_coefficient
-        if self.cfg.sparsity_loss == "step":
-            penalty = step(enc.pre, theta, eps).sum(-1).mean()
-        else:
-            penalty = torch.tanh(self.cfg.tanh_scale * codes * self.W_dec.norm(dim=1)).sum(-1).mean()
         losses["l0" if self.cfg.sparsity_loss == "step" else "tanh"] = weight * penalty
         return Output(x_hat, losses, self.cfg.d_sae, codes=codes)
 

@@ -212,3 +212,93 @@ def test_every_peer_script_runs_its_main():
             if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) and "main()" in ast.unparse(node)
         ]
         assert guards, f"{script.name} never calls main()"
+
+
+def test_rows_pick_pairs_and_unknown_rows_are_one_line_errors():
+    from sae.errors import ConfigError
+
+    base = {"families": sorted({p.key for p in pp.PAIRS}), "peers": list(pp.PEERS), "n_tokens": 4096}
+    args = argparse.Namespace(**base, batch_size=1024, rows="jumprelu:saelens, transcoder:sparsify")
+    assert [(p.key, p.peer) for p in pp.selected(args)] == [("jumprelu", "saelens"), ("transcoder", "sparsify")]
+    # --rows narrows --families/--peers, it does not widen them
+    narrow = argparse.Namespace(**{**base, "peers": ["sparsify"]}, batch_size=1024, rows="jumprelu:saelens")
+    assert pp.selected(narrow) == []
+    assert len(pp.selected(argparse.Namespace(**base, batch_size=1024, rows=None))) == len(pp.PAIRS)
+    for bad in ("jumprelu:sparsify", "jumprelu", "topk:saelens,,"):
+        with pytest.raises(ConfigError, match="--rows"):
+            pp.parse_rows(bad)
+
+
+def _doc(rows, created, rows_arg):
+    result = [{"pair": k, "peer": p, "fvu": v} for k, p, v in rows]
+    return {"result": result, "created": created, "args": {"rows": rows_arg}, "machine": {"load_average": [1, 2, 3]}}
+
+
+def test_a_rows_run_replaces_its_rows_and_keeps_the_others_in_pair_order():
+    old = _doc([("topk", "saelens", 1.0), ("jumprelu", "saelens", 2.0), ("gated", "saelens", 3.0)], "t0", None)
+    new = _doc([("jumprelu", "saelens", 20.0), ("topk", "sparsify", 5.0)], "t1", "jumprelu:saelens,topk:sparsify")
+    got = pp.merge_saved(old, new)
+    assert [(r["pair"], r["peer"], r["fvu"]) for r in got["result"]] == [
+        ("topk", "saelens", 1.0),
+        ("topk", "sparsify", 5.0),
+        ("jumprelu", "saelens", 20.0),
+        ("gated", "saelens", 3.0),
+    ]
+    assert got["created"] == "t1" and [r["created"] for r in got["runs"]] == ["t0", "t1"]
+    assert got["runs"][0]["rows"] == ["gated:saelens", "topk:saelens"]
+    assert got["runs"][1]["rows"] == ["jumprelu:saelens", "topk:sparsify"]
+    # a full run (no --rows) replaces the file; so does a first run
+    full = _doc([("topk", "saelens", 9.0)], "t2", None)
+    assert pp.merge_saved(got, full) is full and pp.merge_saved(None, new) is new
+    # a second --rows run appends to the existing record of runs
+    again = pp.merge_saved(got, _doc([("gated", "saelens", 30.0)], "t3", "gated:saelens"))
+    assert [r["created"] for r in again["runs"]] == ["t0", "t1", "t3"] and again["result"][-1]["fvu"] == 30.0
+
+
+def test_saving_a_rows_run_merges_into_the_previous_file(tmp_path, monkeypatch):
+    import json
+
+    from bench import commands
+
+    monkeypatch.setattr(commands, "RESULTS_DIR", tmp_path)
+    first = argparse.Namespace(device="cpu", rows=None)
+    commands._save("peers", [{"pair": "topk", "peer": "saelens", "fvu": 1.0}], first)
+    second = argparse.Namespace(device="cpu", rows="gated:saelens")
+    commands._save("peers", [{"pair": "gated", "peer": "saelens", "fvu": 2.0}], second)
+    saved = json.loads((tmp_path / "peers.json").read_text())
+    assert [(r["pair"], r["fvu"]) for r in saved["result"]] == [("topk", 1.0), ("gated", 2.0)]
+    assert saved["args"]["rows"] == "gated:saelens" and len(saved["runs"]) == 2
+
+
+def test_the_threshold_ema_scales_start_and_horizon_together():
+    assert pp.threshold_ema(1000) == {"threshold_start_step": 1000, "threshold_beta": pytest.approx(0.999)}
+    assert pp.threshold_ema(50)["threshold_beta"] == pytest.approx(0.98)
+
+    # dictionary_learning's update on a batch minimum falling 3.0 -> 1.25 over 350 steps (the
+    # organism stream's): β = 0.999 stays near the first value, the scaled β tracks the end
+    def final(beta):
+        theta = -1.0
+        for i in range(350):
+            low = 3.0 - 1.75 * min(1.0, i / 200)
+            theta = low if theta < 0 else beta * theta + (1 - beta) * low
+        return theta
+
+    assert final(0.999) > 2.0
+    assert final(pp.threshold_ema(50)["threshold_beta"]) == pytest.approx(1.25, rel=0.05)
+
+
+def test_the_search_stops_when_l0_does_not_answer_the_knob():
+    # the JumpReLU rows at 400 steps: L0 ~980 of 1024 whatever λ (log θ moves ~lr per step)
+    calls = []
+
+    def flat(c):
+        calls.append(c)
+        return {"l0": 980.0 + math.log(c)}
+
+    best, trail = pp.coefficient_search(flat, 1.0, 16.0, False, max_trials=6)
+    assert [t["knob"] for t in trail] == [1.0, 4.0, 16.0] and len(calls) == 3
+    assert best["knob"] == 1.0 and "does not answer" in best["search_stopped"]
+    # a slow start that then answers is not cut short (dictionary_learning's Gated trail)
+    slow = {0.1: 200.0, 0.4: 187.0, 1.6: 147.0, 6.4: 76.0, 25.6: 14.7}
+    best, trail = pp.coefficient_search(lambda c: {"l0": slow[round(c, 4)]}, 0.1, 16.0, False, max_trials=6)
+    assert best["l0"] == 14.7 and best["search_stopped"] is None and len(trail) == 5

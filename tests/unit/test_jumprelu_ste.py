@@ -11,7 +11,7 @@ import torch
 
 from sae.architectures import family
 from sae.architectures.jumprelu import JumpReLUSAE
-from sae.architectures.jumprelu_ste import JumpReLUSTEConfig, JumpReLUSTESAE, jumprelu, step
+from sae.architectures.jumprelu_ste import JumpReLUSTEConfig, JumpReLUSTESAE, jumprelu, jumprelu_count, step
 from sae.saving import load_sae, save_sae
 
 
@@ -42,6 +42,36 @@ def test_the_log_threshold_chain_rule_and_the_z_derivatives():
     step(z, log_theta.exp(), 0.5).sum().backward()
     assert float(log_theta.grad) == pytest.approx(-4.0)
     assert z.grad is None or float(z.grad) == 0.0  # ∂H/∂z = 0
+
+
+@pytest.mark.parametrize("terms", ["both", "codes", "count"])
+def test_the_one_pass_codes_and_count_match_the_two_functions(terms):
+    """``jumprelu_count`` (the step loss's forward) = (jumprelu, step.sum(-1)) in values and in
+    the gradients of z and θ, whichever of its two outputs the loss uses."""
+    g = torch.Generator().manual_seed(1)
+    z0, theta0 = torch.randn(9, 5, generator=g), torch.rand(5, generator=g) * 0.5
+    weight_codes, weight_count = torch.randn(9, 5, generator=g), torch.randn(9, generator=g)
+
+    def run(fused: bool):
+        z, theta = z0.clone().requires_grad_(), theta0.clone().requires_grad_()
+        if fused:
+            codes, count = jumprelu_count(z, theta, 0.8)
+        else:
+            codes, count = jumprelu(z, theta, 0.8), step(z, theta, 0.8).sum(-1)
+        loss = {"both": (codes * weight_codes).sum() + (count * weight_count).sum()}.get(terms)
+        if loss is None:
+            loss = (codes * weight_codes).sum() if terms == "codes" else (count * weight_count).sum()
+        loss.backward()
+        return codes.detach(), count.detach(), z.grad, theta.grad
+
+    fused, split = run(True), run(False)
+    assert torch.equal(fused[0], split[0]) and torch.equal(fused[1], split[1])
+    assert float(split[3].abs().sum()) > 0  # some entries fall inside the kernel window
+    torch.testing.assert_close(fused[3], split[3])
+    if terms == "count":
+        assert fused[2] is None or float(fused[2].abs().sum()) == 0.0
+    else:
+        torch.testing.assert_close(fused[2], split[2])
 
 
 def make(**kw) -> JumpReLUSTESAE:

@@ -114,3 +114,20 @@ def test_feature_circuit_rows_get_their_own_table_and_others_none():
     assert "Feature circuits" in page
     assert "| organism-b | ioi | 1,234 | 7 | 88 | 0.457 | 0.123 | – |" in page
     assert page.count("| organism-b | ioi | 1,234 |") == 1  # one row per model and task, not per ground truth
+
+
+def test_peer_rows_whose_coefficient_search_stopped_say_so():
+    from bench.results_doc import _peers
+
+    base = {"family": "jumprelu_ste", "pair": "jumprelu", "peer": "saelens", "peer_version": "6", "meets_bar": False}
+    figures = dict.fromkeys(("fvu", "peer_fvu", "fvu_ratio", "l0", "peer_l0", "dead_fraction"), 0.5)
+    figures |= dict.fromkeys(("peer_dead_fraction", "tokens_per_s", "peer_tokens_per_s", "tokens_per_s_ratio"), 1.0)
+    row = {**base, **figures, "n_tokens": 4096, "batch_size": 1024, "d_sae": 64, "threads": 1}
+    stopped = {"ours_stopped": "L0 does not answer the knob: 980 at 1, 983 at 16 (target 16)", "peer_stopped": None}
+    lines = _peers({"result": [{**row, "coefficient_search": stopped}, {**row, "family": "topk", "pair": "topk"}]})
+    notes = lines[lines.index("Coefficient searches that stopped short of the target L0:") :]
+    assert "- jumprelu_ste vs saelens, saelab: L0 does not answer the knob: 980 at 1, 983 at 16 (target 16)" in notes
+    assert not any("saelens, saelens" in n or "topk" in n for n in notes)
+    assert "Coefficient searches" not in "\n".join(_peers({"result": [row]}))
+    assert "come from 2 runs" in _peers({"result": [row], "runs": [{}, {}]})[0]
+    assert "runs" not in _peers({"result": [row], "runs": [{}]})[0]
