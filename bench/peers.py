@@ -1,5 +1,5 @@
 """The peer virtual environments (``bench/.peers/<peer>/``): SAELens, sparsify, dictionary_learning,
-circuit-tracer and sae-bench.
+circuit-tracer, sae-bench and SAEDashboard.
 
 Peers run in their own interpreters so their pins never touch ours, one venv per peer
 because their pins conflict (dictionary_learning wants nnsight 0.3, SAELens 6.54 a newer
@@ -37,6 +37,17 @@ PINS: dict[str, list[str]] = {
     # pruning and scores with its own graph.py (tests/integration/test_attribution_graph_peer.py)
     "circuit_tracer": ["circuit-tracer==0.5.0"],
     "sae_bench": ["pydantic==2.14.4"],
+    # sae-dashboard 0.8.0 wants sae-lens 6, transformer-lens 2, transformers < 4.57, datasets < 4;
+    # sae-lens 6.54.12 accepts transformer-lens 2.16+; 2.18 wants transformers >= 4.57, so 2.17.0
+    "sae_dashboard": [
+        "sae-dashboard==0.8.0",
+        "sae-lens==6.54.12",
+        "transformer-lens==2.17.0",
+        "transformers==4.56.2",
+        "datasets==3.6.0",
+        # transformer-lens 2 wants numpy < 2, and pyarrow 22+ (pulled by datasets) numpy >= 2
+        "pyarrow==21.0.0",
+    ],
 }
 #: installed after PINS with ``--no-deps`` (what the lab imports from them needs nothing more)
 NO_DEPS: dict[str, list[str]] = {"sae_bench": ["sae-bench==0.6.0"]}
@@ -45,13 +56,14 @@ NO_TORCH = {"sae_bench"}
 #: packages a peer's dependencies pull in that break on the CPU torch wheel, removed after install:
 #: nnsight requires torchvision, and PyPI's torchvision (built for the CUDA torch) fails to register
 #: its ops on torch+cpu; transformers imports it whenever it is present
-REMOVE: dict[str, list[str]] = {"dictionary_learning": ["torchvision"]}
+REMOVE: dict[str, list[str]] = {"dictionary_learning": ["torchvision"], "sae_dashboard": ["torchvision"]}
 PROBES = {
     "saelens": "import sae_lens, transformer_lens",
     "sparsify": "import sparsify",
     "dictionary_learning": "import dictionary_learning.trainers",
     "circuit_tracer": "import circuit_tracer.graph, circuit_tracer.frontend.graph_models",
     "sae_bench": "import sae_bench.evals.core.eval_output, sae_bench.evals.absorption.eval_output",
+    "sae_dashboard": "import sae_dashboard.neuronpedia.neuronpedia_runner",
 }
 DISTRIBUTIONS = {
     "saelens": "sae-lens",
@@ -59,6 +71,7 @@ DISTRIBUTIONS = {
     "dictionary_learning": "dictionary-learning",
     "circuit_tracer": "circuit-tracer",
     "sae_bench": "sae-bench",
+    "sae_dashboard": "sae-dashboard",
 }
 
 
