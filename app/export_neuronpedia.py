@@ -39,7 +39,10 @@ rarely-firing feature's group with zero-activation positions) and interval conte
 from nonzero activations (0.8.0's lowest interval ``[0, max/n]`` also samples zeros, BOS
 included, at ``qualifying_token_index`` -1); correlated features and neurons leave BOS
 positions out (0.8.0 feeds them into its correlations); the runner's ``tokens_{n}.pt`` cache
-is not written. 0.8.0 itself cannot export a TopK SAE (SAELens refuses ``fold_W_dec_norm`` on
+is not written; ``decoder_weights_dist`` carries the per-head shares of a ``hook_z`` SAE (0.8.0
+fills it only with DFA). Like the correlations, the activation histogram covers the build's
+first ``corr_tokens`` positions (every position when the build is no longer; 0.8.0's covers
+all its prompts). 0.8.0 itself cannot export a TopK SAE (SAELens refuses ``fold_W_dec_norm`` on
 one); this export can.
 """
 

@@ -117,6 +117,11 @@ def both(tmp_path_factory, organism):
         "top_acts_group_size": cfg.n_top,
         "quantile_group_size": cfg.per_interval,
     }
+    narrow = root / "narrow"  # the default kind of build: windows around the activating token
+    meta = {"hook": HOOK, "model": "organism", "name": "relu"}
+    save_sae(_sae("relu", model.cfg.d_model), narrow / "relu", metadata=meta)
+    build_run(narrow, cfg.model_copy(update={"left": 4, "right": 2}), progress=False, model=model, tokenizer=tok)
+    (windows,) = export_run(narrow, root / "ours_narrow", n_features_at_a_time=PER_BATCH)
     theirs = run_peer("saedashboard_neuronpedia.py", payload, peer="sae_dashboard", timeout=900)
     assert theirs["peer_version"] == "0.8.0"
     by_set = {json.loads((p / "skipped_indexes.json").read_text())["sae_set"]: p for p in ours}
@@ -127,6 +132,7 @@ def both(tmp_path_factory, organism):
         "vocab": tok.convert_ids_to_tokens,
         "run": run,
         "organism": organism,
+        "windows": windows,
     }
 
 
@@ -263,6 +269,33 @@ def test_values_match_saedashboard(both, arch):
                 if a["bin_min"] != -1:
                     q = a["values"][a["qualifying_token_index"]]
                     assert a["bin_min"] - TOL <= q <= a["bin_max"] + TOL  # > 0 before rounding
+
+
+def test_windows_are_slices_of_saedashboards_prompts(both):
+    """With the default narrow windows (here 4 left, 2 right) every top context is the slice of
+    SAEDashboard's BOS-less prompt around the same token, with the same values; a window that
+    starts the sequence loses its BOS and keeps the prompt's index, one that does not keeps all
+    its tokens and the activating token at index ``left``."""
+    at_start = matched = total = 0
+    for mine, peer in zip(_batches(both["windows"]), _batches(_theirs(both, "relu")), strict=True):
+        for fm, fp in zip(mine["features"], peer["features"], strict=True):
+            top_p = [a for a in fp["activations"] if a["bin_min"] == -1]
+            for a in (a for a in fm["activations"] if a["bin_min"] == -1):
+                c, n = a["qualifying_token_index"], len(a["tokens"])
+                assert c <= 4 and n <= c + 3  # fewer only at the sequence's ends
+                at_start += c < 4
+                slices = []
+                for p in top_p:
+                    lo = p["qualifying_token_index"] - c
+                    if lo == 0 or (lo > 0 and c == 4):  # a window short on the left starts the prompt
+                        slices.append((p["tokens"][lo : lo + n], p["values"][lo : lo + n]))
+                total += 1
+                if any(t == a["tokens"] and _close(v, a["values"]) for t, v in slices):
+                    matched += 1
+                else:
+                    q = a["values"][c]  # a tie broken the other way there: a prompt of the same value
+                    assert sum(abs(p["values"][p["qualifying_token_index"]] - q) <= TOL for p in top_p) >= 2, a
+    assert at_start > 0 and matched >= 0.9 * total, (at_start, matched, total)  # the BOS case is exercised
 
 
 def _top3_pearson(x: torch.Tensor, y: torch.Tensor, same: bool) -> list[list[int]]:
