@@ -6,7 +6,8 @@ because their pins conflict (dictionary_learning wants nnsight 0.3, SAELens 6.54
 transformers). Every venv gets the same local torch wheel first (``pip install torch==2.13.0``
 before the peer, so nothing pulls a CUDA torch), so both sides compute with the same kernels.
 ``peer_python(peer)`` builds a venv on first use, once; ``run_peer(script, payload, peer)``
-runs a script from ``bench/peers/`` there and returns the JSON object it prints last.
+runs a script from ``bench/peers/`` there and returns the JSON object it prints last;
+``python -m bench.peers [PEER ...]`` builds the named venvs (all of them without a name).
 
 sae-bench is the exception: its pins (sae-lens, sae-probes, torchvision, numpy < 2, datasets < 4)
 are those of a full GPU benchmark, and all the lab needs from it is its output dataclasses
@@ -117,7 +118,9 @@ def peer_python(build: bool = True, peer: str = "saelens") -> Path:
         return _python(peer)
     where = venv(peer)
     if not build:
-        raise SaelabError(f"the {peer} peer environment {where} is missing; run 'saelab bench peers' to build it")
+        raise SaelabError(
+            f"the {peer} peer environment {where} is missing; run 'python -m bench.peers {peer}' to build it"
+        )
     steps = [
         [sys.executable, "-m", "venv", "--clear", str(where)],
         [str(_python(peer)), "-m", "pip", "install", "-q", "--upgrade", "pip"],
@@ -161,3 +164,26 @@ def run_peer(script: str, payload: dict, peer: str = "saelens", timeout: float =
         tail = "\n".join(result.stderr.strip().splitlines()[-3:])
         raise SaelabError(f"peer script {script} printed no result in the {peer} environment: {tail or 'no output'}")
     return json.loads(lines[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.peers [PEER ...]``: build (or check) the named peer venvs, all without a name."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=main.__doc__)
+    parser.add_argument("peers", nargs="*", metavar="PEER", help=f"any of: {', '.join(PINS)} (default: all)")
+    args = parser.parse_args(argv)
+    unknown = [p for p in args.peers if p not in PINS]
+    if unknown:
+        parser.error(f"unknown peer {unknown[0]!r} (known: {', '.join(PINS)})")
+    for peer in args.peers or list(PINS):
+        try:
+            print(f"{peer}: {peer_python(peer=peer)}")
+        except SaelabError as e:
+            print(f"saelab: {e}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,8 @@
 """``saelab export neuronpedia`` against sae-dashboard 0.8.0's own ``NeuronpediaRunner``
 (``bench/peers/saedashboard_neuronpedia.py``, venv ``bench/.peers/sae_dashboard``) on the same
 SAEs, the same organism and the same token rows: file layout, keys and types, rounding, BOS
-handling and values. Skipped when the peer venv is absent.
+handling and values. Skipped when the peer venv is absent (``SAELAB_BUILD_PEERS=1`` builds it,
+about 3 minutes).
 
 Tolerances, and why:
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -76,13 +78,16 @@ def both(tmp_path_factory, organism):
     from app.dashboard_config import DashboardConfig
     from app.dashboard_data import build_run
     from app.export_neuronpedia import export_run
-    from bench.peers import run_peer, venv
+    from bench.peers import peer_python, run_peer
     from sae import providers
+    from sae.errors import SaelabError
     from sae.saving import save_sae
     from sae.text import TextSource, iter_texts, pack_rows
 
-    if not (venv("sae_dashboard") / ".saelab-pins.json").exists():
-        pytest.skip("no sae_dashboard peer venv: build it with bench.peers.peer_python(peer='sae_dashboard')")
+    try:
+        peer_python(build=os.environ.get("SAELAB_BUILD_PEERS") == "1", peer="sae_dashboard")
+    except SaelabError as e:
+        pytest.skip(f"the sae_dashboard peer venv is unavailable ({e}); set SAELAB_BUILD_PEERS=1 to build it")
     model, tok = organism
     root = tmp_path_factory.mktemp("np_peer")
     rows = itertools.islice(pack_rows(iter_texts(TextSource(kind="organism"), seed=5), tok, CONTEXT), N_PROMPTS)
