@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "neuronpedia",
         help="SAEDashboard's NeuronpediaRunner layout (batch-N.json, run_settings.json, skipped_indexes.json)",
         description="Convert the dashboard build of every SAE in RUN_DIR (run `saelab dashboard RUN_DIR` "
-        "first) into OUT/<sae>/batch-{n}.json, run_settings.json and skipped_indexes.json, as "
-        "sae_dashboard's NeuronpediaRunner writes them for Neuronpedia's uploader.",
+        "first) into OUT/{model}_{sae set}_{hook}_{d_sae}/batch-{n}.json, run_settings.json and "
+        "skipped_indexes.json, as sae_dashboard's NeuronpediaRunner writes them for Neuronpedia's uploader.",
     )
     n.add_argument("run_dir", metavar="RUN_DIR")
     n.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty unless --force)")

@@ -1,23 +1,49 @@
 """``saelab export neuronpedia``: dashboard records as SAEDashboard's ``NeuronpediaRunner`` writes them.
 
 For every SAE of a run directory with a dashboard build (``saelab dashboard``), a folder
-``OUT/<sae>/`` holds ``batch-{n}.json`` (the non-skipped features, split as the runner splits
-them: ``np.array_split`` into ``ceil(n / n_features_at_a_time)`` near-equal parts),
-``run_settings.json`` and ``skipped_indexes.json`` (features with log10 density below the
-threshold, -6: never fired on the build's text included). Field by field as
-``sae_dashboard`` 0.8.0's ``NeuronpediaConverter`` fills them:
+``OUT/{model_id}_{sae_set}_{hook}_{d_sae}/`` (the runner's subfolder of its ``outputs_dir``)
+holds ``batch-{n}.json`` (the non-skipped features, split as the runner splits them:
+``np.array_split`` into ``ceil(n / n_features_at_a_time)`` near-equal parts),
+``run_settings.json`` (every field of its ``NeuronpediaRunnerConfig``, plus the build's
+``meta.json``) and ``skipped_indexes.json``. Field by field as ``sae_dashboard`` 0.8.0 fills
+them, checked against its own runner on the same SAEs and tokens
+(``tests/integration/test_neuronpedia_peer.py``):
 
+- decoder norms are folded in, as the runner's ``fold_W_dec_norm()``: activations (contexts,
+  maxima, interval bounds, histogram centres) are multiplied by ``‖W_dec[f]‖`` and the
+  decoder-space values (logits, their histogram, neuron alignment) divided by it, so the
+  numbers are those of the same SAE with unit decoder rows (Neuronpedia's convention; the
+  explorer shows the SAE's own scale). Densities, shares and correlations do not change;
 - floats go through its ``round_list`` (3 decimals; ``methods-2.md`` says 5, the 0.8.0 source
-  says 3 and we follow the source); ``frac_nonzero`` and the interval bounds and shares go
-  through the text of its titles (``{:.3%}``, ``{:.3f}``) as its parser reads them back;
+  says 3 and we follow the source), activations first through ``round(v, 4)`` as its sequence
+  packing does; ``frac_nonzero`` and the interval bounds and shares go through the text of
+  its titles (``{:.3%}``, ``{:.3f}``) as its parser reads them back;
+- densities are over *all* positions, BOS included (its ``frac_nonzero`` divides by every
+  position, BOS activations set to 0), not the build's non-BOS positions;
 - tokens pass its ``HTML_ANOMALIES`` replacements (``Ġ`` → space, ...);
 - contexts: the top group (``bin_min=-1``, ``bin_max`` = the max, ``bin_contains=-1``) then the
-  intervals, highest first. SAEDashboard shows whole prompts and drops their first (BOS)
-  position, shifting ``qualifying_token_index`` by -1; our contexts are windows, so the BOS
+  intervals, highest first, each activation with the blank ``dfa_values``/``dfa_maxValue``/
+  ``dfa_targetIndex`` 0.8.0 writes without DFA. SAEDashboard shows whole prompts and drops
+  their first (BOS) position, shifting ``qualifying_token_index`` by -1; our contexts are the
+  build's windows (``left``/``right``; whole prompts when those cover the context), so the BOS
   is dropped (and the index shifted) exactly when the window starts the sequence;
 - ``bin_contains`` is the share of *all* positions in ``[lower, upper]`` (SAEDashboard's
   ``pct``; for the lowest interval that includes the zeros): estimated here from the build's
   uniform sample of nonzero activations times the density, plus ``1 - density`` for the lowest.
+
+Intentional differences from 0.8.0's output: features with log10 density below the threshold
+(-6) go to ``skipped_indexes.json`` and out of the batches, as the format's documentation
+describes (0.8.0 ignores its ``sparsity_threshold`` and writes every feature, with an empty
+list); a feature's top group holds only positions where it fired (0.8.0's ``topk`` pads a
+rarely-firing feature's group with zero-activation positions) and interval contexts are drawn
+from nonzero activations (0.8.0's lowest interval ``[0, max/n]`` also samples zeros, BOS
+included, at ``qualifying_token_index`` -1); correlated features and neurons leave BOS
+positions out (0.8.0 feeds them into its correlations); the runner's ``tokens_{n}.pt`` cache
+is not written; ``decoder_weights_dist`` carries the per-head shares of a ``hook_z`` SAE (0.8.0
+fills it only with DFA). Like the correlations, the activation histogram covers the build's
+first ``corr_tokens`` positions (every position when the build is no longer; 0.8.0's covers
+all its prompts). 0.8.0 itself cannot export a TopK SAE (SAELens refuses ``fold_W_dec_norm`` on
+one); this export can.
 """
 
 from __future__ import annotations
@@ -48,6 +74,9 @@ HTML_ANOMALIES = {
     "Ċ": "\n",
     "ĉ": "\t",
 }
+#: sae_dashboard 0.8.0 writes these in every activation even without DFA (``use_dfa=False``):
+#: its ``FeatureData.dfa_data`` is never None, so a sequence without DFA data gets the blanks
+NO_DFA = {"dfa_values": [], "dfa_maxValue": 0, "dfa_targetIndex": -1}
 MIN_DASHBOARD_SCHEMA = 2  # the build that writes the feature tables and 50-bin histograms
 
 
@@ -67,6 +96,13 @@ def _round(values) -> list:
     if np.issubdtype(arr.dtype, np.integer):
         return [int(v) for v in arr]
     return [float(v) for v in np.round(arr.astype(np.float64), DECIMALS)]
+
+
+def _round_acts(values) -> list[float]:
+    """Activations as SAEDashboard rounds them: ``round(f, 4)`` when packaging the sequence
+    (``SequenceDataGenerator``), then ``round_list`` (3 decimals) in the converter; the double
+    rounding moves some values by 0.001 from a single ``np.round(x, 3)``."""
+    return [float(v) for v in np.round([round(float(v), 4) for v in values], DECIMALS)]
 
 
 def _ints(values) -> list[int]:
@@ -109,7 +145,7 @@ def _read_build(entry: SAEEntry) -> tuple[dict, object, object]:
     return meta, features, contexts
 
 
-def _activation(c: dict, context_size: int, bin_min, bin_max, bin_contains) -> dict:
+def _activation(c: dict, context_size: int, bin_min, bin_max, bin_contains, scale: float = 1.0) -> dict:
     tokens, values, centre = list(c["tokens"]), list(c["acts"]), int(c["centre"])
     if int(c["row"]) % context_size - centre == 0:  # the window starts the sequence: drop its BOS
         tokens, values, centre = tokens[1:], values[1:], centre - 1
@@ -118,28 +154,39 @@ def _activation(c: dict, context_size: int, bin_min, bin_max, bin_contains) -> d
         "bin_max": bin_max,
         "bin_contains": bin_contains,
         "tokens": [_token(t) for t in tokens],
-        "values": _round(values),
+        "values": _round_acts(np.asarray(values, dtype=np.float64) * scale),
         "qualifying_token_index": centre,
+        **NO_DFA,
     }
 
 
-def _activations(ctx: list[dict] | None, row: dict, context_size: int) -> list[dict]:
-    """The top group, then the intervals highest first (each in rank order)."""
+def _title_float(x: float, fmt: str = ".3f") -> float:
+    """A number as SAEDashboard's converter reads it back from its group titles."""
+    return float(f"{x:{fmt}}")
+
+
+def _share(pct: float) -> float:
+    """``{:.3%}`` then ``float(...rstrip('%')) / 100``, as the converter parses ``CONTAINS``/``DENSITY``."""
+    return float(f"{pct:.3%}".rstrip("%")) / 100
+
+
+def _activations(ctx: list[dict] | None, row: dict, context_size: int, frac: float, scale: float) -> list[dict]:
+    """The top group, then the intervals highest first (each in rank order). ``frac``: the
+    feature's share of *all* positions (BOS included); ``scale``: its decoder norm."""
     out = []
     if not ctx:
         return out
     top = sorted((c for c in ctx if c["group"] == "top"), key=lambda c: c["rank"])
     for c in top:
-        out.append(_activation(c, context_size, -1, float(f"{float(row['max_act']):.3f}"), -1))
+        out.append(_activation(c, context_size, -1, _title_float(float(row["max_act"]) * scale), -1, scale))
     inter = sorted((c for c in ctx if c["group"] == "interval"), key=lambda c: (-c["interval"], c["rank"]))
-    density = float(row["density"])
     bounds = None
     for c in inter:
         if bounds is None or bounds[0] != c["interval"]:
-            pct = float(c["share"]) * density + (1.0 - density if int(c["interval"]) == 0 else 0.0)
-            contains = float(f"{pct:.3%}".rstrip("%")) / 100
-            bounds = (c["interval"], float(f"{c['lo']:.3f}"), float(f"{c['hi']:.3f}"), contains)
-        out.append(_activation(c, context_size, *bounds[1:]))
+            pct = float(c["share"]) * frac + (1.0 - frac if int(c["interval"]) == 0 else 0.0)
+            lo, hi = _title_float(float(c["lo"]) * scale), _title_float(float(c["hi"]) * scale)
+            bounds = (c["interval"], lo, hi, _share(pct))
+        out.append(_activation(c, context_size, *bounds[1:], scale=scale))
     return out
 
 
@@ -147,14 +194,26 @@ def _col(row: dict, name: str):
     return row.get(name)
 
 
-def feature_record(row: dict, ctx: list[dict] | None, meta: dict) -> dict:
-    """One feature as ``NeuronpediaDashboardFeature.to_dict`` gives it."""
+def _scaled(values, scale: float):
+    return None if values is None else np.asarray(values, dtype=np.float64) * scale
+
+
+def all_positions(meta: dict) -> int:
+    """Every token position of the build, BOS included: SAEDashboard's density denominator."""
+    return int(meta.get("n_sequences") or 0) * int((meta.get("config") or {}).get("context_size") or 0)
+
+
+def feature_record(row: dict, ctx: list[dict] | None, meta: dict, norm: float = 1.0) -> dict:
+    """One feature as ``NeuronpediaDashboardFeature.to_dict`` gives it; ``norm``: ``‖W_dec[f]‖``,
+    folded in as ``fold_W_dec_norm`` does (activations ×, decoder-space values ÷)."""
     settings = meta.get("config") or {}
     text = meta.get("text") or {}
+    positions = all_positions(meta)
+    frac = int(row["count"]) / positions if positions else float(row["density"])
     return {
         "feature_index": int(row["feature"]),
         "neuron_alignment_indices": _ints(_col(row, "align_ids")),
-        "neuron_alignment_values": _round(_col(row, "align_values")),
+        "neuron_alignment_values": _round(_scaled(_col(row, "align_values"), 1.0 / norm)),
         "neuron_alignment_l1": _round(_col(row, "align_l1")),
         "correlated_neurons_indices": _ints(_col(row, "corr_neuron_ids")),
         "correlated_neurons_l1": _round(_col(row, "corr_neuron_cos")),
@@ -163,19 +222,19 @@ def feature_record(row: dict, ctx: list[dict] | None, meta: dict) -> dict:
         "correlated_features_l1": _round(_col(row, "corr_feat_cos")),
         "correlated_features_pearson": _round(_col(row, "corr_feat_pearson")),
         "neg_str": [_token(t) for t in (_col(row, "neg_tokens") if _col(row, "neg_tokens") is not None else [])],
-        "neg_values": _round(_col(row, "neg_values")),
+        "neg_values": _round(_scaled(_col(row, "neg_values"), 1.0 / norm)),
         "pos_str": [_token(t) for t in (_col(row, "pos_tokens") if _col(row, "pos_tokens") is not None else [])],
-        "pos_values": _round(_col(row, "pos_values")),
-        "frac_nonzero": float(f"{float(row['density']):.3%}".rstrip("%")) / 100,
-        "freq_hist_data_bar_values": _round(_col(row, "act_hist_values")),
+        "pos_values": _round(_scaled(_col(row, "pos_values"), 1.0 / norm)),
+        "frac_nonzero": _share(frac),
+        "freq_hist_data_bar_values": _round(_scaled(_col(row, "act_hist_values"), norm)),
         "freq_hist_data_bar_heights": _round(_col(row, "act_hist_heights")),
         "logits_hist_data_bar_heights": _round(_col(row, "logit_hist_heights")),
-        "logits_hist_data_bar_values": _round(_col(row, "logit_hist_values")),
+        "logits_hist_data_bar_values": _round(_scaled(_col(row, "logit_hist_values"), 1.0 / norm)),
         "n_prompts_total": int(meta.get("n_sequences") or 0),
         "n_tokens_in_prompt": int(settings.get("context_size") or 0),
         "dataset": dataset_name(text),
         "decoder_weights_dist": _round(_col(row, "head_shares")),
-        "activations": _activations(ctx, row, int(settings.get("context_size") or 1)),
+        "activations": _activations(ctx, row, int(settings.get("context_size") or 1), frac, norm),
         "vector": [],
     }
 
@@ -192,6 +251,75 @@ def batches(indexes: list[int], size: int) -> list[list[int]]:
     return [list(map(int, p)) for p in np.array_split(np.array(indexes), math.ceil(len(indexes) / size))]
 
 
+def decoder_norms(entry: SAEEntry) -> np.ndarray:
+    """``‖W_dec[f]‖`` of every feature (clamped at 1e-8, as SAELens' ``get_W_dec_norm``)."""
+    from sae.saving import load_sae
+
+    try:
+        sae = load_sae(entry.path, device="cpu")[0]
+    except SaelabError as e:
+        raise ConfigError(f"{entry.path}: cannot read the SAE's weights ({e})") from None
+    return sae.W_dec.detach().double().norm(dim=1).clamp_min(1e-8).numpy()
+
+
+def folder_name(model_id: str, sae_set: str, hook: str | None, d_sae: int) -> str:
+    """``NeuronpediaRunner.create_output_directory``'s ``{model_id}_{sae_set}_{hook_name}_{d_sae}``."""
+    return slug(f"{model_id}_{sae_set}_{hook or ''}_{d_sae}")
+
+
+def run_settings(entry: SAEEntry, meta: dict, sae_set: str, outputs_dir: str, n_at_a_time: int, threshold) -> dict:
+    """Every field of sae_dashboard 0.8.0's ``NeuronpediaRunnerConfig`` (what its ``run_settings.json``
+    dumps), filled with what the build did, plus ``hook_name`` and the build's own ``meta.json``."""
+    settings = meta.get("config") or {}
+    device = settings.get("device") or "cpu"
+    return {
+        "sae_set": sae_set,
+        "sae_path": str(entry.path),
+        "outputs_dir": outputs_dir,
+        "np_sae_id_suffix": None,
+        "np_set_name": None,
+        "from_local_sae": True,
+        "sparsity_threshold": threshold,
+        "huggingface_dataset_path": dataset_name(meta.get("text") or {}),
+        "n_prompts_total": int(meta.get("n_sequences") or 0),
+        "n_tokens_in_prompt": settings.get("context_size"),
+        "n_prompts_in_forward_pass": settings.get("lm_batch_size"),
+        "n_features_at_a_time": n_at_a_time,
+        "quantile_feature_batch_size": 64,
+        "start_batch": 0,
+        "end_batch": None,
+        "n_quantiles": settings.get("n_intervals"),
+        "top_acts_group_size": settings.get("n_top"),
+        "quantile_group_size": settings.get("per_interval"),
+        "use_dfa": False,
+        "model_dtype": "float32",
+        "sae_dtype": "float32",
+        "model_id": str(meta.get("model") or entry.model or ""),
+        "layer": layer_of(entry.hook or meta.get("hook") or ""),
+        "sae_device": device,
+        "activation_store_device": device,
+        "model_device": device,
+        "model_n_devices": 1,
+        "use_wandb": False,
+        "shuffle_tokens": False,
+        "prefix_str": None,
+        "suffix_str": None,
+        "ignore_positions": None,
+        "prepend_bos": True,
+        "ignore_high_activation_norm_multiple": None,
+        "hf_model_path": None,
+        "use_transcoder": False,
+        "use_skip_transcoder": False,
+        "use_clt": False,
+        "clt_layer_idx": None,
+        "clt_dtype": "",
+        "clt_weights_filename": "",
+        "sae_converter_name": None,
+        "hook_name": entry.hook,
+        "saelab_dashboard": meta,
+    }
+
+
 def export_sae(
     entry: SAEEntry,
     out: Path,
@@ -199,42 +327,25 @@ def export_sae(
     n_features_at_a_time: int = 128,
     sparsity_threshold: float = SPARSITY_THRESHOLD,
     final: Path | None = None,
+    build: tuple | None = None,
 ) -> list[Path]:
     """Write one SAE's files into ``out`` (an empty folder; ``final``: where it will end up)."""
-    meta, features, contexts = _read_build(entry)
+    meta, features, contexts = build or _read_build(entry)
     model_id = str(meta.get("model") or entry.model or "")
     layer = layer_of(entry.hook or meta.get("hook") or "")
     sae_set = sae_set or slug(entry.name)
     log_density = features["log10_density"].to_numpy()
     skipped = [int(i) for i in features.feature[~(log_density >= sparsity_threshold)]]
     targets = [int(i) for i in features.feature[log_density >= sparsity_threshold]]
+    norms = decoder_norms(entry)
+    if len(norms) != len(features):
+        raise ConfigError(f"{entry.path}: {len(norms)} decoder rows for a build of {len(features)} features; rebuild")
     by_feature: dict[int, list[dict]] = {}
     for c in contexts.to_dict("records"):
         by_feature.setdefault(int(c["feature"]), []).append(c)
-    settings = meta.get("config") or {}
     written = []
-    run_settings = {
-        "sae_set": sae_set,
-        "sae_path": str(entry.path),
-        "outputs_dir": str(final or out),
-        "np_sae_id_suffix": None,
-        "np_set_name": None,
-        "from_local_sae": True,
-        "sparsity_threshold": sparsity_threshold,
-        "huggingface_dataset_path": dataset_name(meta.get("text") or {}),
-        "n_prompts_total": int(meta.get("n_sequences") or 0),
-        "n_tokens_in_prompt": settings.get("context_size"),
-        "n_features_at_a_time": n_features_at_a_time,
-        "n_quantiles": settings.get("n_intervals"),
-        "top_acts_group_size": settings.get("n_top"),
-        "quantile_group_size": settings.get("per_interval"),
-        "model_id": model_id,
-        "layer": layer,
-        "hook_name": entry.hook,
-        "prepend_bos": True,
-        "saelab_dashboard": meta,
-    }
-    write_json(out / "run_settings.json", run_settings, indent=4)
+    settings = run_settings(entry, meta, sae_set, str(final or out), n_features_at_a_time, sparsity_threshold)
+    write_json(out / "run_settings.json", settings, indent=4)
     write_json(
         out / "skipped_indexes.json",
         {
@@ -254,7 +365,7 @@ def export_sae(
             "layer": layer,
             "sae_set": sae_set,
             "sae_id_suffix": None,
-            "features": [feature_record(rows[f], by_feature.get(f), meta) for f in part],
+            "features": [feature_record(rows[f], by_feature.get(f), meta, float(norms[f])) for f in part],
         }
         write_json(out / f"batch-{n}.json", doc, indent=None)
         written.append(out / f"batch-{n}.json")
@@ -269,7 +380,8 @@ def export_run(
     n_features_at_a_time: int = 128,
     sparsity_threshold: float = SPARSITY_THRESHOLD,
 ) -> list[Path]:
-    """Export every SAE of ``run_dir`` into ``out/<sae>/``; returns the SAE folders."""
+    """Export every SAE of ``run_dir`` into ``out/{model_id}_{sae_set}_{hook}_{d_sae}/``, the
+    folder ``NeuronpediaRunner`` makes under its ``outputs_dir``; returns the SAE folders."""
     if n_features_at_a_time < 1:
         raise ConfigError(f"--features-per-batch must be at least 1, not {n_features_at_a_time}")
     try:
@@ -281,14 +393,18 @@ def export_run(
         raise ConfigError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ConfigError(f"{out}: not empty; pass --force to replace it")
-    for e in entries:
-        _read_build(e)  # every SAE's build is checked before anything is written
-    names = [slug(e.name) for e in entries]
+    builds = [_read_build(e) for e in entries]  # every SAE's build is checked before anything is written
+    sets = [slug(e.name) for e in entries]
+    if sae_set is not None:
+        sets = [sae_set] if len(entries) == 1 else [f"{sae_set}-{s}" for s in sets]
+    names = [
+        folder_name(str(b[0].get("model") or e.model or ""), s, e.hook, len(b[1]))
+        for e, b, s in zip(entries, builds, sets, strict=True)
+    ]
     if len(set(names)) != len(names):
         names = [f"{i}-{n}" for i, n in enumerate(names)]
     with atomic_directory(out) as tmp:
-        for e, name in zip(entries, names, strict=True):
+        for e, b, s, name in zip(entries, builds, sets, names, strict=True):
             (tmp / name).mkdir()
-            this_set = None if sae_set is None else sae_set if len(entries) == 1 else f"{sae_set}-{name}"
-            export_sae(e, tmp / name, this_set, n_features_at_a_time, sparsity_threshold, final=out / name)
+            export_sae(e, tmp / name, s, n_features_at_a_time, sparsity_threshold, final=out / name, build=b)
     return [out / n for n in names]

@@ -77,6 +77,7 @@ def test_schema_rejects_what_the_format_forbids():
 def test_neuronpedia_export_validates_for_every_family(family_run, tmp_path, capsys):
     from app.dashboard_data import read_contexts, read_features
     from sae.architectures import trainable
+    from sae.saving import load_sae
     from saelab.cli import main
 
     batch_v, skipped_v = _validators()
@@ -87,7 +88,7 @@ def test_neuronpedia_export_validates_for_every_family(family_run, tmp_path, cap
     assert main(argv) == 0
     assert capsys.readouterr().out.count("wrote") == len(trainable()) and not (out / "stray.txt").exists()
     for arch in trainable():
-        folder = out / arch
+        folder = out / f"organism_{arch}_{HOOK}_32"  # NeuronpediaRunner's {model_id}_{sae_set}_{hook}_{d_sae}
         feats = read_features(family_run / arch)
         skipped = json.loads((folder / "skipped_indexes.json").read_text())
         skipped_v.validate(skipped)
@@ -111,15 +112,20 @@ def test_neuronpedia_export_validates_for_every_family(family_run, tmp_path, cap
         f = json.loads(files[0].read_text())["features"][0]
         i = f["feature_index"]
         row = feats.iloc[i]
-        assert f["frac_nonzero"] == pytest.approx(row.density, abs=1e-5)
-        assert f["pos_values"] == [round(float(v), 3) for v in row.pos_values]
+        meta = json.loads((family_run / arch / "dashboard" / "meta.json").read_text())
+        positions = meta["n_sequences"] * meta["config"]["context_size"]  # BOS positions count, as SAEDashboard's
+        assert positions > meta["n_positions"]
+        assert f["frac_nonzero"] == pytest.approx(row["count"] / positions, abs=1e-5)
+        norm = float(load_sae(family_run / arch)[0].W_dec[i].norm())  # fold_W_dec_norm: values in unit-decoder units
+        assert f["pos_values"] == pytest.approx([round(float(v) / norm, 3) for v in row.pos_values], abs=1e-3)
         assert f["pos_str"][0] == row.pos_tokens[0].replace("Ġ", " ")
         assert f["correlated_features_indices"] == list(row.corr_feat_ids)
         assert sum(f["freq_hist_data_bar_heights"]) == sum(row.act_hist_heights) > 0
         assert len(f["logits_hist_data_bar_heights"]) == 50
         ctx = read_contexts(family_run / arch, i)
         top = [a for a in f["activations"] if a["bin_min"] == -1]
-        assert len(top) == int((ctx.group == "top").sum()) and top[0]["bin_max"] == round(float(row.max_act), 3)
+        assert len(top) == int((ctx.group == "top").sum())
+        assert top[0]["bin_max"] == pytest.approx(round(float(row.max_act) * norm, 3), abs=1e-3)
         for a in f["activations"]:
             assert len(a["tokens"]) == len(a["values"])
             assert a["values"][a["qualifying_token_index"]] > 0
