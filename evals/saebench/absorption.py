@@ -39,6 +39,12 @@ SAEBench splits the vocabulary, because a category has too few words to hold som
 ground-truth probe is sklearn's L2 logistic regression (C = 1) per category, not SAEBench's
 26-way BCE probe trained by Adam; the L1 ranking probe is fitted by proximal gradient on
 the whole train split, not by minibatch Adam.
+
+On the hub path (``eval_type_id: absorption_first_letter``) the hierarchy is SAEBench's own:
+a word's first letter over the model's alphabetic vocabulary tokens, split 80/20 by word,
+each in an ICL spelling prompt read at the word (``hub_concepts.first_letter_set``); the
+measurement is the same code, with ``saebench.hub.absorption_min_letters`` (SAEBench 20) in
+place of ``min_categories`` and details keyed ``first_letter``.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ on and the latent's details record the failure (its predictions are left out, as
 leaves out unparsed ones; a failed SAEBench scoring leaves the latent unscored, as
 SAEBench drops it).
 
-Contexts come from held-out organism text (the suite's text source and seed) through
+Contexts come from held-out text (the suite's text source and seed; on the hub path SAEBench's
+monology/pile-uncopyrighted, ``saebench.hub.autointerp_dataset``, unless data.source is set) through
 ``evals.saebench.autointerp_contexts``; deviations from delphi and SAEBench are listed there.
 """
 

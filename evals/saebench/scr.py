@@ -28,6 +28,12 @@ unseen), each (name, job) prompt appearing after ``contexts`` corpus sentences; 
 the lab's L2 logistic regressions (sklearn's objective, C = 1, fitted to convergence)
 instead of SAEBench's minibatch-16 L1 GPU probes with early stopping, so the biased probe's
 mix of gender and profession is the converged one; n defaults to 2, 5, 10, 20.
+
+On the hub path (``hub_concepts.scr_set``) the texts are SAEBench's: bias_in_bios bios of
+each profession pair (``saebench.hub.scr_pairs``, SAEBench's four) × gender, the quadrants
+and the biased probe's 2 × (size // 4) male-P1 / female-P2 bios taken as sae-bench's
+``get_spurious_corr_data`` takes them, mean-pooled over non-special positions; the
+scoring is the same code (the amazon reviews' SCR pairs are not run).
 """
 
 from __future__ import annotations

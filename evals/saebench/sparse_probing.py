@@ -16,6 +16,12 @@ fact is predicted) instead of mean pooling over a 128-token context, because a c
 the world sits at one token; the split is by word or name (disjoint test items), not by
 document; the full-width probe is the same L-BFGS logistic regression as the top-k ones
 (SAEBench trains it by minibatch gradient descent); k defaults to 1, 2, 5, 10, 20.
+
+On the hub path (``hub_concepts``; GPT-2, Pythia, any model without an organism world) the
+datasets are SAEBench's own (``saebench.hub.sparse_probing_datasets``), sampled as sae-bench
+does, each text mean-pooled over its non-special positions (the SAE's codes pooled the
+same way), split as SAEBench splits them (its train and test splits); the scoring above
+is the same code. Left as is there: the full-width probe (L-BFGS, not minibatch).
 """
 
 from __future__ import annotations

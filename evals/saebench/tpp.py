@@ -17,6 +17,11 @@ and amazon review categories; one position is read (the word) instead of mean po
 probes are sklearn-objective L2 logistic regressions (SAEBench: minibatch GPU probes with
 an L1 penalty); the split is by word; n defaults to 2, 5, 10, 20 (SAEBench also 50, 100,
 500, beyond a small SAE's useful range).
+
+On the hub path the datasets are SAEBench's (``saebench.hub.tpp_datasets``: bias_in_bios
+class set 1 and the amazon reviews' categories), mean-pooled texts (``hub_concepts``), the
+metrics averaged over datasets as SAEBench does; the scoring is the same code. The probes
+stay the lab's converged L2 ones (SAEBench: minibatch-16 L1 probes with early stopping).
 """
 
 from __future__ import annotations
