@@ -20,7 +20,7 @@ from sae.errors import SaelabError
 #: bias_in_bios professions (class_set1's five and the SCR pair professor/nurse), each written in one world category
 PROFESSION_WORDS = {0: "city", 1: "food", 2: "color", 6: "animal", 9: "month", 21: "day", 13: "number"}
 LANGUAGE_WORDS = {"C": "city", "Python": "food", "HTML": "color", "Java": "animal", "PHP": "month"}
-TRAIN, TEST, CTX = 16, 8, 48
+TRAIN, TEST, CTX = 16, 8, 32
 
 
 def _words(category: str) -> list[str]:
@@ -68,8 +68,8 @@ def write_datasets(root, rng: random.Random) -> None:
 
 def suite(data_dir, evals: list[str], **hub) -> dict:
     return {
-        "data": {"n_tokens": 1024, "lm_batch_size": 16},
-        "mean_ablation": {"n_tokens": 512},
+        "data": {"n_tokens": 512, "lm_batch_size": 16},
+        "mean_ablation": {"n_tokens": 256},
         "attention": {"enabled": False},
         "saebench": {
             "evals": evals,
@@ -86,7 +86,7 @@ def suite(data_dir, evals: list[str], **hub) -> dict:
                 ],
                 "tpp_datasets": ["LabHC/bias_in_bios_class_set1"],
                 "scr_pairs": [["professor", "nurse"]],
-                "absorption_max_words": 200,
+                "absorption_max_words": 150,
                 "absorption_min_letters": 3,
                 **hub,
             },
@@ -132,14 +132,14 @@ def hub_setup(tmp_path_factory, organism_tokenizer):
         "data": {
             "model": str(model_dir),
             "source": {"kind": "local", "path": str(data / "Skylion007" / "openwebtext")},
-            "n_tokens": 4096,
+            "n_tokens": 2048,
             "context_size": 32,
             "lm_batch_size": 32,
         },
         "saes": [
             {"name": "topk", "hook": "blocks.1.hook_resid_post", "sae": {"architecture": "topk", "d_sae": 96, "k": 8}}
         ],
-        "trainer": {"batch_size": 256, "wandb_project": None, "checkpoint_every": 0},
+        "trainer": {"batch_size": 128, "wandb_project": None, "checkpoint_every": 0},
         "heldout": None,
     }
     train(RunConfig.model_validate(run), root / "run", progress=False)
