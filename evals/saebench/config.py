@@ -255,10 +255,23 @@ class HubSettings(FrozenConfig):
         ["LabHC/bias_in_bios_class_set1", "canrager/amazon_reviews_mcauley_1and5"],
         description="TPP datasets (SAEBench's); any sparse-probing dataset works.",
     )
-    scr_pairs: list[list[str]] = Field(
-        [["professor", "nurse"], ["architect", "journalist"], ["surgeon", "psychologist"], ["attorney", "teacher"]],
-        description="SCR profession pairs (P1, P2) of LabHC/bias_in_bios (SAEBench's): the biased probe sees male P1 "
-        "against female P2.",
+    scr_pairs: dict[str, list[list[str]]] = Field(
+        {
+            "LabHC/bias_in_bios_class_set1": [
+                ["professor", "nurse"],
+                ["architect", "journalist"],
+                ["surgeon", "psychologist"],
+                ["attorney", "teacher"],
+            ],
+            "canrager/amazon_reviews_mcauley_1and5": [
+                ["Books", "CDs_and_Vinyl"],
+                ["Software", "Electronics"],
+                ["Pet_Supplies", "Office_Products"],
+                ["Industrial_and_Scientific", "Toys_and_Games"],
+            ],
+        },
+        description="SCR datasets and their class pairs (P1, P2) (SAEBench's column1_vals_lookup): the biased probe "
+        "sees P1 with the spurious column's first value (male; rating 1.0) against P2 with its second.",
     )
     train_size: int = Field(4000, gt=3, description="Probe train texts per task (SAEBench 4000).")
     test_size: int = Field(1000, gt=3, description="Probe test texts per task (SAEBench 1000).")
@@ -294,15 +307,19 @@ class HubSettings(FrozenConfig):
 
     @field_validator("scr_pairs")
     @classmethod
-    def _professions(cls, pairs: list[list[str]]) -> list[list[str]]:
-        from evals.saebench.hub_datasets import PROFESSIONS
+    def _scr_classes(cls, lookup: dict[str, list[list[str]]]) -> dict[str, list[list[str]]]:
+        from evals.saebench.hub_datasets import SCR_DATASETS
 
-        for p in pairs:
-            if len(p) != 2 or p[0] == p[1] or not set(p) <= set(PROFESSIONS):
-                raise ValueError(f"each pair is two different bias_in_bios professions {list(PROFESSIONS)}; got {p}")
-        if not pairs:
-            raise ValueError("scr_pairs must not be empty")
-        return pairs
+        for dataset, pairs in lookup.items():
+            if dataset not in SCR_DATASETS:
+                raise ValueError(f"SCR datasets are {list(SCR_DATASETS)}; got {dataset!r}")
+            names = SCR_DATASETS[dataset][0]
+            for p in pairs:
+                if len(p) != 2 or p[0] == p[1] or not set(p) <= set(names):
+                    raise ValueError(f"each {dataset} pair is two different classes of {list(names)}; got {p}")
+        if not lookup or not all(lookup.values()):
+            raise ValueError("scr_pairs must name at least one dataset with at least one pair")
+        return lookup
 
 
 class SAEBenchSuite(FrozenConfig):

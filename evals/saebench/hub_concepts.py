@@ -114,31 +114,32 @@ def probing_set(group, specs: list, name: str, seed: int) -> tuple[ConceptData, 
     return data, read_texts(group, specs, texts, name)
 
 
-def scr_set(group, specs: list, pair: tuple[str, str], seed: int) -> dict:
-    """bias_in_bios texts of one profession pair: per hook ``Pooled``, 0/1 gender (1 = male) and job (1 = P1) per
-    text, train and test indices (the four balanced quadrants) and the biased probe's (male P1, female P2)."""
+def scr_set(group, specs: list, dataset: str, pair: tuple[str, str], seed: int) -> dict:
+    """Texts of one class pair of an SCR dataset: per hook ``Pooled``, 0/1 spurious attribute (1 = the spurious
+    column's first value: male, rating 1.0) and class (1 = P1) per text, train and test indices (the four balanced
+    quadrants) and the biased probe's (pos P1, neg P2)."""
     hub = group.suite.saebench.hub
     blocks = {
-        split: hub_datasets.spurious(pair, size, split, seed, hub.data_dir)
+        split: hub_datasets.spurious(dataset, pair, size, split, seed, hub.data_dir)
         for split, size in (("train", hub.train_size), ("test", hub.test_size))
     }
-    texts, gender, job = [], [], []
+    texts, spurious, label = [], [], []
     index: dict[str, list[int]] = {"train": [], "test": [], "biased": []}
 
-    def add(split: str, key: str, g: int, j: int, into: str) -> None:
+    def add(split: str, key: str, s: int, j: int, into: str) -> None:
         for text in blocks[split][key]:
             index[into].append(len(texts))
             texts.append(text)
-            gender.append(g)
-            job.append(j)
+            spurious.append(s)
+            label.append(j)
 
-    for key, g, j in (("male_p1", 1, 1), ("female_p1", 0, 1), ("male_p2", 1, 0), ("female_p2", 0, 0)):
-        add("train", key, g, j, "train")
-        add("test", key, g, j, "test")
+    for key, s, j in (("pos_p1", 1, 1), ("neg_p1", 0, 1), ("pos_p2", 1, 0), ("neg_p2", 0, 0)):
+        add("train", key, s, j, "train")
+        add("test", key, s, j, "test")
     add("train", "biased_p1", 1, 1, "biased")
     add("train", "biased_p2", 0, 0, "biased")
     acts = read_texts(group, specs, texts, "scr " + "/".join(pair))
-    return {"acts": acts, "gender": gender, "job": job, **index}
+    return {"acts": acts, "gender": spurious, "job": label, **index}
 
 
 def alpha_words(tokenizer) -> dict[str, int]:

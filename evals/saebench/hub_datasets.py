@@ -17,9 +17,10 @@ Each dataset becomes ``{class: [text, ...]}`` for a train and a test split, the 
   column ``translation``: {lang: text}; streamed): the first ``size`` rows' text in the
   pair's language, shuffled, ``size // 2`` per language.
 
-SCR (``spurious``) uses bias_in_bios' four (profession, gender) quadrants of a profession
-pair as ``dataset_creation.get_spurious_corr_data`` does (the first rows of each quadrant,
-not a sample). Core's and autointerp's text (``Skylion007/openwebtext``,
+SCR (``spurious``) uses the four (class, spurious value) quadrants of a class pair of
+bias_in_bios (profession × gender) or the amazon reviews (category × rating) as
+``dataset_creation.get_spurious_corr_data`` does (the first rows of each quadrant, not a
+sample). Core's and autointerp's text (``Skylion007/openwebtext``,
 ``monology/pile-uncopyrighted``) are read by ``sae.text`` (``text_source``).
 
 Where a dataset is read from (``table``): ``hub.data_dir/<hub name>/[<config>/]<split>.*``
@@ -77,6 +78,53 @@ PROFESSIONS = {
     )
 }
 GENDERS = {"male": 0, "female": 1}
+#: sae-bench dataset_info.amazon_category_dict (the reviews' category ids)
+AMAZON_CATEGORIES = {
+    name: i
+    for i, name in enumerate(
+        [
+            "All_Beauty",
+            "Toys_and_Games",
+            "Cell_Phones_and_Accessories",
+            "Industrial_and_Scientific",
+            "Gift_Cards",
+            "Musical_Instruments",
+            "Electronics",
+            "Handmade_Products",
+            "Arts_Crafts_and_Sewing",
+            "Baby_Products",
+            "Health_and_Household",
+            "Office_Products",
+            "Digital_Music",
+            "Grocery_and_Gourmet_Food",
+            "Sports_and_Outdoors",
+            "Home_and_Kitchen",
+            "Subscription_Boxes",
+            "Tools_and_Home_Improvement",
+            "Pet_Supplies",
+            "Video_Games",
+            "Kindle_Store",
+            "Clothing_Shoes_and_Jewelry",
+            "Patio_Lawn_and_Garden",
+            "Unknown",
+            "Books",
+            "Automotive",
+            "CDs_and_Vinyl",
+            "Beauty_and_Personal_Care",
+            "Amazon_Fashion",
+            "Magazine_Subscriptions",
+            "Software",
+            "Health_and_Personal_Care",
+            "Appliances",
+            "Movies_and_TV",
+        ]
+    )
+}
+#: SCR datasets (sae-bench scr_and_tpp): (class names → ids, the spurious column's two values, first = "pos")
+SCR_DATASETS = {
+    "LabHC/bias_in_bios_class_set1": (PROFESSIONS, (GENDERS["male"], GENDERS["female"])),
+    "canrager/amazon_reviews_mcauley_1and5": (AMAZON_CATEGORIES, (1.0, 5.0)),
+}
 
 #: sae-bench dataset_info.chosen_classes_per_dataset
 CHOSEN_CLASSES = {
@@ -294,27 +342,34 @@ def train_test(name: str, train_size: int, test_size: int, seed: int, data_dir: 
     return class_texts(name, train_size, "train", seed, data_dir), class_texts(name, test_size, "test", seed, data_dir)
 
 
-def spurious(pair: tuple[str, str], size: int, split: str, seed: int, data_dir: str | None) -> dict[str, list[str]]:
-    """bias_in_bios quadrants of a profession pair (sae-bench ``get_spurious_corr_data``, column2 male/female):
-    ``male_p1``, ``female_p1``, ``male_p2``, ``female_p2`` with ``size // 4`` texts each, and ``biased_p1``
-    (male P1) / ``biased_p2`` (female P2) with ``2 * (size // 4)`` each, the biased probe's data."""
-    repo = "LabHC/bias_in_bios"
+def spurious(
+    dataset: str, pair: tuple[str, str], size: int, split: str, seed: int, data_dir: str | None
+) -> dict[str, list[str]]:
+    """The four quadrants of a class pair × the spurious column (sae-bench ``get_spurious_corr_data``; bias_in_bios:
+    profession × gender male/female; amazon reviews: category × rating 1.0/5.0): ``pos_p1``, ``neg_p1``,
+    ``pos_p2``, ``neg_p2`` (pos: the column's first value) with ``size // 4`` texts each, and ``biased_p1``
+    (pos P1) / ``biased_p2`` (neg P2) with ``2 * (size // 4)`` each, the biased probe's data. Each is the
+    quadrant's first rows, as sae-bench takes them."""
+    if dataset not in SCR_DATASETS:
+        raise ConfigError(f"SCR runs on {list(SCR_DATASETS)}, not {dataset!r}")
+    ids, (pos, neg) = SCR_DATASETS[dataset]
+    repo = dataset.split("_class_set")[0]
     text, col1, col2 = TWO_COLUMN[repo]
     df = table(repo, split, data_dir, columns=TWO_COLUMN[repo])
     q = size // 4
     quads = {}
-    for prof_key, prof in (("p1", pair[0]), ("p2", pair[1])):
-        for g_key, g in GENDERS.items():
-            rows = df[(df[col1] == PROFESSIONS[prof]) & (df[col2] == g)][text].tolist()
-            need = 2 * q if (prof_key, g_key) in (("p1", "male"), ("p2", "female")) else q
+    for p_key, cls in (("p1", pair[0]), ("p2", pair[1])):
+        for v_key, value in (("pos", pos), ("neg", neg)):
+            rows = df[(df[col1] == ids[cls]) & (df[col2] == value)][text].tolist()
+            need = 2 * q if (p_key, v_key) in (("p1", "pos"), ("p2", "neg")) else q
             if len(rows) < need:
                 raise ConfigError(
-                    f"dataset {repo!r} {split}: {len(rows)} {g_key} {prof} rows, fewer than the {need} SCR needs "
-                    "(lower saebench.hub train/test sizes)"
+                    f"dataset {repo!r} {split}: {len(rows)} rows of {cls} with {col2} {value}, fewer than the {need} "
+                    "SCR needs (lower saebench.hub train/test sizes)"
                 )
-            quads[f"{g_key}_{prof_key}"] = rows
+            quads[f"{v_key}_{p_key}"] = rows
     out = {k: v[:q] for k, v in quads.items()}
-    out["biased_p1"], out["biased_p2"] = quads["male_p1"][: 2 * q], quads["female_p2"][: 2 * q]
+    out["biased_p1"], out["biased_p2"] = quads["pos_p1"][: 2 * q], quads["neg_p2"][: 2 * q]
     return out  # sae-bench shuffles each list; the probes here are full-batch, so order is moot
 
 

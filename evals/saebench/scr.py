@@ -30,10 +30,12 @@ instead of SAEBench's minibatch-16 L1 GPU probes with early stopping, so the bia
 mix of gender and profession is the converged one; n defaults to 2, 5, 10, 20.
 
 On the hub path (``hub_concepts.scr_set``) the texts are SAEBench's: bias_in_bios bios of
-each profession pair (``saebench.hub.scr_pairs``, SAEBench's four) × gender, the quadrants
-and the biased probe's 2 × (size // 4) male-P1 / female-P2 bios taken as sae-bench's
-``get_spurious_corr_data`` takes them, mean-pooled over non-special positions; the
-scoring is the same code (the amazon reviews' SCR pairs are not run).
+each profession pair × gender and amazon reviews of each category pair × rating
+(``saebench.hub.scr_pairs``, SAEBench's four pairs each; "gender" below then stands for the
+spurious column, "job" for the class), the quadrants and the biased probe's 2 × (size // 4)
+pos-P1 / neg-P2 texts taken as sae-bench's ``get_spurious_corr_data`` takes them,
+mean-pooled over non-special positions; the scoring is the same code, the metrics the mean
+over every pair of both datasets (SAEBench).
 """
 
 from __future__ import annotations
@@ -50,7 +52,6 @@ from evals.saebench.tpp import codec, decoder_rows, top_n
 from sae.progress import progress_bar
 
 EVAL_TYPE_ID = "scr"
-BIAS_IN_BIOS = "LabHC/bias_in_bios_class_set1"
 TEMPLATE = "{c} {name} works as a {job}."
 DEFINITIONS = {
     "scr_metric_threshold_{n}": "normalised SCR score (A_abl - A) / (A_skyline - A) of the direction in which the "
@@ -175,38 +176,34 @@ def run(group, settings) -> list[tuple[dict, dict]]:
     specs = list({e.spec.name: e.spec for e in entries}.values())
     per_pair: dict[str, dict[str, dict]] = {e.name: {} for e in entries}
     hub = hub_concepts.on_hub(group)
-    pairs = group.suite.saebench.hub.scr_pairs if hub else settings.pairs
-    for pair in progress_bar(pairs, desc="scr", disable=not group.progress, leave=False):
+    lookup = group.suite.saebench.hub.scr_pairs if hub else {"organism/gender_job": settings.pairs}
+    runs = [(dataset, tuple(pair)) for dataset, pairs in lookup.items() for pair in pairs]
+    for dataset, pair in progress_bar(runs, desc="scr", disable=not group.progress, leave=False):
         if hub:
-            block = hub_concepts.scr_set(group, specs, tuple(pair), settings.seed)
+            block = hub_concepts.scr_set(group, specs, dataset, pair, settings.seed)
             acts, gender, job, train, test, biased = (
                 block[k] for k in ("acts", "gender", "job", "train", "test", "biased")
             )
         else:
             items, gender, job, train, test, starts = build(
-                group.tokenizer, tuple(pair), settings.contexts, settings.test_fraction, settings.seed
+                group.tokenizer, pair, settings.contexts, settings.test_fraction, settings.seed
             )
             acts, biased = read_spans(group.model, specs, items, starts), None
         for e in entries:
             encode, decode = codec(e.sae)
-            per_pair[e.name]["/".join(pair)] = scr_scores(
+            per_pair[e.name][f"{dataset}/{'/'.join(pair)}"] = scr_scores(
                 acts[e.spec.name], gender, job, train, test, encode, decode, settings.n_values, biased
             )
-    dataset = BIAS_IN_BIOS if hub else "organism/gender_job"
     config = {
         "model_name": model_name,
         "random_seed": settings.seed,
-        "dataset_names": [dataset],
-        "column1_vals_lookup": {dataset: [list(p) for p in pairs]},
+        "dataset_names": list(lookup),
+        "column1_vals_lookup": {d: [list(p) for p in pairs] for d, pairs in lookup.items()},
         "n_values": settings.n_values,
     }
     if hub:
         h = group.suite.saebench.hub
-        config.update(
-            train_set_size=h.train_size,
-            test_set_size=h.test_size,
-            context_length=h.context_length,
-        )
+        config.update(train_set_size=h.train_size, test_set_size=h.test_size, context_length=h.context_length)
     else:
         config.update(
             contexts_per_item=settings.contexts,
@@ -219,6 +216,6 @@ def run(group, settings) -> list[tuple[dict, dict]]:
         scored = per_pair[e.name]
         overall = mean_rows(list(scored.values()))
         metrics = {k: v for k, v in overall.items() if k.startswith("scr_") and "accuracy" not in k}
-        details = [{"dataset_name": f"{dataset}/{p}", **r} for p, r in scored.items()]
+        details = [{"dataset_name": p, **r} for p, r in scored.items()]
         out.append((e.info, document(EVAL_TYPE_ID, config, {"scr_metrics": metrics}, details, e.info)))
     return out

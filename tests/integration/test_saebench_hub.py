@@ -44,6 +44,16 @@ def write_datasets(root, rng: random.Random) -> None:
         path = root / "LabHC" / "bias_in_bios" / f"{split}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_parquet(path)
+        # amazon reviews for SCR: category Books (24) / CDs_and_Vinyl (26) in words, the rating in a name's gender
+        reviews = [
+            {"text": rng.choice(names) + " " + " ".join(rng.choices(_words(cat), k=12)), "category": c, "rating": r}
+            for c, cat in ((24, "job"), (26, "food"))
+            for r, names in ((1.0, MALE_NAMES), (5.0, FEMALE_NAMES))
+            for _ in range(n)
+        ]
+        path = root / "canrager" / "amazon_reviews_mcauley_1and5" / f"{split}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(reviews).to_parquet(path)
         # ag_news: labels independent of the words (a probe must stay near chance)
         every = [w for c in ("city", "food", "color", "animal") for w in _words(c)]
         news = [{"text": " ".join(rng.choices(every, k=12)), "label": i % 4} for i in range(4 * n)]
@@ -85,7 +95,10 @@ def suite(data_dir, evals: list[str], **hub) -> dict:
                     "codeparrot/github-code",
                 ],
                 "tpp_datasets": ["LabHC/bias_in_bios_class_set1"],
-                "scr_pairs": [["professor", "nurse"]],
+                "scr_pairs": {
+                    "LabHC/bias_in_bios_class_set1": [["professor", "nurse"]],
+                    "canrager/amazon_reviews_mcauley_1and5": [["Books", "CDs_and_Vinyl"]],
+                },
                 "absorption_max_words": 150,
                 "absorption_min_letters": 3,
                 **hub,
@@ -194,11 +207,17 @@ def test_every_hub_eval_writes_saebench_json_and_summary(hub_eval):
     ] and "ravel: skipped on the hub path" in stderr
     assert not (hub_eval / "saebench" / "ravel").exists()
     scr = _doc(hub_eval, "scr")
-    assert scr["eval_config"]["dataset_names"] == ["LabHC/bias_in_bios_class_set1"]
-    (detail,) = scr["eval_result_details"]
-    assert detail["dataset_name"] == "LabHC/bias_in_bios_class_set1/professor/nurse"
-    # the biased probe learns profession (disjoint words) from male professors vs female nurses
-    assert detail["profession_probe_accuracy"] >= 0.9
+    assert scr["eval_config"]["dataset_names"] == [
+        "LabHC/bias_in_bios_class_set1",
+        "canrager/amazon_reviews_mcauley_1and5",
+    ]
+    names = [d["dataset_name"] for d in scr["eval_result_details"]]
+    assert names == [
+        "LabHC/bias_in_bios_class_set1/professor/nurse",
+        "canrager/amazon_reviews_mcauley_1and5/Books/CDs_and_Vinyl",
+    ]
+    # the class probes (disjoint words per class) are clean oracles in both datasets
+    assert all(d["profession_probe_accuracy"] >= 0.9 for d in scr["eval_result_details"])
     assert set(scr["eval_result_metrics"]["scr_metrics"]) >= {"scr_metric_threshold_2", "scr_dir1_threshold_5"}
     tpp = _doc(hub_eval, "tpp")
     assert [d["dataset_name"] for d in tpp["eval_result_details"]] == ["LabHC/bias_in_bios_class_set1"]
@@ -270,12 +289,14 @@ def test_local_files_follow_saebench_sampling(hub_setup):
         for g in (0, 1):
             expect += rows[rows["gender"] == g]["hard_text"].sample(n=TRAIN // 4, random_state=42).tolist()
         assert texts == expect
-    quads = hub_datasets.spurious(("professor", "nurse"), TRAIN, "train", 42, str(data))
+    quads = hub_datasets.spurious(
+        "LabHC/bias_in_bios_class_set1", ("professor", "nurse"), TRAIN, "train", 42, str(data)
+    )
     assert {k: len(v) for k, v in quads.items()} == {
-        "male_p1": 4,
-        "female_p1": 4,
-        "male_p2": 4,
-        "female_p2": 4,
+        "pos_p1": 4,
+        "neg_p1": 4,
+        "pos_p2": 4,
+        "neg_p2": 4,
         "biased_p1": 8,
         "biased_p2": 8,
     }
