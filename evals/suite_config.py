@@ -194,9 +194,15 @@ class SuiteConfig(FrozenConfig):
 
 def eval_source(cfg: SuiteConfig, model_name: str) -> TextSource:
     """The held-out text for SAEs of ``model_name``: the configured source, or, when the
-    config names none, a provider model's own text (organism-b is evaluated on its corpus)."""
-    if "source" in cfg.data.model_fields_set or providers.find(model_name) is None:
+    config names none, a provider model's own text (organism-b is evaluated on its corpus), or,
+    for another model with SAEBench evals on the hub path, SAEBench's core text
+    (``saebench.hub.core_dataset``)."""
+    if "source" in cfg.data.model_fields_set:
         return cfg.data.source
+    if providers.find(model_name) is None:
+        from evals.saebench.hub_concepts import hub_text
+
+        return hub_text(cfg, model_name, "core") or cfg.data.source  # SAEBench's core text on the hub path
     return TextSource(kind=model_name)
 
 

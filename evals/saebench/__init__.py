@@ -8,7 +8,9 @@ SAE, one JSON file in SAEBench's output shape (``evals.saebench.output``) under
 
 The organism stands in for SAEBench's datasets: its facts are enumerable
 (``organism.world``), so every concept a probe needs is known exactly. Deviations from
-SAEBench are stated in each module's docstring.
+SAEBench are stated in each module's docstring. Models without an organism world (GPT-2,
+Pythia) take the hub path instead: SAEBench's own datasets (``hub_datasets``), mean-pooled
+texts (``hub_concepts``), through the same scoring code (``saebench.source``).
 """
 
 from __future__ import annotations

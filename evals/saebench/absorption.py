@@ -39,6 +39,12 @@ SAEBench splits the vocabulary, because a category has too few words to hold som
 ground-truth probe is sklearn's L2 logistic regression (C = 1) per category, not SAEBench's
 26-way BCE probe trained by Adam; the L1 ranking probe is fitted by proximal gradient on
 the whole train split, not by minibatch Adam.
+
+On the hub path (``eval_type_id: absorption_first_letter``) the hierarchy is SAEBench's own:
+a word's first letter over the model's alphabetic vocabulary tokens, split 80/20 by word,
+each in an ICL spelling prompt read at the word (``hub_concepts.first_letter_set``); the
+measurement is the same code, with ``saebench.hub.absorption_min_letters`` (SAEBench 20) in
+place of ``min_categories`` and details keyed ``first_letter``.
 """
 
 from __future__ import annotations
@@ -49,11 +55,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from evals.saebench import concepts
+from evals.saebench import concepts, hub_concepts
 from evals.saebench.output import document
 from evals.saebench.probes import Probe, f1, fit_l1_ranking, fit_logistic
 
 EVAL_TYPE_ID = "absorption_category"
+FIRST_LETTER_TYPE_ID = "absorption_first_letter"  # the hub path: SAEBench's own task
 EPS = 1e-8
 DEFINITIONS = {
     "mean_absorption_fraction_score": "mean over scored categories of (sum of absorption fractions over the "
@@ -220,10 +227,10 @@ def summary(results: list[CategoryResult]) -> dict[str, float]:
     }
 
 
-def skipped(config: dict, info: dict, why: str, details: list | None = None) -> dict:
+def skipped(config: dict, info: dict, why: str, details: list | None = None, type_id: str = EVAL_TYPE_ID) -> dict:
     """The document of an SAE the eval cannot score (SAEBench aborts): null metrics, the reason unstructured."""
     metrics = {"mean": dict.fromkeys(k for k in DEFINITIONS if k != "hierarchy")}
-    return document(EVAL_TYPE_ID, config, metrics, details or [], info, {"skipped": why})
+    return document(type_id, config, metrics, details or [], info, {"skipped": why})
 
 
 def _split_by_context(data, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -242,27 +249,79 @@ def _split_by_context(data, test_fraction: float, seed: int) -> tuple[list[int],
     return sorted(train), sorted(test)
 
 
-def run(group, settings) -> list[tuple[dict, dict]]:
-    """Per SAE, the absorption document (the probes on raw activations are fitted once per hook)."""
-    entries = group.entries
-    model_name = entries[0].info["model"]
-    data = concepts.build("category", group.tokenizer, model_name, settings.contexts, 0.5, None, settings.seed)
+def _organism(group, specs, settings) -> dict:
+    data = concepts.build(
+        "category", group.tokenizer, group.entries[0].info["model"], settings.contexts, 0.5, None, settings.seed
+    )
     data.test_groups = set()
     train, test = _split_by_context(data, settings.test_fraction, settings.seed)
-    specs = list({e.spec.name: e.spec for e in entries}.values())
-    acts = concepts.read_last(group.model, specs, data.items)
-    labels = [it.label for it in data.items]
-    out = []
     config = {
-        "model_name": model_name,
-        "random_seed": settings.seed,
         "hierarchy": "organism word categories",
         "categories": data.classes,
         **settings.model_dump(exclude={"seed"}),
     }
+    acts = concepts.read_last(group.model, specs, data.items)
+    return {
+        "type_id": EVAL_TYPE_ID,
+        "data": data,
+        "train": train,
+        "test": test,
+        "acts": acts,
+        "config": config,
+        "min_categories": settings.min_categories,
+        "unit": "categories",
+        "detail": CategoryResult.detail,
+    }
+
+
+def _first_letter(group, specs, settings) -> dict:
+    """SAEBench's own task on the hub path: first letters of the vocabulary (``hub_concepts.first_letter_set``)."""
+    hub = group.suite.saebench.hub
+    data, train, test, acts, left_out = hub_concepts.first_letter_set(
+        group, specs, settings.seed, hub.absorption_max_words
+    )
+    config = {
+        "prompt_template": hub_concepts.ABSORPTION_TEMPLATE,
+        "prompt_token_pos": -6,
+        "max_icl_examples": hub_concepts.ICL_EXAMPLES,
+        "train_fraction": hub_concepts.ABSORPTION_TRAIN_FRACTION,
+        "words": len(data.items),
+        "words_not_one_token_in_context": len(left_out),
+        "min_feats_for_eval": hub.absorption_min_letters,
+        **settings.model_dump(exclude={"seed", "contexts", "test_fraction", "min_categories"}),
+    }
+
+    def detail(result: CategoryResult) -> dict:  # SAEBench's detail names the letter ``first_letter``
+        row = result.detail()
+        return {"first_letter": row.pop("category"), **row}
+
+    return {
+        "detail": detail,
+        "type_id": FIRST_LETTER_TYPE_ID,
+        "data": data,
+        "train": train,
+        "test": test,
+        "acts": acts,
+        "config": config,
+        "min_categories": hub.absorption_min_letters,
+        "unit": "letters",
+    }
+
+
+def run(group, settings) -> list[tuple[dict, dict]]:
+    """Per SAE, the absorption document (the probes on raw activations are fitted once per hook)."""
+    entries = group.entries
+    model_name = entries[0].info["model"]
+    specs = list({e.spec.name: e.spec for e in entries}.values())
+    task = (_first_letter if hub_concepts.on_hub(group) else _organism)(group, specs, settings)
+    data, train, test, acts, type_id = task["data"], task["train"], task["test"], task["acts"], task["type_id"]
+    labels = [it.label for it in data.items]
+    out = []
+    config = {"model_name": model_name, "random_seed": settings.seed, **task["config"]}
     for e in entries:
         if e.out_spec is not None:  # a transcoder's decoder lives in another space than the probe
-            out.append((e.info, skipped(config, e.info, "a transcoder: its decoder writes another hook than it reads")))
+            why = "a transcoder: its decoder writes another hook than it reads"
+            out.append((e.info, skipped(config, e.info, why, type_id=type_id)))
             continue
         x = acts[e.spec.name]
         with torch.no_grad():
@@ -278,13 +337,13 @@ def run(group, settings) -> list[tuple[dict, dict]]:
             data.classes,
             settings,
         )
-        if len(results) < settings.min_categories:
+        if len(results) < task["min_categories"]:
             why = (
-                f"only {len(results)} categories have a ground-truth probe with F1 >= {settings.min_probe_f1} "
-                f"at {e.spec.name} (min_categories {settings.min_categories})"
+                f"only {len(results)} {task['unit']} have a ground-truth probe with F1 >= {settings.min_probe_f1} "
+                f"at {e.spec.name} (min {task['min_categories']})"
             )
-            out.append((e.info, skipped(config, e.info, why, [r.detail() for r in results])))
+            out.append((e.info, skipped(config, e.info, why, [task["detail"](r) for r in results], type_id)))
             continue
-        doc = document(EVAL_TYPE_ID, config, {"mean": summary(results)}, [r.detail() for r in results], e.info)
+        doc = document(type_id, config, {"mean": summary(results)}, [task["detail"](r) for r in results], e.info)
         out.append((e.info, doc))
     return out

@@ -23,7 +23,8 @@ on and the latent's details record the failure (its predictions are left out, as
 leaves out unparsed ones; a failed SAEBench scoring leaves the latent unscored, as
 SAEBench drops it).
 
-Contexts come from held-out organism text (the suite's text source and seed) through
+Contexts come from held-out text (the suite's text source and seed; on the hub path SAEBench's
+monology/pile-uncopyrighted, ``saebench.hub.autointerp_dataset``, unless data.source is set) through
 ``evals.saebench.autointerp_contexts``; deviations from delphi and SAEBench are listed there.
 """
 
@@ -223,6 +224,7 @@ def reporter(sae_name: str):
 
 
 def run(group, settings) -> list[tuple[dict, dict]]:
+    from evals.saebench.hub_concepts import hub_text
     from evals.suite_config import eval_source
     from sae.progress import progress_bar
     from sae.store import StoreConfig, token_batches
@@ -234,10 +236,13 @@ def run(group, settings) -> list[tuple[dict, dict]]:
         e.name: contexts.candidate_latents(e.sae.W_dec.shape[0], e.info.get("densities"), 3 * cfg.n_latents, cfg.seed)
         for e in entries
     }
+    source = eval_source(group.suite, model_name)
+    if "source" not in group.suite.data.model_fields_set:
+        source = hub_text(group.suite, model_name, "autointerp") or source  # SAEBench's pile on the hub path
     scfg = StoreConfig(
         model=model_name,
         hooks=sorted({e.spec.name for e in entries}),
-        source=eval_source(group.suite, model_name),
+        source=source,
         context_size=cfg.context_size,
         n_tokens=cfg.n_tokens,
         lm_batch_size=group.suite.data.lm_batch_size,
@@ -260,7 +265,9 @@ def run(group, settings) -> list[tuple[dict, dict]]:
         "explainer": explainer.name,
         "scorer": scorer.name,
         "llm_url": cfg.llm_url if "llm" in (cfg.explainer, cfg.scorer) else None,
-        "dataset_name": f"organism held-out text (seed {scfg.seed})",
+        "dataset_name": source.path
+        if source.kind in ("hub", "local")
+        else f"organism held-out text (seed {scfg.seed})",
         "total_tokens": cfg.n_tokens,
         "llm_context_size": cfg.context_size,
         "random_seed": cfg.seed,

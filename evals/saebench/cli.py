@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(SuiteConfig, args.suite, args.set, under=None if args.suite else BASE, over=over)
     results = run_suite(cfg, args.runs, args.out, progress=not args.quiet)
     out = Path(args.out).resolve()
-    for line in summary_lines(json.loads((out / "summary.json").read_text())):
-        print(line)
+    if (out / "summary.json").is_file():  # absent when no SAEBench eval applied (RAVEL alone on the hub path)
+        for line in summary_lines(json.loads((out / "summary.json").read_text())):
+            print(line)
     print(f"summary: {out / 'summary.json'}\nreport:  {out / 'report.html'} ({results['seconds']} s)")
     return 0

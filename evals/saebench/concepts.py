@@ -161,6 +161,76 @@ def build(
     return _split(data, test_fraction, rng)
 
 
+@dataclass
+class Pooled:
+    """Per-position rows of a set of prompts or texts and which one each row belongs to; ``pool`` means them.
+
+    The organism's prompts are read at one position (one row each: pooling is the identity);
+    the hub path's texts are mean-pooled over their non-special positions, as SAEBench does."""
+
+    rows: torch.Tensor  # [n_positions, d]
+    owner: torch.Tensor  # [n_positions] prompt index
+    n: int
+
+    @classmethod
+    def single(cls, rows: torch.Tensor) -> Pooled:
+        """One row per prompt."""
+        return cls(rows, torch.arange(rows.shape[0]), rows.shape[0])
+
+    def counts(self) -> torch.Tensor:
+        return torch.bincount(self.owner, minlength=self.n).clamp_min(1)
+
+    def pool(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        rows = self.rows if rows is None else rows
+        out = torch.zeros(self.n, rows.shape[1], dtype=rows.dtype)
+        out.index_add_(0, self.owner, rows)
+        return out / self.counts().to(rows.dtype)[:, None]
+
+    def pool_map(self, fn, chunk: int = 4096) -> torch.Tensor:
+        """Mean per prompt of ``fn(rows)``, computed ``chunk`` rows at a time (an SAE's codes of every position
+        of 5000 texts would not fit at once)."""
+        out = None
+        for lo in range(0, self.rows.shape[0], chunk):
+            y = fn(self.rows[lo : lo + chunk])
+            if out is None:
+                out = torch.zeros(self.n, y.shape[1], dtype=y.dtype)
+            out.index_add_(0, self.owner[lo : lo + chunk], y)
+        if out is None:
+            raise SaelabError("no positions to pool")
+        return out / self.counts().to(out.dtype)[:, None]
+
+
+@torch.no_grad()
+def pooled_codes(sae, data: Pooled) -> torch.Tensor:
+    """An SAE's codes at every row, pooled per prompt (SAEBench encodes each position, then means)."""
+    device = next(sae.parameters()).device
+    return data.pool_map(lambda rows: sae.encode(rows.to(device)).float().cpu())
+
+
+@torch.no_grad()
+def read_masked(
+    model, specs: list, tokens: torch.Tensor, mask: torch.Tensor, batch_size: int = 64, bar=None
+) -> dict[str, Pooled]:
+    """Per hook, the rows of every sequence of ``tokens`` [n, L] where ``mask`` is True (right padding is never
+    read: causal attention leaves the real positions untouched)."""
+    device = next(model.parameters()).device
+    rows: dict[str, list[torch.Tensor]] = {s.name: [] for s in specs}
+    owner: list[torch.Tensor] = []
+    tl_names = sorted({s.tl_name for s in specs})
+    for lo in range(0, tokens.shape[0], batch_size):
+        chunk, m = tokens[lo : lo + batch_size], mask[lo : lo + batch_size]
+        width = int(m.any(0).nonzero().max()) + 1 if m.any() else 1
+        chunk, m = chunk[:, :width], m[:, :width]
+        cache = run_capturing(model, chunk.to(device), tl_names)
+        for s in specs:
+            rows[s.name].append(s.read(cache[s.tl_name])[m.to(device)].float().cpu())
+        owner.append((torch.arange(chunk.shape[0])[:, None] + lo).expand(-1, width)[m])
+        if bar is not None:
+            bar.update(chunk.shape[0])
+    own = torch.cat(owner)
+    return {k: Pooled(torch.cat(v), own, tokens.shape[0]) for k, v in rows.items()}
+
+
 @torch.no_grad()
 def read_last(model, specs: list, items: list[Item], batch_size: int = 128) -> dict[str, torch.Tensor]:
     """``{hook name: [n_items, d_in]}``: each prompt's activation at its last token (right-padded batches:

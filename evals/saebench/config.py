@@ -227,6 +227,101 @@ class AutointerpSettings(FrozenConfig):
         return self
 
 
+SPARSE_PROBING_HUB = (
+    "LabHC/bias_in_bios_class_set1",
+    "LabHC/bias_in_bios_class_set2",
+    "LabHC/bias_in_bios_class_set3",
+    "canrager/amazon_reviews_mcauley_1and5",
+    "canrager/amazon_reviews_mcauley_1and5_sentiment",
+    "codeparrot/github-code",
+    "fancyzhx/ag_news",
+    "Helsinki-NLP/europarl",
+)
+
+
+class HubSettings(FrozenConfig):
+    """The hub path: SAEBench's own datasets (read through ``datasets``) for models with no known world."""
+
+    data_dir: str | None = Field(
+        None,
+        description="Local copies of the datasets, read before the hub: DIR/<hub name>/[<config>/]<split>.parquet "
+        "(or .jsonl/.json) with the hub's columns, e.g. DIR/LabHC/bias_in_bios/train.parquet; a dataset not "
+        "there is loaded by name (the hub, or datasets' cache when HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set).",
+    )
+    sparse_probing_datasets: list[str] = Field(
+        list(SPARSE_PROBING_HUB), description="Sparse-probing datasets (SAEBench's eight by default)."
+    )
+    tpp_datasets: list[str] = Field(
+        ["LabHC/bias_in_bios_class_set1", "canrager/amazon_reviews_mcauley_1and5"],
+        description="TPP datasets (SAEBench's); any sparse-probing dataset works.",
+    )
+    scr_pairs: dict[str, list[list[str]]] = Field(
+        {
+            "LabHC/bias_in_bios_class_set1": [
+                ["professor", "nurse"],
+                ["architect", "journalist"],
+                ["surgeon", "psychologist"],
+                ["attorney", "teacher"],
+            ],
+            "canrager/amazon_reviews_mcauley_1and5": [
+                ["Books", "CDs_and_Vinyl"],
+                ["Software", "Electronics"],
+                ["Pet_Supplies", "Office_Products"],
+                ["Industrial_and_Scientific", "Toys_and_Games"],
+            ],
+        },
+        description="SCR datasets and their class pairs (P1, P2) (SAEBench's column1_vals_lookup): the biased probe "
+        "sees P1 with the spurious column's first value (male; rating 1.0) against P2 with its second.",
+    )
+    train_size: int = Field(4000, gt=3, description="Probe train texts per task (SAEBench 4000).")
+    test_size: int = Field(1000, gt=3, description="Probe test texts per task (SAEBench 1000).")
+    context_length: int = Field(128, ge=2, description="Tokens per text, longer ones truncated (SAEBench 128).")
+    batch_size: int = Field(32, gt=0, description="Texts per forward pass.")
+    absorption_max_words: int | None = Field(
+        None,
+        gt=0,
+        description="Absorption: at most this many of the vocabulary's alphabetic tokens (a seeded sample; None: "
+        "all, as SAEBench).",
+    )
+    absorption_min_letters: int = Field(
+        20,
+        gt=0,
+        description="Absorption: fewer letters with a ground-truth probe F1 >= min_probe_f1 skips the SAE "
+        "(SAEBench min_feats_for_eval 20).",
+    )
+    core_dataset: str = Field(
+        "Skylion007/openwebtext",
+        description="Text of the core eval's held-out pass on the hub path (SAEBench's), when data.source is unset.",
+    )
+    autointerp_dataset: str = Field(
+        "monology/pile-uncopyrighted", description="Text autointerp searches for contexts on the hub path (SAEBench's)."
+    )
+
+    @field_validator("sparse_probing_datasets", "tpp_datasets")
+    @classmethod
+    def _known_hub(cls, names: list[str]) -> list[str]:
+        unknown = sorted(set(names) - set(SPARSE_PROBING_HUB))
+        if unknown or not names:
+            raise ValueError(f"unknown SAEBench datasets {unknown}; known: {list(SPARSE_PROBING_HUB)}")
+        return names
+
+    @field_validator("scr_pairs")
+    @classmethod
+    def _scr_classes(cls, lookup: dict[str, list[list[str]]]) -> dict[str, list[list[str]]]:
+        from evals.saebench.hub_datasets import SCR_DATASETS
+
+        for dataset, pairs in lookup.items():
+            if dataset not in SCR_DATASETS:
+                raise ValueError(f"SCR datasets are {list(SCR_DATASETS)}; got {dataset!r}")
+            names = SCR_DATASETS[dataset][0]
+            for p in pairs:
+                if len(p) != 2 or p[0] == p[1] or not set(p) <= set(names):
+                    raise ValueError(f"each {dataset} pair is two different classes of {list(names)}; got {p}")
+        if not lookup or not all(lookup.values()):
+            raise ValueError("scr_pairs must name at least one dataset with at least one pair")
+        return lookup
+
+
 class SAEBenchSuite(FrozenConfig):
     """SAEBench's evaluations on the organism (``evals.saebench``); none run unless listed."""
 
@@ -241,6 +336,13 @@ class SAEBenchSuite(FrozenConfig):
         "rank-L0 PCA, the raw activations where the eval probes); their headlines go to summary.json.",
     )
     controls_seed: int = Field(0, description="Seed of the random-decoder control.")
+    source: Literal["auto", "organism", "hub"] = Field(
+        "auto",
+        description="Where the concepts come from: 'organism' (the world's facts, word-level prompts read at one "
+        "position), 'hub' (SAEBench's datasets, mean-pooled texts; evals.saebench.hub_datasets), or 'auto': "
+        "organism for a model provider's model, hub for any other (GPT-2, Pythia, a local model directory).",
+    )
+    hub: HubSettings = Field(default_factory=HubSettings, description="Hub-path settings (source 'hub').")
     sparse_probing: SparseProbingSettings = Field(
         default_factory=SparseProbingSettings, description="Sparse-probing settings."
     )

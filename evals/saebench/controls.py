@@ -1,7 +1,8 @@
 """Controls for every SAEBench evaluation: a floor and a ceiling beside each SAE's headline number.
 
 Per SAE (at its hook), measured on a sample of the organism's corpus (``sample_rows``: every
-non-BOS position of ``SAMPLE_SENTENCES`` corpus sentences, a seed of its own):
+non-BOS position of ``SAMPLE_SENTENCES`` corpus sentences, a seed of its own), or on the hub
+path of as many texts of SAEBench's core dataset (``hub_sample_rows``):
 
 - ``random_decoder``: an SAE of the same width whose decoder rows are random unit vectors
   (seeded Gaussian, normalised), encoder its transpose, b_dec the sample's mean row, and
@@ -30,6 +31,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from evals.saebench import EVALS
+from evals.saebench.hub_concepts import on_hub
 
 SAMPLE_SENTENCES = 256
 SAMPLE_SEED = 30011
@@ -112,6 +114,21 @@ def sample_rows(model, tokenizer, specs: list, n_sentences: int = SAMPLE_SENTENC
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def hub_sample_rows(group, specs: list, n_texts: int = SAMPLE_SENTENCES) -> dict[str, torch.Tensor]:
+    """The hub path's sample: every non-special position of the first ``n_texts`` texts of SAEBench's core
+    dataset (``saebench.hub.core_dataset``), each cut to ``hub.context_length`` tokens."""
+    import itertools
+
+    from evals.saebench import concepts, hub_concepts
+    from sae.text import iter_texts
+
+    source = hub_concepts.hub_text(group.suite, group.entries[0].info["model"], "core")
+    texts = list(itertools.islice(iter_texts(source), n_texts))
+    tokens, mask = hub_concepts.tokenize(group.tokenizer, texts, group.suite.saebench.hub.context_length)
+    pooled = concepts.read_masked(group.model, specs, tokens, mask, group.suite.saebench.hub.batch_size)
+    return {k: p.rows for k, p in pooled.items()}
+
+
 def explained_variance(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     """The lab's 1 − E‖x−x̂‖² / (E‖x‖² − ‖E x‖²)."""
     x, x_hat = x.double(), x_hat.double()
@@ -186,7 +203,11 @@ def run_controls(
         return table
     entries = [e for e in group.entries if e.out_spec is None]
     specs = list({e.spec.name: e.spec for e in entries}.values())
-    x = sample_rows(group.model, group.tokenizer, specs) if entries else {}
+    x = (
+        (hub_sample_rows(group, specs) if on_hub(group) else sample_rows(group.model, group.tokenizer, specs))
+        if entries
+        else {}
+    )
     sets = {e.name: build(e, x[e.spec.name], seed) for e in entries}
     shadow = []  # (SAE entry, control name, EvalTarget of the control)
     for e in entries:

@@ -65,14 +65,22 @@ def combined(observed: dict[str, dict[str, object]]) -> Callable | None:
 
 
 def run_evals(group: EvalGroup) -> dict[str, list[tuple[dict, dict]]]:
-    """Run every selected evaluation on ``group``: name → [(SAE info, SAEBench document)], each one's wall
+    """Run every selected evaluation on ``group`` (RAVEL not on the hub path: one line says so): name → [(SAE
+    info, SAEBench document)], each one's wall
     seconds added to ``group.seconds``; then the controls (``evals.saebench.controls``, seconds under
     ``controls``), whose headlines go to each SAE's ``info["saebench_controls"]``."""
+    import sys
+
     from evals.saebench.controls import run_controls
+    from evals.saebench.hub_concepts import NO_RAVEL, on_hub
 
     cfg = group.suite.saebench
+    names = list(cfg.evals)
+    if "ravel" in names and on_hub(group):
+        print(NO_RAVEL.format(model=group.entries[0].info["model"]), file=sys.stderr, flush=True)
+        names.remove("ravel")
     docs = {}
-    for name in cfg.evals:
+    for name in names:
         start = time.perf_counter()
         docs[name] = _function(name)(group, getattr(cfg, name, None))
         group.seconds[name] = group.seconds.get(name, 0.0) + time.perf_counter() - start
@@ -81,9 +89,9 @@ def run_evals(group: EvalGroup) -> dict[str, list[tuple[dict, dict]]]:
         sub = EvalGroup(group.model, group.tokenizer, entries, group.suite, {}, group.progress)
         return _function(name)(sub, getattr(cfg, name, None))
 
-    if cfg.evals:
+    if names:
         start = time.perf_counter()
-        run_controls(group, cfg.evals, docs, cfg.controls_seed, evaluate, controls=cfg.controls)
+        run_controls(group, names, docs, cfg.controls_seed, evaluate, controls=cfg.controls)
         group.seconds["controls"] = group.seconds.get("controls", 0.0) + time.perf_counter() - start
     return docs
 

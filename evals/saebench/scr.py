@@ -28,19 +28,27 @@ unseen), each (name, job) prompt appearing after ``contexts`` corpus sentences; 
 the lab's L2 logistic regressions (sklearn's objective, C = 1, fitted to convergence)
 instead of SAEBench's minibatch-16 L1 GPU probes with early stopping, so the biased probe's
 mix of gender and profession is the converged one; n defaults to 2, 5, 10, 20.
+
+On the hub path (``hub_concepts.scr_set``) the texts are SAEBench's: bias_in_bios bios of
+each profession pair × gender and amazon reviews of each category pair × rating
+(``saebench.hub.scr_pairs``, SAEBench's four pairs each; "gender" below then stands for the
+spurious column, "job" for the class), the quadrants and the biased probe's 2 × (size // 4)
+pos-P1 / neg-P2 texts taken as sae-bench's ``get_spurious_corr_data`` takes them,
+mean-pooled over non-special positions; the scoring is the same code, the metrics the mean
+over every pair of both datasets (SAEBench).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import torch
 
-from evals.saebench import concepts
+from evals.saebench import concepts, hub_concepts
+from evals.saebench.concepts import Pooled
 from evals.saebench.output import document
 from evals.saebench.probes import Probe, accuracy, fit_logistic
-from evals.saebench.tpp import decoder_rows, top_n
+from evals.saebench.tpp import codec, decoder_rows, top_n
 from sae.progress import progress_bar
 
 EVAL_TYPE_ID = "scr"
@@ -56,22 +64,6 @@ DEFINITIONS = {
 }
 
 
-@dataclass
-class Pooled:
-    """Per-position rows of a set of prompts and which prompt each row belongs to."""
-
-    rows: torch.Tensor  # [n_positions, d]
-    owner: torch.Tensor  # [n_positions] prompt index
-    n: int
-
-    def pool(self, rows: torch.Tensor | None = None) -> torch.Tensor:
-        rows = self.rows if rows is None else rows
-        out = torch.zeros(self.n, rows.shape[1], dtype=rows.dtype)
-        out.index_add_(0, self.owner, rows)
-        count = torch.bincount(self.owner, minlength=self.n).clamp_min(1).to(rows.dtype)
-        return out / count[:, None]
-
-
 def effects(codes: torch.Tensor, y: torch.Tensor, W: torch.Tensor, probe: Probe) -> torch.Tensor:
     """SAEBench's SCR latent effect |(μ_pos − μ_neg) · (W_dec w)| of pooled codes ``codes`` (labels ``y``)."""
     diff = codes[y == 1].double().mean(0) - codes[y == 0].double().mean(0)
@@ -84,23 +76,26 @@ def normalised(a_abl: float, a_base: float, a_skyline: float) -> float:
     return (a_abl - a_base) / denom if denom >= 0.001 else 0.0
 
 
-def scr_scores(data: Pooled, gender, job, train, test, encode, decode, n_values) -> dict:
+def scr_scores(data: Pooled, gender, job, train, test, encode, decode, n_values, biased=None) -> dict:
     """One job pair's SCR scores. ``gender``/``job``: 0/1 per prompt (1 = male / P1); ``train``/``test``: prompt
-    indices. ``encode``/``decode``: the SAE on [rows, d] tensors."""
+    indices; ``biased``: the biased probe's prompts (default: the train prompts where job and gender agree).
+    ``encode``/``decode``: the SAE on [rows, d] tensors.
+
+    Ablation keeps the error term: decode(f_abl) + x − decode(f) = x − Σ_chosen f_i W_dec,i for an affine
+    decoder, so the pooled ablated activation is x̄ − Σ_chosen f̄_i W_dec,i (f̄: the pooled codes), exactly,
+    with no per-position copy of the codes."""
     gender, job = torch.as_tensor(gender), torch.as_tensor(job)
     train, test = torch.as_tensor(train), torch.as_tensor(test)
     x = data.pool().double()
-    biased_rows = train[job[train] == gender[train]]  # male with P1, female with P2
-    biased = fit_logistic(x[biased_rows], job[biased_rows], balanced=True)
+    biased_rows = train[job[train] == gender[train]] if biased is None else torch.as_tensor(biased)
+    biased_probe = fit_logistic(x[biased_rows], job[biased_rows], balanced=True)
     prof = fit_logistic(x[train], job[train], balanced=True)
     gend = fit_logistic(x[train], gender[train], balanced=True)
-    base = {"prof": accuracy(biased, x[test], job[test]), "gender": accuracy(biased, x[test], gender[test])}
+    base = {"prof": accuracy(biased_probe, x[test], job[test]), "gender": accuracy(biased_probe, x[test], gender[test])}
     skyline = {"prof": accuracy(prof, x[test], job[test]), "gender": accuracy(gend, x[test], gender[test])}
     with torch.no_grad():
-        codes = encode(data.rows).double()
-        error = data.rows.double() - decode(codes.float()).double()
-    pooled_codes = data.pool(codes)
-    W = decoder_rows(decode, codes.shape[1])
+        pooled_codes = data.pool_map(lambda rows: encode(rows).double())
+    W = decoder_rows(decode, pooled_codes.shape[1])
     chosen_by = {
         "dir1": effects(pooled_codes[train], gender[train], W, gend),
         "dir2": effects(pooled_codes[train], job[train], W, prof),
@@ -115,12 +110,10 @@ def scr_scores(data: Pooled, gender, job, train, test, encode, decode, n_values)
     use = "dir1" if base["prof"] < base["gender"] else "dir2"
     for n in n_values:
         for d, eff in chosen_by.items():
-            ablated = codes.clone()
-            ablated[:, top_n(eff, n)] = 0
-            with torch.no_grad():
-                x_abl = data.pool(decode(ablated.float()).double() + error)
+            chosen = top_n(eff, n)
+            x_abl = x - pooled_codes[:, chosen] @ W[chosen]
             key, y = target[d]
-            a_abl = accuracy(biased, x_abl[test], y[test])
+            a_abl = accuracy(biased_probe, x_abl[test], y[test])
             out[f"scr_{d}_threshold_{n}"] = normalised(a_abl, base[key], skyline[key])
             out[f"scr_{d}_accuracy_after_ablation_{n}"] = a_abl
         out[f"scr_metric_threshold_{n}"] = out[f"scr_{use}_threshold_{n}"]
@@ -160,27 +153,15 @@ def build(tokenizer, pair: tuple[str, str], n_contexts: int, test_fraction: floa
     return items, gender, job, train, test, starts
 
 
-@torch.no_grad()
 def read_spans(model, specs: list, items: list, starts: list[int], batch_size: int = 64) -> dict[str, Pooled]:
     """Per hook, every prompt's rows from ``starts[i]`` to its last token (right-padded batches)."""
-    device = next(model.parameters()).device
-    rows: dict[str, list[torch.Tensor]] = {s.name: [] for s in specs}
-    owner: list[torch.Tensor] = []
-    tl_names = sorted({s.tl_name for s in specs})
-    for lo in range(0, len(items), batch_size):
-        chunk = items[lo : lo + batch_size]
-        width = max(len(it.tokens) for it in chunk)
-        tokens = torch.zeros(len(chunk), width, dtype=torch.long)
-        mask = torch.zeros(len(chunk), width, dtype=torch.bool)
-        for i, it in enumerate(chunk):
-            tokens[i, : len(it.tokens)] = torch.tensor(it.tokens)
-            mask[i, starts[lo + i] : len(it.tokens)] = True
-        cache = concepts.run_capturing(model, tokens.to(device), tl_names)
-        for s in specs:
-            rows[s.name].append(s.read(cache[s.tl_name])[mask.to(device)].float().cpu())
-        owner.append((torch.arange(len(chunk))[:, None] + lo).expand(-1, width)[mask])
-    own = torch.cat(owner)
-    return {k: Pooled(torch.cat(v), own, len(items)) for k, v in rows.items()}
+    width = max(len(it.tokens) for it in items)
+    tokens = torch.zeros(len(items), width, dtype=torch.long)
+    mask = torch.zeros(len(items), width, dtype=torch.bool)
+    for i, it in enumerate(items):
+        tokens[i, : len(it.tokens)] = torch.tensor(it.tokens)
+        mask[i, starts[i] : len(it.tokens)] = True
+    return concepts.read_masked(model, specs, tokens, mask, batch_size)
 
 
 def mean_rows(rows: list[dict]) -> dict[str, float]:
@@ -194,45 +175,47 @@ def run(group, settings) -> list[tuple[dict, dict]]:
     model_name = entries[0].info["model"]
     specs = list({e.spec.name: e.spec for e in entries}.values())
     per_pair: dict[str, dict[str, dict]] = {e.name: {} for e in entries}
-    for pair in progress_bar(settings.pairs, desc="scr", disable=not group.progress, leave=False):
-        items, gender, job, train, test, starts = build(
-            group.tokenizer, tuple(pair), settings.contexts, settings.test_fraction, settings.seed
-        )
-        acts = read_spans(group.model, specs, items, starts)
+    hub = hub_concepts.on_hub(group)
+    lookup = group.suite.saebench.hub.scr_pairs if hub else {"organism/gender_job": settings.pairs}
+    runs = [(dataset, tuple(pair)) for dataset, pairs in lookup.items() for pair in pairs]
+    for dataset, pair in progress_bar(runs, desc="scr", disable=not group.progress, leave=False):
+        if hub:
+            block = hub_concepts.scr_set(group, specs, dataset, pair, settings.seed)
+            acts, gender, job, train, test, biased = (
+                block[k] for k in ("acts", "gender", "job", "train", "test", "biased")
+            )
+        else:
+            items, gender, job, train, test, starts = build(
+                group.tokenizer, pair, settings.contexts, settings.test_fraction, settings.seed
+            )
+            acts, biased = read_spans(group.model, specs, items, starts), None
         for e in entries:
             encode, decode = codec(e.sae)
-            per_pair[e.name]["/".join(pair)] = scr_scores(
-                acts[e.spec.name], gender, job, train, test, encode, decode, settings.n_values
+            per_pair[e.name][f"{dataset}/{'/'.join(pair)}"] = scr_scores(
+                acts[e.spec.name], gender, job, train, test, encode, decode, settings.n_values, biased
             )
     config = {
         "model_name": model_name,
         "random_seed": settings.seed,
-        "dataset_names": ["organism/gender_job"],
-        "column1_vals_lookup": {"organism/gender_job": [list(p) for p in settings.pairs]},
+        "dataset_names": list(lookup),
+        "column1_vals_lookup": {d: [list(p) for p in pairs] for d, pairs in lookup.items()},
         "n_values": settings.n_values,
-        "contexts_per_item": settings.contexts,
-        "test_fraction": settings.test_fraction,
-        "template": TEMPLATE,
-        "split": "by name",
     }
+    if hub:
+        h = group.suite.saebench.hub
+        config.update(train_set_size=h.train_size, test_set_size=h.test_size, context_length=h.context_length)
+    else:
+        config.update(
+            contexts_per_item=settings.contexts,
+            test_fraction=settings.test_fraction,
+            template=TEMPLATE,
+            split="by name",
+        )
     out = []
     for e in entries:
-        pairs = per_pair[e.name]
-        overall = mean_rows(list(pairs.values()))
+        scored = per_pair[e.name]
+        overall = mean_rows(list(scored.values()))
         metrics = {k: v for k, v in overall.items() if k.startswith("scr_") and "accuracy" not in k}
-        details = [{"dataset_name": f"organism/gender_job/{p}", **r} for p, r in pairs.items()]
+        details = [{"dataset_name": p, **r} for p, r in scored.items()]
         out.append((e.info, document(EVAL_TYPE_ID, config, {"scr_metrics": metrics}, details, e.info)))
     return out
-
-
-def codec(sae):
-    """(encode, decode) on CPU tensors for a module on any device."""
-    device = next(sae.parameters()).device
-
-    def encode(x):
-        return sae.encode(x.to(device)).cpu()
-
-    def decode(f):
-        return sae.decode(f.to(device)).cpu()
-
-    return encode, decode

@@ -16,6 +16,12 @@ fact is predicted) instead of mean pooling over a 128-token context, because a c
 the world sits at one token; the split is by word or name (disjoint test items), not by
 document; the full-width probe is the same L-BFGS logistic regression as the top-k ones
 (SAEBench trains it by minibatch gradient descent); k defaults to 1, 2, 5, 10, 20.
+
+On the hub path (``hub_concepts``; GPT-2, Pythia, any model without an organism world) the
+datasets are SAEBench's own (``saebench.hub.sparse_probing_datasets``), sampled as sae-bench
+does, each text mean-pooled over its non-special positions (the SAE's codes pooled the
+same way), split as SAEBench splits them (its train and test splits); the scoring above
+is the same code. Left as is there: the full-width probe (L-BFGS, not minibatch).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import random
 
 import torch
 
-from evals.saebench import concepts
+from evals.saebench import concepts, hub_concepts
 from evals.saebench.output import document
 from evals.saebench.probes import accuracy, fit_logistic, top_k_mean_diff
 from sae.progress import progress_bar
@@ -92,30 +98,67 @@ def dataset_scores(data, acts: torch.Tensor, settings, rng_seed: int) -> dict[st
     return _mean(per_class)
 
 
+def organism_config(model_name: str, settings) -> dict:
+    return {
+        "model_name": model_name,
+        "random_seed": settings.seed,
+        "dataset_names": [f"organism/{n}" for n in settings.datasets],
+        "k_values": settings.k_values,
+        "contexts_per_item": settings.contexts,
+        "test_fraction": settings.test_fraction,
+        "max_classes": settings.max_classes,
+        "C": settings.C,
+        "position": "the last token of each prompt (see DEFINITIONS['datasets'])",
+        "split": "by word or name",
+    }
+
+
+def hub_config(group, settings, names: list[str]) -> dict:
+    """SAEBench's own config fields, as its sparse-probing eval writes them."""
+    hub = group.suite.saebench.hub
+    return {
+        "model_name": group.entries[0].info["model"],
+        "random_seed": settings.seed,
+        "dataset_names": list(names),
+        "probe_train_set_size": hub.train_size,
+        "probe_test_set_size": hub.test_size,
+        "context_length": hub.context_length,
+        "llm_batch_size": hub.batch_size,
+        "k_values": settings.k_values,
+        "C": settings.C,
+        "position": "mean over each text's positions that are not BOS, EOS or padding (SAEBench)",
+    }
+
+
 def run(group, settings) -> list[tuple[dict, dict]]:
     """Per SAE, the SAEBench sparse-probing document (raw-activation baselines computed once per hook)."""
     entries = group.entries
     model_name = entries[0].info["model"]
     specs = list({e.spec.name: e.spec for e in entries}.values())
+    hub = hub_concepts.on_hub(group)
+    names = group.suite.saebench.hub.sparse_probing_datasets if hub else settings.datasets
     per_dataset: dict[str, dict] = {}
-    bar = progress_bar(settings.datasets, desc="sparse probing", disable=not group.progress, leave=False)
-    for name in bar:
-        data = concepts.build(
-            name,
-            group.tokenizer,
-            model_name,
-            settings.contexts,
-            settings.test_fraction,
-            settings.max_classes,
-            settings.seed,
-        )
-        acts = concepts.read_last(group.model, specs, data.items)
-        llm = {h: dataset_scores(data, a, settings, settings.seed) for h, a in acts.items()}
-        sae = {}
-        for e in entries:
-            with torch.no_grad():
-                codes = e.sae.encode(acts[e.spec.name].to(next(e.sae.parameters()).device)).float().cpu()
-            sae[e.name] = dataset_scores(data, codes, settings, settings.seed)
+    for name in progress_bar(names, desc="sparse probing", disable=not group.progress, leave=False):
+        if hub:
+            data, pooled = hub_concepts.probing_set(group, specs, name, settings.seed)
+        else:
+            data = concepts.build(
+                name,
+                group.tokenizer,
+                model_name,
+                settings.contexts,
+                settings.test_fraction,
+                settings.max_classes,
+                settings.seed,
+            )
+            pooled = {
+                h: concepts.Pooled.single(a) for h, a in concepts.read_last(group.model, specs, data.items).items()
+            }
+        llm = {h: dataset_scores(data, p.pool(), settings, settings.seed) for h, p in pooled.items()}
+        sae = {
+            e.name: dataset_scores(data, concepts.pooled_codes(e.sae, pooled[e.spec.name]), settings, settings.seed)
+            for e in entries
+        }
         per_dataset[name] = {"data": data, "llm": llm, "sae": sae}
     out = []
     for e in entries:
@@ -124,11 +167,11 @@ def run(group, settings) -> list[tuple[dict, dict]]:
             llm, sae = block["llm"][e.spec.name], block["sae"][e.name]
             details.append(
                 {
-                    "dataset_name": f"organism/{name}",
+                    "dataset_name": name if hub else f"organism/{name}",
                     **{f"llm_{k}": v for k, v in llm.items()},
                     **{f"sae_{k}": v for k, v in sae.items()},
                     "classes": block["data"].classes,
-                    "test_items": sorted(block["data"].test_groups),
+                    **({} if hub else {"test_items": sorted(block["data"].test_groups)}),
                 }
             )
         numeric = [{k: v for k, v in d.items() if isinstance(v, float)} for d in details]
@@ -137,17 +180,6 @@ def run(group, settings) -> list[tuple[dict, dict]]:
             "llm": {k: v for k, v in overall.items() if k.startswith("llm_")},
             "sae": {k: v for k, v in overall.items() if k.startswith("sae_")},
         }
-        config = {
-            "model_name": model_name,
-            "random_seed": settings.seed,
-            "dataset_names": [f"organism/{n}" for n in settings.datasets],
-            "k_values": settings.k_values,
-            "contexts_per_item": settings.contexts,
-            "test_fraction": settings.test_fraction,
-            "max_classes": settings.max_classes,
-            "C": settings.C,
-            "position": "the last token of each prompt (see DEFINITIONS['datasets'])",
-            "split": "by word or name",
-        }
+        config = hub_config(group, settings, names) if hub else organism_config(model_name, settings)
         out.append((e.info, document(EVAL_TYPE_ID, config, metrics, details, e.info)))
     return out

@@ -17,6 +17,11 @@ and amazon review categories; one position is read (the word) instead of mean po
 probes are sklearn-objective L2 logistic regressions (SAEBench: minibatch GPU probes with
 an L1 penalty); the split is by word; n defaults to 2, 5, 10, 20 (SAEBench also 50, 100,
 500, beyond a small SAE's useful range).
+
+On the hub path the datasets are SAEBench's (``saebench.hub.tpp_datasets``: bias_in_bios
+class set 1 and the amazon reviews' categories), mean-pooled texts (``hub_concepts``), the
+metrics averaged over datasets as SAEBench does; the scoring is the same code. The probes
+stay the lab's converged L2 ones (SAEBench: minibatch-16 L1 probes with early stopping).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import random
 
 import torch
 
-from evals.saebench import concepts
+from evals.saebench import concepts, hub_concepts
+from evals.saebench.concepts import Pooled
 from evals.saebench.output import document
 from evals.saebench.probes import accuracy, fit_logistic
 from evals.saebench.sparse_probing import balanced
@@ -48,7 +54,13 @@ def top_n(effects: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def tpp_scores(x, labels: list[str], train: list[int], test: list[int], classes, encode, decode, n_values, seed: int):
-    """(overall metrics, per-class metrics) for raw rows ``x`` and an SAE given by ``encode``/``decode``."""
+    """(overall metrics, per-class metrics, clean accuracies) for an SAE given by ``encode``/``decode``.
+
+    ``x``: one raw row per item, or a ``concepts.Pooled`` (per-position rows mean-pooled per item, the hub
+    path). Ablation keeps the error term; for an affine decoder decode(f_abl) + x − decode(f) =
+    x − Σ_chosen f_i W_dec,i, so the pooled ablated rows are x̄ − Σ_chosen f̄_i W_dec,i exactly."""
+    data = x if isinstance(x, Pooled) else Pooled.single(x)
+    x = data.pool().double()
     sets, probes, clean = {}, {}, {}
     for c in classes:
         rng = random.Random(f"{seed}:tpp:{c}")
@@ -58,22 +70,18 @@ def tpp_scores(x, labels: list[str], train: list[int], test: list[int], classes,
         probes[c] = fit_logistic(x[tr], torch.tensor(ytr), balanced=True)
         clean[c] = accuracy(probes[c], x[te], torch.tensor(yte))
     with torch.no_grad():
-        codes = encode(x).double()
-        error = x.double() - decode(codes.float()).double()
+        codes = data.pool_map(lambda rows: encode(rows).double())
+    W = decoder_rows(decode, codes.shape[1])
     per_class = {}
     for i in classes:
         tr, ytr, _te, _yte = sets[i]
         f = codes[tr]
         diff = (f[ytr == 1].mean(0) - f[ytr == 0].mean(0)).clamp_min(0)
-        W = decoder_rows(decode, codes.shape[1])
         effects = diff * (W @ probes[i].w)
         row = {}
         for n in n_values:
             chosen = top_n(effects, n)
-            ablated = codes.clone()
-            ablated[:, chosen] = 0
-            with torch.no_grad():
-                x_abl = decode(ablated.float()).double() + error
+            x_abl = x - codes[:, chosen] @ W[chosen]
             drops = {}
             for j in classes:
                 _tr, _y, te, yte = sets[j]
@@ -96,48 +104,74 @@ def decoder_rows(decode, d_sae: int) -> torch.Tensor:
         return (decode(eye) - decode(torch.zeros(1, d_sae))).double()
 
 
-def run(group, settings) -> list[tuple[dict, dict]]:
-    entries = group.entries
-    model_name = entries[0].info["model"]
+def _datasets(group, settings, specs) -> list[tuple[str, concepts.ConceptData, dict[str, Pooled]]]:
+    """(dataset name, concepts, per-hook rows): the world's word categories, or SAEBench's datasets on the hub."""
+    if hub_concepts.on_hub(group):
+        names = group.suite.saebench.hub.tpp_datasets
+        return [(n, *hub_concepts.probing_set(group, specs, n, settings.seed)) for n in names]
     data = concepts.build(
         "category",
         group.tokenizer,
-        model_name,
+        group.entries[0].info["model"],
         settings.contexts,
         settings.test_fraction,
         settings.max_classes,
         settings.seed,
     )
-    specs = list({e.spec.name: e.spec for e in entries}.values())
     acts = concepts.read_last(group.model, specs, data.items)
-    labels = [it.label for it in data.items]
-    train, test = data.rows(False), data.rows(True)
+    return [("organism/category", data, {h: Pooled.single(a) for h, a in acts.items()})]
+
+
+def run(group, settings) -> list[tuple[dict, dict]]:
+    entries = [e for e in group.entries if e.out_spec is None]  # a transcoder's error term lives at another hook
+    if not entries:
+        return []
+    model_name = entries[0].info["model"]
+    specs = list({e.spec.name: e.spec for e in entries}.values())
+    details: dict[str, list[dict]] = {e.name: [] for e in entries}
+    names = []
+    for name, data, acts in _datasets(group, settings, specs):
+        names.append(name)
+        labels = [it.label for it in data.items]
+        train, test = data.rows(False), data.rows(True)
+        for e in entries:
+            encode, decode = codec(e.sae)
+            overall, per_class, clean = tpp_scores(
+                acts[e.spec.name], labels, train, test, data.classes, encode, decode, settings.n_values, settings.seed
+            )
+            classes = [{"class": c, "llm_clean_accuracy": clean[c], **per_class[c]} for c in data.classes]
+            details[e.name].append({"dataset_name": name, **overall, "classes": classes})  # SAEBench: per dataset
+    hub = hub_concepts.on_hub(group)
+    config = {
+        "model_name": model_name,
+        "random_seed": settings.seed,
+        "dataset_names": names,
+        "n_values": settings.n_values,
+    }
+    if hub:
+        h = group.suite.saebench.hub
+        config.update(train_set_size=h.train_size, test_set_size=h.test_size, context_length=h.context_length)
+    else:
+        config.update(
+            contexts_per_item=settings.contexts, test_fraction=settings.test_fraction, max_classes=settings.max_classes
+        )
     out = []
     for e in entries:
-        if e.out_spec is not None:
-            continue  # a transcoder's error term lives at another hook than the probe reads
-        device = next(e.sae.parameters()).device
-        sae = e.sae
-
-        def encode(x, sae=sae, device=device):
-            return sae.encode(x.to(device)).cpu()
-
-        def decode(f, sae=sae, device=device):
-            return sae.decode(f.to(device)).cpu()
-
-        overall, per_class, clean = tpp_scores(
-            acts[e.spec.name], labels, train, test, data.classes, encode, decode, settings.n_values, settings.seed
-        )
-        classes = [{"class": c, "llm_clean_accuracy": clean[c], **per_class[c]} for c in data.classes]
-        details = [{"dataset_name": "organism/category", **overall, "classes": classes}]  # SAEBench: per dataset
-        config = {
-            "model_name": model_name,
-            "random_seed": settings.seed,
-            "dataset_names": ["organism/category"],
-            "n_values": settings.n_values,
-            "contexts_per_item": settings.contexts,
-            "test_fraction": settings.test_fraction,
-            "max_classes": settings.max_classes,
-        }
-        out.append((e.info, document(EVAL_TYPE_ID, config, {"tpp_metrics": overall}, details, e.info)))
+        rows = details[e.name]
+        keys = [k for k in rows[0] if k.startswith("tpp_")]
+        overall = {k: sum(r[k] for r in rows) / len(rows) for k in keys}  # mean over datasets (SAEBench)
+        out.append((e.info, document(EVAL_TYPE_ID, config, {"tpp_metrics": overall}, rows, e.info)))
     return out
+
+
+def codec(sae):
+    """(encode, decode) on CPU tensors for a module on any device."""
+    device = next(sae.parameters()).device
+
+    def encode(x):
+        return sae.encode(x.to(device)).cpu()
+
+    def decode(f):
+        return sae.decode(f.to(device)).cpu()
+
+    return encode, decode
