@@ -48,6 +48,12 @@ def on_hub(group) -> bool:
     return resolve(group.suite.saebench, group.entries[0].info["model"]) == "hub"
 
 
+def hub_sizes(group) -> dict:
+    """The hub path's sizes as SAEBench's eval_config names them (SCR and TPP record them alike)."""
+    h = group.suite.saebench.hub
+    return {"train_set_size": h.train_size, "test_set_size": h.test_size, "context_length": h.context_length}
+
+
 def hub_text(suite, model_name: str, purpose: str):
     """The ``TextSource`` SAEBench reads for ``purpose`` (``core``: Skylion007/openwebtext; ``autointerp``:
     monology/pile-uncopyrighted; a local copy under ``hub.data_dir`` first), or None off the hub path or when no

@@ -202,8 +202,7 @@ def run(group, settings) -> list[tuple[dict, dict]]:
         "n_values": settings.n_values,
     }
     if hub:
-        h = group.suite.saebench.hub
-        config.update(train_set_size=h.train_size, test_set_size=h.test_size, context_length=h.context_length)
+        config.update(hub_concepts.hub_sizes(group))
     else:
         config.update(
             contexts_per_item=settings.contexts,

@@ -149,8 +149,7 @@ def run(group, settings) -> list[tuple[dict, dict]]:
         "n_values": settings.n_values,
     }
     if hub:
-        h = group.suite.saebench.hub
-        config.update(train_set_size=h.train_size, test_set_size=h.test_size, context_length=h.context_length)
+        config.update(hub_concepts.hub_sizes(group))
     else:
         config.update(
             contexts_per_item=settings.contexts, test_fraction=settings.test_fraction, max_classes=settings.max_classes
