@@ -176,6 +176,9 @@ def max_cosine(vectors: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
 
 @torch.no_grad()
 def weight_stats(sae) -> dict[str, torch.Tensor]:
+    """Per-latent weight statistics of SAEBench's core details. A Gated SAE has no ``b_enc``: its encoder bias is
+    the gate's ``b_gate``, the bias that decides whether the latent fires, as ``b_enc`` does for the others."""
+    bias = sae.b_enc if hasattr(sae, "b_enc") else sae.b_gate
     enc = sae.W_enc.detach().double().cpu().T  # [d_sae, d_in]
     dec = sae.W_dec.detach().double().cpu()
     if dec.shape[1] != enc.shape[1]:  # a transcoder: decoder rows live in the output space
@@ -183,7 +186,7 @@ def weight_stats(sae) -> dict[str, torch.Tensor]:
     else:
         enc_dec = torch.nn.functional.cosine_similarity(enc, dec, dim=-1)
     return {
-        "encoder_bias": sae.b_enc.detach().double().cpu(),
+        "encoder_bias": bias.detach().double().cpu(),
         "encoder_norm": enc.norm(dim=-1),
         "encoder_decoder_cosine_sim": enc_dec,
         "max_decoder_cosine_sim": max_cosine(dec),

@@ -22,7 +22,13 @@ on isolation pairs; score = mean cause gain − mean isolation loss), the top n;
 of ``n_values`` with the best disentanglement on train-name pairs, and the scores are reported
 on pairs of held-out test names (each n's test scores are in the details). A full-residual
 patch at the same position (every dimension from s) is reported beside them: its cause is the
-most any dictionary can reach at this hook and position.
+most any dictionary can reach at this hook and position. Beside it, an attribute probe: per
+attribute, a multinomial L2 logistic regression from the hook's row at the patched position to
+the attribute's value, fitted on train names and scored on held-out names against the majority
+value. Facts are random per name, so a probe that generalises to unseen names needs a direction
+per value shared across names, the structure an attribute's latents would patch; at chance, no
+dictionary can separate the attributes there (cause moves only with the name's whole identity,
+so disentanglement stays near 0.5 for every SAE and control).
 
 Deviations from SAEBench: SAEBench learns a binary mask over latents per attribute (MDBM,
 trained by gradient on cause and isolation losses, temperature-annealed); here the mask is the
@@ -63,6 +69,9 @@ DEFINITIONS = {
     "latents": "per attribute, the top-n latents by attribution patching on train-name pairs (first-order gain "
     "of the source value's logit lead on cause pairs minus loss of the base value's lead on isolation pairs); "
     "n picked by train-name disentanglement",
+    "attribute_probe": "details only: per attribute, held-out-name accuracy of a multinomial L2 logistic probe for "
+    "its value at the patched position, beside the majority value's; at chance, no dictionary can separate the "
+    "attributes there",
 }
 
 
@@ -230,6 +239,52 @@ def attribution_scores(model, spec, w: World, x: dict, encode, W: torch.Tensor, 
     return gain - loss
 
 
+def fit_multinomial(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float = 1.0, max_iter: int = 200):
+    """(W [d, classes], b [classes]) minimising the summed cross-entropy + 0.5·l2·‖W‖² (L-BFGS, float64);
+    the multi-class form of ``probes.fit_logistic``."""
+    x = x.double()
+    params = torch.zeros(x.shape[1] + 1, classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [params], lr=1, max_iter=max_iter, tolerance_grad=1e-8, tolerance_change=1e-12, line_search_fn="strong_wolfe"
+    )
+
+    def closure():
+        opt.zero_grad()
+        logits = x @ params[:-1] + params[-1]
+        loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum") + 0.5 * l2 * params[:-1].pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    params = params.detach()
+    return params[:-1], params[-1]
+
+
+def attribute_probes(w: World, x: dict) -> dict[str, dict[str, float]]:
+    """Per attribute: held-out-name accuracy of a linear probe for its value at the patched position (every
+    correctly completed prompt, whatever it queries), and the majority value's accuracy on the same rows."""
+    out = {}
+    keys = [k for k in w.tokens if w.correct.get(k, False)]
+    train = torch.tensor([k[1] in w.train_names for k in keys])
+    if not keys or train.all() or not train.any():
+        return out
+    X = torch.stack([x[k] for k in keys]).double()
+    mu, sd = X[train].mean(0), X[train].std(0).clamp_min(1e-6)
+    X = (X - mu) / sd
+    for attr in ATTRIBUTES:
+        values = sorted(w.value_ids[attr])
+        y = torch.tensor([values.index(w.facts[k[1]][attr]) for k in keys])
+        W, b = fit_multinomial(X[train], y[train], len(values))
+        pred = (X[~train] @ W + b).argmax(1)
+        majority = int(torch.bincount(y[train], minlength=len(values)).argmax())
+        out[attr] = {
+            "test_accuracy": float((pred == y[~train]).double().mean()),
+            "majority_accuracy": float((y[~train] == majority).double().mean()),
+            "classes": len(values),
+        }
+    return out
+
+
 def make_pairs(w: World, names: set[str], n_pairs: int, seed: int):
     """(cause pairs, isolation pairs) per attribute among ``names``: (context, base, source[, other attribute])."""
     rng = random.Random(f"{seed}:ravel:pairs:{sorted(names)[:3]}")
@@ -310,6 +365,7 @@ def ravel_scores(model, spec, w: World, encode, decode, n_values, n_pairs: int, 
         "chosen_n": best,
         "per_n": {str(n): r for n, r in per_n.items()},
         "full_patch": full,
+        "attribute_probe": attribute_probes(w, x),
         "test_pairs": {a: len(test_pairs[0][a]) + len(test_pairs[1][a]) for a in ATTRIBUTES},
         "clean_accuracy": sum(w.correct.values()) / max(len(w.correct), 1),
     }

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from evals.saebench.core import CoreStats, max_cosine, misc_metrics
+from evals.saebench.core import CoreStats, max_cosine, misc_metrics, weight_stats
 from evals.saebench.output import document, file_name
 from sae.architectures.base import Selection
 
@@ -77,3 +77,16 @@ def test_document_shape_refuses_nested_metrics():
     assert file_name(info) == "run_topk_eval_results.json"  # SAEBench's '/' -> '_'
     with pytest.raises(ValueError, match=r"sparsity\.l0"):
         document("core", {}, {"sparsity": {"l0": {"nested": 1}}}, [], info)
+
+
+def test_weight_stats_of_a_gated_sae_read_the_gate_bias():
+    """A Gated SAE has no b_enc; its encoder bias is the gate's (what decides firing), not the magnitude path's."""
+    from sae.architectures.gated import GatedConfig, GatedSAE
+
+    sae = GatedSAE(GatedConfig(d_in=5, d_sae=7))
+    with torch.no_grad():
+        sae.b_gate.copy_(torch.arange(7.0))
+        sae.b_mag.fill_(-1.0)
+    stats = weight_stats(sae)
+    assert torch.equal(stats["encoder_bias"], torch.arange(7.0, dtype=torch.float64))
+    assert stats["encoder_norm"].shape == (7,)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from evals.saebench.ravel import ATTRIBUTES, World, ravel_scores
+from evals.saebench.ravel import ATTRIBUTES, World, attribute_probes, ravel_scores
 
 N_VALUES, N_NAMES = 4, 24
 D = 3 * N_VALUES  # one block of one-hot value axes per attribute
@@ -90,3 +90,31 @@ def test_mixed_dictionary_scores_lower():
     encode, decode = _linear(q.T)
     metrics, _ = ravel_scores(model, Spec, w, encode, decode, [N_VALUES], 16, 0)
     assert metrics["disentanglement_score"] < 0.8
+
+
+def test_attribute_probe_reads_facts_stated_as_shared_directions():
+    """The toy's hook holds each fact as a one-hot value axis shared by every name: a probe fitted on train
+    names reads held-out names' values."""
+    model, w = _world()
+    _metrics, details = ravel_scores(model, Spec, w, *_linear(torch.eye(D)), [N_VALUES], 16, 0)
+    for attr in ATTRIBUTES:
+        probe = details["attribute_probe"][attr]
+        assert probe["test_accuracy"] == 1.0 and probe["classes"] == N_VALUES
+
+
+def test_attribute_probe_is_at_chance_when_the_row_is_only_the_name():
+    """A row that is a random code of the name alone (facts random per name, as in the organism's world) gives
+    a held-out probe near chance (1 / values), whatever it learns on train names."""
+    _model, w = _world()
+    names = w.names * 12  # more names than dimensions would let a probe memorise; same facts scheme
+    g = torch.Generator().manual_seed(1)
+    w.names = [f"m{i}" for i in range(len(names))]
+    w.facts = {n: {a: f"{a}{int(torch.randint(N_VALUES, (1,), generator=g))}" for a in ATTRIBUTES} for n in w.names}
+    w.tokens = {(0, n, a): [0, i, QUERY[a]] for i, n in enumerate(w.names) for a in ATTRIBUTES}
+    w.correct = dict.fromkeys(w.tokens, True)
+    w.train_names = set(w.names[: len(w.names) // 2])
+    code = {n: torch.randn(D, generator=g) for n in w.names}
+    x = {k: code[k[1]] for k in w.tokens}
+    probes = attribute_probes(w, x)
+    for attr in ATTRIBUTES:
+        assert probes[attr]["test_accuracy"] <= 1 / N_VALUES + 0.1, probes[attr]
