@@ -16,7 +16,8 @@ path of as many texts of SAEBench's core dataset (``hub_sample_rows``):
   absorption have none.
 
 Each control runs through the evaluation's own ``run`` (the same prompts, probes, splits
-and seeds), and its headline metric is recorded beside the SAE's. Core's headline
+and seeds), and its headline metric is recorded beside the SAE's; its whole document (every
+dataset's numbers) is written to ``OUT/saebench/<eval_type_id>/controls/``. Core's headline
 (explained variance, the lab's formula 1 − E‖x−x̂‖²/(E‖x‖² − ‖E x‖²)) is computed on the
 sample for the SAE and both controls alike, so the three share their data; the SAE's own
 core document (held-out pass) is unchanged. The random control is not assumed to sit at
@@ -36,6 +37,8 @@ from evals.saebench.hub_concepts import on_hub
 SAMPLE_SENTENCES = 256
 SAMPLE_SEED = 30011
 CONTROLS = ("random_decoder", "pca")
+#: an SAE info's key for its controls' full documents until they are written (eval → [(control info, document)])
+DOCUMENTS = "_control_documents"
 #: eval → (category, metric) of its headline; ``{n}``: the largest of the eval's n_values up to 20
 HEADLINES = {
     "core": ("reconstruction_quality", "explained_variance_saelab"),
@@ -234,6 +237,8 @@ def run_controls(
         results = {info["id"]: doc for info, doc in evaluate(name, [t for _e, _c, t in chosen])}
         for e, cname, t in chosen:
             table[e.info["id"]][name][cname] = value(results.get(t.info["id"]), key)
+            if t.info["id"] in results:  # the whole document, written beside the SAE's (``run.write_all``)
+                e.info.setdefault(DOCUMENTS, {}).setdefault(name, []).append((t.info, results[t.info["id"]]))
         if name == "sparse_probing":
             for e in entries:
                 raw = value(own.get(e.info["id"]), ("llm", "llm_top_1_test_accuracy"))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evals.saebench import EVALS
-from evals.saebench.output import write
+from evals.saebench.output import file_name, write
 from sae.atomic import write_json
 
 
@@ -143,6 +143,15 @@ def suite_metrics(collected: dict[str, list[tuple[dict, dict]]]) -> None:
 def write_all(out: Path, collected: dict[str, list[tuple[dict, dict]]]) -> dict[str, dict]:
     """Write every evaluation's files (all models' SAEs together) and ``summary.json``; name → the lab results
     file."""
+    from evals.saebench.controls import DOCUMENTS
+
     written = {name: write(out, name, docs, _module(name).DEFINITIONS) for name, docs in collected.items()}
+    for name, docs in collected.items():
+        for info, _doc in docs:
+            for c_info, c_doc in (info.get(DOCUMENTS) or {}).get(name, []):
+                write_json(Path(out) / "saebench" / c_doc["eval_type_id"] / "controls" / file_name(c_info), c_doc)
+    for docs in collected.values():
+        for info, _doc in docs:
+            info.pop(DOCUMENTS, None)  # written; not part of results.json
     write_json(Path(out) / "summary.json", summary(collected))
     return written

@@ -54,6 +54,23 @@ def test_summary_has_every_control(saebench_cli):
     assert sae["evals"]["sparse_probing"]["sae"] == doc["eval_result_metrics"]["sae"]["sae_top_1_test_accuracy"]
 
 
+def test_every_control_document_is_written_beside_the_sae(saebench_cli):
+    """Each control's whole document (every dataset's numbers) under <eval_type_id>/controls/, its headline the
+    one summary.json records; results.json does not carry them."""
+    from evals.saebench.controls import DOCUMENTS
+
+    (sae,) = json.loads((saebench_cli / "summary.json").read_text())["saes"]
+    for name, row in sae["evals"].items():
+        category, metric = row["metric"].split("/")
+        type_id = json.loads((saebench_cli / f"saebench_{name}.json").read_text())["saes"][0]["document"]
+        folder = saebench_cli / "saebench" / type_id["eval_type_id"] / "controls"
+        for control in ("random_decoder", "pca") + (() if name in ("autointerp", "sparse_probing") else ("raw_probe",)):
+            (path,) = folder.glob(f"*~{control}_eval_results.json")
+            doc = json.loads(path.read_text())
+            assert doc["eval_result_metrics"][category][metric] == row[control], (name, control)
+    assert DOCUMENTS not in (saebench_cli / "results.json").read_text()
+
+
 def test_scr_and_ravel_documents(saebench_cli):
     scr = json.loads(next((saebench_cli / "saebench" / "scr").glob("*.json")).read_text())
     assert scr["eval_type_id"] == "scr"
