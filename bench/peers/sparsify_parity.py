@@ -39,6 +39,7 @@ from bench.peer_stream import (
     batches,
     begin,
     finish,
+    passes,
     plain,
     read,
 )
@@ -57,14 +58,16 @@ def main():
     cfg = TrainConfig(sae=sae_cfg, batch_size=p["batch_size"])
     sae = SparseCoder(x.shape[1], sae_cfg, "cpu", dtype=torch.float32)
     # Trainer.__init__, case "signum"
+    default_lr = cfg.lr or 5e-3 / (sae.num_latents / (2**14)) ** 0.5
+    # the lr search (peer_parity.lr_search) scales the default; 1 is sparsify's own
     opt = ScheduleFreeWrapper(
-        SignSGD([{"params": sae.parameters(), "lr": cfg.lr or 5e-3 / (sae.num_latents / (2**14)) ** 0.5}]),
+        SignSGD([{"params": sae.parameters(), "lr": default_lr * p.get("lr_scale", 1.0)}]),
         momentum=0.95,
     )
     opt.train()
     schedulers = []
     since_fired = torch.zeros(sae.num_latents, dtype=torch.long)
-    data = TimedBatches(batches({"x": x, "y": y}, p["batch_size"]))
+    data = TimedBatches(batches({"x": x, "y": y}, p["batch_size"], passes(p)))
     started = time.perf_counter()
     for step, batch in enumerate(data):
         inputs, outputs = batch["x"], batch["y"]
@@ -110,6 +113,8 @@ def main():
             "train": plain(asdict(cfg)),
             "optimizer": "signum: ScheduleFreeWrapper(SignSGD, momentum=0.95)",
             "lr": opt.param_groups[0]["lr"] if opt.param_groups else None,
+            "default_lr": default_lr,
+            "lr_scale": p.get("lr_scale", 1.0),
         },
     )
 
