@@ -10,7 +10,9 @@ that order, the same number of tokens, batch size and d_sae, the same learning r
 warm-up and linear decay where the peer has a schedule (sparsify's default ScheduleFree
 SignSGD has none), every other setting at each library's documented default; the peer's
 full config is dumped into the row. Both sides run one thread (``torch.set_num_threads``),
-one after the other within a pair, so a busy machine slows both alike.
+one after the other within a pair, so a busy machine slows both alike (the lab's trials are
+kept within one run, so the second JumpReLU row reuses the first's lab side: the same
+training, timed once).
 
 Scores use one formula on both sides (``peer_stream.heldout_stats``), computed here from
 each side's held-out reconstructions made with its own *inference* path: FVU =
@@ -19,16 +21,33 @@ fraction = share of latents that fire on no held-out row. Seconds per step = med
 between consecutive batch fetches of each side's own training loop (after 2 steps);
 tokens/s = batch size / seconds per step.
 
+Budget: every pair trains one pass over the train rows (400 steps of 1024 at the
+defaults) except the threshold family, JumpReLU, which trains ``PASSES["jumprelu"]`` = 15
+passes over the same rows in the same order on both sides (``--passes``; the row's
+``passes``, ``steps`` and ``peer_steps``): its θ is stored as log θ (ours, SAELens) or θ
+(dictionary_learning) and Adam moves it about lr per step whatever λ is, so no side can
+reach a sparse L0 in 400 steps. The lr warm-up is the same 50 steps and the decay the same
+final 20% of all the steps.
+
 Matched L0: k-families (TopK, BatchTopK = the lab's ``mutual_choice``, Matryoshka) use the
 same k on both sides. Coefficient families (JumpReLU, Gated) run the same search on both
-sides (``coefficient_search``): start at the side's default knob, multiply or divide it by
-4 until the held-out L0 brackets the target, then bisect geometrically, stopping once L0
-is within ±10% of the target, after ``--search-trials`` trainings, or when two ×4 moves in a
-row leave L0 no nearer the target (the knob does not set L0 at this budget: the row's
-``coefficient_search`` says so); the trial nearest the target is reported, with the whole
-trail. The knob is each library's own (lab: the family's registry coefficient; SAELens:
-``l0_coefficient``/``l1_coefficient``; dictionary_learning: JumpReLU ``target_l0``, whose L0
-rises with it by its documentation, Gated ``l1_penalty``).
+sides (``coefficient_search``), which assumes neither the knob's direction nor that L0 is
+monotone in it: a ×4 log grid around the side's default knob, extended while the nearest
+L0 is at an end, then geometric bisection next to the nearest trial, stopping at an L0
+within ``--search-tolerance`` (5%) of the target, after ``--search-trials`` trainings, or
+after two rounds that bring L0 no nearer (the row's ``coefficient_search`` says so); the
+trial nearest the target is reported, with the whole trail. The knob is each library's own
+(lab: the family's registry coefficient; SAELens: ``l0_coefficient``/``l1_coefficient``;
+dictionary_learning: JumpReLU ``target_l0``, Gated ``l1_penalty``).
+
+Learning rate: where the peer takes the lab's lr schedule (SAELens, dictionary_learning)
+both sides train at the same lr. sparsify keeps its own optimiser (schedule-free signum at
+5e-3/√(n/2¹⁴) = 0.02 at 1024 latents, where Adam's lab law gives 8e-4), so a 400-step row
+would compare step sizes, not implementations; its pairs (``Pair.lr_search``) run the same
+lr search on both sides (``lr_search``): each side's *own* default lr times 1/4 … 4 (×2
+apart, extended past an end while the best is there), chosen on the FVU of validation rows
+from another text seed (``harvest_validation``), never on the held-out rows the row
+reports; the row's ``lr_search`` holds both trails and the lrs chosen.
 
 Pairs are keyed by registry family names; a pair whose family the registry lacks (or a
 transcoder pair while the lab's trainer has no transcoder target) is skipped with a

@@ -16,7 +16,9 @@ that hook and of the step that follows it in ``Trainer.fit`` (sparsify 1.3.3,
 Settings: sparsify's documented defaults (``SparseCoderConfig``/``TrainConfig``): the
 ``signum`` optimiser (SignSGD in a ScheduleFree wrapper, momentum 0.95, lr 5e-3/√(n/2¹⁴)),
 which has no schedule to match, ``auxk_alpha`` 0, no multi-TopK, bf16 autocast only on
-CUDA; only the shape (d_in, num_latents, k) and ``transcode``/``skip_connection`` are set.
+CUDA; only the shape (d_in, num_latents, k) and ``transcode``/``skip_connection`` are set,
+and the payload's ``lr_scale`` multiplies the default lr (the harness's lr search, the same
+grid of factors of its own default on the lab's side; 1 is sparsify's default).
 The saved weights are ScheduleFree's averaged ones (``optimizer.eval()``, as sparsify's
 checkpoint writes them), and held-out outputs come from ``SparseCoder.forward``.
 """
