@@ -733,11 +733,13 @@ def compare(pair: Pair, family_name: str, stream: Path, args, tmp: str, cache: d
         if key not in cache:
             cache[key] = scored(train_ours(family_name, pair, stream, args, knob, lr_factor, validation))
             cache[key]["lr"] = cache[key]["config"]["trainer"]["lr"]
+            log_trial(pair, "saelab", knob, lr_factor, cache[key])
         return cache[key]
 
     def peer_trial(knob, lr_factor=1.0):
         got = scored(train_peer(pair, stream, args, knob, tmp, lr_factor, validation))
         got["lr"] = got["config"].get("lr", schedule(args, 1, lr_factor)["lr"])
+        log_trial(pair, pair.peer, knob, lr_factor, got)
         return got
 
     if pair.lr_search:
@@ -776,6 +778,19 @@ def compare(pair: Pair, family_name: str, stream: Path, args, tmp: str, cache: d
         "peer_stopped": peer["search_stopped"],
     }
     return out
+
+
+def log_trial(pair: Pair, side: str, knob: float | None, lr_factor: float, result: dict) -> None:
+    """One stderr line per training of a search, so a long run shows (and keeps) its trail."""
+    s = result["scores"]
+    val = f" validation_fvu {result['validation_fvu']:.4f}" if "validation_fvu" in result else ""
+    print(
+        f"peers: {pair.key} vs {pair.peer}, {side}: knob {knob} lr x{lr_factor:g} -> held-out L0 {s['l0']:.2f} "
+        f"FVU {s['fvu']:.4f} dead {s['dead_fraction']:.3f}{val} ({result['steps']} steps, "
+        f"{result['seconds_per_step'] * 1e3:.1f} ms/step, load {os.getloadavg()[0]:.1f})",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def selected(args) -> list[Pair]:
