@@ -10,7 +10,9 @@ that order, the same number of tokens, batch size and d_sae, the same learning r
 warm-up and linear decay where the peer has a schedule (sparsify's default ScheduleFree
 SignSGD has none), every other setting at each library's documented default; the peer's
 full config is dumped into the row. Both sides run one thread (``torch.set_num_threads``),
-one after the other within a pair, so a busy machine slows both alike.
+one after the other within a pair, so a busy machine slows both alike (the lab's trials are
+kept within one run, so the second JumpReLU row reuses the first's lab side: the same
+training, timed once).
 
 Scores use one formula on both sides (``peer_stream.heldout_stats``), computed here from
 each side's held-out reconstructions made with its own *inference* path: FVU =
@@ -19,16 +21,33 @@ fraction = share of latents that fire on no held-out row. Seconds per step = med
 between consecutive batch fetches of each side's own training loop (after 2 steps);
 tokens/s = batch size / seconds per step.
 
+Budget: every pair trains one pass over the train rows (400 steps of 1024 at the
+defaults) except the threshold family, JumpReLU, which trains ``PASSES["jumprelu"]`` = 15
+passes over the same rows in the same order on both sides (``--passes``; the row's
+``passes``, ``steps`` and ``peer_steps``): its θ is stored as log θ (ours, SAELens) or θ
+(dictionary_learning) and Adam moves it about lr per step whatever λ is, so no side can
+reach a sparse L0 in 400 steps. The lr warm-up is the same 50 steps and the decay the same
+final 20% of all the steps.
+
 Matched L0: k-families (TopK, BatchTopK = the lab's ``mutual_choice``, Matryoshka) use the
 same k on both sides. Coefficient families (JumpReLU, Gated) run the same search on both
-sides (``coefficient_search``): start at the side's default knob, multiply or divide it by
-4 until the held-out L0 brackets the target, then bisect geometrically, stopping once L0
-is within ±10% of the target, after ``--search-trials`` trainings, or when two ×4 moves in a
-row leave L0 no nearer the target (the knob does not set L0 at this budget: the row's
-``coefficient_search`` says so); the trial nearest the target is reported, with the whole
-trail. The knob is each library's own (lab: the family's registry coefficient; SAELens:
-``l0_coefficient``/``l1_coefficient``; dictionary_learning: JumpReLU ``target_l0``, whose L0
-rises with it by its documentation, Gated ``l1_penalty``).
+sides (``coefficient_search``), which assumes neither the knob's direction nor that L0 is
+monotone in it: a ×4 log grid around the side's default knob, extended while the nearest
+L0 is at an end, then geometric bisection next to the nearest trial, stopping at an L0
+within ``--search-tolerance`` (5%) of the target, after ``--search-trials`` trainings, or
+after two rounds that bring L0 no nearer (the row's ``coefficient_search`` says so); the
+trial nearest the target is reported, with the whole trail. The knob is each library's own
+(lab: the family's registry coefficient; SAELens: ``l0_coefficient``/``l1_coefficient``;
+dictionary_learning: JumpReLU ``target_l0``, Gated ``l1_penalty``).
+
+Learning rate: where the peer takes the lab's lr schedule (SAELens, dictionary_learning)
+both sides train at the same lr. sparsify keeps its own optimiser (schedule-free signum at
+5e-3/√(n/2¹⁴) = 0.02 at 1024 latents, where Adam's lab law gives 8e-4), so a 400-step row
+would compare step sizes, not implementations; its pairs (``Pair.lr_search``) run the same
+lr search on both sides (``lr_search``): each side's *own* default lr times 1/4 … 4 (×2
+apart, extended past an end while the best is there), chosen on the FVU of validation rows
+from another text seed (``harvest_validation``), never on the held-out rows the row
+reports; the row's ``lr_search`` holds both trails and the lrs chosen.
 
 Pairs are keyed by registry family names; a pair whose family the registry lacks (or a
 transcoder pair while the lab's trainer has no transcoder target) is skipped with a
@@ -70,7 +89,8 @@ class Pair:
     candidates: tuple[str, ...]
     peer: str
     peer_family: str
-    knob_increasing: bool = False  # True: the peer's sparsity knob raises L0 (a target L0)
+    knob_increasing: bool = False  # True: the peer's sparsity knob raises L0 (a target L0); documentation only
+    lr_search: bool = False  # True: the peer keeps its own optimiser and lr, so both sides search lr
 
     @property
     def transcoder(self) -> bool:
@@ -79,7 +99,7 @@ class Pair:
 
 PAIRS: tuple[Pair, ...] = (
     Pair("topk", ("topk",), "saelens", "topk"),
-    Pair("topk", ("topk",), "sparsify", "topk"),
+    Pair("topk", ("topk",), "sparsify", "topk", lr_search=True),
     Pair("topk", ("topk",), "dictionary_learning", "topk"),
     Pair("mutual_choice", ("mutual_choice",), "saelens", "batchtopk"),
     Pair("mutual_choice", ("mutual_choice",), "dictionary_learning", "batchtopk"),
@@ -89,13 +109,24 @@ PAIRS: tuple[Pair, ...] = (
     Pair("gated", ("gated",), "dictionary_learning", "gated"),
     Pair("matryoshka_batchtopk", ("matryoshka_batchtopk",), "saelens", "matryoshka_batchtopk"),
     Pair("matryoshka_batchtopk", ("matryoshka_batchtopk",), "dictionary_learning", "matryoshka_batchtopk"),
-    Pair("transcoder", ("transcoder", "topk"), "sparsify", "transcoder"),
-    Pair("skip_transcoder", ("skip_transcoder", "topk"), "sparsify", "skip_transcoder"),
+    Pair("transcoder", ("transcoder", "topk"), "sparsify", "transcoder", lr_search=True),
+    Pair("skip_transcoder", ("skip_transcoder", "topk"), "sparsify", "skip_transcoder", lr_search=True),
 )
 PEERS = ("saelens", "sparsify", "dictionary_learning")
 #: the peers' default sparsity knobs (the search starts there); dictionary_learning's JumpReLU
 #: knob is its target L0 itself, so it starts at the target
 PEER_KNOBS = {("saelens", "jumprelu"): 1.0, ("saelens", "gated"): 1.0, ("dictionary_learning", "gated"): 0.1}
+#: passes over the same train rows, per pair key (1 when absent): a threshold family stores
+#: θ as log θ (ours, SAELens) or θ (dictionary_learning) and Adam moves it by about lr per
+#: step whatever λ is, so from θ₀ ≈ 0.01 a held-out L0 of 16 needs θ ≈ 0.5-0.7, that is
+#: Σ lr_t ≈ ln 50 ≈ 4 at lr 8e-4: about 5,000 full-lr steps. 15 passes (6,000 steps at the
+#: default 400 per pass, with the same 50 warm-up and final 20% decay) reach it. Gated needs
+#: no more: its gate is a linear pre-activation under an L1, and L0 answers λ within 400
+#: steps on every side (the gated rows' searches).
+PASSES = {"jumprelu": 15}
+#: the lr search's grid (``lr_search``): factors of each side's own default lr
+LR_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+VALIDATION_SEED = 20_001
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +149,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-steps", type=int, default=50)
     parser.add_argument("--decay-fraction", type=float, default=0.2, help="final fraction with linear lr decay")
     parser.add_argument("--search-trials", type=int, default=6, help="trainings per side in a coefficient search")
+    parser.add_argument(
+        "--search-tolerance",
+        type=float,
+        default=0.05,
+        help="the coefficient search stops at a held-out L0 within this fraction of the target",
+    )
+    parser.add_argument(
+        "--passes",
+        default=",".join(f"{k}={v}" for k, v in PASSES.items()),
+        metavar="PAIR=N,...",
+        help="passes over the train rows per pair key, both sides (default: %(default)s; others 1)",
+    )
+    parser.add_argument("--validation-tokens", type=int, default=32_768, help="rows the lr search scores")
     parser.add_argument("--threads", type=int, default=1, help="torch threads on each side")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -175,6 +219,29 @@ def harvest_stream(path: Path, hooks: list[str], n_rows: int, heldout_rows: int,
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={"hooks": json.dumps(hooks), "seed": str(seed)})
+    os.replace(tmp, path)
+    return path
+
+
+def validation_path(hooks: list[str], n_rows: int, seed: int) -> Path:
+    key = json.dumps({"hooks": hooks, "validation": n_rows, "seed": seed}, sort_keys=True)
+    return CACHE / f"validation_{hashlib.sha256(key.encode()).hexdigest()[:12]}.safetensors"
+
+
+def harvest_validation(path: Path, hooks: list[str], n_rows: int, seed: int, progress: bool) -> Path:
+    """Validation rows for the lr search (text seed ``VALIDATION_SEED + seed``): neither the
+    train rows nor the held-out rows that are scored, so choosing an lr does not tune on them."""
+    if path.exists():
+        return path
+    from safetensors.torch import save_file
+
+    from sae.model import load_model
+
+    model, tokenizer = load_model("organism")
+    rows = _rows(model, tokenizer, hooks, n_rows, VALIDATION_SEED + seed, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({f"validation/{h}": t.contiguous() for h, t in rows.items()}, str(tmp), metadata={"seed": str(seed)})
     os.replace(tmp, path)
     return path
 
@@ -248,13 +315,56 @@ def default_knob(family_name: str) -> float | None:
     return fam.config_class.model_fields[fam.coefficient.field].default
 
 
-def schedule(args, steps: int) -> dict:
-    lr = args.lr if args.lr is not None else 2e-4 / math.sqrt(args.d_sae / 2**14)
-    return {"lr": lr, "warmup_steps": args.warmup_steps, "decay_steps": round(args.decay_fraction * steps)}
+def parse_passes(text: str | None) -> dict[str, int]:
+    """``--passes "jumprelu=15"`` → {"jumprelu": 15}; a bad item is a one-line error."""
+    from sae.errors import ConfigError
+
+    if not text:
+        return {}
+    keys = {p.key for p in PAIRS}
+    out = {}
+    for item in (s.strip() for s in text.split(",")):
+        key, _, n = item.partition("=")
+        if key not in keys or not n.isdigit() or int(n) < 1:
+            raise ConfigError(f"--passes: {item!r} is not PAIR=N with N >= 1 (pairs: {', '.join(sorted(keys))})")
+        out[key] = int(n)
+    return out
 
 
-def train_ours(family_name: str, pair: Pair, stream: Path, args, knob: float | None) -> dict:
-    """Train the lab's family on the stream with its ``Trainer``; held-out outputs and timing."""
+def passes_for(pair: Pair, args) -> int:
+    """Passes over the train rows for ``pair`` (``--passes``, else ``PASSES``, else 1), both sides."""
+    table = parse_passes(getattr(args, "passes", None)) if hasattr(args, "passes") else PASSES
+    return table.get(pair.key, 1)
+
+
+def total_steps(pair: Pair, args) -> int:
+    return passes_for(pair, args) * ps.steps_for(args.n_tokens, args.batch_size)
+
+
+def default_lr(args) -> float:
+    """The lab's lr law at ``d_sae`` (or ``--lr``): the lr of both sides wherever the peer takes one."""
+    return args.lr if args.lr is not None else 2e-4 / math.sqrt(args.d_sae / 2**14)
+
+
+def schedule(args, steps: int, lr_factor: float = 1.0) -> dict:
+    return {
+        "lr": default_lr(args) * lr_factor,
+        "warmup_steps": args.warmup_steps,
+        "decay_steps": round(args.decay_fraction * steps),
+    }
+
+
+def train_ours(
+    family_name: str,
+    pair: Pair,
+    stream: Path,
+    args,
+    knob: float | None,
+    lr_factor: float = 1.0,
+    validation: Path | None = None,
+) -> dict:
+    """Train the lab's family on the stream with its ``Trainer``; held-out outputs (and
+    ``validation`` rows' outputs when given) and timing."""
     from sae.architectures import family
     from sae.train_run import folded_copy
     from sae.trainer import Member, Trainer, TrainerConfig
@@ -263,8 +373,9 @@ def train_ours(family_name: str, pair: Pair, stream: Path, args, knob: float | N
     hook_in = TRANSCODER_IN if pair.transcoder else SAE_HOOK
     x = ps.read(str(stream), "train", hook_in)[: args.n_tokens]
     y = ps.read(str(stream), "train", TRANSCODER_OUT)[: args.n_tokens] if pair.transcoder else None
-    steps = ps.steps_for(x.shape[0], args.batch_size)
-    sched = schedule(args, steps)
+    passes = passes_for(pair, args)
+    steps = passes * ps.steps_for(x.shape[0], args.batch_size)
+    sched = schedule(args, steps, lr_factor)
     fam = family(family_name)
     cfg = fam.config_class(**our_config(family_name, pair, x.shape[1], None if y is None else y.shape[1], args, knob))
     torch.manual_seed(args.seed)
@@ -286,7 +397,7 @@ def train_ours(family_name: str, pair: Pair, stream: Path, args, knob: float | N
         member, rows = Member.reading("sae", sae, "x", scale), {"x": x}
     else:
         member, rows = Member.reading("sae", sae, "x", scale, target="y", target_scale=target_scale), {"x": x, "y": y}
-    data = ps.TimedBatches(ps.batches(rows, args.batch_size))
+    data = ps.TimedBatches(ps.batches(rows, args.batch_size, passes))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer([member], tcfg, tmp, progress=False)
         started = time.perf_counter()
@@ -299,8 +410,11 @@ def train_ours(family_name: str, pair: Pair, stream: Path, args, knob: float | N
         return x_hat, selection.dense(cfg.d_sae)
 
     outputs = ps.reconstruct_all(run, ps.read(str(stream), "heldout", hook_in))
+    val = None if validation is None else ps.reconstruct_all(run, ps.read(str(validation), "validation", hook_in))
     return {
         "outputs": outputs,
+        "validation_outputs": val,
+        "passes": passes,
         "steps": data.fetched,
         "seconds_per_step": data.seconds_per_step(),
         "train_seconds": seconds,
@@ -327,14 +441,25 @@ def threshold_ema(start_step: int) -> dict:
     return {"threshold_start_step": start_step, "threshold_beta": 1.0 - 1.0 / max(start_step, 1)}
 
 
-def train_peer(pair: Pair, stream: Path, args, knob: float | None, tmp: str) -> dict:
+def train_peer(
+    pair: Pair,
+    stream: Path,
+    args,
+    knob: float | None,
+    tmp: str,
+    lr_factor: float = 1.0,
+    validation: Path | None = None,
+) -> dict:
+    """Train the peer's side in its own interpreter; ``lr_factor`` scales the lr it trains
+    with (the lab's schedule where it takes one, sparsify's own default lr otherwise)."""
     from bench.peers import run_peer
 
-    steps = ps.steps_for(args.n_tokens, args.batch_size)
+    passes = passes_for(pair, args)
+    steps = total_steps(pair, args)
     out = str(Path(tmp) / f"{pair.peer}_{pair.peer_family}.safetensors")
     from sae.architectures import trainable_family
 
-    sparsity_warmup = 0
+    sparsity_warmup = 0  # the lab's coefficient warm-up fraction of the same total steps
     try:
         fam = trainable_family(pair.candidates[0]) if not pair.transcoder else None
         if fam is not None and fam.coefficient is not None and fam.coefficient.warmup_field:
@@ -357,11 +482,18 @@ def train_peer(pair: Pair, stream: Path, args, knob: float | None, tmp: str) -> 
         "threads": args.threads,
         "seed": args.seed,
         "out": out,
-        **schedule(args, steps),
+        "passes": passes,
+        "lr_scale": lr_factor,  # sparsify: of its own default lr (the others take "lr")
+        **schedule(args, steps, lr_factor),
         **threshold_ema(args.warmup_steps),
     }
+    if validation is not None:
+        payload["validation_stream"] = str(validation)
+        payload["validation_out"] = out.replace(".safetensors", "_validation.safetensors")
     got = run_peer(f"{pair.peer}_parity.py", payload, peer=pair.peer)
     got["outputs"] = ps.read_outputs(out)
+    got["validation_outputs"] = None if validation is None else ps.read_outputs(payload["validation_out"])
+    got["passes"] = passes
     return got
 
 
@@ -375,56 +507,132 @@ def score(side: dict, target: torch.Tensor) -> dict:
 
 
 def coefficient_search(
-    trial, start: float, target: float, increasing: bool, max_trials: int, tolerance: float = L0_TOLERANCE
+    trial, start: float, target: float, max_trials: int, tolerance: float = 0.05
 ) -> tuple[dict, list[dict]]:
     """The search both sides run: ``trial(knob) -> result`` with an ``l0``; returns the result
-    nearest ``target`` (in |log L0/target|) and the trail of (knob, l0).
+    nearest ``target`` (in |log L0/target|) and the trail of (knob, l0, phase).
 
-    From ``start``, multiply (L0 too low and the knob raises L0, or too high and it lowers
-    L0) or divide by 4 until the target is bracketed, then take the geometric mean of the
-    bracket; stop as soon as L0 is within ``tolerance`` of the target. Before a bracket, two
-    ×4 moves in a row that each bring L0 less than ``tolerance`` closer (in |log L0/target|)
-    end the search: L0 does not answer the knob at this budget (a JumpReLU's log θ moves by
-    about lr per Adam step whatever λ is), and more trials would only spend time. The
-    returned result's ``search_stopped`` says so (None when the search ended otherwise).
+    It assumes no direction and no monotonicity (a JumpReLU's L0 is not monotone in λ once
+    the L0 term saturates Adam's normalisation: SL#720; ours gives L0 15.9 at λ 1 and 37 at
+    λ 16 after 6,000 steps):
+
+    1. *grid*: the start, then ×4 and ÷4 around it; while the nearest trial is at an end of
+       the knobs tried and no tried pair brackets the target, one more ×4 step beyond that
+       end;
+    2. *refine*: once the nearest trial has a tried neighbour (in knob order) on the other
+       side of the target, the geometric mean of the two; with none (a local extremum of
+       L0(knob) short of the target, or a bracket elsewhere), the geometric mean with the
+       neighbour nearer the target.
+
+    It stops as soon as L0 is within ``tolerance`` of the target (5% by default, so that
+    two sides both stopped are within ±10% of each other), after ``max_trials`` trainings,
+    or after two rounds in a row (the grid's first ×4/÷4 pair is one round, each later
+    trial one) that bring the nearest L0 less than ``tolerance`` closer: L0 does not reach
+    the target by this knob at this budget; the returned result's ``search_stopped`` says
+    so (None when the search ended otherwise).
     """
-    lo = hi = None  # knobs giving L0 below / above the target
-    knob, trail, best = start, [], None
-    weak = 0  # consecutive unbracketed moves that did not approach the target
 
     def miss(l0: float) -> float:
         return abs(math.log(max(l0, 1e-9) / target))
 
+    tried: dict[float, dict] = {}
+    trail: list[dict] = []
+    best = None
+    weak = 0
     stopped = None
-    for _ in range(max_trials):
+
+    def run(knob: float, phase: str) -> bool:
+        nonlocal best
         result = trial(knob)
-        l0 = result["l0"]
-        if trail and (lo is None or hi is None):
-            weak = weak + 1 if miss(trail[-1]["l0"]) - miss(l0) < math.log1p(tolerance) else 0
-        trail.append({"knob": knob, "l0": l0})
-        if best is None or miss(l0) < miss(best["l0"]):
+        tried[knob] = result
+        trail.append({"knob": knob, "l0": result["l0"], "phase": phase})
+        if best is None or miss(result["l0"]) < miss(best["l0"]):
             best = {**result, "knob": knob}
-        if abs(l0 / target - 1) <= tolerance:
+        return abs(result["l0"] / target - 1) <= tolerance
+
+    def done() -> bool:
+        return len(trail) >= max_trials
+
+    if run(start, "grid"):
+        best["search_stopped"] = None
+        return best, trail
+    pending, phase = [start * 4, start / 4], "grid"  # the first round
+    while not done():
+        before = miss(best["l0"])
+        hit = False
+        for knob in pending:
+            if done():
+                break
+            if run(knob, phase):
+                hit = True
+                break
+        if hit or done():
             break
-        if l0 < target:
-            lo = knob
-        else:
-            hi = knob
-        if weak >= 2 and (lo is None or hi is None):
-            first = trail[-3]
+        weak = weak + 1 if before - miss(best["l0"]) < math.log1p(tolerance) else 0
+        if weak >= 2:
             stopped = (
-                f"L0 does not answer the knob: {first['l0']:.4g} at {first['knob']:.4g}, {l0:.4g} at {knob:.4g} "
-                f"(target {target:g})"
+                f"L0 does not reach the target by the knob: nearest {best['l0']:.4g} at {best['knob']:.4g} "
+                f"after {len(trail)} trials (target {target:g})"
             )
             break
-        if lo is not None and hi is not None:
-            knob = math.sqrt(lo * hi)
-        elif (l0 < target) == increasing:  # raise the knob: L0 too low and it raises L0, or too high and it lowers it
-            knob *= 4
-        else:
-            knob /= 4
+        knob, phase = _next_knob(tried, best["knob"], target)
+        pending = [knob]
     best["search_stopped"] = stopped
     return best, trail
+
+
+def _bracketed(tried: dict[float, dict], target: float) -> bool:
+    l0s = [r["l0"] for r in tried.values()]
+    return min(l0s) < target < max(l0s)
+
+
+def _next_knob(tried: dict[float, dict], best: float, target: float) -> tuple[float, str]:
+    """The next knob and its phase after the grid's first round (``coefficient_search``)."""
+    knobs = sorted(tried)
+    i = knobs.index(best)
+    side = tried[best]["l0"] > target
+    neighbours = [knobs[j] for j in (i - 1, i + 1) if 0 <= j < len(knobs)]
+    across = [k for k in neighbours if (tried[k]["l0"] > target) != side]
+    if across:  # refine: bisect the bracket next to the best
+        other = min(across, key=lambda k: abs(math.log(max(tried[k]["l0"], 1e-9) / target)))
+        return math.sqrt(best * other), "refine"
+    if not _bracketed(tried, target) and i in (0, len(knobs) - 1):  # grid: extend beyond the end
+        return (best * 4 if i == len(knobs) - 1 else best / 4), "grid"
+    other = min(neighbours, key=lambda k: abs(math.log(max(tried[k]["l0"], 1e-9) / target)))
+    return math.sqrt(best * other), "refine"
+
+
+def lr_search(trial, factors: tuple[float, ...] = LR_FACTORS, extend: int = 2) -> tuple[dict, list[dict]]:
+    """The lr search both sides of a ``lr_search`` pair run: ``trial(factor) -> result`` with
+    a ``validation_fvu``; returns the result with the lowest validation FVU and the trail.
+
+    Each side multiplies *its own* default lr (the lab's law with Adam; sparsify's 5e-3/√(n/2¹⁴)
+    with schedule-free signum) by each of ``factors``; while the best factor is at an end of
+    the factors tried, up to ``extend`` more ×2 steps beyond it, so the chosen lr is an
+    interior minimum of the grid unless the extension ran out (the trail shows it). The
+    score is FVU on the validation rows (another text seed): the held-out rows that the row
+    reports are not used to choose.
+    """
+    tried: dict[float, dict] = {}
+    trail: list[dict] = []
+
+    def run(f: float) -> None:
+        result = trial(f)
+        tried[f] = result
+        trail.append({"lr_factor": f, "lr": result.get("lr"), "validation_fvu": result["validation_fvu"]})
+
+    for f in factors:
+        run(f)
+    for _ in range(extend):
+        best = min(tried, key=lambda f: tried[f]["validation_fvu"])
+        if best == max(tried):
+            run(best * 2)
+        elif best == min(tried):
+            run(best / 2)
+        else:
+            break
+    best = min(tried, key=lambda f: tried[f]["validation_fvu"])
+    return {**tried[best], "lr_factor": best}, trail
 
 
 def row(pair: Pair, family_name: str, ours: dict, peer: dict, ours_scores: dict, peer_scores: dict, args) -> dict:
@@ -456,6 +664,9 @@ def row(pair: Pair, family_name: str, ours: dict, peer: dict, ours_scores: dict,
         "n_tokens": ours["steps"] * args.batch_size,
         "peer_n_tokens": peer["steps"] * args.batch_size,
         "steps": ours["steps"],
+        "peer_steps": peer["steps"],
+        "passes": ours.get("passes", 1),
+        "train_rows": getattr(args, "n_tokens", None),
         "batch_size": args.batch_size,
         "d_sae": args.d_sae,
         "k": args.l0 if "k" in ours["config"]["sae"] else None,
@@ -487,38 +698,99 @@ def skipped_row(pair: Pair, why: str, args) -> dict:
     }
 
 
-def compare(pair: Pair, family_name: str, stream: Path, args, tmp: str) -> dict:
-    """Train both sides of ``pair`` (with the coefficient search where L0 is not set by k)."""
+def compare(pair: Pair, family_name: str, stream: Path, args, tmp: str, cache: dict | None = None) -> dict:
+    """Train both sides of ``pair``: one training per side for a k-family, the coefficient
+    search where L0 is not set by k, the lr search for a pair whose peer keeps its own
+    optimiser (``Pair.lr_search``). ``cache`` keeps the lab's trials within one run (the
+    lab's side of a JumpReLU row is the same training whichever peer it faces)."""
     hook_out = TRANSCODER_OUT if pair.transcoder else SAE_HOOK
     target = ps.read(str(stream), "heldout", hook_out)
+    cache = {} if cache is None else cache
+    validation = None
+    if pair.lr_search:
+        hooks = [TRANSCODER_IN, TRANSCODER_OUT] if pair.transcoder else [SAE_HOOK]
+        validation = harvest_validation(
+            validation_path(hooks, args.validation_tokens, args.seed),
+            hooks,
+            args.validation_tokens,
+            args.seed,
+            progress=not getattr(args, "json", False),
+        )
+        val_target = ps.read(str(validation), "validation", hook_out)
 
-    def ours_trial(knob):
-        side = train_ours(family_name, pair, stream, args, knob)
+    def scored(side: dict) -> dict:
+        """Scores of one trial; its outputs are dropped (a search keeps many trials)."""
         s = score(side, target)
-        return {**side, "scores": s, "l0": s["l0"]}
+        out = {**side, "scores": s, "l0": s["l0"]}
+        if validation is not None:
+            v = side["validation_outputs"]
+            out["validation_fvu"] = ps.heldout_stats(val_target, v["x_hat"], v["row_l0"], v["fires"])["fvu"]
+        out.pop("outputs"), out.pop("validation_outputs", None)
+        return out
 
-    def peer_trial(knob):
-        side = train_peer(pair, stream, args, knob, tmp)
-        s = score(side, target)
-        return {**side, "scores": s, "l0": s["l0"]}
+    def ours_trial(knob, lr_factor=1.0):
+        key = (family_name, pair.key, pair.transcoder, knob, lr_factor, validation)
+        if key not in cache:
+            cache[key] = scored(train_ours(family_name, pair, stream, args, knob, lr_factor, validation))
+            cache[key]["lr"] = cache[key]["config"]["trainer"]["lr"]
+            log_trial(pair, "saelab", knob, lr_factor, cache[key])
+        return cache[key]
 
+    def peer_trial(knob, lr_factor=1.0):
+        got = scored(train_peer(pair, stream, args, knob, tmp, lr_factor, validation))
+        got["lr"] = got["config"].get("lr", schedule(args, 1, lr_factor)["lr"])
+        log_trial(pair, pair.peer, knob, lr_factor, got)
+        return got
+
+    if pair.lr_search:
+        ours, our_trail = lr_search(lambda f: ours_trial(None, f))
+        peer, peer_trail = lr_search(lambda f: peer_trial(None, f))
+        out = row(pair, family_name, ours, peer, ours["scores"], peer["scores"], args)
+        out["lr_search"] = {
+            "chosen_on": f"validation FVU ({args.validation_tokens} rows, text seed {VALIDATION_SEED + args.seed})",
+            "factors": list(LR_FACTORS),
+            "ours": our_trail,
+            "peer": peer_trail,
+            "ours_lr_factor": ours["lr_factor"],
+            "peer_lr_factor": peer["lr_factor"],
+            "ours_lr": ours["lr"],
+            "peer_lr": peer["lr"],
+        }
+        return out
     start = default_knob(family_name)
     if start is None:  # k-family (or transcoder): one training per side
         ours = ours_trial(None)
         peer = peer_trial(None)
         return row(pair, family_name, ours, peer, ours["scores"], peer["scores"], args)
-    ours, our_trail = coefficient_search(ours_trial, start, args.l0, False, args.search_trials)
+    tol = getattr(args, "search_tolerance", 0.05)
+    ours, our_trail = coefficient_search(ours_trial, start, args.l0, args.search_trials, tol)
     peer_start = PEER_KNOBS.get((pair.peer, pair.peer_family), float(args.l0))
-    peer, peer_trail = coefficient_search(peer_trial, peer_start, args.l0, pair.knob_increasing, args.search_trials)
+    peer, peer_trail = coefficient_search(peer_trial, peer_start, args.l0, args.search_trials, tol)
     out = row(pair, family_name, ours, peer, ours["scores"], peer["scores"], args)
     out["coefficient_search"] = {
         "target_l0": args.l0,
+        "tolerance": tol,
+        "procedure": "log grid x4 around the default, extended while the nearest is at an end, then geometric "
+        "bisection next to the nearest (coefficient_search)",
         "ours": our_trail,
         "peer": peer_trail,
         "ours_stopped": ours["search_stopped"],
         "peer_stopped": peer["search_stopped"],
     }
     return out
+
+
+def log_trial(pair: Pair, side: str, knob: float | None, lr_factor: float, result: dict) -> None:
+    """One stderr line per training of a search, so a long run shows (and keeps) its trail."""
+    s = result["scores"]
+    val = f" validation_fvu {result['validation_fvu']:.4f}" if "validation_fvu" in result else ""
+    print(
+        f"peers: {pair.key} vs {pair.peer}, {side}: knob {knob} lr x{lr_factor:g} -> held-out L0 {s['l0']:.2f} "
+        f"FVU {s['fvu']:.4f} dead {s['dead_fraction']:.3f}{val} ({result['steps']} steps, "
+        f"{result['seconds_per_step'] * 1e3:.1f} ms/step, load {os.getloadavg()[0]:.1f})",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def selected(args) -> list[Pair]:
@@ -533,6 +805,7 @@ def selected(args) -> list[Pair]:
             raise ConfigError(f"--peers: unknown peer {p!r} (known: {', '.join(PEERS)})")
     if args.n_tokens < 4 * args.batch_size:
         raise ConfigError(f"--n-tokens {args.n_tokens} gives fewer than 4 steps of --batch-size {args.batch_size}")
+    parse_passes(getattr(args, "passes", None))
     chosen = [p for p in PAIRS if p.key in args.families and p.peer in args.peers]
     wanted = parse_rows(getattr(args, "rows", None))
     return chosen if wanted is None else [p for p in chosen if (p.key, p.peer) in wanted]
@@ -621,10 +894,11 @@ def run(args: argparse.Namespace) -> list[dict]:
         args.seed,
         progress=not args.json,
     )
+    cache: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for pair, name in progress_bar(plan, desc="peers", unit="pair", disable=args.json, leave=False):
             try:
-                rows.append(compare(pair, name, stream, args, tmp))
+                rows.append(compare(pair, name, stream, args, tmp, cache))
             except SaelabError as e:  # a peer that cannot be built or fails: its row says so, the rest run
                 line = str(e).splitlines()[-1] if str(e) else type(e).__name__
                 print(f"peers: {pair.key} vs {pair.peer} failed: {line}", file=sys.stderr)

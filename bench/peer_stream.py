@@ -34,13 +34,15 @@ def steps_for(n_rows: int, batch_size: int) -> int:
     return n_rows // batch_size
 
 
-def batches(rows: torch.Tensor | dict[str, torch.Tensor], batch_size: int) -> Iterator:
+def batches(rows: torch.Tensor | dict[str, torch.Tensor], batch_size: int, passes: int = 1) -> Iterator:
     """Consecutive ``batch_size`` slices of ``rows`` in order (a dict: the same slice of each
-    tensor), dropping a short tail."""
+    tensor), dropping a short tail; ``passes`` times over the same rows in the same order
+    (the longer budget of threshold families, ``peer_parity.PASSES``)."""
     first = next(iter(rows.values())) if isinstance(rows, dict) else rows
-    for i in range(steps_for(first.shape[0], batch_size)):
-        sl = slice(i * batch_size, (i + 1) * batch_size)
-        yield {k: v[sl] for k, v in rows.items()} if isinstance(rows, dict) else rows[sl]
+    for _ in range(passes):
+        for i in range(steps_for(first.shape[0], batch_size)):
+            sl = slice(i * batch_size, (i + 1) * batch_size)
+            yield {k: v[sl] for k, v in rows.items()} if isinstance(rows, dict) else rows[sl]
 
 
 class TimedBatches:
@@ -131,7 +133,8 @@ def read_outputs(path: str) -> dict[str, torch.Tensor]:
 
 def begin() -> tuple[dict, torch.Tensor, int]:
     """The start of every peer script: the JSON payload from stdin, one seed and thread
-    count, the train rows of the input hook and the number of steps they make."""
+    count, the train rows of the input hook and the number of steps they make (all
+    ``passes`` over them; feed ``batches(x, batch_size, passes(payload))``)."""
     import json
     import sys
 
@@ -139,7 +142,12 @@ def begin() -> tuple[dict, torch.Tensor, int]:
     torch.set_num_threads(payload["threads"])
     torch.manual_seed(payload["seed"])
     x = read(payload["stream"], "train", payload["hook_in"])[: payload["n_rows"]]
-    return payload, x, steps_for(x.shape[0], payload["batch_size"])
+    return payload, x, passes(payload) * steps_for(x.shape[0], payload["batch_size"])
+
+
+def passes(payload: dict) -> int:
+    """Passes over the train rows (1 unless the payload says otherwise)."""
+    return int(payload.get("passes", 1))
 
 
 def encode_decode(module):
@@ -153,12 +161,16 @@ def encode_decode(module):
 
 
 def finish(payload: dict, run, data: TimedBatches, train_seconds: float, peer_version: str, config: dict) -> None:
-    """The end of every peer script: held-out outputs of ``run`` written for saelab to score,
-    then the one JSON line saelab reads (version, steps, timing, the peer's dumped config)."""
+    """The end of every peer script: held-out outputs of ``run`` written for saelab to score
+    (and the validation rows' outputs when the payload names a ``validation_stream``), then
+    the one JSON line saelab reads (version, steps, timing, the peer's dumped config)."""
     import json
 
     held = read(payload["stream"], "heldout", payload["hook_in"])
     write_outputs(payload["out"], reconstruct_all(run, held))
+    if payload.get("validation_stream"):  # the lr search scores these rows, never the held-out ones
+        rows = read(payload["validation_stream"], "validation", payload["hook_in"])
+        write_outputs(payload["validation_out"], reconstruct_all(run, rows))
     line = {
         "peer_version": peer_version,
         "steps": data.fetched,

@@ -451,7 +451,8 @@ def _peers(doc: dict) -> list[str]:
         first = done[0]
         lines += [
             "The organism's `blocks.1.hook_resid_post` (transcoders: `blocks.1.mlp.hook_in` → "
-            f"`blocks.1.hook_mlp_out`; {fmt(first['n_tokens'])} training tokens in one fixed order, "
+            f"`blocks.1.hook_mlp_out`; {fmt(min(r['n_tokens'] for r in done))} training rows in one fixed order, "
+            "one pass, or `passes` over the same rows for a threshold family (the steps column), "
             f"batch {first['batch_size']}, d_sae {first['d_sae']}, {first['threads']} thread per side); held-out FVU, "
             "L0 and dead fraction (no firing on any held-out row) by one formula from each side's inference outputs. "
             "Bar: FVU ratio ≤ 1.05 at L0 within ±10%, tokens/s ratio ≥ 1."
@@ -465,7 +466,7 @@ def _peers(doc: dict) -> list[str]:
             *table(
                 [
                     *("family", "peer", "peer version", "FVU", "peer FVU", "FVU ratio", "L0", "peer L0"),
-                    *("dead", "peer dead", "tok/s", "peer tok/s", "tok/s ratio", "meets bar"),
+                    *("dead", "peer dead", "tok/s", "peer tok/s", "tok/s ratio", "steps", "meets bar"),
                 ],
                 [
                     [
@@ -478,6 +479,7 @@ def _peers(doc: dict) -> list[str]:
                         *(fmt(r[k], ".3f") for k in ("dead_fraction", "peer_dead_fraction")),
                         *(fmt(r[k], RATE) for k in ("tokens_per_s", "peer_tokens_per_s")),
                         fmt(r["tokens_per_s_ratio"], ".2f"),
+                        fmt(r.get("steps")),
                         r["meets_bar"],
                     ]
                     for r in done
@@ -496,6 +498,16 @@ def _peers(doc: dict) -> list[str]:
         lines += [
             f"- {_pair_label(r)} vs {r['peer']}, {'saelab' if side == 'ours' else r['peer']}: {why}"
             for r, side, why in unmatched
+        ]
+    searched = [r for r in done if r.get("lr_search")]
+    if searched:
+        lines += ["", "Learning rates chosen by the same search on both sides (FVU on validation rows, not the "]
+        lines[-1] += "held-out rows scored; factors of each side's own default lr):"
+        lines += [""] + [
+            f"- {_pair_label(r)} vs {r['peer']}: saelab {fmt(s['ours_lr'], '.3g')} (×{fmt(s['ours_lr_factor'], 'g')}), "
+            f"{r['peer']} {fmt(s['peer_lr'], '.3g')} (×{fmt(s['peer_lr_factor'], 'g')})"
+            for r in searched
+            if (s := r["lr_search"])
         ]
     skipped = [r for r in rows if r.get("skipped")]
     if skipped:

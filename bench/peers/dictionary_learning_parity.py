@@ -39,6 +39,7 @@ from bench.peer_stream import (
     begin,
     encode_decode,
     finish,
+    passes,
     plain,
 )
 
@@ -104,7 +105,7 @@ def main():
     cfg = trainer_config(p, x.shape[1], steps)
     # trainSAE builds the trainer from the dict (and pops "trainer"); keep ours for the row
     dumped = {k: (v.__name__ if k == "trainer" else v) for k, v in cfg.items()}
-    data = TimedBatches(batches(x, p["batch_size"]))
+    data = TimedBatches(batches(x, p["batch_size"], passes(p)))
     started = time.perf_counter()
     # trainSAE returns nothing; with save_dir it writes ae.pt, which we read back
     import tempfile

@@ -41,6 +41,7 @@ from bench.peer_stream import (
     begin,
     encode_decode,
     finish,
+    passes,
     plain,
 )
 
@@ -75,7 +76,7 @@ def main():
         lr_decay_steps=p["decay_steps"],
         device="cpu",
     )
-    data = TimedBatches(batches(x, p["batch_size"]))
+    data = TimedBatches(batches(x, p["batch_size"], passes(p)))
     started = time.perf_counter()
     trainer = SAETrainer(trainer_cfg, sae, data)
     trainer.fit()

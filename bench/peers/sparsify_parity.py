@@ -16,7 +16,9 @@ that hook and of the step that follows it in ``Trainer.fit`` (sparsify 1.3.3,
 Settings: sparsify's documented defaults (``SparseCoderConfig``/``TrainConfig``): the
 ``signum`` optimiser (SignSGD in a ScheduleFree wrapper, momentum 0.95, lr 5e-3/√(n/2¹⁴)),
 which has no schedule to match, ``auxk_alpha`` 0, no multi-TopK, bf16 autocast only on
-CUDA; only the shape (d_in, num_latents, k) and ``transcode``/``skip_connection`` are set.
+CUDA; only the shape (d_in, num_latents, k) and ``transcode``/``skip_connection`` are set,
+and the payload's ``lr_scale`` multiplies the default lr (the harness's lr search, the same
+grid of factors of its own default on the lab's side; 1 is sparsify's default).
 The saved weights are ScheduleFree's averaged ones (``optimizer.eval()``, as sparsify's
 checkpoint writes them), and held-out outputs come from ``SparseCoder.forward``.
 """
@@ -39,6 +41,7 @@ from bench.peer_stream import (
     batches,
     begin,
     finish,
+    passes,
     plain,
     read,
 )
@@ -57,14 +60,16 @@ def main():
     cfg = TrainConfig(sae=sae_cfg, batch_size=p["batch_size"])
     sae = SparseCoder(x.shape[1], sae_cfg, "cpu", dtype=torch.float32)
     # Trainer.__init__, case "signum"
+    default_lr = cfg.lr or 5e-3 / (sae.num_latents / (2**14)) ** 0.5
+    # the lr search (peer_parity.lr_search) scales the default; 1 is sparsify's own
     opt = ScheduleFreeWrapper(
-        SignSGD([{"params": sae.parameters(), "lr": cfg.lr or 5e-3 / (sae.num_latents / (2**14)) ** 0.5}]),
+        SignSGD([{"params": sae.parameters(), "lr": default_lr * p.get("lr_scale", 1.0)}]),
         momentum=0.95,
     )
     opt.train()
     schedulers = []
     since_fired = torch.zeros(sae.num_latents, dtype=torch.long)
-    data = TimedBatches(batches({"x": x, "y": y}, p["batch_size"]))
+    data = TimedBatches(batches({"x": x, "y": y}, p["batch_size"], passes(p)))
     started = time.perf_counter()
     for step, batch in enumerate(data):
         inputs, outputs = batch["x"], batch["y"]
@@ -110,6 +115,8 @@ def main():
             "train": plain(asdict(cfg)),
             "optimizer": "signum: ScheduleFreeWrapper(SignSGD, momentum=0.95)",
             "lr": opt.param_groups[0]["lr"] if opt.param_groups else None,
+            "default_lr": default_lr,
+            "lr_scale": p.get("lr_scale", 1.0),
         },
     )
 

@@ -94,20 +94,50 @@ def test_an_unregistered_family_is_skipped_with_a_reason():
 
 @pytest.mark.parametrize("increasing", [False, True])
 def test_the_coefficient_search_brackets_then_bisects(increasing):
-    # L0 falls with a penalty (L0 = 400 / c) or rises with a target-like knob (L0 = 2 c)
+    # L0 falls with a penalty (L0 = 400 / c) or rises with a target-like knob (L0 = 2 c): the
+    # search is told neither and finds both
     def trial(c):
         return {"l0": 2 * c if increasing else 400 / c}
 
-    best, trail = pp.coefficient_search(trial, 1.0, 16.0, increasing, max_trials=12)
-    assert abs(best["l0"] / 16 - 1) <= 0.1
-    assert trail[0]["knob"] == 1.0 and trail[-1]["l0"] == best["l0"]
-    # the first moves go by factors of 4 in the direction that approaches the target
-    assert trail[1]["knob"] == 4.0
+    best, trail = pp.coefficient_search(trial, 1.0, 16.0, max_trials=12)
+    assert abs(best["l0"] / 16 - 1) <= 0.05 and best["search_stopped"] is None
+    assert trail[-1]["l0"] == best["l0"] and trail[-1]["phase"] == "refine"
+    # the first round is the start, then ×4 and ÷4 around it
+    assert [t["knob"] for t in trail[:3]] == [1.0, 4.0, 0.25]
+    # the knobs tried walk toward the target: 400 / c = 16 at c = 25; 2 c = 16 at c = 8
+    assert best["knob"] == pytest.approx(8.0 if increasing else 25.0, rel=0.1)
 
 
 def test_the_search_keeps_the_nearest_trial_when_it_runs_out():
-    best, trail = pp.coefficient_search(lambda c: {"l0": 400 / c}, 1.0, 16.0, False, max_trials=2)
+    best, trail = pp.coefficient_search(lambda c: {"l0": 400 / c}, 1.0, 16.0, max_trials=2)
     assert len(trail) == 2 and best["knob"] == 4.0 and best["l0"] == 100.0
+
+
+def test_the_search_finds_the_target_on_a_curve_that_is_not_monotone():
+    # L0 has a minimum (12) at the default and rises on both sides, as a JumpReLU's L0 in λ
+    # once the L0 term saturates Adam (SL#720): a search that assumes "L0 too low → lower
+    # the penalty" would walk down and never come back; this one brackets 16 either side
+    def u(c):
+        return {"l0": 12 + 3 * math.log(c) ** 2}
+
+    best, trail = pp.coefficient_search(u, 1.0, 16.0, max_trials=8)
+    assert abs(best["l0"] / 16 - 1) <= 0.05 and best["search_stopped"] is None
+    assert any(t["phase"] == "refine" for t in trail) and len(trail) <= 6
+    # dense check: the knob found is one where the curve is really at the target
+    assert 12 + 3 * math.log(best["knob"]) ** 2 == pytest.approx(best["l0"])
+
+
+def test_the_search_reports_a_minimum_short_of_the_target():
+    # L0's minimum (30) is above the target: the nearest trial is reported, with why it stopped
+    calls = []
+
+    def u(c):
+        calls.append(c)
+        return {"l0": 30 + 3 * math.log(c) ** 2}
+
+    best, _ = pp.coefficient_search(u, 4.0, 16.0, max_trials=12)
+    assert "does not reach" in best["search_stopped"] and len(calls) < 12
+    assert best["l0"] < 30 + 3 * math.log(4.0) ** 2 and best["knob"] == pytest.approx(1.0, rel=0.5)
 
 
 def test_bad_flags_are_one_line_errors():
@@ -295,10 +325,97 @@ def test_the_search_stops_when_l0_does_not_answer_the_knob():
         calls.append(c)
         return {"l0": 980.0 + math.log(c)}
 
-    best, trail = pp.coefficient_search(flat, 1.0, 16.0, False, max_trials=6)
-    assert [t["knob"] for t in trail] == [1.0, 4.0, 16.0] and len(calls) == 3
-    assert best["knob"] == 1.0 and "does not answer" in best["search_stopped"]
+    best, trail = pp.coefficient_search(flat, 1.0, 16.0, max_trials=6)
+    assert [t["knob"] for t in trail] == [1.0, 4.0, 0.25, 0.0625] and len(calls) == 4
+    assert best["knob"] == 0.0625 and "does not reach" in best["search_stopped"]
     # a slow start that then answers is not cut short (dictionary_learning's Gated trail)
-    slow = {0.1: 200.0, 0.4: 187.0, 1.6: 147.0, 6.4: 76.0, 25.6: 14.7}
-    best, trail = pp.coefficient_search(lambda c: {"l0": slow[round(c, 4)]}, 0.1, 16.0, False, max_trials=6)
-    assert best["l0"] == 14.7 and best["search_stopped"] is None and len(trail) == 5
+    slow = {0.025: 203.0, 0.1: 200.0, 0.4: 187.0, 1.6: 147.0, 6.4: 76.0, 25.6: 14.7}
+    best, trail = pp.coefficient_search(lambda c: {"l0": slow[round(c, 4)]}, 0.1, 16.0, max_trials=6)
+    assert best["l0"] == 14.7 and best["search_stopped"] is None and len(trail) == 6
+
+
+def test_the_lr_search_chooses_on_validation_and_extends_past_an_end():
+    # validation FVU has its minimum at 3x the default; the held-out FVU (never used to
+    # choose) would prefer the smallest factor
+    def trial(f):
+        return {"validation_fvu": 0.1 + math.log(f / 3) ** 2, "heldout_fvu": f, "lr": 1e-3 * f}
+
+    best, trail = pp.lr_search(trial)
+    # the grid's best (4) is at its end, so one ×2 step beyond it (8), worse: 4 is interior
+    assert [t["lr_factor"] for t in trail] == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+    assert best["lr_factor"] == 4.0 and best["heldout_fvu"] == 4.0 and best["lr"] == pytest.approx(4e-3)
+    # falling all the way: two extensions at most, then the last one is kept
+    best, trail = pp.lr_search(lambda f: {"validation_fvu": 1 / f})
+    assert [t["lr_factor"] for t in trail][-2:] == [8.0, 16.0] and best["lr_factor"] == 16.0
+    best, trail = pp.lr_search(lambda f: {"validation_fvu": f})
+    assert [t["lr_factor"] for t in trail][-2:] == [0.125, 0.0625] and best["lr_factor"] == 0.0625
+
+
+def test_passes_repeat_the_same_rows_in_the_same_order_on_every_side():
+    x = torch.arange(35.0).reshape(35, 1)
+    once = [b.clone() for b in ps.batches(x, 10)]
+    thrice = list(ps.batches(x, 10, passes=3))
+    assert len(once) == 3 and len(thrice) == 9
+    assert all(torch.equal(a, b) for a, b in zip(thrice, once * 3, strict=True))
+    assert ps.passes({}) == 1 and ps.passes({"passes": 15}) == 15
+
+
+def test_the_per_pair_budget_and_its_flag():
+    from sae.errors import ConfigError
+
+    jr = next(p for p in pp.PAIRS if p.key == "jumprelu")
+    gated = next(p for p in pp.PAIRS if p.key == "gated")
+    args = argparse.Namespace(n_tokens=409_600, batch_size=1024, passes="jumprelu=15")
+    assert pp.passes_for(jr, args) == 15 and pp.passes_for(gated, args) == 1
+    assert pp.total_steps(jr, args) == 6000 and pp.total_steps(gated, args) == 400
+    assert pp.passes_for(jr, argparse.Namespace()) == pp.PASSES["jumprelu"]  # no flag: the table
+    assert pp.passes_for(jr, argparse.Namespace(passes="")) == 1
+    for bad in ("jumprelu=0", "nope=3", "jumprelu", "jumprelu=x"):
+        with pytest.raises(ConfigError, match="--passes"):
+            pp.parse_passes(bad)
+    # the schedule's decay is the same fraction of all the steps
+    sched = pp.schedule(argparse.Namespace(lr=None, d_sae=1024, warmup_steps=50, decay_fraction=0.2), 6000, 4.0)
+    assert sched == {"lr": pytest.approx(4 * 8e-4), "warmup_steps": 50, "decay_steps": 1200}
+
+
+def test_the_peer_payload_carries_passes_lr_and_validation(tmp_path, monkeypatch):
+    import bench.peers
+
+    seen = {}
+
+    def fake_run_peer(script, payload, peer):
+        seen.update(payload, script=script, peer=peer)
+        return {"steps": 1}
+
+    monkeypatch.setattr(bench.peers, "run_peer", fake_run_peer)
+    monkeypatch.setattr(ps, "read_outputs", lambda path: {"path": path})
+    args = argparse.Namespace(
+        n_tokens=409_600, batch_size=1024, d_sae=1024, l0=16, lr=None, warmup_steps=50, decay_fraction=0.2,
+        threads=1, seed=0, passes="jumprelu=15",
+    )  # fmt: skip
+    jr = next(p for p in pp.PAIRS if p.key == "jumprelu" and p.peer == "dictionary_learning")
+    got = pp.train_peer(jr, tmp_path / "s.safetensors", args, 16.0, str(tmp_path), 0.5, tmp_path / "v.safetensors")
+    assert seen["passes"] == 15 and seen["decay_steps"] == 1200 and seen["lr_scale"] == 0.5
+    assert seen["lr"] == pytest.approx(4e-4) and seen["coefficient"] == 16.0
+    assert seen["validation_stream"].endswith("v.safetensors") and got["passes"] == 15
+    assert got["validation_outputs"] == {"path": seen["validation_out"]} != got["outputs"]
+
+
+def test_the_lab_side_trains_all_passes_and_scores_validation_rows(tmp_path):
+    gen = torch.Generator().manual_seed(1)
+    h = pp.SAE_HOOK
+    stream, validation = tmp_path / "s.safetensors", tmp_path / "v.safetensors"
+    save_file(
+        {f"train/{h}": torch.randn(200, 8, generator=gen), f"heldout/{h}": torch.randn(30, 8, generator=gen)},
+        str(stream),
+    )
+    save_file({f"validation/{h}": torch.randn(20, 8, generator=gen)}, str(validation))
+    args = argparse.Namespace(
+        n_tokens=200, batch_size=50, d_sae=16, l0=4, lr=None, warmup_steps=1, decay_fraction=0.2, threads=1,
+        seed=0, passes="topk=3",
+    )  # fmt: skip
+    got = pp.train_ours("topk", pp.PAIRS[0], stream, args, None, 2.0, validation)
+    assert got["steps"] == 12 and got["passes"] == 3
+    assert got["config"]["trainer"]["lr"] == pytest.approx(2 * 2e-4 / math.sqrt(16 / 2**14))
+    assert got["outputs"]["x_hat"].shape == (30, 8) and got["validation_outputs"]["x_hat"].shape == (20, 8)
+    assert (got["validation_outputs"]["row_l0"] <= 4).all()

@@ -131,3 +131,18 @@ def test_peer_rows_whose_coefficient_search_stopped_say_so():
     assert "Coefficient searches" not in "\n".join(_peers({"result": [row]}))
     assert "come from 2 runs" in _peers({"result": [row], "runs": [{}, {}]})[0]
     assert "runs" not in _peers({"result": [row], "runs": [{}]})[0]
+
+
+def test_peer_rows_show_steps_and_the_lrs_their_search_chose():
+    from bench.results_doc import _peers
+
+    figures = dict.fromkeys(("fvu", "peer_fvu", "fvu_ratio", "l0", "peer_l0", "dead_fraction"), 0.5)
+    figures |= dict.fromkeys(("peer_dead_fraction", "tokens_per_s", "peer_tokens_per_s", "tokens_per_s_ratio"), 1.0)
+    base = {"family": "topk", "pair": "topk", "peer": "sparsify", "peer_version": "1", "meets_bar": True, **figures}
+    base |= {"n_tokens": 409600, "batch_size": 1024, "d_sae": 64, "threads": 1, "steps": 400}
+    searched = {"ours_lr": 0.0032, "ours_lr_factor": 4.0, "peer_lr": 0.02, "peer_lr_factor": 1.0}
+    jr = {**base, "pair": "jumprelu", "family": "jumprelu_ste", "n_tokens": 6144000, "steps": 6000}
+    page = "\n".join(_peers({"result": [{**base, "lr_search": searched}, jr]}))
+    assert "409,600 training rows" in page and "| 6,000 |" in page and "| 400 |" in page
+    assert "- topk vs sparsify: saelab 0.0032 (×4), sparsify 0.02 (×1)" in page
+    assert "jumprelu_ste vs sparsify: saelab" not in page
