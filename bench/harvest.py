@@ -1,5 +1,9 @@
 """harvest: tokens → shuffled batches, against a bare forward pass and SAELens's ActivationsStore.
 
+The reference forward is the bridge's eager forward to the deepest hook's layer, as it was
+before ``sae.fused_forward``: our harvest runs the fused forward (``--no-fused``: the bridge),
+so ``harvest_over_forward`` above 1 means the harvest beats eager PyTorch.
+
 All sides read the same pre-tokenized rows of the organism corpus (so tokenization is
 out of the measurement) with the same model, hook, context, LM batch and training batch
 sizes, on the same thread count; they run alternately in one invocation and the median
@@ -33,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no-peers", action="store_true", help="skip SAELens")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    parser.add_argument(
+        "--no-fused", action="store_true", help="harvest through the bridge, not sae.fused_forward (the path before it)"
+    )
 
 
 def _token_dataset(tokenizer, n_rows: int, context_size: int) -> Path:
@@ -61,6 +68,7 @@ def token_store_config(hooks: list[str], dataset: Path, a):
         context_size=a.context_size,
         n_tokens=a.n_tokens,
         lm_batch_size=a.lm_batch_size,
+        fused_forward=not getattr(a, "no_fused", False),
     )
 
 
@@ -135,7 +143,8 @@ def run(args: argparse.Namespace) -> dict:
     dataset = _token_dataset(tokenizer, n_rows, args.context_size)
     cfg = token_store_config(HOOKS, dataset, args)
     batches = list(token_batches(cfg, tokenizer))
-    stop = Harvester(model, tokenizer, HOOKS).stop_at_layer
+    probe = Harvester(model, tokenizer, HOOKS, fused=not args.no_fused)
+    stop = probe.stop_at_layer
     d_ins = {h: Harvester(model, tokenizer, [h]).d_in(h) for h in HOOKS}
 
     times: dict[str, list[float]] = {
@@ -191,6 +200,8 @@ def run(args: argparse.Namespace) -> dict:
         "harvest_over_forward": tps["ours_3"] / tps["forward"],
         "harvest_1hook_tokens_per_s": tps["ours_1"],
         "harvest_1hook_over_forward": tps["ours_1"] / tps["forward"],
+        # how our side ran the model: the fused forward, or the bridge and why
+        "harvest_path": "fused" if probe.uses_fused() else f"bridge ({probe.fused_reason or 'hooks on the model'})",
     }
     if not args.no_peers:
         result.update(

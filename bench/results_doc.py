@@ -148,14 +148,20 @@ def _scaling(doc: dict) -> list[str]:
 def _harvest(doc: dict) -> list[str]:
     r = doc["result"]
     hooks = ", ".join(f"`{h}`" for h in r["hooks"])
-    peaks = " → ".join(f"{v:.0f} MB ({int(mb) / 1000:.1f} GB cache)" for mb, v in r["peak_anon_mb_by_cache_mb"].items())
+    by_cache = r.get("peak_anon_mb_by_cache_mb")  # absent from a --no-memory run
+    peaks = (
+        " → ".join(f"{v:.0f} MB ({int(mb) / 1000:.1f} GB cache)" for mb, v in by_cache.items())
+        if by_cache
+        else "not measured in this run"
+    )
     return [
         f"{fmt(r['n_tokens'])} organism tokens, context {r['context_size']}, hooks {hooks}.",
         "",
         *table(
             ["figure", "value"],
             [
-                ["bare forward pass, tok/s", fmt(r["forward_tokens_per_s"], RATE)],
+                ["bare forward pass (the bridge, eager), tok/s", fmt(r["forward_tokens_per_s"], RATE)],
+                ["our harvest runs", r.get("harvest_path", "the bridge")],
                 ["harvest (3 hooks), tok/s", fmt(r["harvest_tokens_per_s"], RATE)],
                 ["`harvest_over_forward` (1 hook: `harvest_1hook_over_forward`)", _pair(r, "harvest_over_forward")],
                 ["SAELens ActivationsStore (1 hook), tok/s", fmt(r.get("saelens_tokens_per_s"), RATE)],

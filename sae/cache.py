@@ -60,8 +60,9 @@ def _safe(hook: str) -> str:
 
 
 def _spec(cfg: StoreConfig) -> dict:
-    """What determines the cache's content (not where it lives or how it is read)."""
-    return cfg.model_dump(exclude={"cache_dir", "device", "buffer_rows"})
+    """What determines the cache's content (not where it lives or how it is read; like the
+    device, the fused forward changes the rows by float rounding only)."""
+    return cfg.model_dump(exclude={"cache_dir", "device", "buffer_rows", "fused_forward"})
 
 
 def model_fingerprint(model) -> str:
@@ -203,7 +204,9 @@ def write_cache(
                 _check_model(root, manifest, model_fingerprint(model))
             return manifest
     model, tokenizer = load_for(cfg, model, tokenizer)
-    harvester = Harvester(model, tokenizer, cfg.hooks, with_grads=cfg.with_grads, dtype=cfg.dtype)
+    harvester = Harvester(
+        model, tokenizer, cfg.hooks, with_grads=cfg.with_grads, dtype=cfg.dtype, fused=cfg.fused_forward
+    )
     fingerprint = model_fingerprint(model)
     if manifest is None:
         manifest = {

@@ -6,6 +6,11 @@ the logits and takes g = ∂L/∂x at each hook, where L = Σ_t CE_t is the froz
 next-token loss *summed* over the batch's tokens, so g's scale (and a gradient SAE's β)
 does not depend on the batch size. Rows at BOS and padding positions are dropped: they
 say nothing about the text and would dominate norms (attention sinks).
+
+Without gradients a GPT-2 model is run by ``sae.fused_forward`` (fused kernels under
+``torch.inference_mode``, no hook machinery) whenever it applies, and by the bridge
+otherwise; ``fused=False`` always uses the bridge (the reference the fused path is tested
+against). ``Harvester.fused_reason`` says why a harvester runs the bridge.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sae.fused_forward import FusedForward, fused_forward_support
 from sae.hooks import HookSpec, resolve_hook
 from sae.model import parse_dtype
 
@@ -51,10 +57,17 @@ def _saver(store: dict, name: str):
 
 
 class Harvester:
-    """Reads ``hooks`` of ``model`` in one pass; ``dtype`` is the storage dtype of the rows."""
+    """Reads ``hooks`` of ``model`` in one pass; ``dtype`` is the storage dtype of the rows;
+    ``fused`` allows ``sae.fused_forward`` where it applies."""
 
     def __init__(
-        self, model, tokenizer, hooks: Sequence[str], with_grads: bool = False, dtype: str | torch.dtype = torch.float32
+        self,
+        model,
+        tokenizer,
+        hooks: Sequence[str],
+        with_grads: bool = False,
+        dtype: str | torch.dtype = torch.float32,
+        fused: bool = True,
     ):
         self.model = model
         self.specs: list[HookSpec] = [resolve_hook(model, h) for h in hooks]
@@ -68,6 +81,17 @@ class Harvester:
         self.stop_at_layer = None if with_grads else max(s.layer for s in self.specs) + 1
         if self.stop_at_layer is not None and self.stop_at_layer >= model.cfg.n_layers:
             self.stop_at_layer = None
+        if with_grads:
+            self.fused_reason: str | None = "gradients run through the bridge"
+        elif not fused:
+            self.fused_reason = "fused=False"
+        else:
+            self.fused_reason = fused_forward_support(model, self.tl_names)
+        self._fused = FusedForward(model, self.tl_names) if self.fused_reason is None else None
+
+    def uses_fused(self) -> bool:
+        """Whether the next pass runs the fused forward (it applies, and no hook is on the model now)."""
+        return self._fused is not None and self._fused.usable()
 
     @property
     def hooks(self) -> list[str]:
@@ -87,7 +111,8 @@ class Harvester:
         tokens = tokens.to(device)
         keep = self.mask(tokens)
         where = keep.flatten().nonzero().squeeze(1)  # flat indices of the kept positions
-        raw = self._grad_pass(tokens) if self.with_grads else (self._forward_pass(tokens), None)
+        # inference mode is safe here: every row below is a fresh tensor (index_select) made outside it
+        raw = self._grad_pass(tokens) if self.with_grads else (self._forward_pass(tokens, inference=True), None)
         cache, grad_cache = raw
 
         def rows(spec: HookSpec, act: torch.Tensor) -> torch.Tensor:
@@ -107,7 +132,10 @@ class Harvester:
         return {s.name: s.read(cache[s.tl_name]).to(self.dtype) for s in self.specs}
 
     @torch.no_grad()
-    def _forward_pass(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _forward_pass(self, tokens: torch.Tensor, inference: bool = False) -> dict[str, torch.Tensor]:
+        if self.uses_fused():
+            with torch.inference_mode(inference):
+                return self._fused(tokens)
         store: dict[str, torch.Tensor] = {}
         kwargs = {} if self.stop_at_layer is None else {"stop_at_layer": self.stop_at_layer}
         self.model.run_with_hooks(tokens, fwd_hooks=[(n, _saver(store, n)) for n in self.tl_names], **kwargs)

@@ -110,7 +110,14 @@ class StreamingStore(ActivationStore):
         self.cfg = cfg
         self.collective = collective
         self.model, self.tokenizer = load_for(cfg, model, tokenizer)
-        self.harvester = Harvester(self.model, self.tokenizer, cfg.hooks, with_grads=cfg.with_grads, dtype=cfg.dtype)
+        self.harvester = Harvester(
+            self.model,
+            self.tokenizer,
+            cfg.hooks,
+            with_grads=cfg.with_grads,
+            dtype=cfg.dtype,
+            fused=cfg.fused_forward,
+        )
         self.hooks = self.harvester.hooks
         self.with_grads = cfg.with_grads
         self.progress = progress

@@ -49,6 +49,13 @@ class DataConfig(FrozenConfig):
     buffer_rows: int = Field(65_536, gt=0, description="Mixing buffer capacity in rows (streaming mode).")
     cache_dir: str | None = Field(None, description="On-disk cache directory; None streams with no disk.")
     shard_batches: int = Field(16, gt=0, description="Forward passes per cache shard.")
+    fused_forward: bool = Field(
+        True,
+        description=(
+            "Harvest a GPT-2 model with the fused forward (sae.fused_forward: the same activations to float "
+            "rounding, faster); False always runs the TransformerLens bridge. Other models always use the bridge."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
