@@ -663,10 +663,14 @@ class SparseAutoencoder(nn.Module, abc.ABC):
 
     @torch.no_grad()
     def remove_parallel_gradient(self) -> None:
-        """Project out the gradient component along each decoder row (keeps the norm fixed)."""
+        """Project out the gradient component along each decoder row (keeps the norm fixed).
+
+        G −= (G·w) w with w = W/‖W‖, computed as G −= ((G·W)/‖W‖²) W: three passes over the
+        weights and no ``[d_sae, d]`` temporaries (the unit-row form took six and three)."""
         if self.cfg.unit_norm_decoder and self.W_dec.grad is not None:
-            w = self.W_dec / self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            self.W_dec.grad -= (self.W_dec.grad * w).sum(1, keepdim=True) * w
+            W, G = self.W_dec, self.W_dec.grad
+            square = torch.linalg.vector_norm(W, dim=1).clamp_min(1e-12).square_()
+            G.addcmul_(W, torch.linalg.vecdot(G, W).div_(square)[:, None], value=-1)
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
