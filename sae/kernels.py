@@ -77,10 +77,19 @@ class GradStash:
     here and the selection's backward adds them into the one gradient it writes anyway.
     The block takes the selection's values as an input, so autograd always runs the
     block's backward first.
+
+    The same goes for the decoder: a block decode (AuxK's ê) leaves its ``[n, d]`` rows of
+    ∂W_dec in ``decoder_parts`` for the selection's sparse decode, whose backward writes the
+    one ``W_dec`` gradient (instead of autograd zero-filling a second one and adding the
+    two). ``decoder`` says where that decode stands: "none" (no sparse decode holds this
+    stash: a block decode writes its own gradient), "open" (its backward is still to run
+    and will add the parts) or "done" (it ran: a block decode writes its own gradient).
     """
 
     def __init__(self) -> None:
         self.parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (columns, ∂W_encᵀ rows, ∂b_enc)
+        self.decoder_parts: list[tuple[torch.Tensor, torch.Tensor]] = []  # (W_dec rows, their ∂W_dec)
+        self.decoder = "none"
 
     def add_into(self, grad_w_t: torch.Tensor | None, grad_b: torch.Tensor | None) -> None:
         """Add (and forget) what was left: ``grad_w_t`` is ``[d_sae, d_in]``."""
@@ -90,6 +99,14 @@ class GradStash:
             if grad_b is not None:
                 grad_b.index_add_(0, columns, bias)
         self.parts.clear()
+
+    def add_decoder_into(self, grad_w: torch.Tensor | None) -> None:
+        """Add (and forget) the block decodes' ``W_dec`` rows; the decode's backward has now run."""
+        for rows, grad in self.decoder_parts:
+            if grad_w is not None:
+                grad_w.index_add_(0, rows, grad)
+        self.decoder_parts.clear()
+        self.decoder = "done"
 
 
 def _by_row(indices: torch.Tensor, table: torch.Tensor, weights: torch.Tensor, layout: Layout) -> torch.Tensor:
@@ -161,9 +178,10 @@ class _SparseDecode(torch.autograd.Function):
     """Σ_{(r,j)} v · W_dec[j] per row, sparse in backward."""
 
     @staticmethod
-    def forward(ctx, values, W_dec, rows, latents, layout):
+    def forward(ctx, values, W_dec, rows, latents, layout, stash):
         ctx.save_for_backward(values, W_dec, rows, latents)
         ctx.layout = layout
+        ctx.stash = stash
         return _by_row(latents, W_dec, values, layout)
 
     @staticmethod
@@ -175,7 +193,9 @@ class _SparseDecode(torch.autograd.Function):
             grad_values = _entry_dots(grad_out, W_dec, rows, latents, ctx.layout)
         if ctx.needs_input_grad[1]:
             grad_w = _by_latent(rows, grad_out, values.detach(), ctx.layout)
-        return grad_values, grad_w, None, None, None
+        if ctx.stash is not None:  # block decodes' rows (AuxK), left before this backward ran
+            ctx.stash.add_decoder_into(grad_w)
+        return grad_values, grad_w, None, None, None, None
 
 
 def sparse_encode(
@@ -203,10 +223,58 @@ def sparse_encode(
 
 
 def sparse_decode(
-    values: torch.Tensor, W_dec: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor, layout: Layout
+    values: torch.Tensor,
+    W_dec: torch.Tensor,
+    rows: torch.Tensor,
+    latents: torch.Tensor,
+    layout: Layout,
+    stash: GradStash | None = None,
 ) -> torch.Tensor:
-    """``[n_rows, d_in]`` reconstructions (no bias) from row-sorted entries, sparse in backward."""
-    return _SparseDecode.apply(values, W_dec, rows, latents, layout)
+    """``[n_rows, d_in]`` reconstructions (no bias) from row-sorted entries, sparse in backward.
+    ``stash``: block decodes of the same pass leave their ``W_dec`` rows there (``block_decode``)."""
+    out = _SparseDecode.apply(values, W_dec, rows, latents, layout, stash)
+    if stash is not None and out.requires_grad:  # its backward will run (and add the block rows)
+        stash.decoder = "open"
+    return out
+
+
+class _BlockDecode(torch.autograd.Function):
+    """codes @ W_dec[columns] for dense ``[batch, n_columns]`` codes (AuxK's block).
+
+    Backward: ∂codes = grad · W_dec[columns]ᵀ; ∂W_dec[columns] = codesᵀ · grad, left in the
+    stash while its sparse decode's backward is still to run ("open"), else written as a
+    full gradient (autograd's ``index_select`` backward, which this replaces, always was).
+    """
+
+    @staticmethod
+    def forward(ctx, codes, W_dec, columns, stash):
+        block = W_dec.index_select(0, columns)
+        ctx.save_for_backward(codes, block, columns)
+        ctx.stash = stash
+        ctx.d_sae = W_dec.shape[0]
+        return codes @ block
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        codes, block, columns = ctx.saved_tensors
+        grad_codes = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_codes = grad_out @ block.T
+        if ctx.needs_input_grad[1]:
+            rows = codes.T @ grad_out
+            if ctx.stash is not None and ctx.stash.decoder == "open":
+                ctx.stash.decoder_parts.append((columns, rows))
+            else:
+                grad_w = rows.new_zeros(ctx.d_sae, rows.shape[1]).index_add_(0, columns, rows)
+        return grad_codes, grad_w, None, None
+
+
+def block_decode(
+    codes: torch.Tensor, W_dec: torch.Tensor, columns: torch.Tensor, stash: GradStash | None = None
+) -> torch.Tensor:
+    """``codes @ W_dec[columns]`` (no bias); with ``stash`` (the selection's, whose sparse decode
+    holds it), the ``W_dec`` gradient is added into that decode's instead of a second dense one."""
+    return _BlockDecode.apply(codes, W_dec, columns, stash)
 
 
 class _BlockEncode(torch.autograd.Function):

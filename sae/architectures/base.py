@@ -30,7 +30,7 @@ from torch import nn
 
 from sae.collective import SINGLE, Collective
 from sae.config import FrozenConfig
-from sae.kernels import GradStash, Layout, block_encode, group_order, sparse_decode, sparse_encode
+from sae.kernels import GradStash, Layout, block_decode, block_encode, group_order, sparse_decode, sparse_encode
 
 
 class SAEConfig(FrozenConfig):
@@ -117,6 +117,9 @@ class Selection:
     n_rows: int
     k: int | None = None
     _layouts: dict = field(default_factory=dict, repr=False, compare=False)
+    #: the encoder pass's stash when these values came from its first ``attach``: this
+    #: selection's sparse decode then adds block decodes' ``W_dec`` rows (``sae.kernels``)
+    stash: GradStash | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.k is None and self.rows.numel() > 1 and bool((self.rows[1:] < self.rows[:-1]).any()):
@@ -152,7 +155,7 @@ class Selection:
     def decode(self, W_dec: torch.Tensor) -> torch.Tensor:
         """Σ_i values_i · W_dec[latents_i] per row, without the bias: the sparse decoder,
         equal to ``dense(d_sae) @ W_dec``; differentiable in both, sparsely."""
-        return sparse_decode(self.values, W_dec, self.rows, self.latents, self.layout(W_dec.shape[0]))
+        return sparse_decode(self.values, W_dec, self.rows, self.latents, self.layout(W_dec.shape[0]), self.stash)
 
     def fire_counts(self, d_sae: int) -> torch.Tensor:
         """Rows on which each latent is active (non-zero)."""
@@ -326,9 +329,11 @@ class EncoderPass:
             layout,
             stash,
         )
+        attached = selection.with_values(values)
         if stash is not None and values.requires_grad:
             self._main = (values, stash)
-        return selection.with_values(values)
+            attached.stash = stash
+        return attached
 
     def block(self, columns: torch.Tensor, block_pre: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Dense ``[batch, n_columns]`` codes of the chosen entries of a column block (sparse path);
@@ -550,19 +555,18 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         if n == 0:
             return enc.pre.new_zeros(()).detach()
         k = min(self.k_aux, n)
+        blocked = enc.sparse and k * BLOCK_SHARE >= n
         with torch.no_grad():
             columns = candidates.nonzero().squeeze(1)
-            block = enc.pre.detach().index_select(1, columns)
-            local = block.topk(k, dim=-1, sorted=False).indices
-        if enc.sparse and k * BLOCK_SHARE >= n:
+            if blocked:  # padding columns are never chosen (mask False): codes, outputs and gradients there are 0
+                columns = torch.cat([columns, gemm_padding(candidates, n)])
+            block = enc.pre.detach().index_select(1, columns)  # one gather, the padding included
+            local = block[:, :n].topk(k, dim=-1, sorted=False).indices
+        if blocked:
             with torch.no_grad():
-                pad = gemm_padding(candidates, n)
-                if pad.numel():  # never chosen (mask False): codes, outputs and gradients there are 0
-                    columns = torch.cat([columns, pad])
-                    block = torch.cat([block, enc.pre.detach().index_select(1, pad)], dim=1)
                 mask = torch.zeros_like(block, dtype=torch.bool).scatter_(1, local, True)
             codes = enc.block(columns, block, mask)
-            e_hat = codes @ self.W_dec.index_select(0, columns)
+            e_hat = block_decode(codes, self.W_dec, columns, enc._main[1] if enc._main is not None else None)
         else:
             latents = columns[local]
             chosen = enc.attach(Selection.from_topk(block.gather(1, local).relu(), latents))
@@ -663,10 +667,14 @@ class SparseAutoencoder(nn.Module, abc.ABC):
 
     @torch.no_grad()
     def remove_parallel_gradient(self) -> None:
-        """Project out the gradient component along each decoder row (keeps the norm fixed)."""
+        """Project out the gradient component along each decoder row (keeps the norm fixed).
+
+        G −= (G·w) w with w = W/‖W‖, computed as G −= ((G·W)/‖W‖²) W: three passes over the
+        weights and no ``[d_sae, d]`` temporaries (the unit-row form took six and three)."""
         if self.cfg.unit_norm_decoder and self.W_dec.grad is not None:
-            w = self.W_dec / self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            self.W_dec.grad -= (self.W_dec.grad * w).sum(1, keepdim=True) * w
+            W, G = self.W_dec, self.W_dec.grad
+            square = torch.linalg.vector_norm(W, dim=1).clamp_min(1e-12).square_()
+            G.addcmul_(W, torch.linalg.vecdot(G, W).div_(square)[:, None], value=-1)
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:

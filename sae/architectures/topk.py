@@ -15,6 +15,7 @@ from pydantic import Field
 
 from sae.architectures.base import KConfig, Selection, SparseAutoencoder
 from sae.architectures.registry import Family, register
+from sae.row_topk import row_topk_indices
 
 
 class TopKConfig(KConfig):
@@ -25,10 +26,11 @@ class TopKConfig(KConfig):
 
 def topk_selection(scores: torch.Tensor, values_from: torch.Tensor, k: int) -> Selection:
     """Rows keep the k latents with the largest ``scores``; their values come from
-    ``values_from`` (ReLU'd). Separating the two lets g-SAEs select by an augmented score."""
-    top, indices = scores.topk(k, dim=-1, sorted=False)
-    values = top if values_from is scores else values_from.gather(-1, indices)
-    return Selection.from_topk(values.relu(), indices)
+    ``values_from`` (ReLU'd). Separating the two lets g-SAEs select by an augmented score.
+    The choice is ``sae.row_topk`` (exact, faster than ``torch.topk`` on CPU); values are
+    gathered, so on the dense path they carry the graph as ``topk``'s would."""
+    indices = row_topk_indices(scores.detach(), k)
+    return Selection.from_topk(values_from.gather(-1, indices).relu(), indices)
 
 
 class TopKSAE(SparseAutoencoder):

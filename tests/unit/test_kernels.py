@@ -244,3 +244,51 @@ def test_a_block_leaves_its_encoder_gradient_to_the_selection_encode(x_needs_gra
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="give stash and after together"):
         block_encode(x, shift, W, b, x, torch.zeros(B, n_cols), columns, mask, GradStash(), None)
+
+
+@pytest.mark.parametrize("order", ["one_backward", "decode_first", "no_decode_backward"])
+def test_a_block_decode_leaves_its_decoder_gradient_to_the_selection_decode(order):
+    """A block decode's W_dec rows reach W_dec.grad through the selection's sparse decode when
+    that backward is still to run, and on their own when it has run or never will: in every
+    order the gradients equal plain autograd's ``codes @ W_dec[columns]``."""
+    from sae.kernels import GradStash, block_decode
+
+    torch.manual_seed(4)
+    B, n_cols = 10, 7
+    W = torch.randn(F, D, requires_grad=True)
+    rows = torch.arange(B).repeat_interleave(3)
+    latents = torch.stack([torch.randperm(F)[:3].sort().values for _ in range(B)]).reshape(-1)
+    values = torch.rand(rows.numel(), requires_grad=True)
+    columns = torch.randperm(F)[:n_cols]
+    codes = torch.rand(B, n_cols, requires_grad=True)
+    r1, r2 = torch.randn(B, D), torch.randn(B, D)
+    layout = Layout.of(rows, latents, B, F)
+
+    def grads(fused: bool):
+        for t in (W, values, codes):
+            t.grad = None
+        stash = GradStash() if fused else None
+        drained = []  # how many block parts the decode's backward found
+        if fused:
+            add = stash.add_decoder_into
+            stash.add_decoder_into = lambda g: (drained.append(len(stash.decoder_parts)), add(g))
+        if order == "no_decode_backward":
+            with torch.no_grad():  # decoded without a graph: nothing will add the block's rows
+                sparse_decode(values, W, rows, latents, layout, stash)
+            main = (values[:, None] * W[latents]).sum() * 0  # values and W still get (zero) gradients
+        else:
+            main = (sparse_decode(values, W, rows, latents, layout, stash) * r1).sum()
+        e_hat = block_decode(codes, W, columns, stash) if fused else codes @ W.index_select(0, columns)
+        aux = (e_hat * r2).sum()
+        if order == "decode_first":
+            main.backward()
+            aux.backward()
+        else:
+            (main + aux).backward()
+        assert stash is None or stash.decoder_parts == []
+        if fused:  # one backward: the block ran first (it is the later node) and left its rows
+            assert drained == {"one_backward": [1], "decode_first": [0], "no_decode_backward": []}[order]
+        return [t.grad.clone() for t in (W, values, codes)]
+
+    for got, want in zip(grads(True), grads(False), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

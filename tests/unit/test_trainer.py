@@ -166,3 +166,15 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint
     resumed = Trainer(members(["topk"]), cfg(), tmp_path, progress=False)
     resumed.load_state_dict(sae.checkpoint.load_checkpoint(tmp_path))
     assert resumed.step == trainer.step
+
+
+def test_all_finite_is_exact_when_the_sum_overflows():
+    from sae.trainer import all_finite
+
+    big = torch.full((64, 8), 3e38)  # every entry finite, their sum is not
+    assert all_finite(big)
+    assert all_finite(torch.randn(5, 3))
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        x = torch.randn(5, 3)
+        x[2, 1] = bad
+        assert not all_finite(x)
