@@ -54,6 +54,27 @@ def fit_logistic(
     return Probe(w[:-1].clone(), float(w[-1]))
 
 
+def fit_multinomial(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float = 1.0, max_iter: int = 200):
+    """(W [d, classes], b [classes]) minimising the summed cross-entropy + 0.5·l2·‖W‖² (L-BFGS, float64);
+    the multi-class form of ``probes.fit_logistic``."""
+    x = x.double()
+    params = torch.zeros(x.shape[1] + 1, classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [params], lr=1, max_iter=max_iter, tolerance_grad=1e-8, tolerance_change=1e-12, line_search_fn="strong_wolfe"
+    )
+
+    def closure():
+        opt.zero_grad()
+        logits = x @ params[:-1] + params[-1]
+        loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum") + 0.5 * l2 * params[:-1].pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    params = params.detach()
+    return params[:-1], params[-1]
+
+
 def fit_l1_ranking(x: torch.Tensor, y: torch.Tensor, l1: float = 0.01, steps: int = 300) -> torch.Tensor:
     """Weights of mean BCE + l1·‖w‖₁ (ISTA, step 1/L from the data's spectral norm); used to rank inputs."""
     x, t = x.double(), y.double()

@@ -52,6 +52,7 @@ import torch
 
 from evals.saebench import concepts
 from evals.saebench.output import document
+from evals.saebench.probes import fit_multinomial
 from evals.saebench.scr import codec
 from evals.saebench.tpp import decoder_rows
 from sae.errors import SaelabError
@@ -237,27 +238,6 @@ def attribution_scores(model, spec, w: World, x: dict, encode, W: torch.Tensor, 
     gain = effects(cause_pairs, cause_t).mean(0) if cause else 0
     loss = (-effects(iso, iso_t)).clamp_min(0).mean(0) if iso else 0
     return gain - loss
-
-
-def fit_multinomial(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float = 1.0, max_iter: int = 200):
-    """(W [d, classes], b [classes]) minimising the summed cross-entropy + 0.5·l2·‖W‖² (L-BFGS, float64);
-    the multi-class form of ``probes.fit_logistic``."""
-    x = x.double()
-    params = torch.zeros(x.shape[1] + 1, classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [params], lr=1, max_iter=max_iter, tolerance_grad=1e-8, tolerance_change=1e-12, line_search_fn="strong_wolfe"
-    )
-
-    def closure():
-        opt.zero_grad()
-        logits = x @ params[:-1] + params[-1]
-        loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum") + 0.5 * l2 * params[:-1].pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    params = params.detach()
-    return params[:-1], params[-1]
 
 
 def attribute_probes(w: World, x: dict) -> dict[str, dict[str, float]]:
