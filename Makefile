@@ -44,7 +44,7 @@ test-slow: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/saelab bench all
-	$(VENV)/bin/saelab bench report > docs/results.md
+	$(VENV)/bin/saelab bench report --readme > docs/results.md
 
 clean-venv:
 	rm -rf $(VENV)

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     everything.set_defaults(func=_run_all)
     report = names.add_parser("report", help="print docs/results.md, the result tables, from bench/results/*.json")
     report.add_argument("--html", metavar="PAGE", help="also draw the figures (throughput, memory, scaling) into PAGE")
+    report.add_argument(
+        "--readme", action="store_true", help="also rewrite README.md's generated performance tables from the JSON"
+    )
     report.set_defaults(func=_report)
     for name, module in BENCHMARKS.items():
         p = names.add_parser(name, help=(importlib.import_module(module).__doc__ or "").strip().splitlines()[0])
@@ -91,6 +94,10 @@ def _report(args: argparse.Namespace) -> int:
         from bench.figures import write_page
 
         print(f"figures: {write_page(RESULTS_DIR, Path(args.html))}", file=sys.stderr)
+    if args.readme:
+        from bench.readme_tables import write_readme
+
+        print(f"performance tables: {write_readme()}", file=sys.stderr)
     return main()
 
 

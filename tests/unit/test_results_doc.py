@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
+from bench.readme_tables import BEGIN, END, README, render_block, replace_block
 from bench.results_doc import DOC, RESULTS_DIR, render
+from sae.errors import SaelabError
 
 
 def test_the_committed_page_is_what_the_results_give():
@@ -146,3 +150,26 @@ def test_peer_rows_show_steps_and_the_lrs_their_search_chose():
     assert "409,600 training rows" in page and "| 6,000 |" in page and "| 400 |" in page
     assert "- topk vs sparsify: saelab 0.0032 (×4), sparsify 0.02 (×1)" in page
     assert "jumprelu_ste vs sparsify: saelab" not in page
+
+
+def test_the_readme_tables_are_what_the_results_give():
+    block = render_block()
+    assert block in README.read_text(encoding="utf-8"), (
+        "README.md's performance tables are stale: run `saelab bench report --readme > docs/results.md` and commit it"
+    )
+    # a row read off peers.json by hand: TopK vs SAELens, FVU 0.04209 / 0.04664, tok/s 71,480 / 28,000
+    assert "| topk | saelens | 0.902 | 16.0 / 16.0 | 2.55 | yes |" in block
+
+
+def test_the_readme_block_follows_the_json_and_needs_its_markers(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS_DIR, results)
+    doc = json.loads((results / "harvest.json").read_text())
+    doc["result"]["speedup_vs_saelens"] = 0.5
+    (results / "harvest.json").write_text(json.dumps(doc))
+    block = render_block(results)
+    assert "0.50× SAELens' ActivationsStore with one hook" in block
+    text = f"intro\n{BEGIN}\nold\n{END}\nrest\n"
+    assert replace_block(text, block) == f"intro\n{block}\nrest\n"
+    with pytest.raises(SaelabError, match="marker"):
+        replace_block("no markers here\n", block)
