@@ -211,10 +211,10 @@ def measure(args: argparse.Namespace, d_sae: int, k: int | None = None, family: 
                 "sparse_over_dense": tps["sparse"] / tps["dense"],
             }
         )
-    if family != "topk":  # k is then the firing target of the thresholds' state (bench.train_side)
+    if family in THRESHOLD_FAMILIES:  # k is then the firing target of the thresholds' state (bench.train_side)
         row["state"] = payload["state"]
-        if "dense" in best:
-            row["dense_step_over_encoder_gemm"] = best["dense"] / gemm
+    if family != "topk" and "dense" in best:
+        row["dense_step_over_encoder_gemm"] = best["dense"] / gemm
     for peer in PEER_SIDES:
         if peer in tps:
             row.update(

@@ -17,6 +17,11 @@ sorted, and a ``Layout`` computed once per selection groups them by latent for t
 encoder's and the decoder's weight gradients alike. Cost O(nnz · d_in) instead of
 O(batch · d_sae · d_in). The dense path (``kernel: dense`` in an SAE config) keeps plain
 autograd as the reference that tests compare against.
+
+Threshold rules (JumpReLU, Gated) choose by comparison rather than by rank: they read their
+entries raw (``sparse_encode(..., relu=False)``, their own functions follow) and, when too many
+entries fire for per-entry kernels to pay (early in training), keep the forward GEMM and take
+dense gradients through it (``dense_encode``).
 """
 
 from __future__ import annotations

