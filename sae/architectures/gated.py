@@ -52,9 +52,10 @@ path's (``tests/unit/test_kernels.py``, float64, 1e-5), for SAEs and (skip) tran
 At initialisation (zero gate biases) half the gates open, where per-entry kernels cost more
 than dense GEMMs: above ``THRESHOLD_SHARE`` of batch·d_sae (``sae.architectures.base``) the
 step goes dense, reusing its GEMM (``sae.kernels.dense_encode``, whose ∂b_dec skips the
-[batch, d_in] GEMM). Measured on one CPU thread (d_in 768, d_sae 8192, batch 4096): a step
-costs about 2.5 bare encoder GEMMs with 48 gates open per row (0.6% of entries), 7.7 at 4.9%,
-and the dense step 8.5–12 (its GEMM-reusing fallback 9.3; load 3 on 2 cores), so the two meet near 6–8%. AuxK
+[batch, d_in] GEMM). Measured on one CPU thread (d_in 768, d_sae 8192, batch 4096, load 3 on
+2 cores): a step costs 2.3–2.7 bare encoder GEMMs with 48 gates open per row (0.6% of entries),
+7.7 at 4.9%, and the dense step 8.5–12.8 (the GEMM-reusing fallback at init: 8.8–9.3), so the
+two meet near 6–8% (``saelab bench train --families gated``). AuxK
 (``aux_coefficient > 0``, off by default) keeps the dense path. ``kernel: dense`` forces
 the dense path, the reference.
 """

@@ -64,10 +64,11 @@ what their θ-gradient reads. Losses, outputs and every gradient equal the dense
 Early in training (θ₀ tiny) about half the latents fire, where per-entry kernels cost more than
 dense GEMMs: above ``THRESHOLD_SHARE`` of batch·d_sae (``sae.architectures.base``) the step
 goes dense, reusing its GEMM (``EncoderPass.densified``). The crossover measured on one CPU
-thread (d_in 768, d_sae 8192, batch 4096): a step costs about 2.5 bare encoder GEMMs with
-48 latents firing per row (1.1% of entries with the window), 6.4 at 7.4% of entries, and the
-dense step 6.3–6.7 whatever fires, so the two meet near 7%. ``kernel: dense`` forces the
-dense path, the reference.
+thread (d_in 768, d_sae 8192, batch 4096, load 3 on 2 cores): a step costs 2.2–2.6 bare
+encoder GEMMs with 48 latents firing per row (1.1% of entries with the window), 6.4 at 7.4% of
+entries, and the dense step 6.3–7.4 whatever fires (the GEMM-reusing fallback at θ₀: 6.0–6.4),
+so the two meet near 7% (``saelab bench train --families jumprelu_ste``). ``kernel: dense``
+forces the dense path, the reference.
 """
 
 from __future__ import annotations
