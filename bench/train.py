@@ -19,6 +19,13 @@ kept and the best round reported, so a noisy neighbour slows all sides alike rat
 one. The denominator of ``step_over_encoder_gemm`` is the best of at least 5
 ``torch.addmm(b_enc, x, W_enc)`` on the same shapes in every round (the best round's):
 the roofline's floor on a CPU, measured as the sides are.
+
+``--families`` times other families beside (or instead of) TopK. The peers are TopK-only,
+so another family's row has saelab's sparse and dense sides and the GEMM ratio of each
+(``family`` on every row). A threshold family (``jumprelu_ste``, ``gated``) has no k: its
+thresholds are set so that about ``--k`` latents fire per row (``--state trained``, a
+trained SAE) or kept at their initialisation (``--state init``: about half fire, where
+its sparse path falls back to dense GEMMs).
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ SIDES = {
     "dictionary_learning": "dictionary_learning",
 }
 PEER_SIDES = ("saelens", "sparsify", "dictionary_learning")
+#: families without a k whose thresholds ``bench.train_side`` sets (``--state``)
+THRESHOLD_FAMILIES = ("jumprelu_ste", "gated")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -62,6 +71,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-peers", action="store_true", help="measure no peer (same as --peers '')")
     parser.add_argument("--no-dense", action="store_true", help="skip saelab's dense path")
+    parser.add_argument(
+        "--families",
+        default="topk",
+        help="comma-separated SAE families to time (default: topk; k families or "
+        f"{', '.join(THRESHOLD_FAMILIES)}); peers run beside topk only",
+    )
+    parser.add_argument(
+        "--state",
+        choices=("trained", "init"),
+        default="trained",
+        help="threshold families: about k latents firing per row (trained) or the initialisation (init)",
+    )
 
 
 def activations(n: int, batch: int, d_in: int, seed: int, device: str) -> list[torch.Tensor]:
@@ -93,11 +114,24 @@ def encoder_gemm_seconds(d_in: int, d_sae: int, batch: int, device: str, repeats
     return best
 
 
-def sides(args: argparse.Namespace) -> list[str]:
-    """The sides this invocation measures, saelab's sparse path first."""
+def families(args: argparse.Namespace) -> list[str]:
+    """The families to time: registered trainable ones with a k, or threshold families."""
+    from sae.architectures import REGISTRY
     from sae.errors import ConfigError
 
-    peers = [] if args.no_peers else [p for p in args.peers.split(",") if p]
+    names = [f for f in getattr(args, "families", "topk").split(",") if f]
+    known = [n for n, f in REGISTRY.items() if f.trainable and (f.has_k or n in THRESHOLD_FAMILIES)]
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        raise ConfigError(f"--families: unknown {', '.join(unknown) or '(none given)'} (known: {', '.join(known)})")
+    return names
+
+
+def sides(args: argparse.Namespace, family: str = "topk") -> list[str]:
+    """The sides this invocation measures, saelab's sparse path first (peers beside TopK only)."""
+    from sae.errors import ConfigError
+
+    peers = [] if args.no_peers or family != "topk" else [p for p in args.peers.split(",") if p]
     unknown = sorted(set(peers) - set(PEER_SIDES))
     if unknown:
         raise ConfigError(f"--peers: unknown {', '.join(unknown)} (known: {', '.join(PEER_SIDES)})")
@@ -124,7 +158,7 @@ def run_side(side: str, payload: dict) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure(args: argparse.Namespace, d_sae: int, k: int | None = None) -> dict:
+def measure(args: argparse.Namespace, d_sae: int, k: int | None = None, family: str = "topk") -> dict:
     device = getattr(args, "device", "cpu")
     torch.set_num_threads(args.threads)
     k = args.k if k is None else k
@@ -139,12 +173,14 @@ def measure(args: argparse.Namespace, d_sae: int, k: int | None = None) -> dict:
         "seed": args.seed,
         "device": device,
         "lr": 2e-4,
+        "family": family,
+        "state": getattr(args, "state", "trained"),
     }
     best: dict[str, float] = {}
     rss: dict[str, float] = {}
     info: dict[str, dict] = {}
     gemm = float("inf")
-    measured = sides(args)
+    measured = sides(args, family)
     for _ in range(args.rounds):  # alternate, so drift hits every side (and the floor) alike
         for side in measured:
             got = run_side(side, payload)
@@ -154,6 +190,7 @@ def measure(args: argparse.Namespace, d_sae: int, k: int | None = None) -> dict:
         gemm = min(gemm, encoder_gemm_seconds(args.d_in, d_sae, args.batch_size, device))
     tps = {side: args.batch_size / seconds for side, seconds in best.items()}
     row = {
+        "family": family,
         "d_in": args.d_in,
         "d_sae": d_sae,
         "k": k,
@@ -174,6 +211,10 @@ def measure(args: argparse.Namespace, d_sae: int, k: int | None = None) -> dict:
                 "sparse_over_dense": tps["sparse"] / tps["dense"],
             }
         )
+    if family in THRESHOLD_FAMILIES:  # k is then the firing target of the thresholds' state (bench.train_side)
+        row["state"] = payload["state"]
+    if family != "topk" and "dense" in best:
+        row["dense_step_over_encoder_gemm"] = best["dense"] / gemm
     for peer in PEER_SIDES:
         if peer in tps:
             row.update(
@@ -190,4 +231,4 @@ def measure(args: argparse.Namespace, d_sae: int, k: int | None = None) -> dict:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    return [measure(args, d_sae) for d_sae in args.d_sae]
+    return [measure(args, d_sae, family=family) for family in families(args) for d_sae in args.d_sae]

@@ -17,6 +17,11 @@ sorted, and a ``Layout`` computed once per selection groups them by latent for t
 encoder's and the decoder's weight gradients alike. Cost O(nnz · d_in) instead of
 O(batch · d_sae · d_in). The dense path (``kernel: dense`` in an SAE config) keeps plain
 autograd as the reference that tests compare against.
+
+Threshold rules (JumpReLU, Gated) choose by comparison rather than by rank: they read their
+entries raw (``sparse_encode(..., relu=False)``, their own functions follow) and, when too many
+entries fire for per-entry kernels to pay (early in training), keep the forward GEMM and take
+dense gradients through it (``dense_encode``).
 """
 
 from __future__ import annotations
@@ -147,17 +152,19 @@ class _SparseEncode(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, shift, W_enc, b_enc, sae_in, pre_values, rows, latents, layout, stash):
-        values = pre_values.relu()
+    def forward(ctx, x, shift, W_enc, b_enc, sae_in, pre_values, rows, latents, layout, stash, relu=True):
+        values = pre_values.relu() if relu else pre_values.clone()
         ctx.save_for_backward(sae_in, W_enc, rows, latents, values)
         ctx.layout = layout
         ctx.stash = stash
+        ctx.relu = relu
         return values
 
     @staticmethod
     def backward(ctx, grad_values):
         sae_in, W_enc, rows, latents, values = ctx.saved_tensors
-        g = (grad_values * (values > 0)).contiguous()  # ReLU: no gradient where the chosen entry is ≤ 0
+        # ReLU: no gradient where the chosen entry is ≤ 0
+        g = (grad_values * (values > 0) if ctx.relu else grad_values).contiguous()
         need_x, need_shift, need_w, need_b = ctx.needs_input_grad[:4]
         grad_x = grad_shift = grad_w_t = grad_b = None
         if need_b or need_shift:
@@ -171,7 +178,7 @@ class _SparseEncode(torch.autograd.Function):
         if need_x:
             grad_x = _by_row(latents, W_enc.T.contiguous(), g, ctx.layout)
         grad_w = grad_w_t.T if grad_w_t is not None else None
-        return grad_x, grad_shift, grad_w, grad_b if need_b else None, None, None, None, None, None, None
+        return grad_x, grad_shift, grad_w, grad_b if need_b else None, None, None, None, None, None, None, None
 
 
 class _SparseDecode(torch.autograd.Function):
@@ -209,6 +216,7 @@ def sparse_encode(
     latents: torch.Tensor,
     layout: Layout,
     stash: GradStash | None = None,
+    relu: bool = True,
 ) -> torch.Tensor:
     """ReLU'd values of the chosen entries of ``(x − shift) @ W_enc + b_enc``, differentiable.
 
@@ -216,10 +224,57 @@ def sparse_encode(
     forward pass, taken without a graph; gradients reach ``x``, ``shift``, ``W_enc`` and
     ``b_enc`` through the chosen pairs only. Entries must be sorted by row (``Selection``
     keeps them so). ``stash``: block encodes of the same pass leave their gradient there.
+    ``b_enc`` may be None (a bias added outside, per entry: Gated's two paths share the
+    projection); ``relu=False`` returns the raw entries (Gated's projection can be negative).
     """
     return _SparseEncode.apply(
-        x, shift, W_enc, b_enc, sae_in.detach(), pre_values.detach(), rows, latents, layout, stash
+        x, shift, W_enc, b_enc, sae_in.detach(), pre_values.detach(), rows, latents, layout, stash, relu
     )
+
+
+class _DenseEncode(torch.autograd.Function):
+    """``pre`` (computed without a graph) as a function of (x, shift, W_enc, b_enc), dense in backward.
+
+    What a threshold rule's sparse path falls back to when too many entries are chosen: the
+    forward GEMM it already ran is kept (no second GEMM with a graph), and the backward is
+    autograd's for ``addmm(b_enc, x − shift, W_enc)`` except that ∂shift = −W_enc·∂b_enc
+    (Σ_rows ∂sae_in, as in ``_SparseEncode``): the ``[batch, d_in]`` GEMM for ∂sae_in runs
+    only when x itself needs a gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, shift, W_enc, b_enc, sae_in, pre):
+        ctx.save_for_backward(sae_in, W_enc)
+        return pre
+
+    @staticmethod
+    def backward(ctx, G):
+        sae_in, W_enc = ctx.saved_tensors
+        need_x, need_shift, need_w, need_b = ctx.needs_input_grad[:4]
+        grad_x = grad_shift = grad_w = grad_b = None
+        if need_b or need_shift:
+            grad_b = G.sum(0)
+        if need_shift:
+            grad_shift = -(W_enc @ grad_b)
+        if need_w:
+            grad_w = sae_in.T @ G
+        if need_x:
+            grad_x = G @ W_enc.T
+        return grad_x, grad_shift, grad_w, grad_b if need_b else None, None, None
+
+
+def dense_encode(
+    x: torch.Tensor,
+    shift: torch.Tensor | None,
+    W_enc: torch.Tensor,
+    b_enc: torch.Tensor | None,
+    sae_in: torch.Tensor,
+    pre: torch.Tensor,
+) -> torch.Tensor:
+    """``pre = (x − shift) @ W_enc (+ b_enc)``, taken without a graph, with the dense gradients
+    of that product: a sparse path's fallback that reuses its forward GEMM. ``b_enc`` may be
+    None when the bias is added outside (Gated's shared projection)."""
+    return _DenseEncode.apply(x, shift, W_enc, b_enc, sae_in.detach(), pre.detach())
 
 
 def sparse_decode(

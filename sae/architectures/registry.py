@@ -49,7 +49,9 @@ class Family:
     - ``trainable``: inference-only forms (JumpReLU) are not.
     - ``coefficient``: the sparsity penalty whose weight sets L0 (ReLU's L1), if any;
       families without one have a k budget (``KConfig``).
-    - ``sparse_kernel``: training goes through the fused sparse kernels (``sae.kernels``).
+    - ``sparse_kernel``: training goes through the fused sparse kernels (``sae.kernels``) under
+      ``kernel: sparse`` (threshold rules, JumpReLU and Gated, while few enough entries fire),
+      so ``kernel: dense`` is a distinct reference path (``bench.parity`` trains both).
     - ``needs_gradients``: training reads g = ∂L/∂x with each row (gradient SAEs).
     """
 

@@ -38,12 +38,41 @@ def test_sides_and_their_errors():
         sides(_args("--peers", "nope"))
 
 
+def test_families_and_their_sides():
+    from bench.train import families, sides
+    from sae.errors import ConfigError
+
+    assert families(_args()) == ["topk"]
+    assert families(_args("--families", "jumprelu_ste,gated,topk")) == ["jumprelu_ste", "gated", "topk"]
+    assert sides(_args(), "gated") == ["sparse", "dense"]  # the peers are TopK-only
+    assert sides(_args("--no-dense"), "jumprelu_ste") == ["sparse"]
+    for bad in ("relu", "nope", ""):
+        with pytest.raises(ConfigError, match="--families: unknown"):
+            families(_args("--families", bad))
+
+
+@pytest.mark.parametrize("arch", ["jumprelu_ste", "gated"])
+def test_a_threshold_familys_trained_state_fires_about_k_per_row(arch):
+    from bench.train_side import build
+
+    p = {"d_in": 16, "d_sae": 64, "k": 4, "batch_size": 512, "seed": 0, "device": "cpu", "kernel": "sparse"}
+    x = torch.randn(512, 16, generator=torch.Generator().manual_seed(0))  # the side's first batch
+    for state, (low, high) in (("trained", (3.5, 4.5)), ("init", (16, 48))):
+        family, sae = build({**p, "family": arch, "state": state})
+        with torch.no_grad():
+            fired = (sae.training_pass(x).codes > 0).sum(1).float().mean()
+        assert family == arch and low <= float(fired) <= high, (state, float(fired))
+
+
 def test_the_saelab_side_reports_a_step_and_its_memory():
     from bench.train import run_side
 
     payload = {"d_in": 16, "d_sae": 64, "k": 4, "batch_size": 32, "steps": 1, "dead_fraction": 0.1}
     got = run_side("sparse", {**payload, "threads": 1, "seed": 0, "device": "cpu", "lr": 2e-4})
     assert got["median_step_seconds"] > 0 and got["peak_rss_mib"] > 50 and got["kernel"] == "sparse"
+    assert got["family"] == "topk"
+    got = run_side("dense", {**payload, "threads": 1, "seed": 0, "device": "cpu", "lr": 2e-4, "family": "gated"})
+    assert got["family"] == "gated" and got["kernel"] == "dense" and got["median_step_seconds"] > 0
 
 
 def _row(axis, d_sae, k, scale=1.0):

@@ -13,32 +13,36 @@ D, F = 16, 64
 SPARSE_FAMILIES = tuple(f.name for f in families(trainable=True) if f.sparse_kernel)
 
 
-def pair(arch: str, **kw):
-    """The same SAE twice, one per kernel, with identical (non-trivial) weights."""
+def pair(arch: str, dtype=torch.float32, **kw):
+    """The same SAE twice, one per kernel, with identical (non-trivial) weights (families without
+    a k take none; Gated's biases are b_gate, b_mag)."""
     cls = sae_class(arch)
-    base = {"d_in": D, "d_sae": F, "k": kw.pop("k", 4), **kw}
+    k = {"k": kw.pop("k", 4)} if "k" in cls.config_class.model_fields else {}
+    base = {"d_in": D, "d_sae": F, **k, **kw}
     torch.manual_seed(0)
-    sparse = cls(cls.config_class(**base, kernel="sparse")).train()
-    dense = cls(cls.config_class(**base, kernel="dense")).train()
+    sparse = cls(cls.config_class(**base, kernel="sparse")).train().to(dtype)
+    dense = cls(cls.config_class(**base, kernel="dense")).train().to(dtype)
     with torch.no_grad():
-        sparse.b_enc.normal_(0, 0.3)
-        sparse.b_dec.normal_(0, 0.3)
+        for name in ("b_enc", "b_gate", "b_mag", "r_mag", "b_dec"):
+            if hasattr(sparse, name):
+                getattr(sparse, name).normal_(0, 0.3)
         sparse.W_enc.add_(0.2 * torch.randn_like(sparse.W_enc))
     dense.load_state_dict(sparse.state_dict())
     return sparse, dense
 
 
-def run(sae, x, g, dead, seed=0):
+def run(sae, x, g, dead, seed=0, target=None):
     torch.manual_seed(seed)  # the vSAE samples
     sae.zero_grad(set_to_none=True)
-    out = sae(x, g=g, dead=dead)
+    out = sae.training_pass(x, g=g, dead=dead, target=target)
     sum(out.losses.values()).backward()
-    return out, {n: p.grad.clone() for n, p in sae.named_parameters()}
+    return out, {n: p.grad.clone() for n, p in sae.named_parameters() if p.grad is not None}
 
 
-def assert_paths_agree(sparse, dense, x, g=None, dead=None):
-    out_s, grads_s = run(sparse, x, g, dead)
-    out_d, grads_d = run(dense, x, g, dead)
+def assert_paths_agree(sparse, dense, x, g=None, dead=None, target=None):
+    out_s, grads_s = run(sparse, x, g, dead, target=target)
+    out_d, grads_d = run(dense, x, g, dead, target=target)
+    assert grads_s.keys() == grads_d.keys()
     assert torch.equal(out_s.codes.detach() > 0, out_d.codes.detach() > 0)  # the same latents chosen
     torch.testing.assert_close(out_s.codes.detach(), out_d.codes.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out_s.x_hat.detach(), out_d.x_hat.detach(), atol=1e-5, rtol=1e-5)
@@ -49,6 +53,7 @@ def assert_paths_agree(sparse, dense, x, g=None, dead=None):
         torch.testing.assert_close(
             grads_s[name], grads_d[name], atol=1e-5, rtol=1e-5, msg=lambda m, name=name: f"{name}: {m}"
         )
+    return out_s
 
 
 @pytest.mark.parametrize("arch", SPARSE_FAMILIES)
@@ -60,7 +65,7 @@ def test_fused_path_equals_the_dense_reference(arch):
     dead = torch.zeros(F, dtype=torch.bool)
     dead[::3] = True  # AuxK active over a third of the latents
     assert_paths_agree(sparse, dense, x, g, dead)
-    assert "aux_k" in sparse(x, g=g, dead=dead).losses or arch == "feature_choice"
+    assert "aux_k" in sparse(x, g=g, dead=dead).losses or arch in ("feature_choice", "jumprelu_ste", "gated")
 
 
 @pytest.mark.parametrize("k_aux", [1, 2, 8, 30])
@@ -292,3 +297,184 @@ def test_a_block_decode_leaves_its_decoder_gradient_to_the_selection_decode(orde
 
     for got, want in zip(grads(True), grads(False), strict=True):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+# -- threshold rules (JumpReLU, Gated): their entries, the dense fallback, and the dense reference --
+
+#: (apply_b_dec_to_input, what the SAE reconstructs): SAEs centred or not, a transcoder, a skip transcoder
+SHAPES = [(True, "sae"), (False, "sae"), (False, "transcoder"), (False, "skip")]
+
+
+def threshold_pair(arch: str, centred: bool, kind: str, **kw):
+    """float64 twins of a threshold family in a trained state (see ``trained_state``), with a
+    transcoder's or skip transcoder's output width when ``kind`` says so."""
+    shape = {"d_out": D + 3, "skip": kind == "skip"} if kind != "sae" else {}
+    sparse, dense = pair(arch, torch.float64, apply_b_dec_to_input=centred, **shape, **kw)
+    if kind == "skip":
+        with torch.no_grad():
+            sparse.W_skip.normal_(0, 0.1)
+            dense.W_skip.copy_(sparse.W_skip)
+    return sparse, dense
+
+
+def trained_state(sparse, dense, x: torch.Tensor) -> None:
+    """Thresholds (JumpReLU θ, Gated −b_gate) at each latent's 0.95 quantile of this batch: about
+    3 of 64 latents fire per row. JumpReLU: four latents get θ ≪ ε/2, where window entries
+    below θ are ≤ 0 (those the sparse encode must not ReLU)."""
+    with torch.no_grad():
+        if hasattr(sparse, "log_threshold"):
+            pre = sparse.encoder_input(x) @ sparse.W_enc + sparse.b_enc
+            theta = pre.quantile(0.95, dim=0).clamp_min(1e-3)
+            theta[:4] = 1e-3 * sparse.bandwidth
+            sparse.log_threshold.copy_(theta.log())
+        else:
+            proj = sparse.encoder_input(x) @ sparse.W_enc
+            sparse.b_gate.copy_(-proj.quantile(0.95, dim=0))
+    dense.load_state_dict(sparse.state_dict())
+
+
+def batch(kind: str, n: int = 96):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(n, D, generator=g, dtype=torch.float64)
+    return x, (torch.randn(n, D + 3, generator=g, dtype=torch.float64) if kind != "sae" else None)
+
+
+@pytest.fixture
+def entries_path(monkeypatch):
+    """The tests' tiny batches have more entries per row than a trained SAE (a few latents of 64
+    with a wide kernel window): keep them on the entries' path whatever the measured crossover."""
+    import sae.architectures.base as base
+
+    monkeypatch.setattr(base, "THRESHOLD_SHARE", 0.3)
+
+
+@pytest.mark.parametrize("loss", ["step", "tanh"])
+@pytest.mark.parametrize(("centred", "kind"), SHAPES)
+def test_jumprelu_entries_equal_the_dense_reference(loss, centred, kind, entries_path):
+    # ε = bandwidth·√d_in = 0.3: about a third of the pre-activations' spread, a wide window
+    sparse, dense = threshold_pair("jumprelu_ste", centred, kind, sparsity_loss=loss, bandwidth=0.3 / D**0.5)
+    x, target = batch(kind)
+    trained_state(sparse, dense, x)
+    pre = (sparse.encoder_input(x) @ sparse.W_enc + sparse.b_enc).detach()
+    theta, eps = sparse.threshold.detach(), sparse.bandwidth
+    below = (pre <= theta) & ((pre - theta).abs() / eps < 0.5)
+    assert below.sum() > 50 and (below & (pre <= 0)).sum() > 0  # inactive window entries, some ≤ 0
+    out = assert_paths_agree(sparse, dense, x, target=target)
+    assert out.selection is not None  # the entries' path, not the fallback
+
+
+@pytest.mark.parametrize("detach", [True, False])
+@pytest.mark.parametrize(("centred", "kind"), SHAPES)
+def test_gated_entries_equal_the_dense_reference(detach, centred, kind, entries_path):
+    sparse, dense = threshold_pair("gated", centred, kind, aux_detach=detach)
+    x, target = batch(kind)
+    with torch.no_grad():
+        sparse.b_mag[:8] = -3.0  # open gates whose magnitude is ReLU'd to 0
+    trained_state(sparse, dense, x)
+    out = assert_paths_agree(sparse, dense, x, target=target)
+    assert out.selection is not None
+    assert (out.selection.values == 0).any()  # open gates whose magnitude is ReLU'd to 0
+
+
+@pytest.mark.parametrize("arch", ["jumprelu_ste", "gated"])
+def test_threshold_rules_fall_back_to_dense_gemms_at_initialisation(arch):
+    """At θ₀ (zero gate biases) about half the latents fire: above THRESHOLD_SHARE, the pass is dense
+    (reusing the sparse pass's GEMM) and still equals the reference; AuxK runs on either path."""
+    sparse, dense = threshold_pair(arch, arch == "gated", "sae", aux_coefficient=1 / 32)
+    x, _ = batch("sae")
+    dead = torch.zeros(F, dtype=torch.bool)
+    dead[::3] = True
+    out = assert_paths_agree(sparse, dense, x, dead=dead)
+    assert out.selection is None and "aux_k" in out.losses
+
+
+@pytest.mark.parametrize("arch", ["jumprelu_ste", "gated"])
+def test_the_entries_path_saves_no_dense_tensor_for_backward(arch, entries_path):
+    """What makes it cheap: the graph holds no [batch, d_sae] tensor (the dense path's does)."""
+    sparse, dense = threshold_pair(arch, False, "sae")
+    x, _ = batch("sae")
+    trained_state(sparse, dense, x)
+    shapes: list[tuple] = []
+
+    def pack(t):
+        shapes.append(tuple(t.shape))
+        return t
+
+    for sae, dense_saved in ((sparse, False), (dense, True)):
+        shapes.clear()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            sae(x)
+        assert ((x.shape[0], F) in shapes) == dense_saved
+
+
+@pytest.mark.parametrize(("arch", "extra"), [("jumprelu_ste", "step"), ("jumprelu_ste", "tanh"), ("gated", None)])
+def test_threshold_rules_with_no_entry_at_all(arch, extra):
+    """Thresholds above every pre-activation: an empty selection, still equal to the reference."""
+    sparse, dense = pair(arch, torch.float64, **({"sparsity_loss": extra} if extra else {}))
+    with torch.no_grad():
+        (sparse.b_gate.fill_(-100.0) if arch == "gated" else sparse.log_threshold.fill_(5.0))
+    dense.load_state_dict(sparse.state_dict())
+    out = assert_paths_agree(sparse, dense, batch("sae")[0])
+    assert out.selection is not None and out.selection.rows.numel() == 0
+
+
+def test_jumprelu_auxk_on_the_entries_path(entries_path):
+    sparse, dense = threshold_pair("jumprelu_ste", False, "sae", aux_coefficient=1 / 32, k_aux=3)
+    x, _ = batch("sae")
+    trained_state(sparse, dense, x)
+    dead = torch.zeros(F, dtype=torch.bool)
+    dead[::3] = True
+    out = assert_paths_agree(sparse, dense, x, dead=dead)
+    assert out.selection is not None and "aux_k" in out.losses
+
+
+@pytest.mark.parametrize("x_needs_grad", [False, True])
+def test_dense_encode_against_autograd(x_needs_grad):
+    from sae.kernels import dense_encode
+
+    torch.manual_seed(5)
+    x = torch.randn(10, D, requires_grad=x_needs_grad)
+    shift, W, b = torch.randn(D, requires_grad=True), torch.randn(D, F, requires_grad=True), torch.randn(F)
+    weights = torch.randn(10, F)
+    for bias in (b.requires_grad_(), None):
+        leaves = [t for t in (x, shift, W, bias) if t is not None and t.requires_grad]
+        ((x - shift) @ W + (0 if bias is None else bias)).mul(weights).sum().backward()
+        reference = [t.grad.clone() for t in leaves]
+        for t in leaves:
+            t.grad = None
+        with torch.no_grad():
+            sae_in = x - shift
+            pre = sae_in @ W + (0 if bias is None else bias)
+        out = dense_encode(x, shift, W, bias, sae_in, pre)
+        assert torch.equal(out, pre)
+        out.mul(weights).sum().backward()
+        for got, want in zip((t.grad for t in leaves), reference, strict=True):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        for t in leaves:
+            t.grad = None
+
+
+@pytest.mark.parametrize("arch", ["jumprelu_ste", "gated"])
+def test_trainer_steps_with_sparse_and_dense_kernels_reach_the_same_weights(arch, tmp_path, entries_path):
+    """A few Adam steps (unit-norm decoder, clipping) from a trained state: the same weights. (Adam
+    turns a gradient that is rounding noise, e.g. a decoder row's gradient parallel to the row minus
+    its projection, into a full step; this state has none.)"""
+    from sae.trainer import Member, Trainer, TrainerConfig
+
+    sparse, dense = pair(arch, torch.float32, l0_coefficient=0.5) if arch == "jumprelu_ste" else pair(arch)
+    x0, _ = batch("sae", 128)
+    trained_state(sparse, dense, x0.float())
+    tcfg = TrainerConfig(
+        lr=1e-3, warmup_steps=0, decay_fraction=0.0, wandb_project=None, log_every=10**9, checkpoint_every=0
+    )
+    g = torch.Generator().manual_seed(8)
+    xs = [torch.randn(128, D, generator=g) for _ in range(4)]
+    assert sparse(xs[0]).selection is not None and dense(xs[0]).selection is None  # entries; the reference
+    weights = []
+    for sae in (sparse, dense):
+        trainer = Trainer([Member.reading(arch, sae)], tcfg, tmp_path / sae.cfg.kernel, progress=False)
+        for x in xs:
+            trainer.train_step({"x": x}, total_steps=100)
+        weights.append({n: p.detach().clone() for n, p in sae.named_parameters()})
+    for name in weights[1]:
+        torch.testing.assert_close(weights[0][name], weights[1][name], atol=1e-5, rtol=1e-5, msg=name)
