@@ -72,11 +72,21 @@ def _rss_cell(row: dict, peers: list[str]) -> str:
     return " / ".join(fmt(row.get(f"{s}_peak_rss_mib"), RATE) for s in ("saelab", *peers))
 
 
+def _run_dead(doc: dict) -> float | None:
+    """The dead share of rows written before each row carried its own (the run's ``--dead-fraction``)."""
+    value = doc.get("args", {}).get("dead_fraction")
+    return value[0] if isinstance(value, list) else value
+
+
 def _train(doc: dict) -> list[str]:
     rows = doc["result"]
     peers = _train_peers(rows)
+    # rows written before --families / several --dead-fraction values carry neither: TopK at the run's fraction
+    run_dead = _run_dead(doc)
     lines = table(
         [
+            "family",
+            "dead",
             "d_sae",
             "k",
             "saelab sparse tok/s",
@@ -89,6 +99,8 @@ def _train(doc: dict) -> list[str]:
         ],
         [
             [
+                r.get("family", "topk") + (f" ({r['state']})" if r.get("state") else ""),
+                fmt(r.get("dead_fraction", run_dead), ".0%"),
                 r["d_sae"],
                 r["k"],
                 *(fmt(r.get(k), RATE) for k in ("saelab_tokens_per_s", "saelab_dense_tokens_per_s")),
@@ -107,8 +119,9 @@ def _train(doc: dict) -> list[str]:
         if f"{p}_optimizer" in first
     )
     return [
-        f"TopK, d_in {first['d_in']}, k {first['k']}, batch {first['batch_size']}, "
-        f"{fmt(doc.get('args', {}).get('dead_fraction'), '.0%')} of the latents dead (AuxK on), {first['device']}; "
+        f"d_in {first['d_in']}, batch {first['batch_size']}, {first['device']}; `dead`: the share of latents held "
+        "dead at every step (AuxK on them). The peers train TopK; a threshold family's k is the number of latents "
+        "its thresholds let fire per row (`trained`) or it is at its initialisation (`init`). "
         "`step_over_encoder_gemm` is the step over the best bare `addmm(b_enc, x, W_enc)` (the roofline)."
         + (f" Peers: {optimisers}." if optimisers else ""),
         "",

@@ -1,10 +1,11 @@
 """train: SAE training tokens/s and peak memory, saelab's fused sparse TopK against its dense path and three peers.
 
 Every side trains a TopK SAE on the same random activations (regenerated from one seed
-by the same torch wheel), with the same shape, batch, k and 10% of latents dead at every
-step (AuxK on, coefficient 1/32, k_aux = d_in/2), fp32. A step is what each library's
-trainer does per batch (forward, losses, backward, the optimiser step and each one's
-decoder-norm handling), on its own fastest documented path:
+by the same torch wheel), with the same shape, batch, k and the same latents dead at every
+step (10% by default; ``--dead-fraction`` takes several values, a row each), AuxK on them
+(coefficient 1/32, k_aux = d_in/2), fp32. A step is what each library's trainer does per
+batch (forward, losses, backward, the optimiser step and each one's decoder-norm handling),
+on its own fastest documented path:
 
 - saelab: ``Trainer.train_step`` (fused sparse kernels; ``dense``: plain autograd, the
   reference the kernels are tested against), Adam, clipping at 1;
@@ -61,7 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per round (after 2 warm-up steps)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of all sides")
-    parser.add_argument("--dead-fraction", type=float, default=0.1)
+    parser.add_argument(
+        "--dead-fraction",
+        type=float,
+        nargs="+",
+        default=[0.1],
+        help="share of latents held dead at every step (AuxK on them); several values give a row each",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -158,17 +165,20 @@ def run_side(side: str, payload: dict) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure(args: argparse.Namespace, d_sae: int, k: int | None = None, family: str = "topk") -> dict:
+def measure(
+    args: argparse.Namespace, d_sae: int, k: int | None = None, family: str = "topk", dead: float | None = None
+) -> dict:
     device = getattr(args, "device", "cpu")
     torch.set_num_threads(args.threads)
     k = args.k if k is None else k
+    dead = _dead_fractions(args)[0] if dead is None else dead
     payload = {
         "d_in": args.d_in,
         "d_sae": d_sae,
         "k": k,
         "batch_size": args.batch_size,
         "steps": args.steps,
-        "dead_fraction": args.dead_fraction,
+        "dead_fraction": dead,
         "threads": args.threads,
         "seed": args.seed,
         "device": device,
@@ -191,6 +201,7 @@ def measure(args: argparse.Namespace, d_sae: int, k: int | None = None, family: 
     tps = {side: args.batch_size / seconds for side, seconds in best.items()}
     row = {
         "family": family,
+        "dead_fraction": dead,
         "d_in": args.d_in,
         "d_sae": d_sae,
         "k": k,
@@ -230,5 +241,16 @@ def measure(args: argparse.Namespace, d_sae: int, k: int | None = None, family: 
     return row
 
 
+def _dead_fractions(args: argparse.Namespace) -> list[float]:
+    """``--dead-fraction`` as a list (one value from a caller that sets a plain float)."""
+    value = args.dead_fraction
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 def run(args: argparse.Namespace) -> list[dict]:
-    return [measure(args, d_sae, family=family) for family in families(args) for d_sae in args.d_sae]
+    return [
+        measure(args, d_sae, family=family, dead=dead)
+        for dead in _dead_fractions(args)
+        for family in families(args)
+        for d_sae in args.d_sae
+    ]

@@ -120,3 +120,15 @@ def test_the_results_page_shows_every_peer_of_the_training_benchmark(tmp_path):
     text = "\n".join(section(tmp_path / "train.json"))
     assert "| d_sae | k | saelab sparse tok/s | saelab dense tok/s | SAELens tok/s | sparsify tok/s |" in text
     assert "sparsify 1.3.3 with signum" in text
+
+
+def test_each_dead_fraction_gets_its_rows():
+    from bench.train import run
+
+    args = _args(
+        *("--d-in", "16", "--d-sae", "64", "--k", "4", "--batch-size", "32", "--steps", "1", "--rounds", "1"),
+        *("--threads", "1", "--no-peers", "--no-dense", "--dead-fraction", "0.1", "0"),
+    )
+    rows = run(args)
+    assert [(r["family"], r["dead_fraction"], r["d_sae"]) for r in rows] == [("topk", 0.1, 64), ("topk", 0.0, 64)]
+    assert all(r["step_over_encoder_gemm"] > 0 for r in rows)
