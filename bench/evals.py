@@ -1,6 +1,6 @@
 """evals: wall seconds of the SAEBench suite (configs/saebench.yaml's evals) on a run directory, per eval and total.
 
-Issue 23's bar: the whole suite on the organism sweep (configs/sweep_organism.yaml's 9 SAEs) in
+Issue 23's bar: the whole suite on the organism sweep (every SAE of configs/sweep_organism.yaml) in
 ≤ 15 minutes on 2 cores. ``--run-dir`` names the run to evaluate (the sweep's, ``runs/sweep``);
 without it a sweep-like run is trained first into the output directory: the sweep's SAEs (every
 family and hook of configs/sweep_organism.yaml) at ``--train-tokens`` tokens (default 100k, not the

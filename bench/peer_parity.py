@@ -36,7 +36,10 @@ monotone in it: a ×4 log grid around the side's default knob, extended while th
 L0 is at an end, then geometric bisection next to the nearest trial, stopping at an L0
 within ``--search-tolerance`` (5%) of the target, after ``--search-trials`` trainings, or
 after two rounds that bring L0 no nearer (the row's ``coefficient_search`` says so); the
-trial nearest the target is reported, with the whole trail. The knob is each library's own
+trial nearest the target is reported, with the whole trail. The peer searches first; when its
+search ends outside the tolerance of the target (dictionary_learning's JumpReLU stalls near L0
+20 at this budget), the lab's search aims at the L0 the peer reached instead (``matched_target``,
+the row's ``coefficient_search.ours_target_l0``), so the two are compared at matched L0. The knob is each library's own
 (lab: the family's registry coefficient; SAELens: ``l0_coefficient``/``l1_coefficient``;
 dictionary_learning: JumpReLU ``target_l0``, Gated ``l1_penalty``).
 
@@ -763,12 +766,14 @@ def compare(pair: Pair, family_name: str, stream: Path, args, tmp: str, cache: d
         peer = peer_trial(None)
         return row(pair, family_name, ours, peer, ours["scores"], peer["scores"], args)
     tol = getattr(args, "search_tolerance", 0.05)
-    ours, our_trail = coefficient_search(ours_trial, start, args.l0, args.search_trials, tol)
     peer_start = PEER_KNOBS.get((pair.peer, pair.peer_family), float(args.l0))
     peer, peer_trail = coefficient_search(peer_trial, peer_start, args.l0, args.search_trials, tol)
+    aim = matched_target(args.l0, peer, tol)
+    ours, our_trail = coefficient_search(ours_trial, start, aim, args.search_trials, tol)
     out = row(pair, family_name, ours, peer, ours["scores"], peer["scores"], args)
     out["coefficient_search"] = {
         "target_l0": args.l0,
+        "ours_target_l0": aim,
         "tolerance": tol,
         "procedure": "log grid x4 around the default, extended while the nearest is at an end, then geometric "
         "bisection next to the nearest (coefficient_search)",
@@ -778,6 +783,17 @@ def compare(pair: Pair, family_name: str, stream: Path, args, tmp: str, cache: d
         "peer_stopped": peer["search_stopped"],
     }
     return out
+
+
+def matched_target(target: float, peer: dict, tolerance: float) -> float:
+    """The L0 the lab's search aims at: ``target``, unless the peer's search ended outside the
+    tolerance of it (its knob does not reach it at this budget), then the L0 the peer reached.
+
+    The row compares the two at matched L0 (±10%); a peer that stalls at L0 20 against a
+    target of 16 would otherwise make every row fail on L0, whatever either side's FVU."""
+    if abs(peer["l0"] / target - 1) <= tolerance:
+        return float(target)
+    return float(peer["l0"])
 
 
 def log_trial(pair: Pair, side: str, knob: float | None, lr_factor: float, result: dict) -> None:

@@ -1,11 +1,11 @@
 """The organism sweep (configs/sweep_organism.yaml) meets its acceptance numbers.
 
-All six families on the middle residual stream at held-out L0 = 16 ± 10 %, plus TopK on an
-MLP output and on attention hook_z; each beats a rank-16 PCA of the same held-out
-activations; TopK (AuxK) and feature choice keep ≤ 1 % dead latents; everything measured
-with the inference encoders on ≥ 1M held-out rows. TopK, spliced in, recovers the CE loss
-(the evaluation suite's acceptance). Its wall time is in the summary, not
-asserted (machines are noisy).
+All six seed families, Matryoshka BatchTopK, JumpReLU and Gated on the middle residual stream
+at held-out L0 = 16 ± 10 %, plus TopK on an MLP output and on attention hook_z; each beats a
+rank-16 PCA of the same held-out activations; TopK (AuxK) and feature choice keep ≤ 1 % dead
+latents; everything measured with the inference encoders on ≥ 1M held-out rows. TopK, spliced
+in, recovers the CE loss (the evaluation suite's acceptance). Its wall time is in the summary,
+not asserted (machines are noisy).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def test_sweep_meets_the_acceptance_numbers(tmp_path):
     summary = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
     rows = summary["saes"]
     resid = "blocks.1.hook_resid_post"
-    for arch in ("relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae", "matryoshka_batchtopk"):
+    families = ("relu", "topk", "mutual_choice", "feature_choice", "gsae", "vsae", "matryoshka_batchtopk")
+    for arch in (*families, "jumprelu_ste", "gated"):
         assert rows[arch]["hook"] == resid and rows[arch]["architecture"] == arch
     assert rows["topk@blocks.1.hook_mlp_out"]["hook"] == "blocks.1.hook_mlp_out"
     assert rows["topk@blocks.1.attn.hook_z"]["hook"] == "blocks.1.attn.hook_z"

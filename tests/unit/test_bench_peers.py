@@ -419,3 +419,58 @@ def test_the_lab_side_trains_all_passes_and_scores_validation_rows(tmp_path):
     assert got["config"]["trainer"]["lr"] == pytest.approx(2 * 2e-4 / math.sqrt(16 / 2**14))
     assert got["outputs"]["x_hat"].shape == (30, 8) and got["validation_outputs"]["x_hat"].shape == (20, 8)
     assert (got["validation_outputs"]["row_l0"] <= 4).all()
+
+
+def test_the_lab_matches_the_l0_a_stalled_peer_reached():
+    # a peer within the tolerance of the target: the lab aims at the target itself
+    assert pp.matched_target(16.0, {"l0": 16.5}, 0.05) == 16.0
+    # a peer whose search ended at L0 20 (its knob does not go lower): the lab aims there,
+    # so the row compares both sides at matched L0 (±10%), not the lab at 16 against 20
+    assert pp.matched_target(16.0, {"l0": 20.07}, 0.05) == 20.07
+    assert pp.matched_target(16.0, {"l0": 12.0}, 0.05) == 12.0
+
+
+def test_a_coefficient_row_searches_the_peer_first_and_matches_its_l0(tmp_path, monkeypatch):
+    """``compare`` on the JumpReLU pair with both trainings faked by an L0(knob) curve: the
+    peer stalls at L0 20 (dictionary_learning's JumpReLU), so the lab's search aims at 20."""
+    h = pp.SAE_HOOK
+    stream = tmp_path / "s.safetensors"
+    heldout = torch.randn(30, 8, generator=torch.Generator().manual_seed(2))
+    save_file({f"train/{h}": torch.randn(100, 8), f"heldout/{h}": heldout}, str(stream))
+
+    def side(l0: float, version: str | None = None) -> dict:
+        return {
+            "outputs": {
+                "x_hat": heldout * 0.9,
+                "row_l0": torch.full((30,), l0),
+                "fires": torch.ones(64),
+            },
+            "seconds_per_step": 0.01,
+            "steps": 10,
+            "passes": 1,
+            "train_seconds": 0.1,
+            "config": {"sae": {}, "trainer": {"lr": 8e-4}},
+            "peer_version": version,
+        }
+
+    ours_tried = []
+
+    def ours(family_name, pair, stream, args, knob, lr_factor=1.0, validation=None):
+        ours_tried.append(knob)
+        return side(16.0 * 4 / (knob * 4) ** 0.5)  # L0 = 16 at knob 1, 20 at knob 0.64
+
+    def peer(pair, stream, args, knob, tmp, lr_factor=1.0, validation=None):
+        return side(max(20.0, 40.0 / knob), "0.1.0")  # never below 20
+
+    monkeypatch.setattr(pp, "train_ours", ours)
+    monkeypatch.setattr(pp, "train_peer", peer)
+    parser = argparse.ArgumentParser()
+    pp.add_arguments(parser)
+    args = parser.parse_args(["--search-trials", "8", "--batch-size", "10", "--d-sae", "64", "--n-tokens", "100"])
+    pair = next(p for p in pp.PAIRS if p.key == "jumprelu" and p.peer == "dictionary_learning")
+    got = pp.compare(pair, "jumprelu_ste", stream, args, str(tmp_path))
+    search = got["coefficient_search"]
+    assert search["target_l0"] == 16 and search["ours_target_l0"] == pytest.approx(20.0)
+    assert got["peer_l0"] == pytest.approx(20.0) and abs(got["l0"] / 20.0 - 1) <= 0.05
+    assert got["l0_within_10pct"] and got["fvu"] == pytest.approx(got["peer_fvu"])
+    assert ours_tried[0] == pp.default_knob("jumprelu_ste")
