@@ -38,10 +38,11 @@ within ``--search-tolerance`` (5%) of the target, after ``--search-trials`` trai
 after two rounds that bring L0 no nearer (the row's ``coefficient_search`` says so); the
 trial nearest the target is reported, with the whole trail. The peer searches first; when its
 search ends outside the tolerance of the target (dictionary_learning's JumpReLU stalls near L0
-20 at this budget), the lab's search aims at the L0 the peer reached instead (``matched_target``,
-the row's ``coefficient_search.ours_target_l0``), so the two are compared at matched L0. The knob is each library's own
-(lab: the family's registry coefficient; SAELens: ``l0_coefficient``/``l1_coefficient``;
-dictionary_learning: JumpReLU ``target_l0``, Gated ``l1_penalty``).
+20 at this budget), the lab's search aims at the L0 the peer reached instead
+(``matched_target``, the row's ``coefficient_search.ours_target_l0``), so the two are compared
+at matched L0. The knob is each library's own (lab: the family's registry coefficient;
+SAELens: ``l0_coefficient``/``l1_coefficient``; dictionary_learning: JumpReLU ``target_l0``,
+Gated ``l1_penalty``).
 
 Learning rate: where the peer takes the lab's lr schedule (SAELens, dictionary_learning)
 both sides train at the same lr. sparsify keeps its own optimiser (schedule-free signum at

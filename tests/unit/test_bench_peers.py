@@ -457,7 +457,7 @@ def test_a_coefficient_row_searches_the_peer_first_and_matches_its_l0(tmp_path, 
 
     def ours(family_name, pair, stream, args, knob, lr_factor=1.0, validation=None):
         ours_tried.append(knob)
-        return side(16.0 * 4 / (knob * 4) ** 0.5)  # L0 = 16 at knob 1, 20 at knob 0.64
+        return side(16.0 / knob**0.5)  # L0 = 16 at knob 1, 20 at knob 0.64
 
     def peer(pair, stream, args, knob, tmp, lr_factor=1.0, validation=None):
         return side(max(20.0, 40.0 / knob), "0.1.0")  # never below 20
