@@ -40,7 +40,7 @@ from sae.kernels import (
     sparse_decode,
     sparse_encode,
 )
-from sae.row_topk import row_topk_mask
+from sae.row_topk import row_topk_indices, row_topk_mask
 
 
 class SAEConfig(FrozenConfig):
@@ -616,7 +616,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             codes = enc.block(columns, block, mask)
             e_hat = block_decode(codes, self.W_dec, columns, enc._main[1] if enc._main is not None else None)
         else:
-            local = block.topk(k, dim=-1, sorted=False).indices
+            local = row_topk_indices(block, k)
             latents = columns[local]
             chosen = enc.attach(Selection.from_topk(block.gather(1, local).relu(), latents))
             e_hat = self.decode_training(chosen, enc.sparse, bias=False)

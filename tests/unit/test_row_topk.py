@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae.row_topk import STRIDED_BLOCK, plan_block, row_kth_largest, row_topk_indices, row_topk_mask
+from sae.row_topk import MASK_SHARE, STRIDED_BLOCK, plan_block, row_kth_largest, row_topk_indices, row_topk_mask
 
 
 def assert_same_choice(scores: torch.Tensor, k: int) -> None:
@@ -52,6 +52,18 @@ def test_nan_and_infinite_rows_take_torchs_semantics(k):
     torch.testing.assert_close(
         scores.gather(1, got).sort(-1).values, scores.gather(1, want).sort(-1).values, equal_nan=True
     )
+
+
+@pytest.mark.parametrize(("n", "k"), [(450, 64), (580, 64), (100, 99), (3, 1)])
+def test_dense_choices_come_from_the_mask(n, k):
+    """No block plan and k ≥ n/MASK_SHARE: the indices are the mask's (AuxK's choice among the dead)."""
+    assert plan_block(n, k) is None and k * MASK_SHARE >= n
+    g = torch.Generator().manual_seed(n)
+    scores = torch.randn(33, n, generator=g)
+    assert_same_choice(scores, k)
+    scores[0] = 0.0  # ties: rows topk takes again
+    scores[1, : n // 2] = float("nan")
+    assert_same_choice(scores, k)
 
 
 def test_plans_fall_back_where_blocks_do_not_pay():
