@@ -122,7 +122,7 @@ def row_kth_largest(scores: torch.Tensor, k: int) -> torch.Tensor | None:
 
     numpy's ``partition`` is an introselect on the raw values, vectorised on x86 (AVX2 /
     AVX-512), where ATen's ``topk`` copies each row into (value, index) pairs first: at
-    AuxK's shapes (k_aux among a few hundred dead columns) it is 3-5x faster on one core.
+    AuxK's shapes (k_aux among a few hundred dead columns) it is 2-5x faster on one core.
     """
     if scores.device.type != "cpu" or scores.dtype not in (torch.float32, torch.float64):
         return None
