@@ -158,16 +158,18 @@ def row_topk_mask(scores: torch.Tensor, k: int, eligible: int | None = None) -> 
     candidates = scores[:, :n]
     kth = row_kth_largest(candidates, k) if 0 < k < n else None
     if kth is None:
-        mask = torch.zeros(b, width, dtype=torch.bool, device=scores.device)
-        if k == n:
-            mask[:, :n] = True
-        elif k > 0:
-            mask.scatter_(1, candidates.topk(k, dim=-1, sorted=False).indices, True)
-        return mask
-    mask = torch.lt(scores, kth.to(scores.device)[:, None]).logical_not_()
+        return _scattered_topk(candidates, k, width)
+    mask = torch.lt(scores, kth[:, None]).logical_not_()
     mask[:, n:] = False
     if int(torch.count_nonzero(mask)) != b * k:  # some row holds more than k
         over = (torch.count_nonzero(mask, dim=1) != k).nonzero().squeeze(1)
-        again = candidates.index_select(0, over).topk(k, dim=-1, sorted=False).indices
-        mask[over] = torch.zeros(len(over), width, dtype=torch.bool).scatter_(1, again, True)
+        mask[over] = _scattered_topk(candidates.index_select(0, over), k, width)
+    return mask
+
+
+def _scattered_topk(candidates: torch.Tensor, k: int, width: int) -> torch.Tensor:
+    """``torch.topk``'s choice of k among the ``[B, n]`` candidates as a ``[B, width]`` mask."""
+    mask = torch.zeros(candidates.shape[0], width, dtype=torch.bool, device=candidates.device)
+    if k > 0:
+        mask.scatter_(1, candidates.topk(k, dim=-1, sorted=False).indices, True)
     return mask
