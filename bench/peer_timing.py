@@ -37,6 +37,23 @@ def dead_mask(p: dict) -> torch.Tensor:
     return dead
 
 
+#: a silent dead latent's encoder bias, in standard deviations of its pre-activation on the
+#: standard-normal bench data (‖w_j‖): at 2.6 it is above 0 on ~0.5% of the rows
+SILENT_BIAS_SD = 2.6
+
+
+@torch.no_grad()
+def silence_dead(p: dict, bias: torch.Tensor, w_rows: torch.Tensor) -> None:
+    """``dead_kind: silent``: the dead latents' encoder biases at −2.6‖w_j‖ (``w_rows``: the
+    encoder's ``[d_sae, d_in]`` rows), so each fires on ~0.5% of the rows, as latents that
+    died in training do (AuxK's top-k_aux of the organism's dead latents: 0.03-0.8% above 0).
+    ``marked`` (the default) leaves them as initialised: half of their pre-activations above
+    0, like live latents, the most work AuxK can be given."""
+    if p.get("dead_kind", "marked") == "silent":
+        dead = dead_mask(p)
+        bias[dead] = -SILENT_BIAS_SD * w_rows[dead].norm(dim=1)
+
+
 def median_step_seconds(step, batches: list[torch.Tensor], steps: int, device: str) -> float:
     """Median seconds of ``steps`` steps after two warm-up steps (``step(i, x)``, ``i`` from 0)."""
 

@@ -78,11 +78,16 @@ def _run_dead(doc: dict) -> float | None:
     return value[0] if isinstance(value, list) else value
 
 
+def dead_cell(row: dict, doc: dict) -> str:
+    """A training row's dead share, and ``silent`` when its dead latents fire on ~0.5% of rows
+    (``bench.peer_timing.silence_dead``; unmarked: as initialised, half their pre-activations above 0)."""
+    share = fmt(row.get("dead_fraction", _run_dead(doc)), ".0%")
+    return f"{share} silent" if row.get("dead_kind") == "silent" else share
+
+
 def _train(doc: dict) -> list[str]:
     rows = doc["result"]
     peers = _train_peers(rows)
-    # rows written before --families / several --dead-fraction values carry neither: TopK at the run's fraction
-    run_dead = _run_dead(doc)
     lines = table(
         [
             "family",
@@ -100,7 +105,7 @@ def _train(doc: dict) -> list[str]:
         [
             [
                 r.get("family", "topk") + (f" ({r['state']})" if r.get("state") else ""),
-                fmt(r.get("dead_fraction", run_dead), ".0%"),
+                dead_cell(r, doc),
                 r["d_sae"],
                 r["k"],
                 *(fmt(r.get(k), RATE) for k in ("saelab_tokens_per_s", "saelab_dense_tokens_per_s")),
@@ -120,7 +125,9 @@ def _train(doc: dict) -> list[str]:
     )
     return [
         f"d_in {first['d_in']}, batch {first['batch_size']}, {first['device']}; `dead`: the share of latents held "
-        "dead at every step (AuxK on them). The peers train TopK; a threshold family's k is the number of latents "
+        "dead at every step (AuxK on them), as initialised (half their pre-activations above 0, the most work "
+        "AuxK can be given) or `silent` (their encoder biases lowered so each fires on ~0.5% of rows, as "
+        "latents that died in training). The peers train TopK; a threshold family's k is the number of latents "
         "its thresholds let fire per row (`trained`) or it is at its initialisation (`init`). "
         "`step_over_encoder_gemm` is the step over the best bare `addmm(b_enc, x, W_enc)` (the roofline)."
         + (f" Peers: {optimisers}." if optimisers else ""),
@@ -474,6 +481,9 @@ def _peers(doc: dict) -> list[str]:
             "one pass, or `passes` over the same rows for a threshold family (the steps column), "
             f"batch {first['batch_size']}, d_sae {first['d_sae']}, {first['threads']} thread per side); held-out FVU, "
             "L0 and dead fraction (no firing on any held-out row) by one formula from each side's inference outputs. "
+            "Tokens/s are each side's tokens over its whole training loop (its initialisation and every step); "
+            "the median step (ms) is the typical step beside it, which hides a costly share of the steps "
+            "(AuxK once latents die, dense steps while many latents fire). "
             "Bar: FVU ratio ≤ 1.05 at L0 within ±10%, tokens/s ratio ≥ 1."
             + (
                 f" The rows come from {len(doc['runs'])} runs with these arguments (`runs` in the JSON says which "
@@ -485,7 +495,8 @@ def _peers(doc: dict) -> list[str]:
             *table(
                 [
                     *("family", "peer", "peer version", "FVU", "peer FVU", "FVU ratio", "L0", "peer L0"),
-                    *("dead", "peer dead", "tok/s", "peer tok/s", "tok/s ratio", "steps", "meets bar"),
+                    *("dead", "peer dead", "tok/s", "peer tok/s", "tok/s ratio", "median step ms (saelab / peer)"),
+                    *("steps", "meets bar"),
                 ],
                 [
                     [
@@ -498,6 +509,7 @@ def _peers(doc: dict) -> list[str]:
                         *(fmt(r[k], ".3f") for k in ("dead_fraction", "peer_dead_fraction")),
                         *(fmt(r[k], RATE) for k in ("tokens_per_s", "peer_tokens_per_s")),
                         fmt(r["tokens_per_s_ratio"], ".2f"),
+                        f"{fmt(r['seconds_per_step'] * 1e3, '.1f')} / {fmt(r['peer_seconds_per_step'] * 1e3, '.1f')}",
                         fmt(r.get("steps")),
                         r["meets_bar"],
                     ]

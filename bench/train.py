@@ -53,6 +53,8 @@ PEER_SIDES = ("saelens", "sparsify", "dictionary_learning")
 #: families without a k whose thresholds ``bench.train_side`` sets (``--state``)
 THRESHOLD_FAMILIES = ("jumprelu_ste", "gated")
 REPO = Path(__file__).resolve().parents[1]
+#: what the dead latents' pre-activations look like (``bench.peer_timing.silence_dead``)
+DEAD_KINDS = ("marked", "silent")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[0.1],
         help="share of latents held dead at every step (AuxK on them); several values give a row each",
+    )
+    parser.add_argument(
+        "--dead-kind",
+        nargs="+",
+        choices=DEAD_KINDS,
+        default=["marked"],
+        help="marked: dead latents as initialised, half their pre-activations above 0 (the most AuxK "
+        "work); silent: their encoder biases lowered so each fires on ~0.5%% of rows, as latents that "
+        "died in training (bench.peer_timing.silence_dead); several values give a row each",
+    )
+    parser.add_argument(
+        "--keep-other-rows",
+        action="store_true",
+        help="keep the saved rows this run does not measure (bench/results/train.json), replacing the rest",
     )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
@@ -166,7 +182,12 @@ def run_side(side: str, payload: dict) -> dict:
 
 
 def measure(
-    args: argparse.Namespace, d_sae: int, k: int | None = None, family: str = "topk", dead: float | None = None
+    args: argparse.Namespace,
+    d_sae: int,
+    k: int | None = None,
+    family: str = "topk",
+    dead: float | None = None,
+    dead_kind: str = "marked",
 ) -> dict:
     device = getattr(args, "device", "cpu")
     torch.set_num_threads(args.threads)
@@ -179,6 +200,7 @@ def measure(
         "batch_size": args.batch_size,
         "steps": args.steps,
         "dead_fraction": dead,
+        "dead_kind": dead_kind,
         "threads": args.threads,
         "seed": args.seed,
         "device": device,
@@ -202,6 +224,7 @@ def measure(
     row = {
         "family": family,
         "dead_fraction": dead,
+        "dead_kind": dead_kind,
         "d_in": args.d_in,
         "d_sae": d_sae,
         "k": k,
@@ -249,8 +272,37 @@ def _dead_fractions(args: argparse.Namespace) -> list[float]:
 
 def run(args: argparse.Namespace) -> list[dict]:
     return [
-        measure(args, d_sae, family=family, dead=dead)
+        measure(args, d_sae, family=family, dead=dead, dead_kind=kind)
+        for kind in getattr(args, "dead_kind", ["marked"])
         for dead in _dead_fractions(args)
         for family in families(args)
         for d_sae in args.d_sae
+        if dead > 0 or kind == DEAD_KINDS[0]  # with none dead the kinds are one measurement
     ]
+
+
+def row_key(row: dict) -> tuple:
+    """What a row measures: rows of a later run replace the earlier run's with the same key."""
+    return (row.get("family", "topk"), row.get("dead_fraction"), row.get("dead_kind", "marked"), row["d_sae"])
+
+
+def merge_saved(previous: dict | None, document: dict) -> dict:
+    """With ``--keep-other-rows``, the previous file's rows this run did not measure (another
+    ``--dead-kind``, dead share, size or family) stay, before this run's; ``runs`` records which
+    rows each run made, when and at what load. Without it a run replaces the file."""
+    if not previous or not document["args"].get("keep_other_rows") or not isinstance(previous.get("result"), list):
+        return document
+    new = document["result"]
+    fresh = {row_key(r) for r in new}
+    kept = [r for r in previous["result"] if row_key(r) not in fresh]
+    first = {"rows": [list(row_key(r)) for r in kept], "created": previous.get("created"), "args": previous.get("args")}
+    runs = list(previous.get("runs") or [first])
+    runs.append(
+        {
+            "rows": [list(row_key(r)) for r in new],
+            "created": document["created"],
+            "args": document["args"],
+            "load_average": document["machine"].get("load_average"),
+        }
+    )
+    return {**document, "result": kept + new, "runs": runs}

@@ -16,7 +16,7 @@ import tempfile
 
 import torch
 
-from bench.peer_timing import median_step_seconds, read_payload, report, shared_batches
+from bench.peer_timing import median_step_seconds, read_payload, report, shared_batches, silence_dead
 
 
 @torch.no_grad()
@@ -42,6 +42,8 @@ def build(p: dict):
     sae = cls(cls.config_class(d_in=p["d_in"], d_sae=p["d_sae"], **k, kernel=p["kernel"], b_dec_init="zeros"))
     if not k and p.get("state", "trained") == "trained":
         fire_about_k(sae, shared_batches(p)[0], p["k"])
+    if k:  # a TopK-like family: its dead latents as the peers' (threshold families have their own state)
+        silence_dead(p, sae.b_enc, sae.W_enc.T)
     return family, sae.to(p["device"])
 
 

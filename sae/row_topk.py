@@ -14,7 +14,9 @@ maximum (``row_kth_largest``, below), with ``torch.topk`` where maxima tie.
 
 When k is a sizeable share of the row (AuxK: k_aux = d_in/2 among the dead columns), the
 choice is wanted as a mask, and ``row_topk_mask`` finds each row's k-th largest value with
-numpy's vectorised partition instead and compares against it.
+numpy's vectorised partition instead and compares against it. Masks are compared and
+read out through numpy on CPU too (``above_zero``, ``mask_entries``): ATen's bool-producing
+comparison and ``nonzero`` are several times slower there.
 """
 
 from __future__ import annotations
@@ -39,6 +41,24 @@ MASK_SHARE = 16
 STRIDED_BLOCK = 8
 
 
+def above_zero(scores: torch.Tensor) -> torch.Tensor:
+    """``scores > 0``; on CPU numpy's comparison, ~8x ATen's bool-producing one on one core
+    (0.04 against 0.31 ms for 1024 x 640 float32). NaN is not above zero either way."""
+    if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64) and scores.is_contiguous():
+        return torch.from_numpy(scores.detach().numpy() > 0)
+    return scores > 0
+
+
+def mask_entries(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mask.nonzero(as_tuple=True)`` of a 2-D bool mask (row-major: sorted by row); on CPU
+    numpy's ``flatnonzero``, ~7x ``torch.nonzero`` on one core."""
+    if mask.device.type != "cpu" or not mask.is_contiguous():
+        return mask.nonzero(as_tuple=True)
+    flat = torch.from_numpy(np.flatnonzero(mask.numpy()))
+    n = mask.shape[1]
+    return flat.div(n, rounding_mode="floor"), flat.remainder(n)
+
+
 def plan_block(n: int, k: int) -> int | None:
     """The block width for rows of ``n`` entries and a top ``k`` (a power of two dividing n), or None."""
     block = 1
@@ -56,7 +76,7 @@ def _top_blocks(maxima: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     if cut is not None:
         reach = maxima >= cut[:, None]
         if int(torch.count_nonzero(reach)) == b * k:
-            return reach.nonzero()[:, 1].view(b, k), cut[:, None]  # nonzero is row-major: k a row
+            return mask_entries(reach)[1].view(b, k), cut[:, None]  # row-major: k a row
     top_max, top_blocks = maxima.topk(k, dim=-1, sorted=False)
     return top_blocks, top_max.amin(-1, keepdim=True)
 
@@ -86,7 +106,7 @@ def row_topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
     else:
         flat_blocks = (torch.arange(b)[:, None] * n_blocks + top_blocks).view(-1)
         cand = scores.view(b * n_blocks, block).index_select(0, flat_blocks).view(b, k * block)
-    rows, at = (cand >= cut).nonzero(as_tuple=True)  # sorted by row
+    rows, at = mask_entries(cand >= cut)  # sorted by row
     counts = torch.bincount(rows, minlength=b)
     if bool((counts < k).any()) or bool(torch.isneginf(cut).any()):  # NaN or -inf at the cut: torch's semantics
         return scores.topk(k, dim=-1, sorted=False).indices

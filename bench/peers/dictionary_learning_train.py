@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from dictionary_learning.trainers.top_k import TopKTrainer
 
-from bench.peer_timing import dead_mask, median_step_seconds, read_payload, report, shared_batches
+from bench.peer_timing import dead_mask, median_step_seconds, read_payload, report, shared_batches, silence_dead
 
 
 def main():
@@ -35,6 +35,7 @@ def main():
         seed=0,
         device=p["device"],
     )
+    silence_dead(p, trainer.ae.encoder.bias, trainer.ae.encoder.weight)
     dead = dead_mask(p)
 
     def step(i, x):

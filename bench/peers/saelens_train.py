@@ -20,7 +20,7 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from torch.optim import Adam
 from torch.optim.lr_scheduler import LambdaLR
 
-from bench.peer_timing import dead_mask, median_step_seconds, read_payload, report, shared_batches
+from bench.peer_timing import dead_mask, median_step_seconds, read_payload, report, shared_batches, silence_dead
 
 
 def main():
@@ -32,6 +32,7 @@ def main():
         d_in=p["d_in"], d_sae=p["d_sae"], k=p["k"], dtype="float32", device=device, aux_loss_coefficient=1 / 32
     )
     sae = TopKTrainingSAE(cfg)
+    silence_dead(p, sae.b_enc, sae.W_enc.T)
     optimizer = Adam(sae.parameters(), lr=p["lr"], betas=(0.9, 0.999))
     scheduler = LambdaLR(optimizer, lambda step: 1.0)  # constant: SAELens's default schedule
     dead = dead_mask(p)

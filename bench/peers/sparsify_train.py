@@ -24,7 +24,7 @@ from schedulefree import ScheduleFreeWrapper
 from sparsify import SparseCoder, SparseCoderConfig
 from sparsify.sign_sgd import SignSGD
 
-from bench.peer_timing import dead_mask, median_step_seconds, read_payload, report, shared_batches
+from bench.peer_timing import dead_mask, median_step_seconds, read_payload, report, shared_batches, silence_dead
 
 AUXK_ALPHA = 1 / 32
 
@@ -35,6 +35,7 @@ def main():
     torch.manual_seed(0)
     cfg = SparseCoderConfig(num_latents=p["d_sae"], k=p["k"])
     sae = SparseCoder(p["d_in"], cfg, p["device"], dtype=torch.float32)
+    silence_dead(p, sae.encoder.bias, sae.encoder.weight)
     opt = ScheduleFreeWrapper(
         SignSGD([{"params": sae.parameters(), "lr": 5e-3 / (sae.num_latents / 2**14) ** 0.5}]), momentum=0.95
     )

@@ -40,7 +40,7 @@ from sae.kernels import (
     sparse_decode,
     sparse_encode,
 )
-from sae.row_topk import row_topk_indices, row_topk_mask
+from sae.row_topk import above_zero, mask_entries, row_topk_mask
 
 
 class SAEConfig(FrozenConfig):
@@ -293,6 +293,34 @@ def gemm_padding(candidates: torch.Tensor, n: int) -> torch.Tensor:
     if extra == 0:
         return candidates.new_zeros(0, dtype=torch.long)
     return (~candidates).nonzero().squeeze(1)[:extra]
+
+
+def auxk_choice(block: torch.Tensor, k: int, eligible: int) -> tuple[torch.Tensor, int]:
+    """AuxK's entries that can be non-zero, and how many: each row's top ``k`` among the first
+    ``eligible`` columns of ``block`` (the rest are GEMM padding), kept where above 0.
+
+    Exact: ReLU(v) and its gradient are both 0 at v ≤ 0, so a chosen entry ≤ 0 adds nothing
+    to ê or to any gradient, and a row with at most k positive entries keeps all of them
+    (they are its largest). In a trained SAE the dead latents' pre-activations are almost
+    all negative (0.03-0.06% of AuxK's top-k_aux above 0 on the organism's transcoders), so
+    the entries fall from batch · k_aux to a few dozen and the ranking runs only on rows
+    with more than k positive entries. A NaN pre-activation is not kept (``topk`` would
+    choose it and make this loss NaN; the main loss still does).
+    """
+    positive = above_zero(block)
+    if eligible < block.shape[1]:
+        positive[:, eligible:] = False
+    counts = positive.sum(1, dtype=torch.int32)  # count_nonzero(dim) would first copy to int64
+    over = counts > k
+    n_over = int(torch.count_nonzero(over))
+    nnz = int(counts.clamp_max(k).sum())  # a row over k keeps exactly its k largest, all above 0
+    if n_over == 0:
+        return positive, nnz
+    if 2 * n_over > block.shape[0]:  # most rows: rank the whole block
+        return row_topk_mask(block, k, eligible=eligible) & positive, nnz
+    rows = over.nonzero().squeeze(1)
+    ranked = row_topk_mask(block.index_select(0, rows), k, eligible=eligible)
+    return positive.index_copy_(0, rows, ranked & positive.index_select(0, rows)), nnz
 
 
 #: threshold rules (JumpReLU, Gated) train through per-entry kernels while their entries fill
@@ -594,32 +622,35 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     def aux_loss(self, enc: EncoderPass, residual: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """``auxk_loss`` over ``candidates``, computed through ``enc``.
 
-        The top ``k_aux`` pre-activations are found among the candidate columns only. On
-        the sparse path the chosen entries go through the per-entry kernels when they are
-        few, and through GEMMs over the candidate block when they fill a large share of it
-        (AuxK's k_aux = d_in/2 often picks most dead latents); both are exact. The block's
-        choice is a mask against each row's k-th largest value (``row_topk_mask``: numpy's
-        vectorised partition, 3-5x cheaper than ``topk`` at k ≈ n/7 on one core).
+        The top ``k_aux`` pre-activations are found among the candidate columns only, and
+        only those above 0 are kept (``auxk_choice``: the rest add exact zeros). On the sparse
+        path the kept entries go through the per-entry kernels when they are few, and
+        through GEMMs over the candidate block when they fill a large share of it (an
+        untrained SAE's dead latents, half of whose pre-activations are positive); both are
+        exact.
         """
         n = int(candidates.sum())
         if n == 0:
             return enc.pre.new_zeros(()).detach()
         k = min(self.k_aux, n)
-        blocked = enc.sparse and k * BLOCK_SHARE >= n
         with torch.no_grad():
             columns = candidates.nonzero().squeeze(1)
-            if blocked:  # padding columns are never chosen (mask False): codes, outputs and gradients there are 0
+            if enc.sparse:  # padding columns are never chosen: codes, outputs and gradients there are 0
                 columns = torch.cat([columns, gemm_padding(candidates, n)])
             block = enc.pre.detach().index_select(1, columns)  # one gather, the padding included
-        if blocked:
-            mask = row_topk_mask(block, k, eligible=n)
-            codes = enc.block(columns, block, mask)
+            chosen, nnz = auxk_choice(block, k, n)
+        if nnz == 0:  # every chosen code is 0: ê = 0, no gradient
+            e_hat = residual.new_zeros(residual.shape)
+        elif enc.sparse and nnz * BLOCK_SHARE >= block.shape[0] * n:
+            codes = enc.block(columns, block, chosen)
             e_hat = block_decode(codes, self.W_dec, columns, enc._main[1] if enc._main is not None else None)
         else:
-            local = row_topk_indices(block, k)
-            latents = columns[local]
-            chosen = enc.attach(Selection.from_topk(block.gather(1, local).relu(), latents))
-            e_hat = self.decode_training(chosen, enc.sparse, bias=False)
+            rows, local = mask_entries(chosen)  # row-major: sorted by row
+            if rows.numel() == 0:  # nnz counted a NaN among a row's top k (not kept)
+                e_hat = residual.new_zeros(residual.shape)
+            else:
+                kept = enc.attach(Selection(rows, columns[local], block[rows, local], block.shape[0]))
+                e_hat = self.decode_training(kept, enc.sparse, bias=False)
         return normalized_error(residual, e_hat, self.collective)
 
     # -- the reconstruction losses: the one path every family's forward goes through ----------

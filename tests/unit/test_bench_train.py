@@ -132,3 +132,50 @@ def test_each_dead_fraction_gets_its_rows():
     rows = run(args)
     assert [(r["family"], r["dead_fraction"], r["d_sae"]) for r in rows] == [("topk", 0.1, 64), ("topk", 0.0, 64)]
     assert all(r["step_over_encoder_gemm"] > 0 for r in rows)
+
+
+def test_silent_dead_latents_fire_on_about_half_a_percent_of_rows():
+    """``--dead-kind silent``: every side lowers its dead latents' encoder biases to −2.6‖w_j‖,
+    so on the shared standard-normal batches each is above 0 on ~0.5% of rows; ``marked``
+    leaves them as initialised (about half above 0, as a live latent)."""
+    from bench.peer_timing import SILENT_BIAS_SD, dead_mask, shared_batches
+    from bench.train_side import build
+
+    p = {"d_in": 32, "d_sae": 200, "k": 4, "batch_size": 4096, "seed": 0, "device": "cpu", "kernel": "sparse"}
+    p["dead_fraction"] = 0.1
+    x = shared_batches(p)[0]
+    dead = dead_mask(p)
+    shares = {}
+    for kind in ("marked", "silent"):
+        _, sae = build({**p, "dead_kind": kind})
+        with torch.no_grad():
+            shares[kind] = float((sae.pre_acts(x)[:, dead] > 0).float().mean())
+            if kind == "silent":
+                expected = -SILENT_BIAS_SD * sae.W_enc.T[dead].norm(dim=1)
+                torch.testing.assert_close(sae.b_enc[dead], expected)
+                assert (sae.b_enc[~dead] == 0).all()  # live latents untouched
+    assert 0.4 < shares["marked"] < 0.6 and 0.001 < shares["silent"] < 0.012, shares
+
+
+def test_each_dead_kind_gets_its_rows_and_a_run_can_keep_the_others(tmp_path):
+    from bench.results_doc import section
+    from bench.train import merge_saved, run
+
+    args = _args(
+        *("--d-in", "16", "--d-sae", "64", "--k", "4", "--batch-size", "32", "--steps", "1", "--rounds", "1"),
+        *("--threads", "1", "--no-peers", "--no-dense", "--dead-fraction", "0.1", "0"),
+        *("--dead-kind", "marked", "silent"),
+    )
+    rows = run(args)
+    # with none dead the two kinds are one measurement: no silent row at 0%
+    assert [(r["dead_fraction"], r["dead_kind"]) for r in rows] == [(0.1, "marked"), (0.0, "marked"), (0.1, "silent")]
+    old = {"name": "train", "created": "then", "args": {}, "result": [{**r, "saelab_tokens_per_s": 1.0} for r in rows]}
+    machine = {"load_average": [0.5, 0.5, 0.5]}
+    new = {"name": "train", "created": "now", "args": {"keep_other_rows": True}, "machine": machine, "result": rows[2:]}
+    merged = merge_saved(old, new)
+    assert merged["result"] == old["result"][:2] + rows[2:]  # the silent row replaced, the others kept
+    assert [len(r["rows"]) for r in merged["runs"]] == [2, 1] and merged["runs"][1]["created"] == "now"
+    assert merge_saved(old, {**new, "args": {}})["result"] == rows[2:]  # without the flag a run replaces the file
+    (tmp_path / "train.json").write_text(json.dumps({"kind": "bench", "name": "train", "result": merged["result"]}))
+    text = "\n".join(section(tmp_path / "train.json"))
+    assert "| topk | 10% silent | 64 | 4 |" in text and "| topk | 10% | 64 | 4 |" in text

@@ -73,13 +73,55 @@ def test_both_auxk_paths_equal_the_reference(k_aux):
     """Few chosen among the dead latents: per-entry kernels; most of them: block GEMMs."""
     sparse, dense = pair("topk", k_aux=k_aux)
     dead = torch.zeros(F, dtype=torch.bool)
-    dead[::2] = True  # 32 candidates: k_aux 1, 2 take the per-entry path, 8 and 30 the block path
+    dead[::2] = True  # 32 candidates, about half above 0: k_aux 1, 2 take the per-entry path, 8 and 30 the block path
     x = torch.randn(40, D)
     assert_paths_agree(sparse, dense, x, None, dead)
     out = sparse(x, dead=dead)
     pre = sparse.pre_acts(x)
     torch.testing.assert_close(
         out.losses["aux_k"], sparse.cfg.aux_coefficient * auxk_loss(pre, x - out.x_hat, sparse.W_dec, dead, k_aux)
+    )
+
+
+@pytest.mark.parametrize("over_rows", [0, 3, 30])
+def test_auxk_choice_is_the_top_k_kept_above_zero(over_rows):
+    """``auxk_choice`` = each row's top k (``topk``) of the eligible columns, where > 0: rows
+    with at most k positive entries keep all of them, the others are ranked (a few rows
+    ranked alone, most rows through the whole block), padding columns never chosen."""
+    from sae.architectures.base import auxk_choice
+
+    gen = torch.Generator().manual_seed(over_rows)
+    block = torch.randn(40, 30, generator=gen) - 1.5  # about 2 of 25 eligible entries a row above 0
+    block[:over_rows, :25] += 3.0  # these rows hold more than k = 5 positive entries
+    block[35, :25] = -1.0  # a row with none
+    k, eligible = 5, 25
+    top = block[:, :eligible].topk(k, dim=1).indices
+    expected = torch.zeros_like(block, dtype=torch.bool).scatter_(1, top, True) & (block > 0)
+    got, nnz = auxk_choice(block, k, eligible)
+    assert torch.equal(got, expected) and nnz == int(expected.sum())
+    assert not got[:, eligible:].any() and not got[35].any()
+    assert (got[:over_rows].sum(1) == k).all() and (got[over_rows:].sum(1) <= k).all()
+
+
+@pytest.mark.parametrize("shift", [-0.6, -3.0, -50.0])
+def test_auxk_on_mostly_negative_dead_latents_equals_the_reference(shift):
+    """Dead latents of a trained SAE sit mostly below 0: AuxK keeps only their positive top-k
+    entries (a few a row, none on most: the per-entry path with rows of any length; none at
+    all: ê = 0 and no gradient from AuxK), and equals the reference, which ranks them all."""
+    sparse, dense = pair("topk", k_aux=8)
+    dead = torch.zeros(F, dtype=torch.bool)
+    dead[::2] = True
+    with torch.no_grad():
+        for sae in (sparse, dense):
+            sae.b_enc[dead] += shift
+    x = torch.randn(40, D)
+    assert_paths_agree(sparse, dense, x, None, dead)
+    out = sparse(x, dead=dead)
+    pre = sparse.pre_acts(x)
+    positive = int((pre[:, dead] > 0).sum())
+    assert (positive == 0) == (shift == -50.0)  # the last case keeps nothing
+    torch.testing.assert_close(
+        out.losses["aux_k"], sparse.cfg.aux_coefficient * auxk_loss(pre, x - out.x_hat, sparse.W_dec, dead, 8)
     )
 
 

@@ -126,6 +126,7 @@ def test_peer_rows_whose_coefficient_search_stopped_say_so():
     base = {"family": "jumprelu_ste", "pair": "jumprelu", "peer": "saelens", "peer_version": "6", "meets_bar": False}
     figures = dict.fromkeys(("fvu", "peer_fvu", "fvu_ratio", "l0", "peer_l0", "dead_fraction"), 0.5)
     figures |= dict.fromkeys(("peer_dead_fraction", "tokens_per_s", "peer_tokens_per_s", "tokens_per_s_ratio"), 1.0)
+    figures |= {"seconds_per_step": 0.0125, "peer_seconds_per_step": 0.04}
     row = {**base, **figures, "n_tokens": 4096, "batch_size": 1024, "d_sae": 64, "threads": 1}
     stopped = {"ours_stopped": "L0 does not answer the knob: 980 at 1, 983 at 16 (target 16)", "peer_stopped": None}
     lines = _peers({"result": [{**row, "coefficient_search": stopped}, {**row, "family": "topk", "pair": "topk"}]})
@@ -142,12 +143,14 @@ def test_peer_rows_show_steps_and_the_lrs_their_search_chose():
 
     figures = dict.fromkeys(("fvu", "peer_fvu", "fvu_ratio", "l0", "peer_l0", "dead_fraction"), 0.5)
     figures |= dict.fromkeys(("peer_dead_fraction", "tokens_per_s", "peer_tokens_per_s", "tokens_per_s_ratio"), 1.0)
+    figures |= {"seconds_per_step": 0.0125, "peer_seconds_per_step": 0.04}
     base = {"family": "topk", "pair": "topk", "peer": "sparsify", "peer_version": "1", "meets_bar": True, **figures}
     base |= {"n_tokens": 409600, "batch_size": 1024, "d_sae": 64, "threads": 1, "steps": 400}
     searched = {"ours_lr": 0.0032, "ours_lr_factor": 4.0, "peer_lr": 0.02, "peer_lr_factor": 1.0}
     jr = {**base, "pair": "jumprelu", "family": "jumprelu_ste", "n_tokens": 6144000, "steps": 6000}
     page = "\n".join(_peers({"result": [{**base, "lr_search": searched}, jr]}))
     assert "409,600 training rows" in page and "| 6,000 |" in page and "| 400 |" in page
+    assert "| 12.5 / 40.0 |" in page  # the median steps, in ms, beside the whole-loop tokens/s
     assert "- topk vs sparsify: saelab 0.0032 (×4), sparsify 0.02 (×1)" in page
     assert "jumprelu_ste vs sparsify: saelab" not in page
 
@@ -157,8 +160,9 @@ def test_the_readme_tables_are_what_the_results_give():
     assert block in README.read_text(encoding="utf-8"), (
         "README.md's performance tables are stale: run `saelab bench report --readme > docs/results.md` and commit it"
     )
-    # a row read off peers.json by hand: TopK vs SAELens, FVU 0.04209 / 0.04664, tok/s 71,480 / 28,000
-    assert "| topk | saelens | 0.902 | 16.0 / 16.0 | 2.55 | yes |" in block
+    # a row read off peers.json by hand: TopK vs SAELens, FVU 0.04209 / 0.04664; 409,600 tokens in
+    # 5.961 / 15.047 s of training loop: 68,717 / 27,221 tok/s
+    assert "| topk | saelens | 0.902 | 16.0 / 16.0 | 2.52 | yes |" in block
 
 
 def test_the_readme_block_follows_the_json_and_needs_its_markers(tmp_path):

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sae.row_topk import MASK_SHARE, STRIDED_BLOCK, plan_block, row_kth_largest, row_topk_indices, row_topk_mask
+from sae.row_topk import (
+    MASK_SHARE,
+    STRIDED_BLOCK,
+    above_zero,
+    mask_entries,
+    plan_block,
+    row_kth_largest,
+    row_topk_indices,
+    row_topk_mask,
+)
 
 
 def assert_same_choice(scores: torch.Tensor, k: int) -> None:
@@ -164,3 +173,17 @@ def test_mask_falls_back_to_topk_for_other_dtypes_and_rejects_bad_k():
     assert torch.equal(row_topk_mask(scores, 5), topk_mask(scores, 5))
     with pytest.raises(ValueError, match="k ≤ eligible"):
         row_topk_mask(scores, 50, eligible=40)
+
+
+def test_above_zero_and_mask_entries_are_torchs():
+    """numpy's comparison and flatnonzero on CPU give ``> 0`` and ``nonzero`` exactly: NaN not
+    above zero, entries row-major; other dtypes and strided masks take torch's own."""
+    gen = torch.Generator().manual_seed(5)
+    scores = torch.randn(37, 53, generator=gen)
+    scores[3, 7], scores[4, :] = float("nan"), -1.0  # a NaN, and a row with nothing above 0
+    for t in (scores, scores.double(), scores.bfloat16(), scores.t()):
+        assert torch.equal(above_zero(t), t > 0)
+    for mask in (scores > 0, (scores > 0).t(), torch.zeros(3, 4, dtype=torch.bool), scores > 9):
+        rows, cols = mask_entries(mask)
+        want_rows, want_cols = mask.nonzero(as_tuple=True)
+        assert torch.equal(rows, want_rows) and torch.equal(cols, want_cols) and rows.dtype == torch.long
