@@ -75,6 +75,7 @@ from pathlib import Path
 import torch
 
 from bench import peer_stream as ps
+from bench.saved_runs import runs_after
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache" / "peers"
@@ -877,24 +878,8 @@ def merge_saved(previous: dict | None, document: dict) -> dict:
     rows.update(new)
     order = {(p.key, p.peer): i for i, p in enumerate(PAIRS)}
     merged = sorted(rows.values(), key=lambda r: order.get((r["pair"], r["peer"]), len(order)))
-    runs = list(
-        previous.get("runs")
-        or [
-            {
-                "rows": sorted(f"{k}:{p}" for k, p in rows if (k, p) not in new),
-                "created": previous.get("created"),
-                "args": previous.get("args"),
-            }
-        ]
-    )
-    runs.append(
-        {
-            "rows": [f"{k}:{p}" for k, p in new],
-            "created": document["created"],
-            "args": document["args"],
-            "load_average": document["machine"].get("load_average"),
-        }
-    )
+    kept = sorted(f"{k}:{p}" for k, p in rows if (k, p) not in new)
+    runs = runs_after(previous, document, kept, [f"{k}:{p}" for k, p in new])
     return {**document, "result": merged, "runs": runs}
 
 

@@ -80,7 +80,7 @@ def _run_dead(doc: dict) -> float | None:
 
 def dead_cell(row: dict, doc: dict) -> str:
     """A training row's dead share, and ``silent`` when its dead latents fire on ~0.5% of rows
-    (``bench.peer_timing.silence_dead``; unmarked: as initialised, half their pre-activations above 0)."""
+    (``bench.peer_timing.silence_dead``; ``marked``, the default: as initialised, half above 0)."""
     share = fmt(row.get("dead_fraction", _run_dead(doc)), ".0%")
     return f"{share} silent" if row.get("dead_kind") == "silent" else share
 

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import torch
 
+from bench.saved_runs import runs_after
+
 SIZES = (8192, 16384)
 #: every side, in the order each round runs them: (name, peer venv or None for saelab's own interpreter)
 SIDES = {
@@ -295,14 +297,5 @@ def merge_saved(previous: dict | None, document: dict) -> dict:
     new = document["result"]
     fresh = {row_key(r) for r in new}
     kept = [r for r in previous["result"] if row_key(r) not in fresh]
-    first = {"rows": [list(row_key(r)) for r in kept], "created": previous.get("created"), "args": previous.get("args")}
-    runs = list(previous.get("runs") or [first])
-    runs.append(
-        {
-            "rows": [list(row_key(r)) for r in new],
-            "created": document["created"],
-            "args": document["args"],
-            "load_average": document["machine"].get("load_average"),
-        }
-    )
+    runs = runs_after(previous, document, [list(row_key(r)) for r in kept], [list(row_key(r)) for r in new])
     return {**document, "result": kept + new, "runs": runs}

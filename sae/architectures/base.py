@@ -313,14 +313,15 @@ def auxk_choice(block: torch.Tensor, k: int, eligible: int) -> tuple[torch.Tenso
     counts = positive.sum(1, dtype=torch.int32)  # count_nonzero(dim) would first copy to int64
     over = counts > k
     n_over = int(torch.count_nonzero(over))
-    nnz = int(counts.clamp_max(k).sum())  # a row over k keeps exactly its k largest, all above 0
     if n_over == 0:
-        return positive, nnz
+        return positive, int(counts.sum())
     if 2 * n_over > block.shape[0]:  # most rows: rank the whole block
-        return row_topk_mask(block, k, eligible=eligible) & positive, nnz
-    rows = over.nonzero().squeeze(1)
-    ranked = row_topk_mask(block.index_select(0, rows), k, eligible=eligible)
-    return positive.index_copy_(0, rows, ranked & positive.index_select(0, rows)), nnz
+        chosen = row_topk_mask(block, k, eligible=eligible) & positive
+    else:
+        rows = over.nonzero().squeeze(1)
+        ranked = row_topk_mask(block.index_select(0, rows), k, eligible=eligible)
+        chosen = positive.index_copy_(0, rows, ranked & positive.index_select(0, rows))
+    return chosen, int(torch.count_nonzero(chosen))
 
 
 #: threshold rules (JumpReLU, Gated) train through per-entry kernels while their entries fill
@@ -646,11 +647,8 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             e_hat = block_decode(codes, self.W_dec, columns, enc._main[1] if enc._main is not None else None)
         else:
             rows, local = mask_entries(chosen)  # row-major: sorted by row
-            if rows.numel() == 0:  # nnz counted a NaN among a row's top k (not kept)
-                e_hat = residual.new_zeros(residual.shape)
-            else:
-                kept = enc.attach(Selection(rows, columns[local], block[rows, local], block.shape[0]))
-                e_hat = self.decode_training(kept, enc.sparse, bias=False)
+            kept = enc.attach(Selection(rows, columns[local], block[rows, local], block.shape[0]))
+            e_hat = self.decode_training(kept, enc.sparse, bias=False)
         return normalized_error(residual, e_hat, self.collective)
 
     # -- the reconstruction losses: the one path every family's forward goes through ----------
