@@ -275,7 +275,7 @@ def _dead_fractions(args: argparse.Namespace) -> list[float]:
 def run(args: argparse.Namespace) -> list[dict]:
     return [
         measure(args, d_sae, family=family, dead=dead, dead_kind=kind)
-        for kind in getattr(args, "dead_kind", ["marked"])
+        for kind in args.dead_kind
         for dead in _dead_fractions(args)
         for family in families(args)
         for d_sae in args.d_sae
