@@ -4,13 +4,18 @@ PyTorch leaves CPU allocations to the C library. glibc serves each block above i
 threshold with a fresh ``mmap`` and hands a heap top above its trim threshold back to
 the kernel; both start at 128 KiB and adapt only partly. A loop that allocates and frees
 the same multi-megabyte blocks — the mixing buffer's emissions (16 MiB per hook), the
-trainer's batches — then pays a page fault and a page of zeroing per 4 KiB on every
-round. With the mmap threshold at 32 MiB (glibc's maximum) and the trim threshold at
-1 GiB, freed blocks stay in the heap and are reused; ``saelab bench allocator`` measures
-the organism's three-hook harvest both ways, side by side.
+trainer's batches, an SAE step's ``[batch, d_sae]`` pre-activations (256 MiB at 4096 ×
+16384) — then pays a page fault and a page of zeroing per 4 KiB on every round. So the
+tuning turns ``mmap`` off for blocks (``M_MMAP_MAX`` 0: the threshold alone stops at
+32 MiB, glibc's maximum, which left the pre-activations ~65k faults a step), keeps the
+threshold at that maximum for whoever turns ``mmap`` back on, and raises the trim
+threshold to 1 GiB: freed blocks stay in the heap and are reused. ``saelab bench
+allocator`` measures the organism's three-hook harvest both ways, side by side.
 
-The cost: up to ``TRIM_THRESHOLD`` of freed memory stays mapped to the process instead
-of returning to the system. ``SAELAB_MALLOC_TUNING=0`` turns the tuning off; an explicit
+The cost: up to ``TRIM_THRESHOLD`` of freed memory at the heap's top, and any freed block
+below it, stays mapped to the process instead of returning to the system (glibc's other
+arenas, those of threads, still ``mmap`` a block larger than their 64 MiB heaps).
+``SAELAB_MALLOC_TUNING=0`` turns the tuning off; an explicit ``MALLOC_MMAP_MAX_``,
 ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` in the environment wins over it.
 """
 
@@ -21,9 +26,15 @@ import os
 
 MMAP_THRESHOLD = 32 * 2**20  # glibc refuses more (half its 64 MiB heap size)
 TRIM_THRESHOLD = 2**30
+MMAP_MAX = 0  # blocks mmapped at once: none, every block comes from the heap
 OPT_OUT = "SAELAB_MALLOC_TUNING"
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from <malloc.h>
-_ENV = {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD, "MALLOC_TRIM_THRESHOLD_": TRIM_THRESHOLD}
+#: glibc's environment name of each setting → its ``mallopt`` parameter (from <malloc.h>)
+_MALLOPT = {"MALLOC_MMAP_THRESHOLD_": -3, "MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_MMAP_MAX_": -4}
+_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD,
+    "MALLOC_TRIM_THRESHOLD_": TRIM_THRESHOLD,
+    "MALLOC_MMAP_MAX_": MMAP_MAX,
+}
 
 
 def on_glibc() -> bool:
@@ -34,7 +45,7 @@ def on_glibc() -> bool:
 
 
 def settings() -> dict[str, int] | None:
-    """The thresholds this process tree runs with, or None when the C library's defaults apply."""
+    """The settings this process tree runs with, or None when the C library's defaults apply."""
     if not on_glibc() or os.environ.get(OPT_OUT, "1") == "0":
         return None
     if any(name in os.environ for name in _ENV):
@@ -49,7 +60,7 @@ def keep_freed_memory() -> dict[str, int] | None:
     if wanted is None or any(name in os.environ for name in _ENV):
         return wanted  # off, or values glibc already read at start-up (the user's, or ours)
     libc = ctypes.CDLL(None)
-    if not (libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
+    if not all(libc.mallopt(_MALLOPT[name], value) for name, value in wanted.items()):
         return None
     for name, value in _ENV.items():
         os.environ[name] = str(value)
