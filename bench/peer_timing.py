@@ -3,8 +3,8 @@
 Imported by the scripts in ``bench/peers/*_train.py`` inside each peer's own interpreter
 (so it needs torch only). The data are ``bench.train.activations``' batches, regenerated
 from the same seed by the same torch wheel; a step is timed as the saelab side's is (two
-untimed warm-up steps, then the median of ``steps``); peak RSS is the process's high-water
-mark, so each side's memory is measured in a process of its own.
+untimed warm-up steps, then the median of ``steps``); peak RSS is the process's own high-water
+mark (VmHWM), so each side's memory is measured in a process of its own.
 """
 
 from __future__ import annotations
@@ -69,11 +69,31 @@ def median_step_seconds(step, batches: list[torch.Tensor], steps: int, device: s
     return statistics.median(timed(2 + i, batches[i % len(batches)]) for i in range(steps))
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident set size (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss() -> tuple[float, str]:
+    """This process's peak resident set in MiB, and where it was read.
+
+    ``VmHWM`` (``/proc/self/status``) is the high-water mark of the process's own address
+    space. ``ru_maxrss`` is not: Linux carries it from the parent through fork and exec, so
+    every side the bench starts would read at least the bench process's own peak (measured:
+    a child of a process that had touched 1.2 GiB read 1,244 MiB there, 11 MiB in VmHWM).
+    ``ru_maxrss`` stays the fallback where there is no ``/proc`` (it counts bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024, "VmHWM"
+    except OSError:
+        pass
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / (2**20 if sys.platform == "darwin" else 1024), "ru_maxrss"
 
 
 def report(seconds: float, steps: int, **extra) -> None:
     """The one JSON line ``bench.peers.run_peer`` reads."""
-    print(json.dumps({"median_step_seconds": seconds, "steps": steps, "peak_rss_mib": peak_rss_mib(), **extra}))
+    mib, source = peak_rss()
+    print(
+        json.dumps(
+            {"median_step_seconds": seconds, "steps": steps, "peak_rss_mib": mib, "peak_rss_from": source, **extra}
+        )
+    )

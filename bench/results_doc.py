@@ -72,6 +72,19 @@ def _rss_cell(row: dict, peers: list[str]) -> str:
     return " / ".join(fmt(row.get(f"{s}_peak_rss_mib"), RATE) for s in ("saelab", *peers))
 
 
+def rss_caveat(rows: list[dict]) -> list[str]:
+    """A warning when some rows' peak RSS was read as ``ru_maxrss`` (before ``peak_rss_from``):
+    Linux carries it from the benchmark's process into every side it starts (``bench.peer_timing.peak_rss``)."""
+    if all(r.get("peak_rss_from") == "VmHWM" for r in rows):
+        return []
+    return [
+        "",
+        "Peak RSS in rows measured before `peak_rss_from: VmHWM` was read as `ru_maxrss`, which Linux carries "
+        "from the benchmark's own process into every side it starts: each such figure is at least the "
+        "benchmark process's peak, an upper bound on the side's own.",
+    ]
+
+
 def _run_dead(doc: dict) -> float | None:
     """The dead share of rows written before each row carried its own (the run's ``--dead-fraction``)."""
     value = doc.get("args", {}).get("dead_fraction")
@@ -133,6 +146,7 @@ def _train(doc: dict) -> list[str]:
         + (f" Peers: {optimisers}." if optimisers else ""),
         "",
         *lines,
+        *rss_caveat(rows),
     ]
 
 
@@ -162,6 +176,7 @@ def _scaling(doc: dict) -> list[str]:
                 for r in rows
             ],
         ),
+        *rss_caveat(rows),
     ]
 
 

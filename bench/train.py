@@ -236,6 +236,7 @@ def measure(
         "saelab_tokens_per_s": tps["sparse"],
         "saelab_step_s": best["sparse"],
         "saelab_peak_rss_mib": rss["sparse"],
+        "peak_rss_from": info["sparse"].get("peak_rss_from", "ru_maxrss"),
         "encoder_gemm_s": gemm,
         "step_over_encoder_gemm": best["sparse"] / gemm,
     }

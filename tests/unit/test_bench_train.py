@@ -75,6 +75,38 @@ def test_the_saelab_side_reports_a_step_and_its_memory():
     assert got["family"] == "gated" and got["kernel"] == "dense" and got["median_step_seconds"] > 0
 
 
+HOLD_AND_SPAWN = """
+import subprocess, sys
+import torch
+held = torch.ones(3 * 2**27)  # 1.5 GiB, touched
+child = "from bench.peer_timing import peak_rss; print(*peak_rss())"
+print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout)
+"""
+
+
+def test_a_sides_peak_rss_is_its_own_not_the_benchmarks():
+    """Linux carries ``ru_maxrss`` from parent to child through fork and exec, so a side
+    started by a bench process that once held 1.5 GiB would read at least that; VmHWM is
+    the child's own (a Python with torch imported: a few hundred MiB)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", HOLD_AND_SPAWN], capture_output=True, text=True, check=True, cwd=root, timeout=120
+    )
+    mib, source = out.stdout.split()
+    assert source == "VmHWM" and 20 < float(mib) < 1000, out.stdout
+
+
+def test_rows_before_vmhwm_carry_a_warning_on_their_memory():
+    from bench.results_doc import rss_caveat
+
+    assert rss_caveat([{"peak_rss_from": "VmHWM"}] * 2) == []
+    assert "upper bound" in " ".join(rss_caveat([{"peak_rss_from": "VmHWM"}, {}]))
+
+
 def _row(axis, d_sae, k, scale=1.0):
     return {
         "axis": axis,
