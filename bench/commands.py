@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, module in BENCHMARKS.items():
         p = names.add_parser(name, help=(importlib.import_module(module).__doc__ or "").strip().splitlines()[0])
         p.add_argument("--json", action="store_true", help="print the result as JSON")
+        p.add_argument("--no-save", action="store_true", help="print only: leave bench/results/ as it is (a check run)")
         p.add_argument("--device", default="cpu", help="cpu or cuda")
         add = getattr(importlib.import_module(module), "add_arguments", None)
         if add:
@@ -45,7 +46,7 @@ def _conditions(args: argparse.Namespace) -> dict:
 
     from sae.allocator import settings
 
-    skip = {"func", "module", "json", "bench_name"}
+    skip = {"func", "module", "json", "no_save", "bench_name"}
     return {
         "args": {k: v for k, v in vars(args).items() if k not in skip},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -80,7 +81,8 @@ def _save(name: str, result, args: argparse.Namespace) -> Path:
 
 def _run_one(args: argparse.Namespace) -> int:
     result = importlib.import_module(args.module).run(args)
-    _save(args.bench_name, result, args)
+    if not args.no_save:
+        _save(args.bench_name, result, args)
     print(json.dumps(result, indent=2) if args.json else _table({args.bench_name: result}))
     return 0
 

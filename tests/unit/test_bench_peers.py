@@ -311,6 +311,26 @@ def test_saving_a_rows_run_merges_into_the_previous_file(tmp_path, monkeypatch):
     assert saved["args"]["rows"] == "gated:saelens" and len(saved["runs"]) == 2
 
 
+def test_a_no_save_run_prints_and_leaves_the_results_alone(tmp_path, monkeypatch, capsys):
+    import json
+    import sys
+    import types
+
+    from bench import commands
+
+    monkeypatch.setattr(commands, "RESULTS_DIR", tmp_path)
+    fake = types.ModuleType("fake_bench")
+    fake.run = lambda args: [{"ratio": 2.5}]
+    monkeypatch.setitem(sys.modules, "fake_bench", fake)
+    args = argparse.Namespace(module="fake_bench", bench_name="fake", device="cpu", json=True, no_save=True)
+    assert commands._run_one(args) == 0
+    assert json.loads(capsys.readouterr().out) == [{"ratio": 2.5}] and not list(tmp_path.iterdir())
+    args.no_save = False
+    commands._run_one(args)
+    saved = json.loads((tmp_path / "fake.json").read_text())
+    assert saved["result"] == [{"ratio": 2.5}] and "no_save" not in saved["args"]
+
+
 def test_the_threshold_ema_scales_start_and_horizon_together():
     assert pp.threshold_ema(1000) == {"threshold_start_step": 1000, "threshold_beta": pytest.approx(0.999)}
     assert pp.threshold_ema(50)["threshold_beta"] == pytest.approx(0.98)
