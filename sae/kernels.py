@@ -62,6 +62,8 @@ class Layout:
     row_offsets: torch.Tensor  # [n_rows]: where each row's entries start
     latent_order: torch.Tensor  # [nnz]: a permutation grouping the entries by latent
     latent_offsets: torch.Tensor  # [d_sae]: where each latent's group starts in latent_order
+    latent_rows: torch.Tensor  # [nnz]: rows[latent_order], each entry's row in latent order
+    latent_ids: torch.Tensor  # [nnz]: latents[latent_order], each entry's latent in latent order
 
     @staticmethod
     def of(rows: torch.Tensor, latents: torch.Tensor, n_rows: int, d_sae: int) -> Layout:
@@ -69,7 +71,8 @@ class Layout:
             row_offsets = _starts(torch.bincount(rows, minlength=n_rows))
             latent_order = group_order(latents, d_sae)
             latent_offsets = _starts(torch.bincount(latents, minlength=d_sae))
-        return Layout(row_offsets, latent_order, latent_offsets)
+            latent_rows, latent_ids = rows[latent_order], latents[latent_order]
+        return Layout(row_offsets, latent_order, latent_offsets, latent_rows, latent_ids)
 
 
 class GradStash:
@@ -121,25 +124,67 @@ def _by_row(indices: torch.Tensor, table: torch.Tensor, weights: torch.Tensor, l
 
 def _by_latent(rows: torch.Tensor, table: torch.Tensor, weights: torch.Tensor, layout: Layout) -> torch.Tensor:
     """out[j] = Σ over latent j's entries of weights · table[rows]."""
-    order = layout.latent_order
-    return F.embedding_bag(rows[order], table, layout.latent_offsets, mode="sum", per_sample_weights=weights[order])
+    return F.embedding_bag(
+        layout.latent_rows, table, layout.latent_offsets, mode="sum", per_sample_weights=weights[layout.latent_order]
+    )
+
+
+#: bytes of one column block of ``_by_latent_columns``: the block's ``[n, d_in]`` sums stay in a
+#: core's L2 cache (2 MiB on the machines measured) while they are copied into their columns
+_COLUMN_BLOCK_BYTES = 3 << 19
+
+
+def _by_latent_columns(rows: torch.Tensor, table: torch.Tensor, weights: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """``_by_latent(...).T`` as a contiguous ``[d_in, d_sae]`` tensor: W_enc's own layout.
+
+    Autograd copies a gradient whose strides differ from its parameter's into the
+    parameter's layout, a transposing copy of the whole ``[d_sae, d_in]`` sum that misses
+    the cache on every row (17 ms a step on CPU at d_sae 16384, d_in 768, against 6 ms for
+    the sums). On CPU the sums are made a block of latents at a time, each block copied into
+    its columns while it is still in cache: 23 → 14 ms there, 14 → 9 ms at 8192, with the
+    same values bit for bit. Elsewhere the plain transpose: a GPU copies fast, and the
+    blocks' bounds would each cost a device sync.
+    """
+    if table.device.type != "cpu":
+        return _by_latent(rows, table, weights, layout).T.contiguous()
+    d_sae, d_in = layout.latent_offsets.numel(), table.shape[1]
+    block = max(1, _COLUMN_BLOCK_BYTES // (d_in * table.element_size()))
+    weights = weights[layout.latent_order]
+    bounds = torch.cat([layout.latent_offsets[::block], layout.latent_offsets.new_tensor([rows.numel()])]).tolist()
+    out = table.new_empty(d_in, d_sae)
+    for i, start in enumerate(range(0, d_sae, block)):
+        a, b = bounds[i], bounds[i + 1]
+        sums = F.embedding_bag(
+            layout.latent_rows[a:b],
+            table,
+            layout.latent_offsets[start : start + block] - a,
+            mode="sum",
+            per_sample_weights=weights[a:b],
+        )
+        out[:, start : start + block].copy_(sums.T)
+    return out
 
 
 def _entry_dots(
     grad_out: torch.Tensor, W_dec: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor, layout: Layout
 ) -> torch.Tensor:
-    """W_dec[latent] · grad_out[row] for every entry.
+    """W_dec[latent] · grad_out[row] for every entry, in the entries' (row) order.
 
     ATen's fused per-sample-weights backward of ``embedding_bag`` does exactly this without
-    materialising the ``[nnz, d_in]`` gathers (about 20x faster on CPU); the gather-and-dot
-    stays as the fallback should a build lack the op.
+    materialising the ``[nnz, d_in]`` gathers (about 20x faster on CPU than gather-and-dot,
+    which stays as the fallback should a build lack the op). It is called with the roles
+    swapped, entries in latent order: each ``W_dec`` row then stays in cache across its
+    latent's entries and only ``grad_out`` rows are gathered, where in row order every entry
+    gathers a ``W_dec`` row from a table that outgrows the cache as d_sae grows (on CPU at
+    d_in 768, batch 4096, k 32: 15 → 10 ms at d_sae 8192, 30 → 9 ms at 16384).
     """
     try:
-        return torch.ops.aten._embedding_bag_per_sample_weights_backward(
-            grad_out, W_dec, latents, layout.row_offsets, rows, 0, -1
+        dots = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+            W_dec, grad_out, layout.latent_rows, layout.latent_offsets, layout.latent_ids, 0, -1
         )
     except (AttributeError, RuntimeError):
         return torch.einsum("nd,nd->n", W_dec.index_select(0, latents), grad_out.index_select(0, rows))
+    return torch.empty_like(dots).index_copy_(0, layout.latent_order, dots)
 
 
 class _SparseEncode(torch.autograd.Function):
@@ -166,18 +211,17 @@ class _SparseEncode(torch.autograd.Function):
         # ReLU: no gradient where the chosen entry is ≤ 0
         g = (grad_values * (values > 0) if ctx.relu else grad_values).contiguous()
         need_x, need_shift, need_w, need_b = ctx.needs_input_grad[:4]
-        grad_x = grad_shift = grad_w_t = grad_b = None
+        grad_x = grad_shift = grad_w = grad_b = None
         if need_b or need_shift:
             grad_b = torch.zeros(W_enc.shape[1], dtype=g.dtype, device=g.device).index_add_(0, latents, g)
         if need_w:
-            grad_w_t = _by_latent(rows, sae_in, g, ctx.layout)
+            grad_w = _by_latent_columns(rows, sae_in, g, ctx.layout)
         if ctx.stash is not None:  # a block's share (AuxK): added here, before ∂shift reads ∂b_enc
-            ctx.stash.add_into(grad_w_t, grad_b)
+            ctx.stash.add_into(grad_w.T if grad_w is not None else None, grad_b)
         if need_shift:
             grad_shift = -(W_enc @ grad_b)
         if need_x:
             grad_x = _by_row(latents, W_enc.T.contiguous(), g, ctx.layout)
-        grad_w = grad_w_t.T if grad_w_t is not None else None
         return grad_x, grad_shift, grad_w, grad_b if need_b else None, None, None, None, None, None, None, None
 
 

@@ -293,6 +293,25 @@ def test_a_block_leaves_its_encoder_gradient_to_the_selection_encode(x_needs_gra
         block_encode(x, shift, W, b, x, torch.zeros(B, n_cols), columns, mask, GradStash(), None)
 
 
+@pytest.mark.parametrize("block", [1, 5, F])
+def test_column_blocks_equal_the_transposed_latent_sums(block, monkeypatch):
+    """∂W_enc written a block of latents at a time equals the whole [d_sae, d_in] sum transposed,
+    bit for bit: empty latents, a last partial block, a single block; and the parity tests'
+    W_enc gradients (AuxK's stash included) hold with blocks of a few latents."""
+    import sae.kernels as kernels
+
+    monkeypatch.setattr(kernels, "_COLUMN_BLOCK_BYTES", block * D * 4)
+    rows, latents, layout = random_entries(seed=7)
+    assert torch.bincount(latents, minlength=F).eq(0).any()  # some latents have no entry
+    table, weights = torch.randn(10, D), torch.randn(len(rows))
+    got = kernels._by_latent_columns(rows, table, weights, layout)
+    assert got.shape == (D, F) and got.is_contiguous()
+    assert torch.equal(got, kernels._by_latent(rows, table, weights, layout).T)
+    dead = torch.zeros(F, dtype=torch.bool)
+    dead[::3] = True  # AuxK on its block path, whose encoder rows go through the stash
+    assert_paths_agree(*pair("topk"), torch.randn(32, D), dead=dead)
+
+
 @pytest.mark.parametrize("order", ["one_backward", "decode_first", "no_decode_backward"])
 def test_a_block_decode_leaves_its_decoder_gradient_to_the_selection_decode(order):
     """A block decode's W_dec rows reach W_dec.grad through the selection's sparse decode when
