@@ -27,8 +27,8 @@ def test_the_page_quotes_the_figures_the_readme_quoted():
     # train, d_sae 8192: saelab sparse / dense, SAELens, sparsify, dictionary_learning tok/s, the three
     # speedups, sparse over dense, step over the GEMM, peak RSS per side
     assert (
-        "| topk | 10% | 8,192 | 32 | 7,710 | 1,580 | 1,416 | 3,932 | 1,920 | 5.44 | 1.96 | 4.01 | 4.88 | 1.88 "
-        "| 1,035 / 2,974 / 2,213 / 1,771 |" in page
+        "| topk | 10% | 8,192 | 32 | 7,919 | 1,563 | 1,481 | 4,853 | 2,099 | 5.35 | 1.63 | 3.77 | 5.07 | 1.82 "
+        "| 1,023 / 3,031 / 1,829 / 1,607 |" in page
     )
     assert "| topk | 0.0321 | 0.0322 | 0.9964 | 0.9875 |" in page  # parity's widest pair
     # the discrete-SAE 0.816 is its head-pair AUC, not an edge AUC; 0.677 is the paper's edge-method figure
