@@ -122,8 +122,8 @@ def _by_row(indices: torch.Tensor, table: torch.Tensor, weights: torch.Tensor, l
     return F.embedding_bag(indices, table, layout.row_offsets, mode="sum", per_sample_weights=weights)
 
 
-def _by_latent(rows: torch.Tensor, table: torch.Tensor, weights: torch.Tensor, layout: Layout) -> torch.Tensor:
-    """out[j] = Σ over latent j's entries of weights · table[rows]."""
+def _by_latent(table: torch.Tensor, weights: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """out[j] = Σ over latent j's entries of weights · table[row] (the rows are the layout's)."""
     return F.embedding_bag(
         layout.latent_rows, table, layout.latent_offsets, mode="sum", per_sample_weights=weights[layout.latent_order]
     )
@@ -134,7 +134,7 @@ def _by_latent(rows: torch.Tensor, table: torch.Tensor, weights: torch.Tensor, l
 _COLUMN_BLOCK_BYTES = 3 << 19
 
 
-def _by_latent_columns(rows: torch.Tensor, table: torch.Tensor, weights: torch.Tensor, layout: Layout) -> torch.Tensor:
+def _by_latent_columns(table: torch.Tensor, weights: torch.Tensor, layout: Layout) -> torch.Tensor:
     """``_by_latent(...).T`` as a contiguous ``[d_in, d_sae]`` tensor: W_enc's own layout.
 
     Autograd copies a gradient whose strides differ from its parameter's into the
@@ -146,11 +146,11 @@ def _by_latent_columns(rows: torch.Tensor, table: torch.Tensor, weights: torch.T
     blocks' bounds would each cost a device sync.
     """
     if table.device.type != "cpu":
-        return _by_latent(rows, table, weights, layout).T.contiguous()
+        return _by_latent(table, weights, layout).T.contiguous()
     d_sae, d_in = layout.latent_offsets.numel(), table.shape[1]
     block = max(1, _COLUMN_BLOCK_BYTES // (d_in * table.element_size()))
     weights = weights[layout.latent_order]
-    bounds = torch.cat([layout.latent_offsets[::block], layout.latent_offsets.new_tensor([rows.numel()])]).tolist()
+    bounds = torch.cat([layout.latent_offsets[::block], layout.latent_offsets.new_tensor([weights.numel()])]).tolist()
     out = table.new_empty(d_in, d_sae)
     for i, start in enumerate(range(0, d_sae, block)):
         a, b = bounds[i], bounds[i + 1]
@@ -199,7 +199,7 @@ class _SparseEncode(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, shift, W_enc, b_enc, sae_in, pre_values, rows, latents, layout, stash, relu=True):
         values = pre_values.relu() if relu else pre_values.clone()
-        ctx.save_for_backward(sae_in, W_enc, rows, latents, values)
+        ctx.save_for_backward(sae_in, W_enc, latents, values)  # the rows are the layout's
         ctx.layout = layout
         ctx.stash = stash
         ctx.relu = relu
@@ -207,7 +207,7 @@ class _SparseEncode(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_values):
-        sae_in, W_enc, rows, latents, values = ctx.saved_tensors
+        sae_in, W_enc, latents, values = ctx.saved_tensors
         # ReLU: no gradient where the chosen entry is ≤ 0
         g = (grad_values * (values > 0) if ctx.relu else grad_values).contiguous()
         need_x, need_shift, need_w, need_b = ctx.needs_input_grad[:4]
@@ -215,7 +215,7 @@ class _SparseEncode(torch.autograd.Function):
         if need_b or need_shift:
             grad_b = torch.zeros(W_enc.shape[1], dtype=g.dtype, device=g.device).index_add_(0, latents, g)
         if need_w:
-            grad_w = _by_latent_columns(rows, sae_in, g, ctx.layout)
+            grad_w = _by_latent_columns(sae_in, g, ctx.layout)
         if ctx.stash is not None:  # a block's share (AuxK): added here, before ∂shift reads ∂b_enc
             ctx.stash.add_into(grad_w.T if grad_w is not None else None, grad_b)
         if need_shift:
@@ -243,7 +243,7 @@ class _SparseDecode(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_values = _entry_dots(grad_out, W_dec, rows, latents, ctx.layout)
         if ctx.needs_input_grad[1]:
-            grad_w = _by_latent(rows, grad_out, values.detach(), ctx.layout)
+            grad_w = _by_latent(grad_out, values.detach(), ctx.layout)
         if ctx.stash is not None:  # block decodes' rows (AuxK), left before this backward ran
             ctx.stash.add_decoder_into(grad_w)
         return grad_values, grad_w, None, None, None, None

@@ -304,9 +304,9 @@ def test_column_blocks_equal_the_transposed_latent_sums(block, monkeypatch):
     rows, latents, layout = random_entries(seed=7)
     assert torch.bincount(latents, minlength=F).eq(0).any()  # some latents have no entry
     table, weights = torch.randn(10, D), torch.randn(len(rows))
-    got = kernels._by_latent_columns(rows, table, weights, layout)
+    got = kernels._by_latent_columns(table, weights, layout)
     assert got.shape == (D, F) and got.is_contiguous()
-    assert torch.equal(got, kernels._by_latent(rows, table, weights, layout).T)
+    assert torch.equal(got, kernels._by_latent(table, weights, layout).T)
     dead = torch.zeros(F, dtype=torch.bool)
     dead[::3] = True  # AuxK on its block path, whose encoder rows go through the stash
     assert_paths_agree(*pair("topk"), torch.randn(32, D), dead=dead)
